@@ -1,0 +1,1 @@
+"""Pulumi components, one concern per module."""

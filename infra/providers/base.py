@@ -1,0 +1,31 @@
+"""Shared behaviour of the project's dynamic providers: input diffing and secret-safe errors."""
+from typing import Any
+
+from pulumi.dynamic import DiffResult, ResourceProvider
+
+
+class ManagedProvider(ResourceProvider):
+    """A provider whose resource is fully described by the inputs named in `managed`.
+
+    A change to a name in `replace_on` replaces the resource (delete first, since names are unique
+    on the server); a change to any other managed input is an in-place update.
+    """
+
+    # The serialized provider holds no secret (connection secrets travel as inputs), so it is only
+    # made secret if it captured one.
+    serialize_as_secret_always = False
+    managed: tuple[str, ...] = ()
+    replace_on: tuple[str, ...] = ()
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [k for k in self.managed if olds.get(k) != news.get(k)]
+        replaces = [k for k in changed if k in self.replace_on]
+        return DiffResult(
+            changes=bool(changed),
+            replaces=replaces,
+            delete_before_replace=bool(replaces),
+        )
+
+
+def inputs_of(props: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {k: props.get(k) for k in names}

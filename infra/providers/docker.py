@@ -1,0 +1,256 @@
+"""Container-engine resources over the Docker Engine API (docker SDK).
+
+They work against Docker and against Podman's Docker-compatible socket. `docker_host` is an input so a
+stack can target any engine (default: DOCKER_HOST of the `pulumi up` environment).
+"""
+import hashlib
+import os
+import time
+from typing import Any, Optional
+
+import docker
+import pulumi
+import requests
+from docker.errors import NotFound
+from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
+
+from .base import ManagedProvider
+
+
+def engine(props: dict[str, Any]) -> docker.DockerClient:
+    return docker.DockerClient(base_url=props["docker_host"], timeout=300)
+
+
+def default_docker_host() -> str:
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+class _NetworkProvider(ManagedProvider):
+    managed = ("name", "internal", "labels", "docker_host")
+    replace_on = managed
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        net = engine(props).networks.create(
+            props["name"], driver="bridge", internal=bool(props["internal"]), labels=props["labels"] or {}
+        )
+        return CreateResult(net.id, dict(props))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        try:
+            engine(props).networks.get(id_)
+        except NotFound:
+            return ReadResult(None, {})
+        return ReadResult(id_, dict(props))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        try:
+            engine(props).networks.get(id_).remove()
+        except NotFound:
+            pass
+
+
+class Network(Resource, module="docker", name="Network"):
+    def __init__(self, name: str, *, network_name: str, internal: bool = False,
+                 labels: Optional[dict[str, str]] = None, docker_host: Optional[str] = None,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(_NetworkProvider(), name, {
+            "name": network_name, "internal": internal, "labels": labels or {},
+            "docker_host": docker_host or default_docker_host(),
+        }, opts)
+
+
+class _VolumeProvider(ManagedProvider):
+    managed = ("name", "labels", "docker_host")
+    replace_on = managed
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        vol = engine(props).volumes.create(props["name"], labels=props["labels"] or {})
+        return CreateResult(vol.name, dict(props))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        try:
+            engine(props).volumes.get(id_)
+        except NotFound:
+            return ReadResult(None, {})
+        return ReadResult(id_, dict(props))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        try:
+            engine(props).volumes.get(id_).remove(force=True)
+        except NotFound:
+            pass
+
+
+class Volume(Resource, module="docker", name="Volume"):
+    def __init__(self, name: str, *, volume_name: str, labels: Optional[dict[str, str]] = None,
+                 docker_host: Optional[str] = None, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(_VolumeProvider(), name, {
+            "name": volume_name, "labels": labels or {}, "docker_host": docker_host or default_docker_host(),
+        }, opts)
+
+
+def context_digest(path: str) -> str:
+    """A digest of every file under a build context, so an edited file rebuilds the image."""
+    h = hashlib.sha256()
+    for root, dirs, files in sorted(os.walk(path)):
+        dirs[:] = sorted(d for d in dirs if d not in ("__pycache__", ".pytest_cache"))
+        for f in sorted(files):
+            full = os.path.join(root, f)
+            h.update(os.path.relpath(full, path).encode())
+            with open(full, "rb") as fh:
+                h.update(hashlib.sha256(fh.read()).digest())
+    return h.hexdigest()
+
+
+class _ImageProvider(ManagedProvider):
+    managed = ("tag", "context", "dockerfile", "build_args", "context_digest", "docker_host")
+    replace_on = managed
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        # The legacy builder: Podman's API has no BuildKit session endpoint.
+        image, _ = engine(props).images.build(
+            path=props["context"], dockerfile=props["dockerfile"] or "Dockerfile", tag=props["tag"],
+            buildargs=props["build_args"] or {}, rm=True, forcerm=True, pull=False,
+        )
+        return CreateResult(props["tag"], {**props, "image_id": image.id})
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        try:
+            image = engine(props).images.get(id_)
+        except NotFound:
+            return ReadResult(None, {})
+        return ReadResult(id_, {**props, "image_id": image.id})
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        try:
+            engine(props).images.remove(id_, noprune=False)
+        except NotFound:
+            pass
+
+
+class Image(Resource, module="docker", name="Image"):
+    """An image built on the engine from a local context; rebuilt when any file in it changes."""
+
+    image_id: pulumi.Output[str]
+
+    def __init__(self, name: str, *, tag: str, context: str, dockerfile: str = "Dockerfile",
+                 build_args: Optional[dict[str, str]] = None, docker_host: Optional[str] = None,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(_ImageProvider(), name, {
+            "tag": tag, "context": os.path.abspath(context), "dockerfile": dockerfile,
+            "build_args": build_args or {}, "context_digest": context_digest(context),
+            "docker_host": docker_host or default_docker_host(), "image_id": None,
+        }, opts)
+
+
+CONTAINER_INPUTS = (
+    "name", "image", "command", "entrypoint", "env", "ports", "networks", "volumes", "user",
+    "read_only", "tmpfs", "labels", "restart", "cap_drop", "security_opt", "init", "mem_limit",
+    "docker_host", "wait_http_path",
+)
+
+
+class _ContainerProvider(ManagedProvider):
+    managed = CONTAINER_INPUTS
+    replace_on = CONTAINER_INPUTS  # a container's configuration is immutable
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        client = engine(props)
+        networks = props["networks"] or []
+        kwargs: dict[str, Any] = dict(
+            image=props["image"], name=props["name"], detach=True,
+            command=props["command"] or None, entrypoint=props["entrypoint"] or None,
+            environment=props["env"] or {}, user=props["user"] or None,
+            read_only=bool(props["read_only"]), tmpfs=props["tmpfs"] or None,
+            labels=props["labels"] or {}, cap_drop=props["cap_drop"] or None,
+            security_opt=props["security_opt"] or None, init=bool(props["init"]),
+            mem_limit=props["mem_limit"] or None,
+            restart_policy={"Name": props["restart"]} if props["restart"] else None,
+            # Numbers arrive from the engine as floats.
+            ports={f"{int(p['internal'])}/tcp": (p.get("host_ip") or "127.0.0.1", int(p.get("external") or 0) or None)
+                   for p in props["ports"] or []},
+            volumes={v["source"]: {"bind": v["target"], "mode": "ro" if v.get("read_only") else "rw"}
+                     for v in props["volumes"] or []},
+            network=networks[0]["name"] if networks else None,
+        )
+        if networks and networks[0].get("aliases"):
+            kwargs["networking_config"] = {networks[0]["name"]: client.api.create_endpoint_config(
+                aliases=networks[0]["aliases"])}
+        container = client.containers.run(**kwargs)
+        try:
+            for extra in networks[1:]:
+                client.networks.get(extra["name"]).connect(container, aliases=extra.get("aliases"))
+            outs = self._outs(client, container.id, props)
+            if props["wait_http_path"] and outs["host_ports"]:
+                _wait_http(f"http://127.0.0.1:{outs['host_ports'][0]['external']}{props['wait_http_path']}",
+                           container)
+        except Exception:
+            # No half-made container left behind: a failed create removes it.
+            container.remove(force=True)
+            raise
+        return CreateResult(container.id, outs)
+
+    def _outs(self, client: docker.DockerClient, id_: str, props: dict[str, Any]) -> dict[str, Any]:
+        c = client.containers.get(id_)
+        host_ports = []
+        for key, binds in sorted((c.attrs["NetworkSettings"].get("Ports") or {}).items()):
+            for b in binds or []:
+                host_ports.append({"internal": int(key.split("/")[0]), "external": int(b["HostPort"]),
+                                   "host_ip": b.get("HostIp") or ""})
+        return {**props, "host_ports": host_ports, "state": c.status}
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        client = engine(props)
+        try:
+            return ReadResult(id_, self._outs(client, id_, props))
+        except NotFound:
+            return ReadResult(None, {})
+
+    def update(self, id_: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(self._outs(engine(news), id_, news))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        try:
+            engine(props).containers.get(id_).remove(force=True, v=False)
+        except NotFound:
+            pass
+
+
+def _wait_http(url: str, container: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException:
+            container.reload()
+            if container.status in ("exited", "dead"):
+                break
+            time.sleep(0.2)
+    raise RuntimeError(f"container {container.name} did not answer on {url} (state {container.status})")
+
+
+class Container(Resource, module="docker", name="Container"):
+    """A long-running container. Ports publish on 127.0.0.1 by default; `external: 0` picks a free port."""
+
+    host_ports: pulumi.Output[list]
+    state: pulumi.Output[str]
+
+    def __init__(self, name: str, *, container_name: str, image: pulumi.Input[str],
+                 command: Optional[list[str]] = None, entrypoint: Optional[list[str]] = None,
+                 env: Optional[pulumi.Input[dict[str, str]]] = None, ports: Optional[list[dict]] = None,
+                 networks: Optional[list[dict]] = None, volumes: Optional[list[dict]] = None,
+                 user: str = "", read_only: bool = False, tmpfs: Optional[dict[str, str]] = None,
+                 labels: Optional[dict[str, str]] = None, restart: str = "unless-stopped",
+                 cap_drop: Optional[list[str]] = None, security_opt: Optional[list[str]] = None,
+                 init: bool = True, mem_limit: str = "", wait_http_path: str = "",
+                 docker_host: Optional[str] = None, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(_ContainerProvider(), name, {
+            "name": container_name, "image": image, "command": command or [], "entrypoint": entrypoint or [],
+            "env": env or {}, "ports": ports or [], "networks": networks or [], "volumes": volumes or [],
+            "user": user, "read_only": read_only, "tmpfs": tmpfs or {}, "labels": labels or {},
+            "restart": restart, "cap_drop": cap_drop if cap_drop is not None else ["ALL"],
+            "security_opt": security_opt if security_opt is not None else ["no-new-privileges"],
+            "init": init, "mem_limit": mem_limit, "wait_http_path": wait_http_path,
+            "docker_host": docker_host or default_docker_host(), "host_ports": None, "state": None,
+        }, opts)

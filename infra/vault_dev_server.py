@@ -1,0 +1,54 @@
+"""A single Vault/OpenBao server in dev mode, in a container on the local engine."""
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pulumi
+
+from infra.providers import docker
+
+
+@dataclass
+class VaultDevServerArgs:
+    image: str
+    root_token: pulumi.Input[str]
+    host_port: int = 0  # 0: the engine picks a free port
+    labels: dict[str, str] = field(default_factory=dict)
+    docker_host: Optional[str] = None
+
+
+class VaultDevServer(pulumi.ComponentResource):
+    """Dev mode keeps everything in memory and starts unsealed: for local development only.
+
+    Outputs: `address` (published on 127.0.0.1 only) and `root_token` (secret).
+    """
+
+    address: pulumi.Output[str]
+    root_token: pulumi.Output[str]
+
+    def __init__(self, name: str, args: VaultDevServerArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("vault-envvars:infra:VaultDevServer", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        prefix = f"{pulumi.get_project()}-{pulumi.get_stack()}-{name}"
+        self.network = docker.Network(
+            f"{name}-net", network_name=f"{prefix}-net", labels=args.labels,
+            docker_host=args.docker_host, opts=child,
+        )
+        self.container = docker.Container(
+            f"{name}-server",
+            container_name=prefix,
+            image=args.image,
+            command=["server", "-dev", "-dev-listen-address=0.0.0.0:8200", "-dev-no-store-token"],
+            env=pulumi.Output.secret(pulumi.Output.from_input(args.root_token).apply(
+                lambda t: {"BAO_DEV_ROOT_TOKEN_ID": t, "VAULT_DEV_ROOT_TOKEN_ID": t})),
+            ports=[{"internal": 8200, "external": args.host_port}],
+            networks=[{"name": f"{prefix}-net", "aliases": ["vault"]}],
+            read_only=True,
+            tmpfs={"/tmp": "rw,size=16m"},
+            labels=args.labels,
+            wait_http_path="/v1/sys/health",
+            docker_host=args.docker_host,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.network]),
+        )
+        self.address = self.container.host_ports.apply(lambda ports: f"http://127.0.0.1:{int(ports[0]['external'])}")
+        self.root_token = pulumi.Output.secret(args.root_token)
+        self.register_outputs({"address": self.address, "root_token": self.root_token})

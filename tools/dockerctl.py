@@ -1,0 +1,43 @@
+"""Engine-neutral image helpers for tools/images.sh, through the Docker Engine API (docker SDK).
+
+Works the same against Docker and against Podman's compatible socket, so no `docker`/`podman` CLI is
+required. Usage: dockerctl.py exists IMAGE | import IMAGE (tar on stdin) | build CONTEXT IMAGE
+"""
+import json
+import sys
+
+import docker
+from docker.errors import ImageNotFound
+
+
+def main(argv: list[str]) -> int:
+    client = docker.from_env(timeout=600)
+    cmd, *args = argv
+    if cmd == "exists":
+        try:
+            client.images.get(args[0])
+            return 0
+        except ImageNotFound:
+            return 1
+    if cmd == "import":
+        repo, tag = args[0].rsplit(":", 1)
+        result = client.api.import_image_from_stream(sys.stdin.buffer, repository=repo, tag=tag)
+        # Podman's compatible endpoint ignores the tag (it imports as :latest): tag by the returned id.
+        image_id = json.loads(result.strip().splitlines()[-1])["status"].strip()
+        client.images.get(image_id).tag(repo, tag)
+        if tag != "latest" and f"{repo}:latest" in client.images.get(image_id).tags:
+            client.images.remove(f"{repo}:latest")
+        client.images.get(args[0])  # raises if the import did not land
+        return 0
+    if cmd == "build":
+        context, tag = args
+        _, logs = client.images.build(path=context, tag=tag, rm=True, forcerm=True)
+        for chunk in logs:
+            if "stream" in chunk:
+                sys.stderr.write(chunk["stream"])
+        return 0
+    raise SystemExit(f"unknown command {cmd!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
