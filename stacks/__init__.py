@@ -17,5 +17,6 @@ def composition_for(stack: str) -> str:
     return kind
 
 
-def deploy(stack: str) -> None:
-    importlib.import_module(f"stacks.{composition_for(stack)}").deploy()
+def deploy(stack: str) -> dict:
+    """Runs the stack's composition; returns its exported outputs."""
+    return importlib.import_module(f"stacks.{composition_for(stack)}").deploy()

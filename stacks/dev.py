@@ -6,12 +6,14 @@ from infra.vault_dev_server import VaultDevServer, VaultDevServerArgs
 from stacks.config import DevConfig
 
 
-def deploy() -> None:
+def deploy() -> dict[str, pulumi.Output]:
     cfg = DevConfig.load()
     labels = {"vault-envvars.stack": pulumi.get_stack()}
     root_token = RandomSecret("vault-dev-root-token", length=24, prefix="dev-")
     vault = VaultDevServer("vault", VaultDevServerArgs(
         image=cfg.vault_image, root_token=root_token.result, host_port=cfg.vault_host_port, labels=labels,
     ))
-    pulumi.export("vault_address", vault.address)
-    pulumi.export("vault_root_token", vault.root_token)
+    outputs = {"vault_address": vault.address, "vault_root_token": vault.root_token}
+    for key, value in outputs.items():
+        pulumi.export(key, value)
+    return outputs

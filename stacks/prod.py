@@ -5,7 +5,7 @@ import pulumi_kubernetes as k8s
 from stacks.config import ProdConfig
 
 
-def deploy() -> None:
+def deploy() -> dict[str, pulumi.Output]:
     cfg = ProdConfig.load()
     provider = k8s.Provider("k8s", render_yaml_to_directory=cfg.render_dir or None)
     ns = k8s.core.v1.Namespace(
@@ -13,4 +13,7 @@ def deploy() -> None:
         metadata={"name": cfg.namespace, "labels": {"app.kubernetes.io/part-of": "vault-envvars"}},
         opts=pulumi.ResourceOptions(provider=provider),
     )
-    pulumi.export("namespace", ns.metadata["name"])
+    outputs = {"namespace": ns.metadata["name"]}
+    for key, value in outputs.items():
+        pulumi.export(key, value)
+    return outputs

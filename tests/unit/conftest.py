@@ -1,0 +1,38 @@
+"""Pulumi mocks: components and stacks run in-process, every registered resource is recorded."""
+import pulumi
+import pytest
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self):
+        self.resources: list[pulumi.runtime.MockResourceArgs] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.resources.append(args)
+        outputs = dict(args.inputs)
+        if args.typ.endswith("docker:Container"):
+            outputs["host_ports"] = [
+                {"internal": p["internal"], "external": p["external"] or 49152, "host_ip": "127.0.0.1"}
+                for p in args.inputs.get("ports", [])
+            ]
+        if args.typ.endswith("random:RandomSecret"):
+            outputs["result"] = args.inputs.get("prefix", "") + "x" * int(args.inputs["length"])
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+    def of_type(self, suffix: str) -> list[pulumi.runtime.MockResourceArgs]:
+        return [r for r in self.resources if r.typ.endswith(suffix)]
+
+
+@pytest.fixture
+def mocks(request) -> RecordingMocks:
+    m = RecordingMocks()
+    pulumi.runtime.set_mocks(m, project="vault-envvars", stack="dev", preview=False)
+    config = getattr(request, "param", {})
+    pulumi.runtime.set_all_config({f"vault-envvars:{k}": v for k, v in config.items()})
+    yield m
+    pulumi.runtime.set_all_config({})
+
+

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Non-interactive stack operations for people and CI: stack.sh up|down|preview STACK
+# Needs the toolchain environment (source .toolchain/env.sh; the Makefile does it).
+source "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+ACTION=${1:?usage: stack.sh up|down|preview STACK}
+STACK=${2:-dev}
+command -v pulumi >/dev/null || die "pulumi not on PATH: source .toolchain/env.sh (or run make $ACTION)"
+
+pulumi stack select "$STACK" --create --non-interactive >/dev/null
+case "$ACTION" in
+  up)
+    step "pulumi up ($STACK)"
+    pulumi up --yes --non-interactive --skip-preview --suppress-progress
+    done_step
+    echo
+    echo "Stack $STACK is up."
+    if addr=$(pulumi stack output vault_address 2>/dev/null); then
+      echo "  Vault:  $addr"
+      echo "  Try it: export VAULT_ADDR=$addr VAULT_TOKEN=\$(pulumi stack output --show-secrets vault_root_token -s $STACK)"
+      echo "          \$BAO_BIN kv put secret/hello who=you && \$BAO_BIN kv get secret/hello"
+    fi
+    ;;
+  down)
+    step "pulumi destroy ($STACK)"
+    pulumi destroy --yes --non-interactive --skip-preview --suppress-progress
+    done_step
+    ;;
+  preview)
+    pulumi preview --non-interactive --diff
+    ;;
+  *) die "unknown action $ACTION: use up, down or preview" ;;
+esac
