@@ -1,6 +1,8 @@
 """Typed stack configuration: every config read of the project happens here, validated once, with an
 error that names the key and the allowed values."""
-from dataclasses import dataclass
+import json
+import re
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import pulumi
@@ -35,6 +37,39 @@ class _Reader:
         if not value.strip():
             raise ConfigError(f"stack config {self.key(name)} must not be empty")
         return value
+
+    def duration(self, name: str, default: str) -> int:
+        """A duration such as 30s, 15m, 1h, 7d or 1h30m, in seconds."""
+        raw = self._cfg.get(name) or default
+        parts = re.findall(r"(\d+)([smhd])", raw)
+        if not parts or "".join(n + u for n, u in parts) != raw.strip():
+            raise ConfigError(f"stack config {self.key(name)} = {raw!r} is not a duration; use e.g. 30s, 15m, 1h, 7d")
+        return sum(int(n) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[u] for n, u in parts)
+
+    def integer(self, name: str, default: int, minimum: int = 0) -> int:
+        raw = self._cfg.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"stack config {self.key(name)} = {raw!r} is not a whole number") from None
+        if value < minimum:
+            raise ConfigError(f"stack config {self.key(name)} = {value} is below the minimum {minimum}")
+        return value
+
+    def string_list(self, name: str, default: Sequence[str]) -> list[str]:
+        """A YAML list, or one comma-separated string."""
+        raw = self._cfg.get(name)
+        if raw is None:
+            return list(default)
+        try:
+            items = json.loads(raw) if raw.lstrip().startswith("[") else raw.split(",")
+        except json.JSONDecodeError:
+            raise ConfigError(f"stack config {self.key(name)} is not a valid list") from None
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"stack config {self.key(name)} must be a list of strings")
+        return [i.strip() for i in items if i.strip()]
 
     def port(self, name: str, default: int) -> int:
         raw = self._cfg.get(name)
@@ -81,3 +116,74 @@ class ProdConfig:
             namespace=r.string("namespace", "vault"),
             render_dir=r.string("renderDir", ""),
         )
+
+
+SERVER_FLAVORS = ("openbao", "vault")
+AUTH_TYPES = ("jwt", "oidc")
+
+
+@dataclass(frozen=True)
+class VaultSettings:
+    """How Vault is configured (both stacks): identity provider, TTLs, KV, server flavour."""
+
+    server_flavor: str
+    auth_type: str
+    audiences: list[str]
+    issuer: str
+    oidc_discovery_url: str
+    jwks_url: str
+    validation_pubkeys: list[str]
+    user_token_ttl: int
+    user_token_max_ttl: int
+    executor_token_ttl: int
+    executor_token_max_ttl: int
+    executor_secret_id_ttl: int
+    executor_secret_id_num_uses: int
+    executor_bound_cidrs: list[str] = field(default_factory=list)
+    kv_path: str = "secret"
+    kv_max_versions: int = 10
+
+    @classmethod
+    def load(cls, config: Optional[pulumi.Config] = None, *, default_discovery_url: str = "") -> "VaultSettings":
+        r = _Reader(config)
+        audiences = r.string_list("jwtAudiences", ["env-vars"])
+        if not audiences:
+            raise ConfigError(f"stack config {r.key('jwtAudiences')} must name at least one audience")
+        sources = {
+            "oidcDiscoveryUrl": r.string("oidcDiscoveryUrl", ""),
+            "jwksUrl": r.string("jwksUrl", ""),
+            "jwtValidationPubkeys": r.string_list("jwtValidationPubkeys", []),
+        }
+        given = [k for k, v in sources.items() if v]
+        if len(given) > 1:
+            raise ConfigError(f"stack config: set only one of {', '.join(r.key(k) for k in given)}")
+        if not given and not default_discovery_url:
+            raise ConfigError(
+                f"stack config: set one of {', '.join(r.key(k) for k in sources)} (how Vault verifies users' tokens)"
+            )
+        settings = cls(
+            server_flavor=r.choice("serverFlavor", SERVER_FLAVORS, "openbao"),
+            auth_type=r.choice("authType", AUTH_TYPES, "jwt"),
+            audiences=audiences,
+            issuer=r.string("jwtIssuer", ""),
+            oidc_discovery_url=sources["oidcDiscoveryUrl"] or ("" if given else default_discovery_url),
+            jwks_url=sources["jwksUrl"],
+            validation_pubkeys=sources["jwtValidationPubkeys"],
+            user_token_ttl=r.duration("userTokenTtl", "15m"),
+            user_token_max_ttl=r.duration("userTokenMaxTtl", "1h"),
+            executor_token_ttl=r.duration("executorTokenTtl", "20m"),
+            executor_token_max_ttl=r.duration("executorTokenMaxTtl", "1h"),
+            executor_secret_id_ttl=r.duration("executorSecretIdTtl", "30d"),
+            executor_secret_id_num_uses=r.integer("executorSecretIdNumUses", 1000),
+            executor_bound_cidrs=r.string_list("executorBoundCidrs", []),
+            kv_path=r.string("kvPath", "secret").strip("/"),
+            kv_max_versions=r.integer("kvMaxVersions", 10, minimum=1),
+        )
+        for short, long in (("userTokenTtl", "userTokenMaxTtl"), ("executorTokenTtl", "executorTokenMaxTtl")):
+            if getattr(settings, _snake(short)) > getattr(settings, _snake(long)):
+                raise ConfigError(f"stack config {r.key(short)} must not exceed {r.key(long)}")
+        return settings
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), name)

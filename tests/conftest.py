@@ -1,26 +1,17 @@
 """Test-wide settings. The suite runs inside the project's toolchain (`make test` sources
 .toolchain/env.sh): a missing piece fails loudly instead of skipping."""
 import os
+import secrets
 import shutil
-import socket
 
+import hvac
 import pytest
+from pulumi import automation as auto
+
+from tests.fixtures.stacks import ThrowawayStack
+from tests.fixtures.vault_servers import start_dev_server, start_raft_cluster
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port() -> int:
-    """A port that is free now on 127.0.0.1, and whose +1 (Vault's cluster port) is free as well."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-                return port
-            except OSError:
-                continue
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +22,59 @@ def toolchain() -> dict[str, str]:
         pytest.fail(f"toolchain not loaded ({', '.join(missing) or 'pulumi'} missing): run `make test`, "
                     "or `bash tools/toolchain.sh && source .toolchain/env.sh` first")
     return {"pulumi": shutil.which("pulumi"), "bao": os.environ["BAO_BIN"], "docker_host": os.environ["DOCKER_HOST"]}
+
+
+# --- shared expensive fixtures: one of each per test run -------------------------------------------
+
+@pytest.fixture(scope="session")
+def pulumi_backend(tmp_path_factory, toolchain) -> dict[str, str]:
+    """A file backend and passphrase of this test run only, so tests never touch the user's stacks."""
+    state = tmp_path_factory.mktemp("pulumi-state")
+    return {"PULUMI_BACKEND_URL": f"file://{state}", "PULUMI_CONFIG_PASSPHRASE": secrets.token_urlsafe(16)}
+
+
+@pytest.fixture
+def throwaway_stack(pulumi_backend):
+    """throwaway_stack("e2e/programs/vault_kv") -> a new stack of that program; destroyed afterwards."""
+    made = []
+
+    def make(program: str) -> ThrowawayStack:
+        s = ThrowawayStack(program, dict(pulumi_backend))
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:  # a failed test still cleans up what it made
+        try:
+            s.destroy()
+        except auto.errors.CommandError:
+            pass
+
+
+@pytest.fixture(scope="session")
+def bao_dev_server(toolchain, tmp_path_factory):
+    """A real OpenBao dev server, audit devices declared in its config (OpenBao's way)."""
+    server = start_dev_server(toolchain["bao"], str(tmp_path_factory.mktemp("bao-dev")))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def bao_dev_server_api_audit(toolchain, tmp_path_factory):
+    """A real OpenBao dev server that accepts audit devices through the API (HashiCorp Vault's way)."""
+    server = start_dev_server(toolchain["bao"], str(tmp_path_factory.mktemp("bao-dev-api-audit")), api_audit=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def raft_cluster(toolchain, tmp_path_factory):
+    """A real 3-node OpenBao Raft cluster with TLS on loopback, initialised and unsealed."""
+    server = start_raft_cluster(toolchain["bao"], str(tmp_path_factory.mktemp("bao-raft")))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def vault_client(bao_dev_server) -> hvac.Client:
+    return hvac.Client(url=bao_dev_server.address, token=bao_dev_server.token)

@@ -29,3 +29,14 @@ class ManagedProvider(ResourceProvider):
 
 def inputs_of(props: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return {k: props.get(k) for k in names}
+
+
+def plain(value: Any) -> Any:
+    """Numbers cross the engine as floats (protobuf Struct); give whole ones back as ints, deeply."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value

@@ -3,6 +3,7 @@
 Every resource takes the connection as inputs: `address`, `token` (pass it as a Pulumi secret; the
 engine keeps it encrypted in state) and optional `ca_cert_pem` for a TLS server with a private CA.
 """
+import json
 import os
 import tempfile
 from typing import Any, Optional
@@ -11,7 +12,7 @@ import hvac
 import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
 
-from .base import ManagedProvider, inputs_of
+from .base import ManagedProvider, inputs_of, plain
 
 CONNECTION = ("address", "token", "ca_cert_pem")
 
@@ -33,7 +34,8 @@ def client(props: dict[str, Any]) -> hvac.Client:
 class _MountProvider(ManagedProvider):
     """A secrets engine (`sys/mounts`) or an auth method (`sys/auth`)."""
 
-    managed = ("path", "type", "description", "options", "default_lease_ttl", "max_lease_ttl", "kind")
+    managed = ("path", "type", "description", "options", "default_lease_ttl", "max_lease_ttl", "kind",
+               "user_lockout")
     replace_on = ("path", "type", "kind", "address")
 
     def _api(self, props: dict[str, Any]) -> str:
@@ -47,14 +49,20 @@ class _MountProvider(ManagedProvider):
         }
         if props["kind"] == "secret" and props.get("options"):
             body["options"] = props["options"]
+        if props.get("user_lockout"):
+            body["user_lockout_config"] = props["user_lockout"]
         c.adapter.post(f"/v1/{self._api(props)}/{props['path']}/tune", json=body)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         c = client(props)
-        body: dict[str, Any] = {"type": props["type"], "description": props.get("description") or ""}
-        if props.get("options"):
-            body["options"] = props["options"]
-        c.adapter.post(f"/v1/{self._api(props)}/{props['path']}", json=body)
+        live = self._live(c, props)
+        if live is not None and props.get("adopt") and live["type"] == props["type"]:
+            pass  # e.g. dev mode's pre-mounted `secret/`: take it over, then tune it like our own
+        else:
+            body: dict[str, Any] = {"type": props["type"], "description": props.get("description") or ""}
+            if props.get("options"):
+                body["options"] = props["options"]
+            c.adapter.post(f"/v1/{self._api(props)}/{props['path']}", json=body)
         self._tune(c, props)
         return CreateResult(props["path"], self._outs(c, props))
 
@@ -121,9 +129,13 @@ class Mount(Resource, module="vault", name="Mount"):
         options: Optional[dict[str, str]] = None,
         default_lease_ttl: str = "",
         max_lease_ttl: str = "",
+        adopt: bool = False,
+        user_lockout: Optional[dict[str, str]] = None,
         ca_cert_pem: pulumi.Input[str] = "",
         opts: Optional[pulumi.ResourceOptions] = None,
     ):
+        """`adopt`: an existing mount of the same type at `path` is taken over instead of failing.
+        `user_lockout`: Vault's user_lockout_config for an auth method (threshold, duration, reset)."""
         if kind not in ("secret", "auth"):
             raise ValueError(f"Mount kind must be 'secret' or 'auth', not {kind!r}")
         super().__init__(
@@ -140,7 +152,159 @@ class Mount(Resource, module="vault", name="Mount"):
                 "options": options,
                 "default_lease_ttl": default_lease_ttl,
                 "max_lease_ttl": max_lease_ttl,
+                "adopt": adopt,
+                "user_lockout": user_lockout,
                 "accessor": None,
             },
             opts,
         )
+
+
+class _EndpointProvider(ManagedProvider):
+    """Writes `data` to `path`; refresh reads `path` back and reports the written keys as they are."""
+
+    managed = ("path", "data")
+    replace_on = ("path", "address")
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        client(props).adapter.post(f"/v1/{props['path']}", json=plain(props["data"]))
+        return CreateResult(props["path"], dict(props))
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        client(news).adapter.post(f"/v1/{news['path']}", json=plain(news["data"]))
+        return UpdateResult(dict(news))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        try:
+            live = client(props).adapter.get(f"/v1/{props['path']}")["data"]
+        except hvac.exceptions.InvalidPath:
+            return ReadResult(None, {})
+        data = {k: _normalise(live.get(k), v) for k, v in (props["data"] or {}).items()
+                if k not in (props.get("write_only") or [])}
+        data.update({k: props["data"][k] for k in props.get("write_only") or []})
+        outs = {**props, "data": data}
+        return ReadResult(id_, outs, {k: outs.get(k) for k in self.managed + CONNECTION + ("write_only",)})
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        if not props.get("delete_on_destroy", True):
+            return  # settings of a mount (its /config) go away with the mount
+        try:
+            client(props).adapter.delete(f"/v1/{props['path']}")
+        except hvac.exceptions.InvalidPath:
+            pass
+
+
+def _normalise(live: Any, declared: Any) -> Any:
+    """Vault's spelling of a value we wrote, made comparable with what we declared."""
+    if isinstance(declared, (int, float)) and isinstance(live, (int, float)):
+        return type(declared)(live)
+    if isinstance(declared, list) and live is None:
+        return []
+    if isinstance(declared, str) and live is None:
+        return ""
+    return live
+
+
+class Endpoint(Resource, module="vault", name="Endpoint"):
+    """Any configuration endpoint: a policy, an auth role, an auth method's config, KV settings...
+
+    `data` is written on create and update, read back on refresh (drift shows up in preview) and the
+    path is deleted on destroy. Keys in `write_only` (secrets Vault never returns) are not compared.
+    """
+
+    def __init__(self, name: str, *, address: pulumi.Input[str], token: pulumi.Input[str], path: pulumi.Input[str],
+                 data: pulumi.Input[dict[str, Any]], write_only: Optional[list[str]] = None,
+                 delete_on_destroy: bool = True, ca_cert_pem: pulumi.Input[str] = "",
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(_EndpointProvider(), name, {
+            "address": address, "token": pulumi.Output.secret(token), "ca_cert_pem": ca_cert_pem,
+            "path": path, "data": data, "write_only": write_only or [], "delete_on_destroy": delete_on_destroy,
+        }, opts)
+
+
+class _AuditDeviceProvider(ManagedProvider):
+    managed = ("path", "type", "options", "description")
+    replace_on = managed + ("address",)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        client(props).adapter.put(f"/v1/sys/audit/{props['path']}", json={
+            "type": props["type"], "options": props["options"] or {}, "description": props["description"]})
+        return CreateResult(props["path"], dict(props))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        devices = client(props).adapter.get("/v1/sys/audit")["data"]
+        live = devices.get(props["path"].rstrip("/") + "/")
+        if live is None:
+            return ReadResult(None, {})
+        outs = {**props, "type": live["type"], "options": live.get("options") or {},
+                "description": live.get("description") or ""}
+        return ReadResult(id_, outs, {k: outs.get(k) for k in self.managed + CONNECTION})
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        client(props).adapter.delete(f"/v1/sys/audit/{props['path']}")
+
+
+class AuditDevice(Resource, module="vault", name="AuditDevice"):
+    """An audit device enabled through the API (HashiCorp Vault; OpenBao refuses this by default)."""
+
+    def __init__(self, name: str, *, address: pulumi.Input[str], token: pulumi.Input[str], path: str, type: str,
+                 options: dict[str, str], description: str = "", ca_cert_pem: pulumi.Input[str] = "",
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(_AuditDeviceProvider(), name, {
+            "address": address, "token": pulumi.Output.secret(token), "ca_cert_pem": ca_cert_pem,
+            "path": path, "type": type, "options": options, "description": description,
+        }, opts)
+
+
+class _AppRoleCredentialProvider(ManagedProvider):
+    """The role id and one secret id of an AppRole role, for a deployment to log in with."""
+
+    managed = ("mount", "role", "metadata")
+    replace_on = managed + ("address",)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        c = client(props)
+        base = f"/v1/auth/{props['mount']}/role/{props['role']}"
+        role_id = c.adapter.get(f"{base}/role-id")["data"]["role_id"]
+        issued = c.adapter.post(f"{base}/secret-id", json={"metadata": json.dumps(props["metadata"] or {})})["data"]
+        return CreateResult(issued["secret_id_accessor"], {
+            **props, "role_id": role_id, "secret_id": issued["secret_id"],
+            "secret_id_accessor": issued["secret_id_accessor"],
+        })
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        c = client(props)
+        try:
+            resp = c.adapter.post(f"/v1/auth/{props['mount']}/role/{props['role']}/secret-id-accessor/lookup",
+                                  json={"secret_id_accessor": id_})
+        except (hvac.exceptions.InvalidPath, hvac.exceptions.InvalidRequest):
+            return ReadResult(None, {})  # expired or used up: the next `up` issues a new one
+        if not resp or not resp.get("data"):
+            return ReadResult(None, {})
+        return ReadResult(id_, dict(props))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        try:
+            client(props).adapter.post(
+                f"/v1/auth/{props['mount']}/role/{props['role']}/secret-id-accessor/destroy",
+                json={"secret_id_accessor": id_})
+        except (hvac.exceptions.InvalidPath, hvac.exceptions.InvalidRequest):
+            pass
+
+
+class AppRoleCredential(Resource, module="vault", name="AppRoleCredential"):
+    """`role_id` (plain) and `secret_id` (a Pulumi secret: encrypted in state) of an AppRole role."""
+
+    role_id: pulumi.Output[str]
+    secret_id: pulumi.Output[str]
+    secret_id_accessor: pulumi.Output[str]
+
+    def __init__(self, name: str, *, address: pulumi.Input[str], token: pulumi.Input[str], mount: str,
+                 role: pulumi.Input[str], metadata: Optional[dict[str, str]] = None,
+                 ca_cert_pem: pulumi.Input[str] = "", opts: Optional[pulumi.ResourceOptions] = None):
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["secret_id"]))
+        super().__init__(_AppRoleCredentialProvider(), name, {
+            "address": address, "token": pulumi.Output.secret(token), "ca_cert_pem": ca_cert_pem,
+            "mount": mount, "role": role, "metadata": metadata or {},
+            "role_id": None, "secret_id": None, "secret_id_accessor": None,
+        }, opts)

@@ -15,9 +15,9 @@ pytestmark = pytest.mark.e2e
 
 def test_vault_kv_v2_mount(throwaway_stack, bao_dev_server, vault_client):
     path = f"smoke-{secrets.token_hex(3)}"
-    s = throwaway_stack("vault_kv")
-    s.stack.set_config("address", auto.ConfigValue(bao_dev_server["address"]))
-    s.stack.set_config("token", auto.ConfigValue(bao_dev_server["token"], secret=True))
+    s = throwaway_stack("e2e/programs/vault_kv")
+    s.stack.set_config("address", auto.ConfigValue(bao_dev_server.address))
+    s.stack.set_config("token", auto.ConfigValue(bao_dev_server.token, secret=True))
     s.stack.set_config("path", auto.ConfigValue(path))
 
     s.up()
@@ -31,7 +31,7 @@ def test_vault_kv_v2_mount(throwaway_stack, bao_dev_server, vault_client):
 
     assert s.changes_of_second_up() == {}
     # The token went in as a secret: the stored state and config hold only ciphertext.
-    assert s.stored_text_contains(bao_dev_server["token"]) is False
+    assert s.stored_text_contains(bao_dev_server.token) is False
 
     s.destroy()
     assert f"{path}/" not in vault_client.sys.list_mounted_secrets_engines()["data"]
@@ -39,7 +39,7 @@ def test_vault_kv_v2_mount(throwaway_stack, bao_dev_server, vault_client):
 
 def test_docker_container_over_http(throwaway_stack, toolchain):
     name = f"smoke-{secrets.token_hex(3)}"
-    s = throwaway_stack("docker_http")
+    s = throwaway_stack("e2e/programs/docker_http")
     s.stack.set_config("name", auto.ConfigValue(name))
     s.stack.set_config("image", auto.ConfigValue("localhost/vault-envvars/debian-python:bookworm"))
 
@@ -60,7 +60,7 @@ def test_docker_container_over_http(throwaway_stack, toolchain):
 
 def test_kubernetes_manifests_rendered(throwaway_stack, tmp_path):
     render_dir = tmp_path / "manifests"
-    s = throwaway_stack("k8s_render")
+    s = throwaway_stack("e2e/programs/k8s_render")
     s.stack.set_config("renderDir", auto.ConfigValue(str(render_dir)))
 
     s.up()

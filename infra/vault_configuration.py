@@ -1,0 +1,163 @@
+"""Vault's configuration as code: KV v2, AppRole for the executor, JWT/OIDC for users, policies, audit.
+
+Targets any server through explicit connection inputs (address, a config-admin token, optional CA), so
+it configures a cluster the stack made or an existing Vault alike.
+"""
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pulumi
+
+from infra.audit import audit_devices
+from infra.policies import POLICY_NAMES, render_policy
+from infra.providers import vault
+
+
+@dataclass
+class JwtAuthArgs:
+    """How Vault verifies users' tokens: exactly one of discovery URL, JWKS URL or static PEM keys."""
+
+    bound_audiences: list[str]
+    bound_issuer: str = ""
+    oidc_discovery_url: str = ""
+    jwks_url: str = ""
+    validation_pubkeys: list[str] = field(default_factory=list)
+    type: str = "jwt"  # "jwt" or "oidc" (the mount type; both verify bearer JWTs)
+    user_claim: str = "sub"
+    token_ttl: int = 900
+    token_max_ttl: int = 3600
+
+    def key_source(self) -> dict:
+        sources = {
+            "oidc_discovery_url": self.oidc_discovery_url,
+            "jwks_url": self.jwks_url,
+            "jwt_validation_pubkeys": self.validation_pubkeys,
+        }
+        given = {k: v for k, v in sources.items() if v}
+        if len(given) != 1:
+            raise ValueError("JWT auth needs exactly one of oidc_discovery_url, jwks_url, validation_pubkeys")
+        return given
+
+
+@dataclass
+class AppRoleArgs:
+    """The executor's AppRole: short-lived tokens; secret ids with a TTL and a use limit."""
+
+    token_ttl: int = 1200
+    token_max_ttl: int = 3600
+    secret_id_ttl: int = 30 * 86400
+    secret_id_num_uses: int = 1000
+    bound_cidrs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VaultConfigurationArgs:
+    address: pulumi.Input[str]
+    token: pulumi.Input[str]  # a config-admin token (root only while bootstrapping)
+    jwt: JwtAuthArgs
+    approle: AppRoleArgs = field(default_factory=AppRoleArgs)
+    ca_cert_pem: pulumi.Input[str] = ""
+    kv_path: str = "secret"
+    kv_max_versions: int = 10
+    adopt_kv_mount: bool = False  # dev mode pre-mounts KV v2 at secret/
+    approle_path: str = "approle"
+    jwt_path: str = "jwt"
+    # HashiCorp Vault: audit devices through the API. OpenBao: declared in the server config instead.
+    audit_via_api: bool = False
+    audit_file_path: str = "/bao/logs/audit.log"
+    default_lease_ttl: str = "1h"
+    max_lease_ttl: str = "24h"
+    lockout_threshold: int = 5
+    lockout_duration: str = "15m"
+
+
+class VaultConfiguration(pulumi.ComponentResource):
+    """Outputs: `kv_path`, `jwt_accessor`, `executor_role_id`, `executor_secret_id` (secret)."""
+
+    kv_path: pulumi.Output[str]
+    jwt_accessor: pulumi.Output[str]
+    executor_role_id: pulumi.Output[str]
+    executor_secret_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: VaultConfigurationArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("vault-envvars:infra:VaultConfiguration", name, None, opts)
+        conn = dict(address=args.address, token=args.token, ca_cert_pem=args.ca_cert_pem)
+        child = pulumi.ResourceOptions(parent=self)
+        ttls = dict(default_lease_ttl=args.default_lease_ttl, max_lease_ttl=args.max_lease_ttl)
+
+        kv = vault.Mount(f"{name}-kv", **conn, path=args.kv_path, type="kv", options={"version": "2"},
+                         description="env-var values, one secret per env var under users/<user>/",
+                         adopt=args.adopt_kv_mount, **ttls, opts=child)
+        vault.Endpoint(f"{name}-kv-config", **conn, path=f"{args.kv_path}/config",
+                       data={"max_versions": args.kv_max_versions, "cas_required": False},
+                       delete_on_destroy=False,
+                       opts=pulumi.ResourceOptions(parent=self, depends_on=[kv]))
+
+        lockout = {"lockout_threshold": str(args.lockout_threshold), "lockout_duration": args.lockout_duration,
+                   "lockout_counter_reset": args.lockout_duration}
+        approle = vault.Mount(f"{name}-approle", **conn, path=args.approle_path, type="approle", kind="auth",
+                              description="the env-vars service's executor", user_lockout=lockout,
+                              **ttls, opts=child)
+        jwt = vault.Mount(f"{name}-jwt", **conn, path=args.jwt_path, type=args.jwt.type, kind="auth",
+                          description="dashboard users (OIDC/JWT bearer tokens)", **ttls, opts=child)
+        jwt_config = vault.Endpoint(
+            f"{name}-jwt-config", **conn, path=f"auth/{args.jwt_path}/config",
+            data={**args.jwt.key_source(), "bound_issuer": args.jwt.bound_issuer, "default_role": "user"},
+            delete_on_destroy=False,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[jwt]))
+
+        values = dict(kv_path=args.kv_path, approle_path=args.approle_path, jwt_path=args.jwt_path)
+        policies = {}
+        for policy in POLICY_NAMES:
+            text = (jwt.accessor.apply(lambda acc, p=policy: render_policy(p, **values, jwt_accessor=acc))
+                    if policy == "user" else render_policy(policy, **values))
+            policies[policy] = vault.Endpoint(f"{name}-policy-{policy}", **conn, path=f"sys/policies/acl/{policy}",
+                                              data=pulumi.Output.from_input(text).apply(lambda t: {"policy": t}),
+                                              opts=child)
+
+        executor_role = vault.Endpoint(
+            f"{name}-executor-role", **conn, path=f"auth/{args.approle_path}/role/executor",
+            data={
+                "token_policies": ["executor"],
+                "token_ttl": args.approle.token_ttl,
+                "token_max_ttl": args.approle.token_max_ttl,
+                "token_type": "service",
+                "bind_secret_id": True,
+                "secret_id_ttl": args.approle.secret_id_ttl,
+                "secret_id_num_uses": args.approle.secret_id_num_uses,
+                "secret_id_bound_cidrs": args.approle.bound_cidrs,
+                "token_bound_cidrs": args.approle.bound_cidrs,
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[approle, policies["executor"]]))
+        vault.Endpoint(
+            f"{name}-user-role", **conn, path=f"auth/{args.jwt_path}/role/user",
+            data={
+                "role_type": "jwt",
+                "user_claim": args.jwt.user_claim,
+                "bound_audiences": args.jwt.bound_audiences,
+                "token_policies": ["user"],
+                "token_ttl": args.jwt.token_ttl,
+                "token_max_ttl": args.jwt.token_max_ttl,
+                "token_type": "service",
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[jwt_config, policies["user"]]))
+        credential = vault.AppRoleCredential(
+            f"{name}-executor-credential", **conn, mount=args.approle_path, role="executor",
+            metadata={"issued_to": "env-vars service"},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[executor_role]))
+
+        if args.audit_via_api:
+            for device in audit_devices(args.audit_file_path):
+                vault.AuditDevice(f"{name}-audit-{device.path}", **conn, path=device.path, type=device.type,
+                                  options=device.options, description=device.description, opts=child)
+
+        self.kv_path = pulumi.Output.from_input(args.kv_path)
+        self.jwt_accessor = jwt.accessor
+        self.executor_role_id = credential.role_id
+        self.executor_secret_id = credential.secret_id
+        self.register_outputs({
+            "kv_path": self.kv_path,
+            "jwt_accessor": self.jwt_accessor,
+            "executor_role_id": self.executor_role_id,
+            "executor_secret_id": self.executor_secret_id,
+        })

@@ -1,0 +1,55 @@
+# config-admin: exactly what the configuration stack (infra/vault_configuration.py) manages after
+# bootstrap, so nothing runs as root: mounts, auth methods and their roles, ACL policies, audit devices.
+
+# Secrets engines and auth methods: enable, tune, disable.
+path "sys/mounts" {
+  capabilities = ["read"]
+}
+path "sys/mounts/*" {
+  capabilities = ["create", "read", "update", "delete", "sudo"]
+}
+path "sys/auth" {
+  capabilities = ["read"]
+}
+path "sys/auth/*" {
+  capabilities = ["create", "read", "update", "delete", "sudo"]
+}
+
+# ACL policies (not root, which Vault protects anyway).
+path "sys/policies/acl/*" {
+  capabilities = ["create", "read", "update", "delete", "list"]
+}
+
+# Audit devices (HashiCorp Vault; OpenBao declares them in the server configuration).
+path "sys/audit" {
+  capabilities = ["read", "sudo"]
+}
+path "sys/audit/*" {
+  capabilities = ["create", "read", "update", "delete", "sudo"]
+}
+
+# KV engine settings (max versions), not the data in it.
+path "${kv_path}/config" {
+  capabilities = ["create", "read", "update"]
+}
+
+# AppRole: the executor role, its role id and the secret ids handed to the deployment.
+path "auth/${approle_path}/role/*" {
+  capabilities = ["create", "read", "update", "delete", "list"]
+}
+
+# JWT/OIDC: the issuer configuration and the user role.
+path "auth/${jwt_path}/config" {
+  capabilities = ["create", "read", "update"]
+}
+path "auth/${jwt_path}/role/*" {
+  capabilities = ["create", "read", "update", "delete", "list"]
+}
+
+# Its own token's housekeeping.
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}
+path "auth/token/renew-self" {
+  capabilities = ["update"]
+}

@@ -1,0 +1,48 @@
+"""Vault configuration from typed stack settings: shared by the dev and prod compositions, and usable
+against an existing Vault (address + config-admin token)."""
+from typing import Optional
+
+import pulumi
+
+from infra.vault_configuration import AppRoleArgs, JwtAuthArgs, VaultConfiguration, VaultConfigurationArgs
+from stacks.config import VaultSettings
+
+
+def configure_vault(
+    name: str,
+    settings: VaultSettings,
+    *,
+    address: pulumi.Input[str],
+    token: pulumi.Input[str],
+    ca_cert_pem: pulumi.Input[str] = "",
+    adopt_kv_mount: bool = False,
+    audit_file_path: str = "/bao/logs/audit.log",
+    opts: Optional[pulumi.ResourceOptions] = None,
+) -> VaultConfiguration:
+    return VaultConfiguration(name, VaultConfigurationArgs(
+        address=address,
+        token=token,
+        ca_cert_pem=ca_cert_pem,
+        kv_path=settings.kv_path,
+        kv_max_versions=settings.kv_max_versions,
+        adopt_kv_mount=adopt_kv_mount,
+        audit_via_api=settings.server_flavor == "vault",
+        audit_file_path=audit_file_path,
+        jwt=JwtAuthArgs(
+            type=settings.auth_type,
+            bound_audiences=settings.audiences,
+            bound_issuer=settings.issuer,
+            oidc_discovery_url=settings.oidc_discovery_url,
+            jwks_url=settings.jwks_url,
+            validation_pubkeys=settings.validation_pubkeys,
+            token_ttl=settings.user_token_ttl,
+            token_max_ttl=settings.user_token_max_ttl,
+        ),
+        approle=AppRoleArgs(
+            token_ttl=settings.executor_token_ttl,
+            token_max_ttl=settings.executor_token_max_ttl,
+            secret_id_ttl=settings.executor_secret_id_ttl,
+            secret_id_num_uses=settings.executor_secret_id_num_uses,
+            bound_cidrs=settings.executor_bound_cidrs,
+        ),
+    ), opts)
