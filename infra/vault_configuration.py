@@ -154,7 +154,7 @@ class VaultConfiguration(pulumi.ComponentResource):
         self.kv_path = pulumi.Output.from_input(args.kv_path)
         self.jwt_accessor = jwt.accessor
         self.executor_role_id = credential.role_id
-        self.executor_secret_id = credential.secret_id
+        self.executor_secret_id = pulumi.Output.secret(credential.secret_id)
         self.register_outputs({
             "kv_path": self.kv_path,
             "jwt_accessor": self.jwt_accessor,

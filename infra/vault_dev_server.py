@@ -4,7 +4,10 @@ from typing import Optional
 
 import pulumi
 
+from infra.audit import server_audit_hcl
 from infra.providers import docker
+
+AUDIT_LOG = "/bao/logs/audit.log"
 
 
 @dataclass
@@ -12,6 +15,7 @@ class VaultDevServerArgs:
     image: str
     root_token: pulumi.Input[str]
     host_port: int = 0  # 0: the engine picks a free port
+    flavor: str = "openbao"  # "openbao" declares audit devices in its config; "vault" gets them via the API
     labels: dict[str, str] = field(default_factory=dict)
     docker_host: Optional[str] = None
 
@@ -19,7 +23,8 @@ class VaultDevServerArgs:
 class VaultDevServer(pulumi.ComponentResource):
     """Dev mode keeps everything in memory and starts unsealed: for local development only.
 
-    Outputs: `address` (published on 127.0.0.1 only) and `root_token` (secret).
+    Outputs: `address` (published on 127.0.0.1 only), `root_token` (secret) and `audit_log` (the audit
+    file's path inside the container, on a volume of its own).
     """
 
     address: pulumi.Output[str]
@@ -33,22 +38,36 @@ class VaultDevServer(pulumi.ComponentResource):
             f"{name}-net", network_name=f"{prefix}-net", labels=args.labels,
             docker_host=args.docker_host, opts=child,
         )
+        self.logs = docker.Volume(f"{name}-logs", volume_name=f"{prefix}-logs", labels=args.labels,
+                                  docker_host=args.docker_host, opts=child)
+        dev_flags = "-dev -dev-listen-address=0.0.0.0:8200 -dev-no-store-token"
+        if args.flavor == "openbao":
+            # OpenBao takes audit devices only from its config file; the root fs is read-only, so the
+            # file is written to the tmpfs at start.
+            entrypoint = ["/bin/sh", "-c"]
+            command = [f"cat > /tmp/audit.hcl <<'HCL'\n{server_audit_hcl(AUDIT_LOG)}HCL\n"
+                       f"exec bao server {dev_flags} -config=/tmp/audit.hcl"]
+        else:
+            entrypoint, command = [], ["server", *dev_flags.split()]
         self.container = docker.Container(
             f"{name}-server",
             container_name=prefix,
             image=args.image,
-            command=["server", "-dev", "-dev-listen-address=0.0.0.0:8200", "-dev-no-store-token"],
+            entrypoint=entrypoint,
+            command=command,
             env=pulumi.Output.secret(pulumi.Output.from_input(args.root_token).apply(
                 lambda t: {"BAO_DEV_ROOT_TOKEN_ID": t, "VAULT_DEV_ROOT_TOKEN_ID": t})),
             ports=[{"internal": 8200, "external": args.host_port}],
             networks=[{"name": f"{prefix}-net", "aliases": ["vault"]}],
+            volumes=[{"source": f"{prefix}-logs", "target": "/bao/logs"}],
             read_only=True,
             tmpfs={"/tmp": "rw,size=16m"},
             labels=args.labels,
             wait_http_path="/v1/sys/health",
             docker_host=args.docker_host,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.network]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.network, self.logs]),
         )
         self.address = self.container.host_ports.apply(lambda ports: f"http://127.0.0.1:{int(ports[0]['external'])}")
         self.root_token = pulumi.Output.secret(args.root_token)
-        self.register_outputs({"address": self.address, "root_token": self.root_token})
+        self.audit_log = pulumi.Output.from_input(AUDIT_LOG)
+        self.register_outputs({"address": self.address, "root_token": self.root_token, "audit_log": self.audit_log})

@@ -144,7 +144,11 @@ class VaultSettings:
     kv_max_versions: int = 10
 
     @classmethod
-    def load(cls, config: Optional[pulumi.Config] = None, *, default_discovery_url: str = "") -> "VaultSettings":
+    def load(cls, config: Optional[pulumi.Config] = None, *,
+             default_key_source: Optional[dict[str, str]] = None) -> "VaultSettings":
+        """`default_key_source` ({"jwks_url" or "oidc_discovery_url": ..., "issuer": ...}) applies when
+        the stack names no key source itself (the dev stack's own identity provider)."""
+        default_key_source = default_key_source or {}
         r = _Reader(config)
         audiences = r.string_list("jwtAudiences", ["env-vars"])
         if not audiences:
@@ -157,7 +161,7 @@ class VaultSettings:
         given = [k for k, v in sources.items() if v]
         if len(given) > 1:
             raise ConfigError(f"stack config: set only one of {', '.join(r.key(k) for k in given)}")
-        if not given and not default_discovery_url:
+        if not given and not default_key_source:
             raise ConfigError(
                 f"stack config: set one of {', '.join(r.key(k) for k in sources)} (how Vault verifies users' tokens)"
             )
@@ -165,9 +169,9 @@ class VaultSettings:
             server_flavor=r.choice("serverFlavor", SERVER_FLAVORS, "openbao"),
             auth_type=r.choice("authType", AUTH_TYPES, "jwt"),
             audiences=audiences,
-            issuer=r.string("jwtIssuer", ""),
-            oidc_discovery_url=sources["oidcDiscoveryUrl"] or ("" if given else default_discovery_url),
-            jwks_url=sources["jwksUrl"],
+            issuer=r.string("jwtIssuer", "" if given else default_key_source.get("issuer", "")),
+            oidc_discovery_url=sources["oidcDiscoveryUrl"] or ("" if given else default_key_source.get("oidc_discovery_url", "")),
+            jwks_url=sources["jwksUrl"] or ("" if given else default_key_source.get("jwks_url", "")),
             validation_pubkeys=sources["jwtValidationPubkeys"],
             user_token_ttl=r.duration("userTokenTtl", "15m"),
             user_token_max_ttl=r.duration("userTokenMaxTtl", "1h"),

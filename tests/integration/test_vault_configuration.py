@@ -311,7 +311,8 @@ def test_raft_cluster_configuration_and_snapshot_operator(pulumi_backend, raft_c
         assert snap.status_code == 200 and len(snap.content) > 1000
         operator = hvac.Client(url=raft_cluster.address, token=token, verify=raft_cluster.ca_file)
         with pytest.raises(Forbidden):
-            operator.secrets.kv.v2.read_secret_version(path="users/alice/x", mount_point="secret")
+            operator.secrets.kv.v2.read_secret_version(path="users/alice/x", mount_point="secret",
+                                                       raise_on_deleted_version=True)
         with pytest.raises(Forbidden):
             operator.sys.list_mounted_secrets_engines()
     finally:

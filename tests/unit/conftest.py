@@ -15,6 +15,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 {"internal": p["internal"], "external": p["external"] or 49152, "host_ip": "127.0.0.1"}
                 for p in args.inputs.get("ports", [])
             ]
+        if args.typ.endswith("vault:Mount"):
+            outputs["accessor"] = f"{args.inputs['kind']}_{args.inputs['type']}_mock"
+        if args.typ.endswith("vault:AppRoleCredential"):
+            outputs.update(role_id="role-id-mock", secret_id="secret-id-mock", secret_id_accessor="acc")
         if args.typ.endswith("random:RandomSecret"):
             outputs["result"] = args.inputs.get("prefix", "") + "x" * int(args.inputs["length"])
         return f"{args.name}-id", outputs
@@ -24,6 +28,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def of_type(self, suffix: str) -> list[pulumi.runtime.MockResourceArgs]:
         return [r for r in self.resources if r.typ.endswith(suffix)]
+
+    def named(self, name: str) -> pulumi.runtime.MockResourceArgs:
+        (match,) = [r for r in self.resources if r.name == name]
+        return match
 
 
 @pytest.fixture
@@ -36,3 +44,8 @@ def mocks(request) -> RecordingMocks:
     pulumi.runtime.set_all_config({})
 
 
+
+
+def run(program) -> None:
+    """Runs `program` under the mocks and returns once every resource it made is registered."""
+    pulumi.runtime.test(program)()

@@ -1,9 +1,12 @@
 """Stack composition and typed config, with Pulumi mocks."""
+import re
+
 import pulumi
 import pytest
 
 from stacks import composition_for, deploy
-from stacks.config import ConfigError, DevConfig, ProdConfig
+from stacks.config import ConfigError, DevConfig, ProdConfig, VaultSettings
+from tests.unit.conftest import run
 
 pytestmark = pytest.mark.unit
 
@@ -45,26 +48,77 @@ def test_prod_settings(mocks):
     assert ProdConfig.load() == ProdConfig(namespace="vault-prod", render_dir="/tmp/out")
 
 
-@pulumi.runtime.test
-def test_dev_stack_composes_vault_and_exports_only_what_a_user_needs(mocks):
-    outputs = deploy("dev")
-    assert sorted(outputs) == ["vault_address", "vault_root_token"]
-
-    def check(values):
-        address, _token = values
-        assert address == "http://127.0.0.1:49152"
-        types = sorted(r.typ.split(":")[-1] for r in mocks.resources)
-        assert types == ["Container", "Network", "RandomSecret", "VaultDevServer"]
-
-    return pulumi.Output.all(outputs["vault_address"], outputs["vault_root_token"]).apply(check)
-
-
-@pulumi.runtime.test
-def test_dev_stack_root_token_is_exported_as_secret(mocks):
-    outputs = deploy("dev")
-    return pulumi.Output.from_input(
-        outputs["vault_root_token"].is_secret()).apply(lambda s: assert_true(s))
+def test_dev_stack_composes_vault_identity_and_configuration(mocks):
+    outputs = {}
+    run(lambda: outputs.update(deploy("dev")))
+    assert sorted(outputs) == ["demo_user_passwords", "executor_role_id", "jwt_issuer", "vault_address",
+                               "vault_root_token"]
+    components = sorted(r.typ for r in mocks.resources if r.typ.startswith("vault-envvars:"))
+    assert components == ["vault-envvars:infra:DevIdentity", "vault-envvars:infra:VaultConfiguration",
+                          "vault-envvars:infra:VaultDevServer"]
+    # The dev identity provider is the JWT mount's key source, and KV v2 at secret/ is adopted.
+    jwt_config = mocks.named("vault-jwt-config").inputs["data"]
+    assert jwt_config["jwks_url"] == "http://127.0.0.1:8200/v1/identity/oidc/provider/envvars/.well-known/keys"
+    assert jwt_config["bound_issuer"] == "http://vault:8200/v1/identity/oidc/provider/envvars"
+    assert mocks.named("vault-kv").inputs["adopt"] is True
 
 
-def assert_true(value):
-    assert value is True
+def test_dev_stack_exports_secrets_only_as_secrets(mocks):
+    flags = {}
+
+    def program():
+        outputs = deploy("dev")
+        return pulumi.Output.all(*[
+            pulumi.Output.from_input(o.is_secret()).apply(lambda s, k=k: flags.__setitem__(k, s))
+            for k, o in outputs.items()])
+
+    run(program)
+    assert flags == {"demo_user_passwords": True, "vault_root_token": True, "executor_role_id": False,
+                     "jwt_issuer": False, "vault_address": False}
+
+
+DEV_SOURCE = {"jwks_url": "http://127.0.0.1:8200/keys", "issuer": "http://vault:8200/iss"}
+
+
+def test_vault_settings_defaults(mocks):
+    s = VaultSettings.load(default_key_source=DEV_SOURCE)
+    assert (s.server_flavor, s.auth_type, s.audiences) == ("openbao", "jwt", ["env-vars"])
+    assert (s.jwks_url, s.issuer, s.oidc_discovery_url) == (DEV_SOURCE["jwks_url"], DEV_SOURCE["issuer"], "")
+    assert (s.user_token_ttl, s.user_token_max_ttl) == (900, 3600)
+    assert (s.executor_token_ttl, s.executor_token_max_ttl, s.executor_secret_id_ttl) == (1200, 3600, 30 * 86400)
+    assert (s.kv_path, s.kv_max_versions) == ("secret", 10)
+
+
+@pytest.mark.parametrize("mocks", [{
+    "oidcDiscoveryUrl": "https://idp.example/realms/x", "jwtIssuer": "https://idp.example/realms/x",
+    "jwtAudiences": '["env-vars", "dashboard"]', "userTokenTtl": "1h30m", "userTokenMaxTtl": "2h",
+    "executorBoundCidrs": "10.0.0.0/8, 192.168.1.0/24", "kvPath": "/kv/",
+}], indirect=True)
+def test_vault_settings_for_a_real_idp_replace_the_dev_source(mocks):
+    s = VaultSettings.load(default_key_source=DEV_SOURCE)
+    assert (s.oidc_discovery_url, s.jwks_url, s.issuer) == (
+        "https://idp.example/realms/x", "", "https://idp.example/realms/x")
+    assert s.audiences == ["env-vars", "dashboard"]
+    assert s.user_token_ttl == 5400
+    assert s.executor_bound_cidrs == ["10.0.0.0/8", "192.168.1.0/24"]
+    assert s.kv_path == "kv"
+
+
+@pytest.mark.parametrize("mocks,message", [
+    ({"authType": "ldap"}, "vault-envvars:authType = 'ldap' is not allowed; allowed values: jwt, oidc"),
+    ({"serverFlavor": "consul"}, "vault-envvars:serverFlavor = 'consul' is not allowed; allowed values: openbao, vault"),
+    ({"jwtAudiences": "[]"}, "vault-envvars:jwtAudiences must name at least one audience"),
+    ({"jwtAudiences": "[1, 2]"}, "vault-envvars:jwtAudiences must be a list of strings"),
+    ({"userTokenTtl": "15 minutes"}, "vault-envvars:userTokenTtl = '15 minutes' is not a duration"),
+    ({"userTokenTtl": "2h"}, "vault-envvars:userTokenTtl must not exceed vault-envvars:userTokenMaxTtl"),
+    ({"kvMaxVersions": "0"}, "vault-envvars:kvMaxVersions = 0 is below the minimum 1"),
+    ({"jwksUrl": "https://a", "oidcDiscoveryUrl": "https://b"}, "set only one of"),
+], indirect=["mocks"])
+def test_bad_vault_settings_name_the_key(mocks, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        VaultSettings.load(default_key_source=DEV_SOURCE)
+
+
+def test_a_stack_without_dev_identity_must_name_a_key_source(mocks):
+    with pytest.raises(ConfigError, match="set one of vault-envvars:oidcDiscoveryUrl, vault-envvars:jwksUrl"):
+        VaultSettings.load()

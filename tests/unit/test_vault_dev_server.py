@@ -2,7 +2,8 @@
 import pulumi
 import pytest
 
-from infra.vault_dev_server import VaultDevServer, VaultDevServerArgs
+from infra.vault_dev_server import AUDIT_LOG, VaultDevServer, VaultDevServerArgs
+from tests.unit.conftest import run
 
 pytestmark = pytest.mark.unit
 
@@ -13,54 +14,54 @@ def _server(**overrides) -> VaultDevServer:
     return VaultDevServer("vault", VaultDevServerArgs(**args))
 
 
-@pulumi.runtime.test
 def test_container_defaults_are_locked_down(mocks):
-    server = _server()
-
-    def check(_):
-        (c,) = mocks.of_type("docker:Container")
-        i = c.inputs
-        assert i["read_only"] is True
-        assert i["cap_drop"] == ["ALL"]
-        assert i["security_opt"] == ["no-new-privileges"]
-        assert i["init"] is True
-        # Published on loopback only, engine-chosen port by default.
-        assert i["ports"] == [{"internal": 8200, "external": 0}]
-        assert "host_ip" not in i["ports"][0]  # provider default is 127.0.0.1
-        assert i["command"][:2] == ["server", "-dev"]
-        assert i["labels"] == {"l": "v"}
-        (n,) = mocks.of_type("docker:Network")
-        assert i["networks"][0]["name"] == n.inputs["name"]
-
-    return server.address.apply(check)
+    run(_server)
+    (c,) = mocks.of_type("docker:Container")
+    i = c.inputs
+    assert i["read_only"] is True
+    assert i["cap_drop"] == ["ALL"]
+    assert i["security_opt"] == ["no-new-privileges"]
+    assert i["init"] is True
+    assert i["tmpfs"] == {"/tmp": "rw,size=16m"}
+    # Published on loopback only (the provider's default host_ip), engine-chosen port by default.
+    assert i["ports"] == [{"internal": 8200, "external": 0}]
+    assert i["labels"] == {"l": "v"}
+    (n,) = mocks.of_type("docker:Network")
+    assert i["networks"] == [{"name": n.inputs["name"], "aliases": ["vault"]}]
+    (v,) = mocks.of_type("docker:Volume")
+    assert i["volumes"] == [{"source": v.inputs["name"], "target": "/bao/logs"}]
 
 
-@pulumi.runtime.test
+def test_openbao_declares_two_audit_devices_in_its_config(mocks):
+    run(_server)
+    (c,) = mocks.of_type("docker:Container")
+    assert c.inputs["entrypoint"] == ["/bin/sh", "-c"]
+    script = c.inputs["command"][0]
+    assert f'file_path = "{AUDIT_LOG}"' in script and 'file_path = "stdout"' in script
+    assert script.rstrip().endswith("-config=/tmp/audit.hcl")
+    assert "-dev " in script
+
+
+def test_hashicorp_vault_flavor_runs_the_image_entrypoint(mocks):
+    run(lambda: _server(flavor="vault", image="hashicorp/vault:1.18"))
+    (c,) = mocks.of_type("docker:Container")
+    assert c.inputs["entrypoint"] == []
+    assert c.inputs["command"][:2] == ["server", "-dev"]
+
+
 def test_children_hang_under_the_component(mocks):
-    server = _server()
-
-    def check(urns):
-        for urn in urns:
-            assert "vault-envvars:infra:VaultDevServer$" in urn
-
-    return pulumi.Output.all(server.container.urn, server.network.urn).apply(check)
+    urns = []
+    run(lambda: pulumi.Output.all(*[r.urn for r in (_server().container,)]).apply(urns.extend))
+    assert urns and all("vault-envvars:infra:VaultDevServer$" in u for u in urns)
 
 
-@pulumi.runtime.test
 def test_address_follows_the_published_port(mocks):
-    server = _server(host_port=18200)
-    return server.address.apply(lambda a: assert_equal(a, "http://127.0.0.1:18200"))
+    seen = []
+    run(lambda: _server(host_port=18200).address.apply(seen.append))
+    assert seen == ["http://127.0.0.1:18200"]
 
 
-@pulumi.runtime.test
 def test_root_token_output_is_secret(mocks):
-    server = _server()
-
-    def check(is_secret):
-        assert is_secret
-
-    return pulumi.Output.from_input(server.root_token.is_secret()).apply(check)
-
-
-def assert_equal(a, b):
-    assert a == b
+    seen = []
+    run(lambda: pulumi.Output.from_input(_server().root_token.is_secret()).apply(seen.append))
+    assert seen == [True]
