@@ -1,10 +1,13 @@
-"""Per-environment compositions. A stack named `dev`, `dev-<anything>`, `prod` or `prod-<anything>`
-deploys the `dev` or `prod` composition with that stack's own config."""
+"""Per-environment compositions. A stack named `<composition>` or `<composition>-<anything>` deploys
+that composition with the stack's own config:
+  dev       Vault on the local container engine, configured, plus the service
+  prod      Vault on Kubernetes, configured, plus the service
+  existing  only the configuration, applied to a Vault that runs elsewhere"""
 import importlib
 
 from .config import ConfigError
 
-COMPOSITIONS = ("dev", "prod")
+COMPOSITIONS = ("dev", "prod", "existing")
 
 
 def composition_for(stack: str) -> str:

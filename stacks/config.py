@@ -71,6 +71,14 @@ class _Reader:
             raise ConfigError(f"stack config {self.key(name)} must be a list of strings")
         return [i.strip() for i in items if i.strip()]
 
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self._cfg.get(name)
+        if raw is None:
+            return default
+        if raw.lower() not in ("true", "false"):
+            raise ConfigError(f"stack config {self.key(name)} = {raw!r} is not allowed; allowed values: true, false")
+        return raw.lower() == "true"
+
     def port(self, name: str, default: int) -> int:
         raw = self._cfg.get(name)
         if raw is None:
@@ -115,6 +123,34 @@ class ProdConfig:
         return cls(
             namespace=r.string("namespace", "vault"),
             render_dir=r.string("renderDir", ""),
+        )
+
+
+@dataclass(frozen=True)
+class ExistingVaultConfig:
+    """Settings of an `existing` stack: configure a Vault that runs elsewhere."""
+
+    address: str
+    token: pulumi.Output  # a config-admin token (secret)
+    ca_cert_pem: str
+    adopt_kv_mount: bool
+    audit_file_path: str
+
+    @classmethod
+    def load(cls, config: Optional[pulumi.Config] = None) -> "ExistingVaultConfig":
+        r = _Reader(config)
+        address = r.string("vaultAddress", "")
+        if not re.match(r"^https?://[^/\s]+$", address):
+            raise ConfigError(f"stack config {r.key('vaultAddress')} must be the server's URL, like https://vault.example:8200")
+        token = r._cfg.get_secret("vaultToken")
+        if token is None:
+            raise ConfigError(f"stack config {r.key('vaultToken')} is required: a config-admin token, set with --secret")
+        return cls(
+            address=address,
+            token=token,
+            ca_cert_pem=r.string("vaultCaCert", ""),
+            adopt_kv_mount=r.boolean("adoptKvMount", False),
+            audit_file_path=r.string("auditFilePath", "/vault/logs/audit.log"),
         )
 
 

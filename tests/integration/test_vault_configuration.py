@@ -27,18 +27,18 @@ def _config_stack(pulumi_backend, server, issuer, *, adopt_kv: bool, flavor: str
                   extra: dict | None = None) -> ThrowawayStack:
     s = ThrowawayStack(PROGRAM, dict(pulumi_backend))
     settings = {
-        "target:address": auto.ConfigValue(server.address),
-        "target:token": auto.ConfigValue(server.token, secret=True),
-        "target:adoptKv": auto.ConfigValue(str(adopt_kv).lower()),
+        "vault-envvars:vaultAddress": auto.ConfigValue(server.address),
+        "vault-envvars:vaultToken": auto.ConfigValue(server.token, secret=True),
+        "vault-envvars:adoptKvMount": auto.ConfigValue(str(adopt_kv).lower()),
         "vault-envvars:serverFlavor": auto.ConfigValue(flavor),
         "vault-envvars:jwtIssuer": auto.ConfigValue(issuer.iss),
         "vault-envvars:jwtAudiences": auto.ConfigValue(issuer.audience),
         "vault-envvars:jwtValidationPubkeys": auto.ConfigValue(json.dumps([issuer.public_pem])),
     }
     if server.ca_pem:
-        settings["target:caCertPem"] = auto.ConfigValue(server.ca_pem)
+        settings["vault-envvars:vaultCaCert"] = auto.ConfigValue(server.ca_pem)
     if server.audit_log:
-        settings["target:auditFilePath"] = auto.ConfigValue(server.audit_log)
+        settings["vault-envvars:auditFilePath"] = auto.ConfigValue(server.audit_log)
     settings.update({k: auto.ConfigValue(v) for k, v in (extra or {}).items()})
     s.stack.set_all_config(settings)
     return s
@@ -47,9 +47,11 @@ def _config_stack(pulumi_backend, server, issuer, *, adopt_kv: bool, flavor: str
 @pytest.fixture(scope="module")
 def configured_dev(pulumi_backend, bao_dev_server, issuer):
     s = _config_stack(pulumi_backend, bao_dev_server, issuer, adopt_kv=True)
-    outputs = s.up().outputs
-    yield s, {k: v.value for k, v in outputs.items()}
-    s.destroy()
+    try:
+        outputs = s.up().outputs
+        yield s, {k: v.value for k, v in outputs.items()}
+    finally:
+        s.destroy()
 
 
 def _root(server) -> hvac.Client:
