@@ -15,9 +15,18 @@ path "sys/auth/*" {
   capabilities = ["create", "read", "update", "delete", "sudo"]
 }
 
-# ACL policies (not root, which Vault protects anyway).
-path "sys/policies/acl/*" {
-  capabilities = ["create", "read", "update", "delete", "list"]
+# The service's ACL policies, by name. Its own policy it may only read: widening config-admin takes root.
+path "sys/policies/acl/user" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+path "sys/policies/acl/executor" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+path "sys/policies/acl/snapshot-operator" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+path "sys/policies/acl/config-admin" {
+  capabilities = ["read"]
 }
 
 # Audit devices (HashiCorp Vault; OpenBao declares them in the server configuration).

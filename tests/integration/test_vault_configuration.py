@@ -81,6 +81,18 @@ def test_second_up_changes_nothing(configured_dev):
     assert s.changes_of_second_up() == {}
 
 
+def test_later_runs_need_only_the_config_admin_token(configured_dev, bao_dev_server):
+    s, _ = configured_dev
+    admin = _root(bao_dev_server).auth.token.create(policies=["config-admin"], ttl="10m")["auth"]["client_token"]
+    s.stack.set_config("vault-envvars:vaultToken", auto.ConfigValue(admin, secret=True))
+    try:
+        s.stack.refresh(on_output=lambda _l: None)
+        assert s.changes_of_second_up() == {}
+    finally:
+        s.stack.set_config("vault-envvars:vaultToken", auto.ConfigValue(bao_dev_server.token, secret=True))
+        s.up()
+
+
 def test_manual_change_is_seen_as_drift_and_repaired(configured_dev, bao_dev_server):
     s, _ = configured_dev
     root = _root(bao_dev_server)
@@ -224,14 +236,16 @@ CAPABILITIES = {
     },
     "config-admin": {
         "sys/mounts/secret": {"create", "read", "update", "delete", "sudo"},
-        "sys/policies/acl/user": {"create", "read", "update", "delete", "list"},
+        "sys/policies/acl/user": {"create", "read", "update", "delete"},
+        "sys/policies/acl/config-admin": {"read"},
+        "sys/policies/acl/someone-else": {"deny"},
         "auth/approle/role/executor": {"create", "read", "update", "delete", "list"},
         "auth/jwt/role/user": {"create", "read", "update", "delete", "list"},
         "secret/config": {"create", "read", "update"},
         ALICE: {"deny"},
         "secret/metadata/users/": {"deny"},
         "sys/storage/raft/snapshot": {"deny"},
-        "sys/policies/acl/root": {"create", "read", "update", "delete", "list"},  # Vault itself protects root
+        "sys/policies/acl/root": {"deny"},
         "auth/token/create": {"deny"},
     },
 }
