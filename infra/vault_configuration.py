@@ -22,6 +22,7 @@ class JwtAuthArgs:
     oidc_discovery_url: str = ""
     jwks_url: str = ""
     validation_pubkeys: list[str] = field(default_factory=list)
+    ca_pem: pulumi.Input[str] = ""  # CA of the discovery/JWKS URL, when a private one signs it
     type: str = "jwt"  # "jwt" or "oidc" (the mount type; both verify bearer JWTs)
     user_claim: str = "sub"
     token_ttl: int = 900
@@ -37,6 +38,15 @@ class JwtAuthArgs:
         if len(given) != 1:
             raise ValueError("JWT auth needs exactly one of oidc_discovery_url, jwks_url, validation_pubkeys")
         return given
+
+    def config_data(self) -> pulumi.Output:
+        """The JWT mount's config: the key source, its CA if any, the bound issuer."""
+        source = self.key_source()
+        ca_key = {"oidc_discovery_url": "oidc_discovery_ca_pem", "jwks_url": "jwks_ca_pem"}.get(next(iter(source)))
+        return pulumi.Output.from_input(self.ca_pem).apply(lambda ca: {
+            **source, "bound_issuer": self.bound_issuer, "default_role": "user",
+            **({ca_key: ca} if ca and ca_key else {}),
+        })
 
 
 @dataclass
@@ -56,6 +66,8 @@ class VaultConfigurationArgs:
     token: pulumi.Input[str]  # a config-admin token (root only while bootstrapping)
     jwt: JwtAuthArgs
     approle: AppRoleArgs = field(default_factory=AppRoleArgs)
+    # The snapshot job logs in once per run: short tokens, a secret id good for a month of hourly runs.
+    snapshot_approle: AppRoleArgs = field(default_factory=lambda: AppRoleArgs(token_ttl=600, token_max_ttl=1800))
     ca_cert_pem: pulumi.Input[str] = ""
     kv_path: str = "secret"
     kv_max_versions: int = 10
@@ -72,12 +84,15 @@ class VaultConfigurationArgs:
 
 
 class VaultConfiguration(pulumi.ComponentResource):
-    """Outputs: `kv_path`, `jwt_accessor`, `executor_role_id`, `executor_secret_id` (secret)."""
+    """Outputs: `kv_path`, `jwt_accessor`, and the role id and secret id (secret) of the two AppRole
+    roles: `executor_*` for the service's job runner, `snapshot_*` for the snapshot job."""
 
     kv_path: pulumi.Output[str]
     jwt_accessor: pulumi.Output[str]
     executor_role_id: pulumi.Output[str]
     executor_secret_id: pulumi.Output[str]
+    snapshot_role_id: pulumi.Output[str]
+    snapshot_secret_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: VaultConfigurationArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("vault-envvars:infra:VaultConfiguration", name, None, opts)
@@ -102,7 +117,7 @@ class VaultConfiguration(pulumi.ComponentResource):
                           description="dashboard users (OIDC/JWT bearer tokens)", **ttls, opts=child)
         jwt_config = vault.Endpoint(
             f"{name}-jwt-config", **conn, path=f"auth/{args.jwt_path}/config",
-            data={**args.jwt.key_source(), "bound_issuer": args.jwt.bound_issuer, "default_role": "user"},
+            data=args.jwt.config_data(),
             delete_on_destroy=False,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[jwt]))
 
@@ -115,20 +130,26 @@ class VaultConfiguration(pulumi.ComponentResource):
                                               data=pulumi.Output.from_input(text).apply(lambda t: {"policy": t}),
                                               opts=child)
 
-        executor_role = vault.Endpoint(
-            f"{name}-executor-role", **conn, path=f"auth/{args.approle_path}/role/executor",
-            data={
-                "token_policies": ["executor"],
-                "token_ttl": args.approle.token_ttl,
-                "token_max_ttl": args.approle.token_max_ttl,
-                "token_type": "service",
-                "bind_secret_id": True,
-                "secret_id_ttl": args.approle.secret_id_ttl,
-                "secret_id_num_uses": args.approle.secret_id_num_uses,
-                "secret_id_bound_cidrs": args.approle.bound_cidrs,
-                "token_bound_cidrs": args.approle.bound_cidrs,
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[approle, policies["executor"]]))
+        credentials = {}
+        for role, role_args in (("executor", args.approle), ("snapshot-operator", args.snapshot_approle)):
+            role_endpoint = vault.Endpoint(
+                f"{name}-{role}-role", **conn, path=f"auth/{args.approle_path}/role/{role}",
+                data={
+                    "token_policies": [role],
+                    "token_ttl": role_args.token_ttl,
+                    "token_max_ttl": role_args.token_max_ttl,
+                    "token_type": "service",
+                    "bind_secret_id": True,
+                    "secret_id_ttl": role_args.secret_id_ttl,
+                    "secret_id_num_uses": role_args.secret_id_num_uses,
+                    "secret_id_bound_cidrs": role_args.bound_cidrs,
+                    "token_bound_cidrs": role_args.bound_cidrs,
+                },
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[approle, policies[role]]))
+            credentials[role] = vault.AppRoleCredential(
+                f"{name}-{role}-credential", **conn, mount=args.approle_path, role=role,
+                metadata={"issued_to": f"{role} of the env-vars deployment"},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[role_endpoint]))
         vault.Endpoint(
             f"{name}-user-role", **conn, path=f"auth/{args.jwt_path}/role/user",
             data={
@@ -141,11 +162,6 @@ class VaultConfiguration(pulumi.ComponentResource):
                 "token_type": "service",
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[jwt_config, policies["user"]]))
-        credential = vault.AppRoleCredential(
-            f"{name}-executor-credential", **conn, mount=args.approle_path, role="executor",
-            metadata={"issued_to": "env-vars service"},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[executor_role]))
-
         if args.audit_via_api:
             for device in audit_devices(args.audit_file_path):
                 vault.AuditDevice(f"{name}-audit-{device.path}", **conn, path=device.path, type=device.type,
@@ -153,11 +169,15 @@ class VaultConfiguration(pulumi.ComponentResource):
 
         self.kv_path = pulumi.Output.from_input(args.kv_path)
         self.jwt_accessor = jwt.accessor
-        self.executor_role_id = credential.role_id
-        self.executor_secret_id = pulumi.Output.secret(credential.secret_id)
+        self.executor_role_id = credentials["executor"].role_id
+        self.executor_secret_id = pulumi.Output.secret(credentials["executor"].secret_id)
+        self.snapshot_role_id = credentials["snapshot-operator"].role_id
+        self.snapshot_secret_id = pulumi.Output.secret(credentials["snapshot-operator"].secret_id)
         self.register_outputs({
             "kv_path": self.kv_path,
             "jwt_accessor": self.jwt_accessor,
             "executor_role_id": self.executor_role_id,
             "executor_secret_id": self.executor_secret_id,
+            "snapshot_role_id": self.snapshot_role_id,
+            "snapshot_secret_id": self.snapshot_secret_id,
         })

@@ -55,6 +55,17 @@ path "auth/${jwt_path}/role/*" {
   capabilities = ["create", "read", "update", "delete", "list"]
 }
 
+# The dev stack's identity provider (Vault's own OIDC provider and its userpass demo users).
+path "identity/oidc/key/*" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+path "identity/oidc/provider/*" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+path "auth/userpass/users/*" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+
 # Its own token's housekeeping.
 path "auth/token/lookup-self" {
   capabilities = ["read"]

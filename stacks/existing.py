@@ -17,6 +17,8 @@ def deploy() -> dict[str, pulumi.Output]:
         "jwt_accessor": vault.jwt_accessor,
         "executor_role_id": vault.executor_role_id,
         "executor_secret_id": vault.executor_secret_id,
+        "snapshot_role_id": vault.snapshot_role_id,
+        "snapshot_secret_id": vault.snapshot_secret_id,
     }
     for key, value in outputs.items():
         pulumi.export(key, value)

@@ -4,8 +4,11 @@ They work against Docker and against Podman's Docker-compatible socket. `docker_
 stack can target any engine (default: DOCKER_HOST of the `pulumi up` environment).
 """
 import hashlib
+import io
 import os
+import tarfile
 import time
+import warnings
 from typing import Any, Optional
 
 import docker
@@ -14,7 +17,7 @@ import requests
 from docker.errors import NotFound
 from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
 
-from .base import ManagedProvider
+from .base import ManagedProvider, plain
 
 
 def engine(props: dict[str, Any]) -> docker.DockerClient:
@@ -146,7 +149,7 @@ class Image(Resource, module="docker", name="Image"):
 CONTAINER_INPUTS = (
     "name", "image", "command", "entrypoint", "env", "ports", "networks", "volumes", "user",
     "read_only", "tmpfs", "labels", "restart", "cap_drop", "security_opt", "init", "mem_limit",
-    "docker_host", "wait_http_path",
+    "docker_host", "wait_http_path", "wait_https", "files",
 )
 
 
@@ -158,7 +161,7 @@ class _ContainerProvider(ManagedProvider):
         client = engine(props)
         networks = props["networks"] or []
         kwargs: dict[str, Any] = dict(
-            image=props["image"], name=props["name"], detach=True,
+            image=props["image"], name=props["name"],
             command=props["command"] or None, entrypoint=props["entrypoint"] or None,
             environment=props["env"] or {}, user=props["user"] or None,
             read_only=bool(props["read_only"]), tmpfs=props["tmpfs"] or None,
@@ -176,13 +179,17 @@ class _ContainerProvider(ManagedProvider):
         if networks and networks[0].get("aliases"):
             kwargs["networking_config"] = {networks[0]["name"]: client.api.create_endpoint_config(
                 aliases=networks[0]["aliases"])}
-        container = client.containers.run(**kwargs)
+        container = client.containers.create(**kwargs)
         try:
+            _copy_files(container, plain(props["files"] or {}), props["user"])
+            container.start()
             for extra in networks[1:]:
                 client.networks.get(extra["name"]).connect(container, aliases=extra.get("aliases"))
             outs = self._outs(client, container.id, props)
             if props["wait_http_path"] and outs["host_ports"]:
-                _wait_http(f"http://127.0.0.1:{outs['host_ports'][0]['external']}{props['wait_http_path']}",
+                # A liveness probe only (nothing is sent), so a private CA need not be trusted here.
+                scheme = "https" if props.get("wait_https") else "http"
+                _wait_http(f"{scheme}://127.0.0.1:{outs['host_ports'][0]['external']}{props['wait_http_path']}",
                            container)
         except Exception:
             # No half-made container left behind: a failed create removes it.
@@ -216,11 +223,33 @@ class _ContainerProvider(ManagedProvider):
             pass
 
 
+def _copy_files(container: Any, files: dict[str, dict], user: str) -> None:
+    """Puts files into the created container (onto its volumes) through the API before it starts, so
+    their content (keys, tokens) never shows in its config, command or environment."""
+    uid, _, gid = (user or "0:0").partition(":")
+    by_dir: dict[str, list[tuple[str, dict]]] = {}
+    for path, spec in files.items():
+        by_dir.setdefault(os.path.dirname(path), []).append((os.path.basename(path), spec))
+    for directory, entries in by_dir.items():
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for name, spec in entries:
+                data = spec["content"].encode()
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), int(spec.get("mode", 0o400))
+                info.uid, info.gid, info.mtime = int(uid or 0), int(gid or uid or 0), int(time.time())
+                tar.addfile(info, io.BytesIO(data))
+        if not container.put_archive(directory, buf.getvalue()):
+            raise RuntimeError(f"could not copy files into {container.name}:{directory}")
+
+
 def _wait_http(url: str, container: Any, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            requests.get(url, timeout=2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the unverified-TLS warning of this liveness probe
+                requests.get(url, timeout=2, verify=False)  # noqa: S501
             return
         except requests.RequestException:
             container.reload()
@@ -243,7 +272,8 @@ class Container(Resource, module="docker", name="Container"):
                  user: str = "", read_only: bool = False, tmpfs: Optional[dict[str, str]] = None,
                  labels: Optional[dict[str, str]] = None, restart: str = "unless-stopped",
                  cap_drop: Optional[list[str]] = None, security_opt: Optional[list[str]] = None,
-                 init: bool = True, mem_limit: str = "", wait_http_path: str = "",
+                 init: bool = True, mem_limit: str = "", wait_http_path: str = "", wait_https: bool = False,
+                 files: Optional[pulumi.Input[dict[str, dict]]] = None,
                  docker_host: Optional[str] = None, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(_ContainerProvider(), name, {
             "name": container_name, "image": image, "command": command or [], "entrypoint": entrypoint or [],
@@ -251,6 +281,8 @@ class Container(Resource, module="docker", name="Container"):
             "user": user, "read_only": read_only, "tmpfs": tmpfs or {}, "labels": labels or {},
             "restart": restart, "cap_drop": cap_drop if cap_drop is not None else ["ALL"],
             "security_opt": security_opt if security_opt is not None else ["no-new-privileges"],
-            "init": init, "mem_limit": mem_limit, "wait_http_path": wait_http_path,
+            "init": init, "mem_limit": mem_limit, "wait_http_path": wait_http_path, "wait_https": wait_https,
+            # {path on a volume: {"content": str, "mode": int}}; pass secret content as a Pulumi secret.
+            "files": files or {},
             "docker_host": docker_host or default_docker_host(), "host_ports": None, "state": None,
         }, opts)

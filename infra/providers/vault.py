@@ -3,6 +3,7 @@
 Every resource takes the connection as inputs: `address`, `token` (pass it as a Pulumi secret; the
 engine keeps it encrypted in state) and optional `ca_cert_pem` for a TLS server with a private CA.
 """
+import hashlib
 import json
 import os
 import tempfile
@@ -17,15 +18,23 @@ from .base import ManagedProvider, inputs_of, plain
 CONNECTION = ("address", "token", "ca_cert_pem")
 
 
+def tls_verify(ca_cert_pem: Optional[str]) -> Any:
+    """What requests' `verify` takes for a server with this CA (None: the system's CAs)."""
+    if not ca_cert_pem:
+        return True
+    # requests wants a file; the CA is public, so a file in the temp dir, one per CA, is fine.
+    path = os.path.join(tempfile.gettempdir(), f"vault-ca-{hashlib.sha256(ca_cert_pem.encode()).hexdigest()[:16]}.pem")
+    if not os.path.exists(path):
+        tmp = f"{path}.{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(ca_cert_pem)
+        os.replace(tmp, path)
+    return path
+
+
 def client(props: dict[str, Any]) -> hvac.Client:
-    verify: Any = True
-    if props.get("ca_cert_pem"):
-        # requests wants a file; the CA is public, so a temp file is fine.
-        fd, path = tempfile.mkstemp(prefix="vault-ca-", suffix=".pem")
-        with os.fdopen(fd, "w") as f:
-            f.write(props["ca_cert_pem"])
-        verify = path
-    c = hvac.Client(url=props["address"], token=props["token"], verify=verify, timeout=30)
+    c = hvac.Client(url=props["address"], token=props["token"], verify=tls_verify(props.get("ca_cert_pem")),
+                    timeout=30)
     # REQUESTS_CA_BUNDLE in the environment would silently override `verify`.
     c.adapter.session.trust_env = False
     return c

@@ -110,3 +110,19 @@ def test_connection_token_is_secret_on_every_resource(mocks):
 
 def _assert(condition):
     assert condition
+
+
+def test_snapshot_operator_approle(mocks):
+    run(lambda: _config())
+    role = mocks.named("vault-snapshot-operator-role").inputs
+    assert role["path"] == "auth/approle/role/snapshot-operator"
+    assert role["data"]["token_policies"] == ["snapshot-operator"]
+    assert (role["data"]["token_ttl"], role["data"]["token_max_ttl"]) == (600, 1800)
+    cred = mocks.named("vault-snapshot-operator-credential").inputs
+    assert (cred["mount"], cred["role"]) == ("approle", "snapshot-operator")
+
+
+def test_private_ca_of_the_key_source_reaches_the_jwt_config(mocks):
+    jwt = JwtAuthArgs(bound_audiences=["a"], jwks_url="https://vault:8200/keys", ca_pem="CA PEM")
+    run(lambda: _config(jwt=jwt))
+    assert mocks.named("vault-jwt-config").inputs["data"]["jwks_ca_pem"] == "CA PEM"

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Scheduled Raft snapshots: log in with the snapshot-operator AppRole, save a snapshot, verify it,
+keep the newest N. Standard library only: it runs in the Debian base image beside the Vault nodes
+(Docker) or as a CronJob (Kubernetes).
+
+Every run prints one JSON line (`"status": "ok"` or `"failed"`), rewrites `status.json` and the
+Prometheus text file `snapshot.prom` in the snapshot folder. With `--interval 0` it runs once and
+its exit code is the verdict; otherwise it loops and a failed run never stops the next one.
+"""
+import argparse
+import datetime
+import gzip
+import hashlib
+import io
+import json
+import os
+import ssl
+import sys
+import tarfile
+import time
+import urllib.request
+
+PREFIX = "vault-raft-"
+SUFFIX = ".snap"
+
+
+def _request(url: str, *, ctx: ssl.SSLContext, method: str = "GET", body: dict | None = None,
+             token: str = "", timeout: float = 120) -> urllib.request.addinfourl:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    if token:
+        req.add_header("X-Vault-Token", token)
+    return urllib.request.urlopen(req, context=ctx, timeout=timeout)
+
+
+def verify_snapshot(path: str) -> dict:
+    """A Raft snapshot is a gzip'd tar whose SHA256SUMS lists every other member: recompute them all."""
+    with open(path, "rb") as f:
+        raw = gzip.decompress(f.read())
+    members: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+        for m in tar.getmembers():
+            if m.isfile():
+                members[m.name] = tar.extractfile(m).read()
+    sums = members.get("SHA256SUMS")
+    if sums is None or "state.bin" not in members or "meta.json" not in members:
+        raise ValueError(f"not a Raft snapshot (members: {sorted(members)})")
+    listed = {}
+    for line in sums.decode().splitlines():
+        digest, _, name = line.strip().partition("  ")
+        listed[name.strip()] = digest
+    for name in ("meta.json", "state.bin"):
+        if hashlib.sha256(members[name]).hexdigest() != listed.get(name):
+            raise ValueError(f"checksum mismatch for {name}")
+    meta = json.loads(members["meta.json"])
+    return {"index": meta.get("Index"), "term": meta.get("Term")}
+
+
+def snapshots(folder: str) -> list[str]:
+    return sorted(f for f in os.listdir(folder) if f.startswith(PREFIX) and f.endswith(SUFFIX))
+
+
+def run_once(args: argparse.Namespace, ctx: ssl.SSLContext) -> dict:
+    started = time.monotonic()
+    role_id = open(args.role_id_file).read().strip()
+    secret_id = open(args.secret_id_file).read().strip()
+    login = json.load(_request(f"{args.vault_addr}/v1/auth/approle/login", ctx=ctx, method="POST",
+                               body={"role_id": role_id, "secret_id": secret_id}))
+    token = login["auth"]["client_token"]
+    try:
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        final = os.path.join(args.dir, f"{PREFIX}{stamp}{SUFFIX}")
+        partial = final + ".partial"
+        with _request(f"{args.vault_addr}/v1/sys/storage/raft/snapshot", ctx=ctx, token=token) as resp, \
+                open(partial, "wb") as out:
+            while chunk := resp.read(1 << 20):
+                out.write(chunk)
+        meta = verify_snapshot(partial)  # an unreadable snapshot never takes a retained slot
+        os.replace(partial, final)
+    finally:
+        try:
+            _request(f"{args.vault_addr}/v1/auth/token/revoke-self", ctx=ctx, method="POST", body={}, token=token)
+        except OSError:
+            pass
+    for old in snapshots(args.dir)[:-args.retain]:
+        os.remove(os.path.join(args.dir, old))
+    return {"file": os.path.basename(final), "bytes": os.path.getsize(final), "raft_index": meta["index"],
+            "seconds": round(time.monotonic() - started, 3), "retained": len(snapshots(args.dir))}
+
+
+def record(args: argparse.Namespace, result: dict) -> None:
+    line = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(), "event": "raft-snapshot", **result}
+    print(json.dumps(line), flush=True)
+    with open(os.path.join(args.dir, "status.json.tmp"), "w") as f:
+        json.dump(line, f)
+    os.replace(os.path.join(args.dir, "status.json.tmp"), os.path.join(args.dir, "status.json"))
+    ok = result["status"] == "ok"
+    prom = [
+        "# HELP vault_snapshot_last_success 1 if the last snapshot run succeeded.",
+        "# TYPE vault_snapshot_last_success gauge",
+        f"vault_snapshot_last_success {int(ok)}",
+        "# HELP vault_snapshot_last_run_timestamp_seconds Unix time of the last run.",
+        "# TYPE vault_snapshot_last_run_timestamp_seconds gauge",
+        f"vault_snapshot_last_run_timestamp_seconds {int(time.time())}",
+    ]
+    if ok:
+        prom += ["# TYPE vault_snapshot_last_size_bytes gauge", f"vault_snapshot_last_size_bytes {result['bytes']}"]
+    with open(os.path.join(args.dir, "snapshot.prom.tmp"), "w") as f:
+        f.write("\n".join(prom) + "\n")
+    os.replace(os.path.join(args.dir, "snapshot.prom.tmp"), os.path.join(args.dir, "snapshot.prom"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--vault-addr", required=True)
+    p.add_argument("--ca-file", default="")
+    p.add_argument("--role-id-file", required=True)
+    p.add_argument("--secret-id-file", required=True)
+    p.add_argument("--dir", required=True)
+    p.add_argument("--retain", type=int, default=24)
+    p.add_argument("--interval", type=int, default=0, help="seconds between runs; 0: run once")
+    args = p.parse_args(argv)
+    if args.retain < 1:
+        p.error("--retain must be at least 1")
+    ctx = ssl.create_default_context(cafile=args.ca_file or None)
+    while True:
+        try:
+            result = {"status": "ok", **run_once(args, ctx)}
+        except Exception as e:  # noqa: BLE001 (the job's verdict; the error text holds no secret)
+            result = {"status": "failed", "error": f"{type(e).__name__}: {e}"[:500]}
+        record(args, result)
+        if args.interval <= 0:
+            return 0 if result["status"] == "ok" else 1
+        time.sleep(args.interval)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
