@@ -24,6 +24,7 @@ def jwks_url(base_url: str) -> str:
 class DevIdentityArgs:
     address: pulumi.Input[str]
     token: pulumi.Input[str]
+    ca_cert_pem: pulumi.Input[str] = ""
     # The issuer's base URL as the service and Vault reach it (the container network alias).
     issuer_base_url: str = "http://vault:8200"
     demo_users: list[str] = field(default_factory=lambda: ["alice", "bob"])
@@ -37,7 +38,7 @@ class DevIdentity(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: DevIdentityArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("vault-envvars:infra:DevIdentity", name, None, opts)
-        conn = dict(address=args.address, token=args.token)
+        conn = dict(address=args.address, token=args.token, ca_cert_pem=args.ca_cert_pem)
         child = pulumi.ResourceOptions(parent=self)
         key = vault.Endpoint(f"{name}-key", **conn, path=f"identity/oidc/key/{PROVIDER_NAME}", data={
             "algorithm": "RS256", "allowed_client_ids": ["*"],

@@ -13,6 +13,15 @@ from infra.policies import POLICY_NAMES, render_policy
 from infra.providers import vault
 
 
+APPROLE_PATH = "approle"
+JWT_PATH = "jwt"
+
+
+def config_admin_policy(kv_path: str, approle_path: str = APPROLE_PATH, jwt_path: str = JWT_PATH) -> str:
+    """The config-admin policy text, for whoever writes it (the bootstrap, or this component as root)."""
+    return render_policy("config-admin", kv_path=kv_path, approle_path=approle_path, jwt_path=jwt_path)
+
+
 @dataclass
 class JwtAuthArgs:
     """How Vault verifies users' tokens: exactly one of discovery URL, JWKS URL or static PEM keys."""
@@ -72,8 +81,10 @@ class VaultConfigurationArgs:
     kv_path: str = "secret"
     kv_max_versions: int = 10
     adopt_kv_mount: bool = False  # dev mode pre-mounts KV v2 at secret/
-    approle_path: str = "approle"
-    jwt_path: str = "jwt"
+    approle_path: str = APPROLE_PATH
+    jwt_path: str = JWT_PATH
+    # Off when the bootstrap wrote config-admin (it then runs as config-admin, which cannot change it).
+    manage_admin_policy: bool = True
     # HashiCorp Vault: audit devices through the API. OpenBao: declared in the server config instead.
     audit_via_api: bool = False
     audit_file_path: str = "/bao/logs/audit.log"
@@ -124,6 +135,8 @@ class VaultConfiguration(pulumi.ComponentResource):
         values = dict(kv_path=args.kv_path, approle_path=args.approle_path, jwt_path=args.jwt_path)
         policies = {}
         for policy in POLICY_NAMES:
+            if policy == "config-admin" and not args.manage_admin_policy:
+                continue
             text = (jwt.accessor.apply(lambda acc, p=policy: render_policy(p, **values, jwt_accessor=acc))
                     if policy == "user" else render_policy(policy, **values))
             policies[policy] = vault.Endpoint(f"{name}-policy-{policy}", **conn, path=f"sys/policies/acl/{policy}",

@@ -9,6 +9,7 @@ import pulumi
 
 NAMESPACE = "vault-envvars"
 DEFAULT_BAO_IMAGE = "localhost/vault-envvars/openbao:2.7.2"
+DEFAULT_BASE_IMAGE = "localhost/vault-envvars/debian-python:bookworm"
 
 
 class ConfigError(Exception):
@@ -93,20 +94,50 @@ class _Reader:
 
 
 @dataclass(frozen=True)
+class RaftSettings:
+    """A Raft cluster's shape, bootstrap and snapshots (both stacks)."""
+
+    replicas: int
+    key_shares: int
+    key_threshold: int
+    snapshot_interval: int  # seconds
+    snapshot_retain: int
+
+    @classmethod
+    def load(cls, r: "_Reader") -> "RaftSettings":
+        replicas = r.integer("replicas", 3, minimum=3)
+        if replicas % 2 == 0:
+            raise ConfigError(f"stack config {r.key('replicas')} = {replicas} must be odd (3, 5, 7) for a Raft quorum")
+        shares = r.integer("keyShares", 5, minimum=1)
+        threshold = r.integer("keyThreshold", 3, minimum=1)
+        if threshold > shares:
+            raise ConfigError(f"stack config {r.key('keyThreshold')} = {threshold} must not exceed "
+                              f"{r.key('keyShares')} = {shares}")
+        interval = r.duration("snapshotInterval", "1h")
+        if interval < 60:
+            raise ConfigError(f"stack config {r.key('snapshotInterval')} must be at least 1m")
+        return cls(replicas, shares, threshold, interval, r.integer("snapshotRetain", 24, minimum=1))
+
+
+@dataclass(frozen=True)
 class DevConfig:
     """Settings of the `dev` stack (Pulumi.dev.yaml)."""
 
-    vault_mode: str
+    vault_mode: str  # "dev": one in-memory server; "raft": a TLS Raft cluster with snapshots
     vault_image: str
-    vault_host_port: int  # 0: the engine picks a free port, kept for the container's life
+    vault_host_port: int  # dev mode; 0: the engine picks a free port, kept for the container's life
+    base_image: str  # Debian + python3: the snapshot job (and the service) build on it
+    raft: RaftSettings
 
     @classmethod
     def load(cls, config: Optional[pulumi.Config] = None) -> "DevConfig":
         r = _Reader(config)
         return cls(
-            vault_mode=r.choice("vaultMode", ("dev",), "dev"),
+            vault_mode=r.choice("vaultMode", ("dev", "raft"), "dev"),
             vault_image=r.string("vaultImage", DEFAULT_BAO_IMAGE),
             vault_host_port=r.port("vaultHostPort", 0),
+            base_image=r.string("baseImage", DEFAULT_BASE_IMAGE),
+            raft=RaftSettings.load(r),
         )
 
 

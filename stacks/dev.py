@@ -1,41 +1,76 @@
-"""The `dev` stack: Vault on the local container engine, its configuration, a dev identity provider."""
+"""The `dev` stack on the local container engine: Vault in dev mode (one in-memory server) or a 3-node
+TLS Raft cluster with bootstrap and scheduled snapshots; its configuration; a dev identity provider."""
 import pulumi
 
 from infra.dev_identity import DevIdentity, DevIdentityArgs, issuer_url, jwks_url
 from infra.providers.random import RandomSecret
+from infra.providers.vault_bootstrap import VaultBootstrap
+from infra.vault_configuration import config_admin_policy
 from infra.vault_dev_server import VaultDevServer, VaultDevServerArgs
+from infra.vault_raft_docker import VaultRaftDocker, VaultRaftDockerArgs
+from infra.vault_snapshots_docker import VaultSnapshotsDocker, VaultSnapshotsDockerArgs
 from stacks.config import DevConfig, VaultSettings
 from stacks.vault import configure_vault
 
-# Vault reaches its own OIDC provider on loopback inside its container; the service and other
-# containers reach Vault by its network alias.
-VAULT_SELF = "http://127.0.0.1:8200"
-VAULT_ALIAS = "http://vault:8200"
+AUDIT_LOG = "/bao/logs/audit.log"
 
 
 def deploy() -> dict[str, pulumi.Output]:
     cfg = DevConfig.load()
-    settings = VaultSettings.load(default_key_source={"jwks_url": jwks_url(VAULT_SELF),
-                                                      "issuer": issuer_url(VAULT_ALIAS)})
+    scheme = "https" if cfg.vault_mode == "raft" else "http"
+    # Vault reaches its own OIDC provider on loopback inside its container; the service and the other
+    # containers reach Vault by its network alias.
+    settings = VaultSettings.load(default_key_source={"jwks_url": jwks_url(f"{scheme}://127.0.0.1:8200"),
+                                                      "issuer": issuer_url(f"{scheme}://vault:8200")})
     labels = {"vault-envvars.stack": pulumi.get_stack()}
-    root_token = RandomSecret("vault-dev-root-token", length=24, prefix="dev-")
-    server = VaultDevServer("vault", VaultDevServerArgs(
-        image=cfg.vault_image, root_token=root_token.result, host_port=cfg.vault_host_port, labels=labels,
-        flavor=settings.server_flavor,
-    ))
-    identity = DevIdentity("identity", DevIdentityArgs(address=server.address, token=server.root_token,
-                                                       issuer_base_url=VAULT_ALIAS))
+    outputs: dict[str, pulumi.Output] = {}
+
+    if cfg.vault_mode == "dev":
+        root_token = RandomSecret("vault-dev-root-token", length=24, prefix="dev-")
+        server = VaultDevServer("vault", VaultDevServerArgs(
+            image=cfg.vault_image, root_token=root_token.result, host_port=cfg.vault_host_port, labels=labels,
+            flavor=settings.server_flavor,
+        ))
+        address, token, ca_cert_pem = server.address, server.root_token, pulumi.Output.from_input("")
+        outputs["vault_root_token"] = server.root_token
+    else:
+        cluster = VaultRaftDocker("vault", VaultRaftDockerArgs(
+            image=cfg.vault_image, nodes=cfg.raft.replicas, flavor=settings.server_flavor, labels=labels,
+        ))
+        bootstrap = VaultBootstrap(
+            "vault-bootstrap", node_addresses=cluster.node_addresses, ca_cert_pem=cluster.ca_cert_pem,
+            admin_policy=config_admin_policy(settings.kv_path),
+            key_shares=cfg.raft.key_shares, key_threshold=cfg.raft.key_threshold,
+            # Dev keeps root for experiments; prod revokes it after bootstrap.
+            revoke_root=False,
+        )
+        address = cluster.node_addresses.apply(lambda nodes: nodes[0])
+        token, ca_cert_pem = bootstrap.admin_token, cluster.ca_cert_pem
+        outputs.update(vault_nodes=cluster.node_addresses, vault_ca_cert=cluster.ca_cert_pem,
+                       vault_root_token=bootstrap.root_token, vault_unseal_keys=bootstrap.unseal_keys)
+
+    identity = DevIdentity("identity", DevIdentityArgs(address=address, token=token, ca_cert_pem=ca_cert_pem,
+                                                       issuer_base_url=f"{scheme}://vault:8200"))
     vault = configure_vault(
-        "vault", settings, address=server.address, token=server.root_token, adopt_kv_mount=True,
-        audit_file_path="/bao/logs/audit.log", opts=pulumi.ResourceOptions(depends_on=[identity]),
+        "vault", settings, address=address, token=token, ca_cert_pem=ca_cert_pem, jwt_ca_pem=ca_cert_pem,
+        adopt_kv_mount=cfg.vault_mode == "dev", audit_file_path=AUDIT_LOG,
+        manage_admin_policy=cfg.vault_mode == "dev",  # raft: the bootstrap wrote it
+        opts=pulumi.ResourceOptions(depends_on=[identity]),
     )
-    outputs = {
-        "vault_address": server.address,
-        "vault_root_token": server.root_token,
-        "jwt_issuer": identity.issuer,
-        "demo_user_passwords": identity.demo_passwords,
-        "executor_role_id": vault.executor_role_id,
-    }
+    if cfg.vault_mode == "raft":
+        snapshots = VaultSnapshotsDocker("vault-snapshots", VaultSnapshotsDockerArgs(
+            image=cfg.base_image, network_name=cluster.network_name, vault_address=cluster.internal_address,
+            ca_cert_pem=cluster.ca_cert_pem, role_id=vault.snapshot_role_id, secret_id=vault.snapshot_secret_id,
+            interval_seconds=cfg.raft.snapshot_interval, retain=cfg.raft.snapshot_retain, labels=labels,
+        ))
+        outputs["snapshot_volume"] = snapshots.volume_name
+
+    outputs.update(
+        vault_address=address,
+        jwt_issuer=identity.issuer,
+        demo_user_passwords=identity.demo_passwords,
+        executor_role_id=vault.executor_role_id,
+    )
     for key, value in outputs.items():
         pulumi.export(key, value)
     return outputs

@@ -15,10 +15,13 @@ def configure_vault(
     address: pulumi.Input[str],
     token: pulumi.Input[str],
     ca_cert_pem: pulumi.Input[str] = "",
+    jwt_ca_pem: pulumi.Input[str] = "",
     adopt_kv_mount: bool = False,
+    manage_admin_policy: bool = True,
     audit_file_path: str = "/bao/logs/audit.log",
     opts: Optional[pulumi.ResourceOptions] = None,
 ) -> VaultConfiguration:
+    """`jwt_ca_pem`: the CA of the users' key source URL when a private CA signs it (the dev cluster)."""
     return VaultConfiguration(name, VaultConfigurationArgs(
         address=address,
         token=token,
@@ -26,6 +29,7 @@ def configure_vault(
         kv_path=settings.kv_path,
         kv_max_versions=settings.kv_max_versions,
         adopt_kv_mount=adopt_kv_mount,
+        manage_admin_policy=manage_admin_policy,
         audit_via_api=settings.server_flavor == "vault",
         audit_file_path=audit_file_path,
         jwt=JwtAuthArgs(
@@ -35,6 +39,7 @@ def configure_vault(
             oidc_discovery_url=settings.oidc_discovery_url,
             jwks_url=settings.jwks_url,
             validation_pubkeys=settings.validation_pubkeys,
+            ca_pem=jwt_ca_pem,
             token_ttl=settings.user_token_ttl,
             token_max_ttl=settings.user_token_max_ttl,
         ),

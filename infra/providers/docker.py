@@ -234,10 +234,15 @@ def _copy_files(container: Any, files: dict[str, dict], user: str) -> None:
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             for name, spec in entries:
-                data = spec["content"].encode()
                 info = tarfile.TarInfo(name)
-                info.size, info.mode = len(data), int(spec.get("mode", 0o400))
+                info.mode = int(spec.get("mode", 0o400))
                 info.uid, info.gid, info.mtime = int(uid or 0), int(gid or uid or 0), int(time.time())
+                if spec.get("directory"):  # a folder owned by the container's user, e.g. on a fresh volume
+                    info.type = tarfile.DIRTYPE
+                    tar.addfile(info)
+                    continue
+                data = spec["content"].encode()
+                info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
         if not container.put_archive(directory, buf.getvalue()):
             raise RuntimeError(f"could not copy files into {container.name}:{directory}")
@@ -282,7 +287,8 @@ class Container(Resource, module="docker", name="Container"):
             "restart": restart, "cap_drop": cap_drop if cap_drop is not None else ["ALL"],
             "security_opt": security_opt if security_opt is not None else ["no-new-privileges"],
             "init": init, "mem_limit": mem_limit, "wait_http_path": wait_http_path, "wait_https": wait_https,
-            # {path on a volume: {"content": str, "mode": int}}; pass secret content as a Pulumi secret.
+            # {path on a volume: {"content": str, "mode": int} or {"directory": True, "mode": int}}, owned
+            # by `user`; pass secret content as a Pulumi secret.
             "files": files or {},
             "docker_host": docker_host or default_docker_host(), "host_ports": None, "state": None,
         }, opts)

@@ -79,8 +79,8 @@ def _unseal(props: dict[str, Any], address: str, keys: list[str], threshold: int
     for key in keys[:threshold]:
         if not _put(props, address, "sys/unseal", {"key": key}).get("sealed", True):
             return
-    if _seal_status(props, address).get("sealed"):
-        raise BootstrapError(f"{address} is still sealed after {threshold} keys")
+    # A joiner stays sealed until it has joined Raft and caught up: give it time.
+    _wait(lambda: not _seal_status(props, address).get("sealed"), 120, f"{address} to unseal")
 
 
 class _BootstrapProvider(ManagedProvider):
