@@ -1,0 +1,130 @@
+"""The dev stack for real on the local engine, in both modes: `pulumi up`, the cluster's shape, a leader
+failover measured while writes go on, a restarted node unsealed by the next `up`, and `destroy`
+leaving nothing behind."""
+import time
+
+import docker
+import hvac
+import pytest
+import requests
+from pulumi import automation as auto
+
+pytestmark = pytest.mark.e2e
+PROGRAM = "e2e/programs/dev_stack"
+
+
+def _engine(toolchain) -> docker.DockerClient:
+    return docker.DockerClient(base_url=toolchain["docker_host"])
+
+
+def _leftovers(engine, stack_name) -> dict:
+    flt = {"label": f"vault-envvars.stack={stack_name}"}
+    return {"containers": [c.name for c in engine.containers.list(all=True, filters=flt)],
+            "networks": [n.name for n in engine.networks.list(filters=flt)],
+            "volumes": [v.name for v in engine.volumes.list(filters=flt)]}
+
+
+def test_dev_mode_up_idempotent_and_destroyed(throwaway_stack, toolchain):
+    s = throwaway_stack(PROGRAM)
+    out = {k: v.value for k, v in s.up().outputs.items()}
+    vault = hvac.Client(url=out["vault_address"], token=out["vault_root_token"])
+    assert vault.sys.read_health_status(method="GET")["sealed"] is False
+    assert "jwt/" in vault.sys.list_auth_methods()["data"]
+    assert vault.sys.read_acl_policy("user")["data"]["policy"]
+    assert s.changes_of_second_up() == {}
+    s.destroy()
+    assert _leftovers(_engine(toolchain), s.name) == {"containers": [], "networks": [], "volumes": []}
+
+
+def _client(address, token, ca_file) -> hvac.Client:
+    return hvac.Client(url=address, token=token, verify=ca_file, timeout=3)
+
+
+def _write_anywhere(nodes, token, ca_file, path, value) -> bool:
+    for address in nodes:
+        try:
+            _client(address, token, ca_file).secrets.kv.v2.create_or_update_secret(
+                path=path, secret={"value": value}, mount_point="secret")
+            return True
+        except (requests.RequestException, hvac.exceptions.VaultError):
+            continue
+    return False
+
+
+def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, toolchain, tmp_path):
+    engine = _engine(toolchain)
+    s = throwaway_stack(PROGRAM)
+    s.stack.set_config("vault-envvars:vaultMode", auto.ConfigValue("raft"))
+    out = {k: v.value for k, v in s.up().outputs.items()}
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text(out["vault_ca_cert"])
+    ca_file = str(ca_file)
+    nodes, root = out["vault_nodes"], out["vault_root_token"]
+    assert len(nodes) == 3
+
+    # Three peers, all voters, exactly one leader.
+    raft = _client(nodes[0], root, ca_file).sys.read_raft_config()["data"]["config"]["servers"]
+    assert len(raft) == 3 and all(p["voter"] for p in raft)
+    assert sum(1 for p in raft if p["leader"]) == 1
+    assert s.changes_of_second_up() == {}
+
+    for i in range(20):
+        assert _write_anywhere(nodes, root, ca_file, f"users/failover/before-{i}", f"b{i}")
+
+    # Stop the leader's container; time until another node accepts a write.
+    leader_id = next(p["node_id"] for p in raft if p["leader"])
+    leader = engine.containers.list(filters={"label": [f"vault-envvars.stack={s.name}",
+                                                       f"vault-envvars.node={leader_id}"]})[0]
+    survivors = [n for n, c in zip(nodes, _node_containers(engine, s.name)) if c.name != leader.name]
+    leader.kill()
+    t0 = time.monotonic()
+    written_during = 0
+    while not _write_anywhere(survivors, root, ca_file, "users/failover/during-0", "d0"):
+        assert time.monotonic() - t0 < 60, "no new leader accepted a write within 60 s"
+        time.sleep(0.05)
+    failover = time.monotonic() - t0
+    print(f"\nfailover: a new leader accepted a write {failover:.2f} s after the leader was killed")
+    for i in range(1, 30):
+        assert _write_anywhere(survivors, root, ca_file, f"users/failover/during-{i}", f"d{i}")
+        written_during += 1
+
+    # The old leader restarts sealed; the next `up` unseals it and it rejoins.
+    leader.start()
+    assert s.up().summary.resource_changes.get("update") == 1
+    def rejoined():
+        state = _client(survivors[0], root, ca_file).read("sys/storage/raft/autopilot/state")["data"]
+        return state["healthy"] and len(state["servers"]) == 3 and all(
+            v["healthy"] and v["status"] in ("leader", "voter") for v in state["servers"].values())
+    _wait(rejoined, 60)
+
+    # Every write, before and during the outage, is there, read through the rejoined node too.
+    rejoined_node = next(n for n, c in zip(nodes, _node_containers(engine, s.name)) if c.name == leader.name)
+    for address in (survivors[0], rejoined_node):
+        kv = _client(address, root, ca_file).secrets.kv.v2
+        for prefix, n in (("before", 20), ("during", written_during + 1)):
+            for i in range(n):
+                got = kv.read_secret_version(path=f"users/failover/{prefix}-{i}", mount_point="secret",
+                                             raise_on_deleted_version=True)
+                assert got["data"]["data"]["value"] == f"{prefix[0]}{i}"
+
+    s.destroy()
+    assert _leftovers(engine, s.name) == {"containers": [], "networks": [], "volumes": []}
+
+
+def _node_containers(engine, stack_name) -> list:
+    """The node containers in node order (vault-1, vault-2, ...), the order of the `vault_nodes` output."""
+    found = engine.containers.list(all=True, filters={"label": f"vault-envvars.stack={stack_name}"})
+    by_node = {c.labels.get("vault-envvars.node"): c for c in found if c.labels.get("vault-envvars.node")}
+    return [by_node[k] for k in sorted(by_node)]
+
+
+def _wait(check, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (requests.RequestException, hvac.exceptions.VaultError, KeyError):
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"condition not met within {timeout} s")
