@@ -4,7 +4,8 @@ Per-node values (node id, API and cluster addresses) come from the environment
 (BAO_/VAULT_RAFT_NODE_ID, BAO_/VAULT_API_ADDR, BAO_/VAULT_CLUSTER_ADDR), so a StatefulSet can mount one
 ConfigMap and containers can share one file.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Optional
 
 from infra.audit import server_audit_hcl
 
@@ -19,7 +20,10 @@ class RaftServerConfig:
     # Vault's production advice: 1 gives elections in seconds instead of ~15 s.
     performance_multiplier: int = 1
     cluster_name: str = "vault-envvars"
-    extra: dict = field(default_factory=dict)
+    # Kubernetes: label pods vault-active/vault-sealed so the active and standby Services select them.
+    kubernetes_service_registration: bool = False
+    # Auto-unseal through another Vault's transit engine; None keeps Shamir keys (the default).
+    transit_seal: Optional[dict] = None
 
     def render(self) -> str:
         joins = "".join(
@@ -51,6 +55,12 @@ telemetry {{
   disable_hostname = true
 }}
 '''
+        if self.kubernetes_service_registration:
+            text += '\nservice_registration "kubernetes" {}\n'
+        if self.transit_seal:
+            # The token comes from the environment (BAO_/VAULT_TOKEN from a Secret), never this file.
+            body = "\n".join(f'  {k} = "{v}"' for k, v in self.transit_seal.items())
+            text += f'\nseal "transit" {{\n{body}\n}}\n'
         if self.declare_audit:
             text += "\n" + server_audit_hcl(self.audit_file_path)
         return text

@@ -23,6 +23,12 @@ class _Reader:
     def key(self, name: str) -> str:
         return f"{NAMESPACE}:{name}"
 
+    def has(self, name: str) -> bool:
+        return self._cfg.get(name) is not None
+
+    def secret(self, name: str) -> Optional[pulumi.Output]:
+        return self._cfg.get_secret(name)
+
     def choice(self, name: str, allowed: Sequence[str], default: str) -> str:
         value = self._cfg.get(name) or default
         if value not in allowed:
@@ -146,14 +152,59 @@ class ProdConfig:
     """Settings of the `prod` stack (Pulumi.prod.yaml)."""
 
     namespace: str
+    vault_image: str
+    snapshot_image: str
+    snapshot_schedule: str
+    raft: RaftSettings
+    resources: dict
+    storage_class: str
+    data_storage: str
+    audit_storage: str
+    kubeconfig: str  # a path or the content; empty: KUBECONFIG / ~/.kube/config
     render_dir: str  # non-empty: write manifests there instead of applying them to a cluster
+    # How this stack reaches each pod's API for bootstrap and configuration (port-forwards, per-pod
+    # ingress); empty: deploy the Kubernetes objects only, bootstrap on a later run.
+    vault_endpoints: list[str]
+    transit_seal: Optional[dict]
+    client_namespaces: list[str]
+    skip_await: bool  # test API servers only: they run no controllers
 
     @classmethod
     def load(cls, config: Optional[pulumi.Config] = None) -> "ProdConfig":
         r = _Reader(config)
+        raft = RaftSettings.load(r)
+        endpoints = r.string_list("vaultEndpoints", [])
+        if endpoints and len(endpoints) != raft.replicas:
+            raise ConfigError(f"stack config {r.key('vaultEndpoints')} lists {len(endpoints)} endpoints; "
+                              f"give one per replica ({raft.replicas}), in pod order")
+        schedule = r.string("snapshotSchedule", "0 * * * *")
+        if len(schedule.split()) != 5:
+            raise ConfigError(f"stack config {r.key('snapshotSchedule')} = {schedule!r} is not a cron schedule "
+                              "(five fields, e.g. '0 * * * *')")
+        transit = None
+        if r.has("transitSealAddress"):
+            transit = {"address": r.string("transitSealAddress", ""), "key_name": r.string("transitSealKeyName", "vault-unseal"),
+                       "token_secret_name": r.string("transitSealTokenSecret", "vault-transit-token"),
+                       "mount_path": r.string("transitSealMountPath", "transit/")}
         return cls(
             namespace=r.string("namespace", "vault"),
+            vault_image=r.string("vaultImage", "openbao/openbao:2.7.2"),
+            snapshot_image=r.string("snapshotImage", "python:3.12-slim"),
+            snapshot_schedule=schedule,
+            raft=raft,
+            resources={
+                "requests": {"cpu": r.string("vaultCpuRequest", "250m"), "memory": r.string("vaultMemoryRequest", "256Mi")},
+                "limits": {"cpu": r.string("vaultCpuLimit", "1"), "memory": r.string("vaultMemoryLimit", "512Mi")},
+            },
+            storage_class=r.string("storageClass", ""),
+            data_storage=r.string("dataStorage", "10Gi"),
+            audit_storage=r.string("auditStorage", "10Gi"),
+            kubeconfig=r.string("kubeconfig", ""),
             render_dir=r.string("renderDir", ""),
+            vault_endpoints=endpoints,
+            transit_seal=transit,
+            client_namespaces=r.string_list("clientNamespaces", []),
+            skip_await=r.boolean("skipAwait", False),
         )
 
 
@@ -173,7 +224,7 @@ class ExistingVaultConfig:
         address = r.string("vaultAddress", "")
         if not re.match(r"^https?://[^/\s]+$", address):
             raise ConfigError(f"stack config {r.key('vaultAddress')} must be the server's URL, like https://vault.example:8200")
-        token = r._cfg.get_secret("vaultToken")
+        token = r.secret("vaultToken")
         if token is None:
             raise ConfigError(f"stack config {r.key('vaultToken')} is required: a config-admin token, set with --secret")
         return cls(
@@ -210,6 +261,11 @@ class VaultSettings:
     kv_path: str = "secret"
     kv_max_versions: int = 10
 
+    @staticmethod
+    def flavor_only(config: Optional[pulumi.Config] = None) -> str:
+        """The server flavour alone, for a stack that deploys servers before it can configure them."""
+        return _Reader(config).choice("serverFlavor", SERVER_FLAVORS, "openbao")
+
     @classmethod
     def load(cls, config: Optional[pulumi.Config] = None, *,
              default_key_source: Optional[dict[str, str]] = None) -> "VaultSettings":
@@ -233,7 +289,7 @@ class VaultSettings:
                 f"stack config: set one of {', '.join(r.key(k) for k in sources)} (how Vault verifies users' tokens)"
             )
         settings = cls(
-            server_flavor=r.choice("serverFlavor", SERVER_FLAVORS, "openbao"),
+            server_flavor=cls.flavor_only(config),
             auth_type=r.choice("authType", AUTH_TYPES, "jwt"),
             audiences=audiences,
             issuer=r.string("jwtIssuer", "" if given else default_key_source.get("issuer", "")),

@@ -8,6 +8,7 @@ import hvac
 import pytest
 from pulumi import automation as auto
 
+from tests.fixtures.kube import start_kube_apiserver
 from tests.fixtures.stacks import ThrowawayStack
 from tests.fixtures.vault_servers import start_dev_server, start_raft_cluster
 
@@ -17,11 +18,12 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="session")
 def toolchain() -> dict[str, str]:
     """The toolchain's pieces; fails (never skips) when one is missing."""
-    missing = [v for v in ("PULUMI_HOME", "DOCKER_HOST", "BAO_BIN") if not os.environ.get(v)]
+    missing = [v for v in ("PULUMI_HOME", "DOCKER_HOST", "BAO_BIN", "KUBE_TEST_BIN") if not os.environ.get(v)]
     if missing or not shutil.which("pulumi"):
         pytest.fail(f"toolchain not loaded ({', '.join(missing) or 'pulumi'} missing): run `make test`, "
                     "or `bash tools/toolchain.sh && source .toolchain/env.sh` first")
-    return {"pulumi": shutil.which("pulumi"), "bao": os.environ["BAO_BIN"], "docker_host": os.environ["DOCKER_HOST"]}
+    return {"pulumi": shutil.which("pulumi"), "bao": os.environ["BAO_BIN"], "docker_host": os.environ["DOCKER_HOST"],
+            "kube_bin": os.environ["KUBE_TEST_BIN"]}
 
 
 # --- shared expensive fixtures: one of each per test run -------------------------------------------
@@ -78,3 +80,11 @@ def raft_cluster(toolchain, tmp_path_factory):
 @pytest.fixture
 def vault_client(bao_dev_server) -> hvac.Client:
     return hvac.Client(url=bao_dev_server.address, token=bao_dev_server.token)
+
+
+@pytest.fixture(scope="session")
+def kube_apiserver(toolchain, tmp_path_factory):
+    """A real kube-apiserver + etcd on loopback (no controllers: objects are stored, never run)."""
+    server = start_kube_apiserver(toolchain["kube_bin"], str(tmp_path_factory.mktemp("kube")))
+    yield server
+    server.stop()

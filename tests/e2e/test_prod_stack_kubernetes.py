@@ -1,0 +1,141 @@
+"""The prod stack's Vault part applied by a real `pulumi up` to a real kube-apiserver (built from Go
+modules, on loopback), then every production default read back with the Kubernetes client."""
+import pytest
+from kubernetes import client as kclient
+from kubernetes import config as kconfig
+from pulumi import automation as auto
+
+pytestmark = pytest.mark.e2e
+PROGRAM = "e2e/programs/prod_stack"
+NS = "vault-e2e"
+
+
+@pytest.fixture(scope="module")
+def prod_up(pulumi_backend, kube_apiserver):
+    from tests.fixtures.stacks import ThrowawayStack
+
+    s = ThrowawayStack(PROGRAM, dict(pulumi_backend))
+    s.stack.set_all_config({
+        "vault-envvars:kubeconfig": auto.ConfigValue(kube_apiserver.kubeconfig),
+        "vault-envvars:namespace": auto.ConfigValue(NS),
+        "vault-envvars:skipAwait": auto.ConfigValue("true"),
+        "vault-envvars:clientNamespaces": auto.ConfigValue("env-vars"),
+    })
+    try:
+        s.up()
+        api = kconfig.new_client_from_config(config_file=kube_apiserver.kubeconfig)
+        yield s, api
+    finally:
+        s.destroy()
+
+
+def test_second_up_changes_nothing(prod_up):
+    s, _ = prod_up
+    assert s.changes_of_second_up() == {}
+
+
+def test_statefulset_defaults(prod_up):
+    _, api = prod_up
+    sts = kclient.AppsV1Api(api).read_namespaced_stateful_set("vault", NS)
+    spec = sts.spec
+    assert spec.replicas == 3
+    assert spec.service_name == "vault-internal"
+    assert spec.pod_management_policy == "Parallel"
+    assert spec.update_strategy.type == "OnDelete"
+    assert sorted(t.metadata.name for t in spec.volume_claim_templates) == ["audit", "data"]
+    pod = spec.template.spec
+    assert pod.service_account_name == "vault"
+    assert pod.termination_grace_period_seconds == 10
+    assert pod.security_context.run_as_non_root is True and pod.security_context.run_as_user == 100
+    assert pod.security_context.fs_group == 1000
+    assert pod.security_context.seccomp_profile.type == "RuntimeDefault"
+    anti = pod.affinity.pod_anti_affinity.required_during_scheduling_ignored_during_execution
+    assert len(anti) == 1 and anti[0].topology_key == "kubernetes.io/hostname"
+    assert anti[0].label_selector.match_labels == spec.selector.match_labels
+
+    (c,) = pod.containers
+    assert c.command == ["bao", "server", "-config=/bao/config/server.hcl"]
+    sc = c.security_context
+    assert sc.read_only_root_filesystem is True and sc.allow_privilege_escalation is False
+    assert sc.capabilities.drop == ["ALL"]
+    assert c.resources.requests == {"cpu": "250m", "memory": "256Mi"}
+    assert c.resources.limits == {"cpu": "1", "memory": "512Mi"}
+    assert c.readiness_probe.http_get.path == "/v1/sys/health?standbyok=true&perfstandbyok=true"
+    assert c.readiness_probe.http_get.scheme == "HTTPS"
+    live = c.liveness_probe.http_get.path
+    assert "standbyok=true" in live and "sealedcode=200" in live and "uninitcode=200" in live
+    assert c.lifecycle.pre_stop._exec.command == ["/bin/sh", "-c", "sleep 5"]
+    assert {p.container_port for p in c.ports} == {8200, 8201}
+    env = {e.name: e.value for e in c.env}
+    assert env["BAO_API_ADDR"] == "https://$(POD_NAME).vault-internal:8200"
+    assert env["BAO_RAFT_NODE_ID"] == "$(POD_NAME)"
+    tls = next(v for v in pod.volumes if v.name == "tls")
+    assert tls.secret.secret_name == "vault-tls" and tls.secret.default_mode == 0o440
+    annotations = spec.template.metadata.annotations
+    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/v1/sys/metrics"
+
+
+def test_server_config_is_raft_with_tls_and_audit(prod_up):
+    _, api = prod_up
+    hcl = kclient.CoreV1Api(api).read_namespaced_config_map("vault-config", NS).data["server.hcl"]
+    for expected in ('storage "raft"', 'leader_api_addr = "https://vault-2.vault-internal:8200"',
+                     'tls_cert_file = "/bao/tls/tls.crt"', "disable_standby_reads = true",
+                     "performance_multiplier = 1", 'service_registration "kubernetes"',
+                     'audit "file" "file"', 'audit "file" "stdout"', "prometheus_retention_time"):
+        assert expected in hcl, expected
+    assert "tls_disable" not in hcl and 'seal "transit"' not in hcl  # Shamir by default
+
+
+def test_tls_secret_holds_the_key_and_state_does_not_show_it(prod_up):
+    s, api = prod_up
+    secret = kclient.CoreV1Api(api).read_namespaced_secret("vault-tls", NS)
+    assert sorted(secret.data) == ["ca.pem", "tls.crt", "tls.key"]
+    import base64
+
+    key = base64.b64decode(secret.data["tls.key"]).decode()
+    assert "PRIVATE KEY" in key
+    assert s.stored_text_contains(key.splitlines()[1]) is False
+
+
+def test_services(prod_up):
+    _, api = prod_up
+    core = kclient.CoreV1Api(api)
+    headless = core.read_namespaced_service("vault-internal", NS).spec
+    assert headless.cluster_ip == "None" and headless.publish_not_ready_addresses is True
+    assert core.read_namespaced_service("vault-active", NS).spec.selector["vault-active"] == "true"
+    assert core.read_namespaced_service("vault-standby", NS).spec.selector["vault-active"] == "false"
+    for name in ("vault", "vault-active", "vault-standby", "vault-internal"):
+        assert {p.port for p in core.read_namespaced_service(name, NS).spec.ports} == {8200, 8201}
+
+
+def test_pdb_rbac_and_network_policy(prod_up):
+    _, api = prod_up
+    pdb = kclient.PolicyV1Api(api).read_namespaced_pod_disruption_budget("vault", NS)
+    assert pdb.spec.max_unavailable == 1
+    role = kclient.RbacAuthorizationV1Api(api).read_namespaced_role("vault-discovery", NS)
+    assert [(r.resources, sorted(r.verbs)) for r in role.rules] == [(["pods"], ["get", "patch", "update"])]
+    binding = kclient.RbacAuthorizationV1Api(api).read_namespaced_role_binding("vault-discovery", NS)
+    assert binding.subjects[0].name == "vault" and binding.role_ref.name == "vault-discovery"
+    np = kclient.NetworkingV1Api(api).read_namespaced_network_policy("vault", NS).spec
+    assert np.policy_types == ["Ingress"]
+    api_rule, cluster_rule = np.ingress
+    assert [p.port for p in api_rule.ports] == [8200]
+    assert any(f.namespace_selector and f.namespace_selector.match_labels == {"kubernetes.io/metadata.name": "env-vars"}
+               for f in api_rule._from)
+    assert [p.port for p in cluster_rule.ports] == [8201]
+    assert cluster_rule._from[0].pod_selector.match_labels["app.kubernetes.io/name"] == "vault"
+
+
+def test_snapshot_cronjob(prod_up):
+    _, api = prod_up
+    cron = kclient.BatchV1Api(api).read_namespaced_cron_job("vault-snapshots", NS).spec
+    assert cron.schedule == "0 * * * *" and cron.concurrency_policy == "Forbid"
+    job = cron.job_template.spec.template.spec
+    (c,) = job.containers
+    assert c.command[:2] == ["python3", "/agent/snapshot_agent.py"]
+    assert "--interval" in c.command and c.command[c.command.index("--interval") + 1] == "0"
+    assert c.security_context.read_only_root_filesystem is True
+    assert job.security_context.run_as_non_root is True and job.automount_service_account_token is False
+    assert next(v for v in job.volumes if v.name == "credential").secret.secret_name == "vault-snapshot-approle"
+    agent = kclient.CoreV1Api(api).read_namespaced_config_map("vault-snapshot-agent", NS).data
+    assert "def verify_snapshot" in agent["snapshot_agent.py"] and "BEGIN CERTIFICATE" in agent["ca.pem"]
