@@ -92,6 +92,8 @@ class VaultConfigurationArgs:
     max_lease_ttl: str = "24h"
     lockout_threshold: int = 5
     lockout_duration: str = "15m"
+    # Raft clusters: autopilot keeps at least this many voters and removes servers dead for 10 minutes.
+    autopilot_min_quorum: Optional[int] = None
 
 
 class VaultConfiguration(pulumi.ComponentResource):
@@ -175,6 +177,15 @@ class VaultConfiguration(pulumi.ComponentResource):
                 "token_type": "service",
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[jwt_config, policies["user"]]))
+        if args.autopilot_min_quorum:
+            # Durations in Go's spelling, as Vault reports them, so refresh compares equal.
+            vault.Endpoint(f"{name}-autopilot", **conn, path="sys/storage/raft/autopilot/configuration", data={
+                "cleanup_dead_servers": True,
+                "dead_server_last_contact_threshold": "10m0s",
+                "min_quorum": args.autopilot_min_quorum,
+                "server_stabilization_time": "10s",
+            }, delete_on_destroy=False, opts=child)
+
         if args.audit_via_api:
             for device in audit_devices(args.audit_file_path):
                 vault.AuditDevice(f"{name}-audit-{device.path}", **conn, path=device.path, type=device.type,

@@ -31,9 +31,12 @@ class TransitSealArgs:
 class VaultKubernetesArgs:
     namespace: pulumi.Input[str]
     image: str
-    tls_ca_pem: pulumi.Input[str]
-    tls_cert_pem: pulumi.Input[str]
-    tls_key_pem: pulumi.Input[str]
+    # The TLS material for a Secret the component makes, or `tls_secret_name`: an existing Secret with
+    # the keys ca.pem, tls.crt and tls.key.
+    tls_ca_pem: pulumi.Input[str] = ""
+    tls_cert_pem: pulumi.Input[str] = ""
+    tls_key_pem: pulumi.Input[str] = ""
+    tls_secret_name: Optional[str] = None
     replicas: int = 3
     flavor: str = "openbao"
     name: str = "vault"
@@ -87,9 +90,12 @@ class VaultKubernetes(pulumi.ComponentResource):
                                 subjects=[{"kind": "ServiceAccount", "name": n, "namespace": args.namespace}],
                                 opts=pulumi.ResourceOptions(parent=self, depends_on=[role, sa]))
 
-        tls = k8s.core.v1.Secret(f"{name}-tls", metadata=meta(f"{n}-tls"), type="Opaque",
-                                 string_data={"ca.pem": args.tls_ca_pem, "tls.crt": args.tls_cert_pem,
-                                              "tls.key": args.tls_key_pem}, opts=child)
+        tls_secret = args.tls_secret_name or f"{n}-tls"
+        depends = [sa]
+        if not args.tls_secret_name:
+            depends.append(k8s.core.v1.Secret(f"{name}-tls", metadata=meta(tls_secret), type="Opaque",
+                                              string_data={"ca.pem": args.tls_ca_pem, "tls.crt": args.tls_cert_pem,
+                                                           "tls.key": args.tls_key_pem}, opts=child))
         seal = None
         if args.transit_seal:
             seal = {"address": args.transit_seal.address, "key_name": args.transit_seal.key_name,
@@ -204,13 +210,13 @@ class VaultKubernetes(pulumi.ComponentResource):
                     "containers": [container],
                     "volumes": [
                         {"name": "config", "configMap": {"name": f"{n}-config"}},
-                        {"name": "tls", "secret": {"secretName": f"{n}-tls", "defaultMode": 0o440}},
+                        {"name": "tls", "secret": {"secretName": tls_secret, "defaultMode": 0o440}},
                         {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
                     ],
                 },
             },
             "volumeClaimTemplates": [pvc("data", args.data_storage), pvc("audit", args.audit_storage)],
-        }, opts=pulumi.ResourceOptions(parent=self, depends_on=[cm, tls, sa]))
+        }, opts=pulumi.ResourceOptions(parent=self, depends_on=[cm, *depends]))
 
         self.internal_address = pulumi.Output.from_input(args.namespace).apply(
             lambda ns: f"https://{n}-active.{ns}.svc:{API_PORT}")

@@ -37,6 +37,11 @@ path "sys/audit/*" {
   capabilities = ["create", "read", "update", "delete", "sudo"]
 }
 
+# Raft autopilot (dead-server cleanup, minimum quorum).
+path "sys/storage/raft/autopilot/configuration" {
+  capabilities = ["create", "read", "update"]
+}
+
 # KV engine settings (max versions), not the data in it.
 path "${kv_path}/config" {
   capabilities = ["create", "read", "update"]

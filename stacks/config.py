@@ -166,6 +166,8 @@ class ProdConfig:
     # ingress); empty: deploy the Kubernetes objects only, bootstrap on a later run.
     vault_endpoints: list[str]
     transit_seal: Optional[dict]
+    tls_secret_name: str  # an existing Secret (ca.pem, tls.crt, tls.key); empty: the stack makes one
+    tls_ca_cert: str  # the CA of that Secret's certificate
     client_namespaces: list[str]
     skip_await: bool  # test API servers only: they run no controllers
 
@@ -177,6 +179,8 @@ class ProdConfig:
         if endpoints and len(endpoints) != raft.replicas:
             raise ConfigError(f"stack config {r.key('vaultEndpoints')} lists {len(endpoints)} endpoints; "
                               f"give one per replica ({raft.replicas}), in pod order")
+        if r.has("tlsSecretName") != r.has("tlsCaCert"):
+            raise ConfigError(f"stack config: set both {r.key('tlsSecretName')} and {r.key('tlsCaCert')}, or neither")
         schedule = r.string("snapshotSchedule", "0 * * * *")
         if len(schedule.split()) != 5:
             raise ConfigError(f"stack config {r.key('snapshotSchedule')} = {schedule!r} is not a cron schedule "
@@ -203,6 +207,8 @@ class ProdConfig:
             render_dir=r.string("renderDir", ""),
             vault_endpoints=endpoints,
             transit_seal=transit,
+            tls_secret_name=r.string("tlsSecretName", ""),
+            tls_ca_cert=r.string("tlsCaCert", ""),
             client_namespaces=r.string_list("clientNamespaces", []),
             skip_await=r.boolean("skipAwait", False),
         )

@@ -55,6 +55,7 @@ def deploy() -> dict[str, pulumi.Output]:
         "vault", settings, address=address, token=token, ca_cert_pem=ca_cert_pem, jwt_ca_pem=ca_cert_pem,
         adopt_kv_mount=cfg.vault_mode == "dev", audit_file_path=AUDIT_LOG,
         manage_admin_policy=cfg.vault_mode == "dev",  # raft: the bootstrap wrote it
+        autopilot_min_quorum=cfg.raft.replicas if cfg.vault_mode == "raft" else None,
         opts=pulumi.ResourceOptions(depends_on=[identity]),
     )
     if cfg.vault_mode == "raft":

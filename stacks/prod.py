@@ -28,14 +28,20 @@ def deploy() -> dict[str, pulumi.Output]:
 
     pods = [f"vault-{i}" for i in range(cfg.raft.replicas)]
     svc_names = ["vault", "vault-active", "vault-standby", "vault-internal"]
-    tls = TlsBundle("vault-tls", common_name="vault", ip_addresses=["127.0.0.1"], dns_names=[
-        "localhost",
-        *[f"{s}.{cfg.namespace}.svc" for s in svc_names], *[f"{s}.{cfg.namespace}" for s in svc_names], *svc_names,
-        *[f"{p}.vault-internal" for p in pods], *[f"{p}.vault-internal.{cfg.namespace}.svc" for p in pods],
-    ])
+    if cfg.tls_secret_name:
+        ca_pem = pulumi.Output.from_input(cfg.tls_ca_cert)
+        tls_args = dict(tls_secret_name=cfg.tls_secret_name)
+    else:
+        tls = TlsBundle("vault-tls", common_name="vault", ip_addresses=["127.0.0.1"], dns_names=[
+            "localhost",
+            *[f"{s}.{cfg.namespace}.svc" for s in svc_names], *[f"{s}.{cfg.namespace}" for s in svc_names],
+            *svc_names, *[f"{p}.vault-internal" for p in pods],
+            *[f"{p}.vault-internal.{cfg.namespace}.svc" for p in pods],
+        ])
+        ca_pem = tls.ca_pem
+        tls_args = dict(tls_ca_pem=tls.ca_pem, tls_cert_pem=tls.cert_pem, tls_key_pem=tls.key_pem)
     cluster = VaultKubernetes("vault", VaultKubernetesArgs(
-        namespace=ns.metadata["name"], image=cfg.vault_image, replicas=cfg.raft.replicas, flavor=flavor,
-        tls_ca_pem=tls.ca_pem, tls_cert_pem=tls.cert_pem, tls_key_pem=tls.key_pem,
+        namespace=ns.metadata["name"], image=cfg.vault_image, replicas=cfg.raft.replicas, flavor=flavor, **tls_args,
         resources=cfg.resources, storage_class=cfg.storage_class or None,
         data_storage=cfg.data_storage, audit_storage=cfg.audit_storage,
         transit_seal=TransitSealArgs(**cfg.transit_seal) if cfg.transit_seal else None,
@@ -44,11 +50,11 @@ def deploy() -> dict[str, pulumi.Output]:
     outputs: dict[str, pulumi.Output] = {
         "namespace": ns.metadata["name"],
         "vault_internal_address": cluster.internal_address,
-        "vault_ca_cert": tls.ca_pem,
+        "vault_ca_cert": ca_pem,
     }
 
     snapshot_args = dict(namespace=ns.metadata["name"], image=cfg.snapshot_image,
-                         vault_address=cluster.internal_address, ca_cert_pem=tls.ca_pem,
+                         vault_address=cluster.internal_address, ca_cert_pem=ca_pem,
                          schedule=cfg.snapshot_schedule, retain=cfg.raft.snapshot_retain,
                          storage_class=cfg.storage_class or None, skip_await=cfg.skip_await)
     if settings is None:
@@ -57,12 +63,13 @@ def deploy() -> dict[str, pulumi.Output]:
         VaultSnapshotsKubernetes("vault-snapshots", VaultSnapshotsKubernetesArgs(**snapshot_args), opts=k8s_opts)
     else:
         bootstrap = VaultBootstrap(
-            "vault-bootstrap", node_addresses=cfg.vault_endpoints, ca_cert_pem=tls.ca_pem,
+            "vault-bootstrap", node_addresses=cfg.vault_endpoints, ca_cert_pem=ca_pem,
             admin_policy=config_admin_policy(settings.kv_path), key_shares=cfg.raft.key_shares,
             key_threshold=cfg.raft.key_threshold, revoke_root=True,
             opts=pulumi.ResourceOptions(depends_on=[cluster]))
         vault = configure_vault("vault", settings, address=cfg.vault_endpoints[0], token=bootstrap.admin_token,
-                                ca_cert_pem=tls.ca_pem, manage_admin_policy=False)
+                                ca_cert_pem=ca_pem, manage_admin_policy=False,
+                                autopilot_min_quorum=cfg.raft.replicas)
         VaultSnapshotsKubernetes("vault-snapshots", VaultSnapshotsKubernetesArgs(
             **snapshot_args, role_id=vault.snapshot_role_id, secret_id=vault.snapshot_secret_id), opts=k8s_opts)
         outputs.update(vault_unseal_keys=bootstrap.unseal_keys, executor_role_id=vault.executor_role_id)

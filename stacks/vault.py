@@ -18,6 +18,7 @@ def configure_vault(
     jwt_ca_pem: pulumi.Input[str] = "",
     adopt_kv_mount: bool = False,
     manage_admin_policy: bool = True,
+    autopilot_min_quorum: Optional[int] = None,
     audit_file_path: str = "/bao/logs/audit.log",
     opts: Optional[pulumi.ResourceOptions] = None,
 ) -> VaultConfiguration:
@@ -30,6 +31,7 @@ def configure_vault(
         kv_max_versions=settings.kv_max_versions,
         adopt_kv_mount=adopt_kv_mount,
         manage_admin_policy=manage_admin_policy,
+        autopilot_min_quorum=autopilot_min_quorum,
         audit_via_api=settings.server_flavor == "vault",
         audit_file_path=audit_file_path,
         jwt=JwtAuthArgs(

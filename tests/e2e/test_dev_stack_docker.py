@@ -66,6 +66,8 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, toolchain, tmp_p
     raft = _client(nodes[0], root, ca_file).sys.read_raft_config()["data"]["config"]["servers"]
     assert len(raft) == 3 and all(p["voter"] for p in raft)
     assert sum(1 for p in raft if p["leader"]) == 1
+    autopilot = _client(nodes[0], root, ca_file).read("sys/storage/raft/autopilot/configuration")["data"]
+    assert autopilot["cleanup_dead_servers"] is True and autopilot["min_quorum"] == 3
     assert s.changes_of_second_up() == {}
 
     for i in range(20):

@@ -120,3 +120,10 @@ def test_bootstrap_outputs_are_secret(mocks):
     run(lambda: VaultBootstrap("b", node_addresses=["https://a"], admin_policy="p"))
     (b,) = mocks.of_type("vault:Bootstrap")
     assert (b.inputs["key_shares"], b.inputs["key_threshold"], b.inputs["revoke_root"]) == (5, 3, True)
+
+
+def test_a_given_tls_secret_is_used_and_none_is_made(mocks):
+    run(lambda: VaultKubernetes("vault", VaultKubernetesArgs(namespace="vault", image="i", tls_secret_name="corp-tls")))
+    assert mocks.of_type("core/v1:Secret") == []
+    volumes = _sts(mocks)["template"]["spec"]["volumes"]
+    assert next(v for v in volumes if v["name"] == "tls")["secret"]["secretName"] == "corp-tls"
