@@ -17,7 +17,13 @@ case "$ACTION" in
     echo "Stack $STACK is up."
     if addr=$(pulumi stack output vault_address 2>/dev/null); then
       echo "  Vault:  $addr"
-      echo "  Try it: export VAULT_ADDR=$addr VAULT_TOKEN=\$(pulumi stack output --show-secrets vault_root_token -s $STACK)"
+      ca=""
+      if pulumi stack output vault_ca_cert >/dev/null 2>&1; then
+        ca=".pulumi/$STACK-ca.pem"
+        pulumi stack output vault_ca_cert > "$ca"
+        ca=" VAULT_CACERT=$ca"
+      fi
+      echo "  Try it: export VAULT_ADDR=$addr$ca VAULT_TOKEN=\$(pulumi stack output --show-secrets vault_root_token -s $STACK)"
       echo "          \$BAO_BIN kv put secret/hello who=you && \$BAO_BIN kv get secret/hello"
     fi
     ;;
