@@ -68,7 +68,8 @@ def run_once(args: argparse.Namespace, ctx: ssl.SSLContext) -> dict:
                                body={"role_id": role_id, "secret_id": secret_id}))
     token = login["auth"]["client_token"]
     try:
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")  # two runs in one second keep two files
+        # Microseconds: two runs within one second keep two files.
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
         final = os.path.join(args.dir, f"{PREFIX}{stamp}{SUFFIX}")
         partial = final + ".partial"
         with _request(f"{args.vault_addr}/v1/sys/storage/raft/snapshot", ctx=ctx, token=token) as resp, \
