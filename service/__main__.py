@@ -1,0 +1,40 @@
+"""`python -m service` serves the API (SQLite by default; settings from ENVVARS_* variables);
+`python -m service check` reports drift between the database and Vault and exits non-zero on any."""
+import json
+import logging
+import sys
+
+from service.settings import Settings
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from service.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    uvicorn.run(create_app(settings=settings), host=_env("HOST", "0.0.0.0"), port=int(_env("PORT", "8080")),
+                ssl_certfile=settings.tls_cert_file or None, ssl_keyfile=settings.tls_key_file or None,
+                access_log=False, proxy_headers=False)
+
+
+def _env(name: str, default: str) -> str:
+    import os
+
+    return os.environ.get(f"ENVVARS_{name}", default)
+
+
+def main(argv: list[str]) -> int:
+    settings = Settings.from_env()
+    if argv[:1] == ["check"]:
+        from service.check import drift
+
+        report = drift(settings)
+        print(json.dumps(report, indent=2))
+        return 1 if report["rows_without_value"] or report["values_without_row"] else 0
+    serve(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,74 @@
+"""What routes depend on: the service's components (on app.state) and the authenticated caller."""
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.auth import Caller, TokenVerifier, Unauthenticated
+from service.db import AuditEvent
+from service.executor.runner import Executor
+from service.metrics import Metrics
+from service.settings import Settings
+from service.vault_access import VaultGateway
+
+
+class RateLimit:
+    def __init__(self, spec: str):
+        self._limit = parse(spec)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def check(self, user: str) -> Optional[int]:
+        """None when allowed; else the seconds until the caller may retry."""
+        if self._limiter.hit(self._limit, "user", user):
+            return None
+        reset, _ = self._limiter.get_window_stats(self._limit, "user", user)
+        return max(1, int(reset - time.time()) + 1)
+
+
+@dataclass
+class Components:
+    settings: Settings
+    sessions: sessionmaker
+    gateway: VaultGateway
+    verifier: TokenVerifier
+    executor: Executor
+    metrics: Metrics
+    rate_limit: RateLimit
+
+
+def components(request: Request) -> Components:
+    return request.app.state.components
+
+
+def caller(request: Request, c: Components = Depends(components)) -> Caller:
+    try:
+        who = c.verifier.verify(request.headers.get("authorization", ""))
+    except Unauthenticated as e:
+        raise HTTPException(401, str(e), headers={"WWW-Authenticate": "Bearer"}) from None
+    retry = c.rate_limit.check(who.user)
+    if retry is not None:
+        c.metrics.rate_limited.inc()
+        raise HTTPException(429, "too many requests", headers={"Retry-After": str(retry)})
+    return who
+
+
+def db(c: Components = Depends(components)):
+    with c.sessions() as session:
+        yield session
+
+
+def audit(sessions: Callable[[], Session], actor: str, action: str, target: str, outcome: str,
+          detail: str = "") -> None:
+    """An audit row in its own transaction, so a failed operation is recorded too. Never a value."""
+    with sessions() as s, s.begin():
+        s.add(AuditEvent(actor=actor, action=action, target=target, outcome=outcome, detail=detail[:512]))
+
+
+def field_error(loc: tuple, message: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": loc, "msg": message, "type": "value_error"}])

@@ -1,0 +1,111 @@
+"""The FastAPI application, assembled from injected components (tests swap real servers for other real
+servers, never for fakes)."""
+import contextlib
+import json
+import logging
+import time
+from typing import Optional
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.api import env_vars, executions, health
+from service.api.deps import Components, RateLimit
+from service.auth import TokenVerifier
+from service.db import make_engine, migrate, session_factory
+from service.executor.runner import Executor
+from service.metrics import Metrics
+from service.settings import Settings
+from service.vault_access import VaultGateway, VaultUnavailable
+
+log = logging.getLogger("service")
+
+
+def backend_for(settings: Settings):
+    if settings.executor_backend == "docker":
+        from service.executor.docker_backend import DockerBackend
+
+        return DockerBackend(settings.docker_image, settings.docker_host)
+    if settings.executor_backend == "kubernetes":
+        from service.executor.kubernetes_backend import KubernetesBackend
+
+        return KubernetesBackend(settings.kubernetes_namespace, settings.kubernetes_image)
+    from service.executor.subprocess_backend import SubprocessBackend
+
+    return SubprocessBackend()
+
+
+def build_components(settings: Settings, backend=None) -> Components:
+    migrate(settings.database_url)
+    sessions = session_factory(make_engine(settings.database_url))
+    gateway = VaultGateway(settings.vault_addr, settings.vault_ca_file, settings.kv_mount, settings.jwt_mount,
+                           settings.jwt_role, settings.approle_mount)
+    metrics = Metrics()
+    executor_vault = None
+
+    def vault_for_executor():
+        nonlocal executor_vault
+        if executor_vault is None:
+            executor_vault = gateway.executor(settings.approle_role_id, settings.approle_secret_id)
+        return executor_vault
+
+    executor = Executor(sessions, vault_for_executor, backend or backend_for(settings), metrics,
+                        settings.max_workers)
+    recovered = executor.recover()
+    if recovered:
+        log.warning(json.dumps({"event": "executions_interrupted", "count": recovered}))
+    return Components(settings=settings, sessions=sessions, gateway=gateway,
+                      verifier=TokenVerifier(settings.oidc_jwks_url, settings.oidc_issuer, settings.oidc_audience,
+                                             settings.oidc_ca_file),
+                      executor=executor, metrics=metrics, rate_limit=RateLimit(settings.rate_limit))
+
+
+def create_app(components: Optional[Components] = None, settings: Optional[Settings] = None) -> FastAPI:
+    components = components or build_components(settings or Settings.from_env())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        components.executor.shutdown()  # running jobs are cancelled, never left behind
+
+    app = FastAPI(title="env-vars service", version="2", lifespan=lifespan, description=(
+        "Users declare environment variables (values write-only, kept only in Vault) and run jobs with a "
+        "chosen set of them injected into the job's environment."))
+    app.state.components = components
+
+    @app.middleware("http")
+    async def no_store_and_metrics(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        elapsed = time.perf_counter() - started
+        app.state.components.metrics.requests.labels(request.method, path, str(response.status_code)).observe(elapsed)
+        log.info(json.dumps({"event": "request", "method": request.method, "route": path,
+                             "status": response.status_code, "ms": round(elapsed * 1000, 1)}))
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError):
+        # Pydantic echoes the rejected input: a value must never come back in an error body.
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database_error(_request: Request, exc: SQLAlchemyError):
+        log.error(json.dumps({"event": "database_error", "error": type(exc).__name__}))
+        return JSONResponse({"detail": "the database is unavailable"}, status_code=503)
+
+    @app.exception_handler(VaultUnavailable)
+    async def vault_error(_request: Request, _exc: VaultUnavailable):
+        return JSONResponse({"detail": "Vault is unavailable"}, status_code=503)
+
+    app.include_router(env_vars.router)
+    app.include_router(executions.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,44 @@
+"""Users are authenticated by OIDC/JWT bearer tokens verified against the issuer's keys (JWKS)."""
+import re
+import ssl
+from dataclasses import dataclass
+
+import jwt
+from jwt import PyJWKClient
+
+USER_RE = re.compile(r"^[A-Za-z0-9._@-]{1,128}$")
+
+
+class Unauthenticated(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: str  # the token's `sub`: the user's identity here and in Vault
+    token: str
+
+
+class TokenVerifier:
+    def __init__(self, jwks_url: str, issuer: str, audience: str, ca_file: str = ""):
+        ctx = ssl.create_default_context(cafile=ca_file or None)
+        self._jwks = PyJWKClient(jwks_url, cache_keys=True, lifespan=300, ssl_context=ctx)
+        self._issuer, self._audience = issuer, audience
+
+    def verify(self, authorization: str) -> Caller:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated("a Bearer token is required")
+        try:
+            key = self._jwks.get_signing_key_from_jwt(token)
+            claims = jwt.decode(token, key.key, algorithms=["RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA"],
+                                audience=self._audience, issuer=self._issuer,
+                                options={"require": ["exp", "iat", "sub", "iss", "aud"]})
+        except jwt.PyJWKClientError as e:
+            raise Unauthenticated("the token's signing key is unknown") from e
+        except jwt.PyJWTError as e:
+            raise Unauthenticated(f"invalid token: {type(e).__name__}") from e
+        sub = str(claims["sub"])
+        if not USER_RE.match(sub):
+            raise Unauthenticated("the token's subject is not a usable user id")
+        return Caller(user=sub, token=token)

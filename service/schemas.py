@@ -1,0 +1,93 @@
+"""Request and response bodies, with the validation rules users see as 422s naming the field."""
+import datetime
+import re
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Names that would change how the job runs rather than what it reads: refused.
+RESERVED_NAMES = frozenset({
+    "PATH", "HOME", "SHELL", "USER", "LOGNAME", "PWD", "OLDPWD", "IFS", "ENV", "BASH_ENV", "PS4", "TMPDIR",
+    "LANG", "LC_ALL", "HOSTNAME", "TERM", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONINSPECT",
+    "NODE_OPTIONS", "NODE_PATH", "PERL5LIB", "PERL5OPT", "RUBYLIB", "RUBYOPT", "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS", "GCONV_PATH", "GLIBC_TUNABLES",
+})
+RESERVED_PREFIXES = ("LD_", "DYLD_", "BASH_FUNC_", "VAULT_", "BAO_", "ENVVARS_")
+MAX_NAME, MAX_DESCRIPTION = 128, 1024
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise ValueError("must be a POSIX name: a letter or _, then letters, digits or _")
+    if len(name) > MAX_NAME:
+        raise ValueError(f"must be at most {MAX_NAME} characters")
+    if name.upper() in RESERVED_NAMES or name.upper().startswith(RESERVED_PREFIXES):
+        raise ValueError("is reserved (it would change how the job runs); choose another name")
+    return name
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EnvVarCreate(_Strict):
+    name: str = Field(min_length=1)
+    description: str = Field(default="", max_length=MAX_DESCRIPTION)
+    value: str = Field(repr=False)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v)
+
+
+class EnvVarUpdate(_Strict):
+    description: Optional[str] = Field(default=None, max_length=MAX_DESCRIPTION)
+    value: Optional[str] = Field(default=None, repr=False)
+
+
+class EnvVarOut(BaseModel):
+    id: str
+    name: str
+    description: str
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+
+
+class EnvVarList(BaseModel):
+    items: list[EnvVarOut]
+    total: int
+
+
+class ExecutionCreate(_Strict):
+    command: list[str] = Field(min_length=1, max_length=64)
+    env_var_ids: list[str] = Field(default_factory=list, max_length=100)
+    timeout_seconds: Optional[int] = Field(default=None, ge=1)
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: list[str]) -> list[str]:
+        if any(len(a) > 4096 or "\x00" in a for a in v) or not v[0]:
+            raise ValueError("arguments must be non-empty, at most 4096 characters, without NUL")
+        return v
+
+    @field_validator("env_var_ids")
+    @classmethod
+    def _ids(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("must not repeat an id")
+        return v
+
+
+class ExecutionOut(BaseModel):
+    id: str
+    status: str
+    command: list[str]
+    env_var_names: list[str]
+    exit_code: Optional[int]
+    output: str
+    error: str
+    created_at: datetime.datetime
+    started_at: Optional[datetime.datetime]
+    finished_at: Optional[datetime.datetime]

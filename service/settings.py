@@ -1,0 +1,98 @@
+"""Service settings from the environment (ENVVARS_*), validated once at start."""
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+BACKENDS = ("subprocess", "docker", "kubernetes")
+
+
+class SettingsError(Exception):
+    pass
+
+
+def _read_file(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+@dataclass(frozen=True)
+class Settings:
+    vault_addr: str
+    oidc_issuer: str
+    oidc_audience: str
+    oidc_jwks_url: str
+    database_url: str = "sqlite:///./envvars.db"
+    vault_ca_file: str = ""
+    oidc_ca_file: str = ""
+    kv_mount: str = "secret"
+    jwt_mount: str = "jwt"
+    jwt_role: str = "user"
+    approle_mount: str = "approle"
+    approle_role_id: str = ""
+    approle_secret_id: str = field(default="", repr=False)
+    executor_backend: str = "subprocess"
+    max_workers: int = 4
+    default_timeout_seconds: int = 300
+    max_timeout_seconds: int = 3600
+    rate_limit: str = "120/minute"
+    value_max_bytes: int = 64 * 1024
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    docker_image: str = "localhost/vault-envvars/debian-python:bookworm"
+    docker_host: str = ""
+    kubernetes_namespace: str = "env-vars-jobs"
+    kubernetes_image: str = "python:3.12-slim"
+
+    @classmethod
+    def from_env(cls, env: Optional[dict] = None) -> "Settings":
+        e = dict(os.environ if env is None else env)
+
+        def get(name: str, default: Optional[str] = None) -> str:
+            value = e.get(f"ENVVARS_{name}", default)
+            if value is None:
+                raise SettingsError(f"ENVVARS_{name} is required")
+            return value
+
+        def integer(name: str, default: int, minimum: int = 1) -> int:
+            raw = get(name, str(default))
+            if not raw.isdigit() or int(raw) < minimum:
+                raise SettingsError(f"ENVVARS_{name} = {raw!r} must be a whole number >= {minimum}")
+            return int(raw)
+
+        backend = get("EXECUTOR_BACKEND", "subprocess")
+        if backend not in BACKENDS:
+            raise SettingsError(f"ENVVARS_EXECUTOR_BACKEND = {backend!r}; allowed values: {', '.join(BACKENDS)}")
+        rate = get("RATE_LIMIT", "120/minute")
+        if not re.match(r"^\d+/(second|minute|hour)$", rate):
+            raise SettingsError(f"ENVVARS_RATE_LIMIT = {rate!r} must look like 120/minute")
+        # Secrets come from files (a mounted Secret, a 0400 file), never from the process environment.
+        secret_id_file = get("APPROLE_SECRET_ID_FILE", "")
+        role_id_file = get("APPROLE_ROLE_ID_FILE", "")
+        return cls(
+            vault_addr=get("VAULT_ADDR").rstrip("/"),
+            vault_ca_file=get("VAULT_CACERT", ""),
+            oidc_issuer=get("OIDC_ISSUER"),
+            oidc_audience=get("OIDC_AUDIENCE", "env-vars"),
+            oidc_jwks_url=get("OIDC_JWKS_URL"),
+            oidc_ca_file=get("OIDC_CACERT", ""),
+            database_url=get("DATABASE_URL", "sqlite:///./envvars.db"),
+            kv_mount=get("KV_MOUNT", "secret"),
+            jwt_mount=get("JWT_MOUNT", "jwt"),
+            jwt_role=get("JWT_ROLE", "user"),
+            approle_mount=get("APPROLE_MOUNT", "approle"),
+            approle_role_id=_read_file(role_id_file) if role_id_file else get("APPROLE_ROLE_ID", ""),
+            approle_secret_id=_read_file(secret_id_file) if secret_id_file else "",
+            executor_backend=backend,
+            max_workers=integer("MAX_WORKERS", 4),
+            default_timeout_seconds=integer("DEFAULT_TIMEOUT_SECONDS", 300),
+            max_timeout_seconds=integer("MAX_TIMEOUT_SECONDS", 3600),
+            rate_limit=rate,
+            value_max_bytes=integer("VALUE_MAX_BYTES", 64 * 1024),
+            tls_cert_file=get("TLS_CERT_FILE", ""),
+            tls_key_file=get("TLS_KEY_FILE", ""),
+            docker_image=get("DOCKER_IMAGE", "localhost/vault-envvars/debian-python:bookworm"),
+            docker_host=get("DOCKER_HOST", e.get("DOCKER_HOST", "")),
+            kubernetes_namespace=get("KUBERNETES_NAMESPACE", "env-vars-jobs"),
+            kubernetes_image=get("KUBERNETES_IMAGE", "python:3.12-slim"),
+        )

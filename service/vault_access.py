@@ -1,0 +1,173 @@
+"""Vault access. Writes run as the user (a JWT login per request: Vault enforces isolation and its audit
+log names the user); the executor reads with its AppRole, renewing its token and logging in again when it
+expires. Errors carry no value and no token."""
+import threading
+import time
+from typing import Optional
+
+import hvac
+import requests
+from hvac.exceptions import Forbidden, InvalidPath, InvalidRequest, VaultDown, VaultError
+
+
+class VaultUnavailable(Exception):
+    """Vault cannot serve the request now (down, sealed, unreachable): a 503."""
+
+
+class VaultDenied(Exception):
+    """Vault refused the caller (policy, bad login): a 403."""
+
+
+class SecretMissing(Exception):
+    """The value of an env var is not in Vault."""
+
+
+def _client(addr: str, ca_file: str, token: str = "") -> hvac.Client:
+    c = hvac.Client(url=addr, token=token or None, verify=ca_file or True, timeout=10)
+    c.adapter.session.trust_env = False  # REQUESTS_CA_BUNDLE must not override `verify`
+    return c
+
+
+def _translate(e: Exception) -> Exception:
+    if isinstance(e, (VaultDown, requests.ConnectionError, requests.Timeout)):
+        return VaultUnavailable("Vault is unreachable or sealed")
+    if isinstance(e, Forbidden):
+        return VaultDenied("Vault denied the request")
+    if isinstance(e, VaultError):
+        return VaultUnavailable(f"Vault error ({type(e).__name__})")
+    return e
+
+
+class UserVault:
+    """One user's Vault session, logged in with the user's own OIDC/JWT token."""
+
+    def __init__(self, gateway: "VaultGateway", jwt: str, user: str):
+        self._g = gateway
+        self.user = user
+        try:
+            self._c = _client(gateway.addr, gateway.ca_file)
+            self._c.auth.jwt.jwt_login(role=gateway.jwt_role, jwt=jwt, path=gateway.jwt_mount)
+        except (InvalidRequest, Forbidden) as e:
+            raise VaultDenied("Vault refused the user's token") from e
+        except Exception as e:
+            raise _translate(e) from e
+
+    def _path(self, env_var_id: str) -> str:
+        return f"users/{self.user}/{env_var_id}"
+
+    def write(self, env_var_id: str, value: str) -> int:
+        try:
+            r = self._c.secrets.kv.v2.create_or_update_secret(
+                path=self._path(env_var_id), secret={"value": value}, mount_point=self._g.kv_mount)
+            return int(r["data"]["version"])
+        except Exception as e:
+            raise _translate(e) from e
+
+    def read_version(self, env_var_id: str, version: int) -> Optional[str]:
+        try:
+            r = self._c.secrets.kv.v2.read_secret_version(
+                path=self._path(env_var_id), version=version, mount_point=self._g.kv_mount,
+                raise_on_deleted_version=True)
+            return r["data"]["data"]["value"]
+        except InvalidPath:
+            return None
+        except Exception as e:
+            raise _translate(e) from e
+
+    def current_version(self, env_var_id: str) -> Optional[int]:
+        try:
+            meta = self._c.secrets.kv.v2.read_secret_metadata(path=self._path(env_var_id),
+                                                              mount_point=self._g.kv_mount)
+            return int(meta["data"]["current_version"])
+        except InvalidPath:
+            return None
+        except Exception as e:
+            raise _translate(e) from e
+
+    def destroy(self, env_var_id: str) -> None:
+        """Deletes every version and the metadata: the value is gone for good."""
+        try:
+            self._c.secrets.kv.v2.delete_metadata_and_all_versions(path=self._path(env_var_id),
+                                                                   mount_point=self._g.kv_mount)
+        except InvalidPath:
+            pass
+        except Exception as e:
+            raise _translate(e) from e
+
+
+class ExecutorVault:
+    """The executor's AppRole session: read-only, token renewed, re-login when it cannot be renewed."""
+
+    def __init__(self, gateway: "VaultGateway", role_id: str, secret_id: str):
+        self._g, self._role_id, self._secret_id = gateway, role_id, secret_id
+        self._lock = threading.Lock()
+        self._c: Optional[hvac.Client] = None
+        self._expires = 0.0
+
+    def _login(self) -> hvac.Client:
+        c = _client(self._g.addr, self._g.ca_file)
+        auth = c.auth.approle.login(role_id=self._role_id, secret_id=self._secret_id,
+                                    mount_point=self._g.approle_mount)["auth"]
+        self._expires = time.monotonic() + auth["lease_duration"]
+        return c
+
+    def _session(self) -> hvac.Client:
+        with self._lock:
+            remaining = self._expires - time.monotonic()
+            if self._c is None or remaining < 5:
+                self._c = self._login()
+            elif remaining < 60:
+                try:
+                    lease = self._c.auth.token.renew_self()["auth"]["lease_duration"]
+                    self._expires = time.monotonic() + lease
+                except VaultError:
+                    self._c = self._login()  # max TTL reached: a fresh login
+            return self._c
+
+    def read(self, user: str, env_var_id: str) -> str:
+        try:
+            r = self._session().secrets.kv.v2.read_secret_version(
+                path=f"users/{user}/{env_var_id}", mount_point=self._g.kv_mount, raise_on_deleted_version=True)
+            return r["data"]["data"]["value"]
+        except InvalidPath as e:
+            raise SecretMissing(env_var_id) from e
+        except Exception as e:
+            raise _translate(e) from e
+
+    def list_users(self) -> list[str]:
+        return [u.rstrip("/") for u in self._list("users")]
+
+    def list_ids(self, user: str) -> list[str]:
+        return self._list(f"users/{user}")
+
+    def _list(self, path: str) -> list[str]:
+        try:
+            return self._session().secrets.kv.v2.list_secrets(path=path, mount_point=self._g.kv_mount)["data"]["keys"]
+        except InvalidPath:
+            return []
+        except Exception as e:
+            raise _translate(e) from e
+
+
+class VaultGateway:
+    def __init__(self, addr: str, ca_file: str = "", kv_mount: str = "secret", jwt_mount: str = "jwt",
+                 jwt_role: str = "user", approle_mount: str = "approle"):
+        self.addr, self.ca_file, self.kv_mount = addr, ca_file, kv_mount
+        self.jwt_mount, self.jwt_role, self.approle_mount = jwt_mount, jwt_role, approle_mount
+
+    def as_user(self, jwt: str, user: str) -> UserVault:
+        return UserVault(self, jwt, user)
+
+    def executor(self, role_id: str, secret_id: str) -> ExecutorVault:
+        return ExecutorVault(self, role_id, secret_id)
+
+    def health(self) -> str:
+        """"ok", "sealed" or "unreachable"."""
+        try:
+            r = requests.get(f"{self.addr}/v1/sys/health", params={"standbyok": "true"}, timeout=3,
+                             verify=self.ca_file or True)
+        except requests.RequestException:
+            return "unreachable"
+        if r.status_code in (200, 429, 473):
+            return "ok"
+        return "sealed" if r.status_code == 503 else "unreachable"

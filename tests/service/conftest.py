@@ -1,0 +1,111 @@
+"""The service against real servers: an OpenBao dev server configured by the project's own Vault
+configuration (a real `pulumi up`), a JWT issuer serving its JWKS, SQLite and a real PostgreSQL."""
+import json
+import os
+
+import pytest
+from fastapi.testclient import TestClient
+from pulumi import automation as auto
+
+from service.app import create_app
+from service.settings import Settings
+from tests.fixtures.jwt_issuer import TestIssuer
+from tests.fixtures.postgres import remove, start_postgres
+from tests.fixtures.stacks import ThrowawayStack
+from tests.fixtures.vault_servers import start_dev_server
+
+
+@pytest.fixture(scope="session")
+def issuer():
+    i = TestIssuer()
+    i.jwks_url = i.serve_jwks()
+    yield i
+    i.stop_jwks()
+
+
+def configure(pulumi_backend, server, issuer) -> tuple[ThrowawayStack, dict]:
+    s = ThrowawayStack("integration/programs/vault_config", dict(pulumi_backend))
+    s.stack.set_all_config({
+        "vault-envvars:vaultAddress": auto.ConfigValue(server.address),
+        "vault-envvars:vaultToken": auto.ConfigValue(server.token, secret=True),
+        "vault-envvars:adoptKvMount": auto.ConfigValue("true"),
+        "vault-envvars:auditFilePath": auto.ConfigValue(server.audit_log),
+        "vault-envvars:jwtIssuer": auto.ConfigValue(issuer.iss),
+        "vault-envvars:jwtAudiences": auto.ConfigValue(issuer.audience),
+        "vault-envvars:jwksUrl": auto.ConfigValue(issuer.jwks_url),
+    })
+    return s, {k: v.value for k, v in s.up().outputs.items()}
+
+
+@pytest.fixture(scope="session")
+def service_vault(toolchain, pulumi_backend, issuer, tmp_path_factory):
+    """A dev server with the project's configuration; yields (server, stack outputs)."""
+    server = start_dev_server(toolchain["bao"], str(tmp_path_factory.mktemp("svc-bao")))
+    s, outputs = configure(pulumi_backend, server, issuer)
+    yield server, outputs
+    s.destroy()
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    server = start_postgres()
+    yield server
+    remove(server)
+
+
+def settings_for(server, outputs, issuer, database_url: str, tmp_path, **extra) -> Settings:
+    secret_file = tmp_path / "approle-secret-id"
+    with open(os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400), "w") as f:
+        f.write(outputs["executor_secret_id"])
+    env = {
+        "ENVVARS_VAULT_ADDR": server.address,
+        "ENVVARS_OIDC_ISSUER": issuer.iss,
+        "ENVVARS_OIDC_AUDIENCE": issuer.audience,
+        "ENVVARS_OIDC_JWKS_URL": issuer.jwks_url,
+        "ENVVARS_DATABASE_URL": database_url,
+        "ENVVARS_APPROLE_ROLE_ID": outputs["executor_role_id"],
+        "ENVVARS_APPROLE_SECRET_ID_FILE": str(secret_file),
+        **{f"ENVVARS_{k.upper()}": str(v) for k, v in extra.items()},
+    }
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+def make_client(service_vault, issuer, tmp_path):
+    """make_client(database_url=None, **settings) -> a TestClient on a freshly built app."""
+    made = []
+
+    def make(database_url: str = "", **extra) -> TestClient:
+        server, outputs = service_vault
+        url = database_url or f"sqlite:///{tmp_path}/envvars-{len(made)}.db"
+        app = create_app(settings=settings_for(server, outputs, issuer, url, tmp_path, **extra))
+        client = TestClient(app)
+        client.__enter__()
+        made.append(client)
+        return client
+
+    yield make
+    for c in made:
+        c.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client()
+
+
+def bearer(issuer: TestIssuer, user: str) -> dict:
+    return {"Authorization": f"Bearer {issuer.token(user)}"}
+
+
+def wait_finished(client, headers, execution_id: str, timeout: float = 30) -> dict:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/api/v2/execution/{execution_id}", headers=headers).json()
+        if body["status"] not in ("queued", "running"):
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"execution {execution_id} did not finish: {json.dumps(body)}")

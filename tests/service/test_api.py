@@ -1,0 +1,231 @@
+"""The env-vars API against a real OpenBao configured by the project, with SQLite and PostgreSQL."""
+import hashlib
+import json
+import secrets
+
+import hvac
+import pytest
+
+from tests.service.conftest import bearer, wait_finished
+
+pytestmark = pytest.mark.integration
+API = "/api/v2/user/env-vars"
+
+
+def _create(client, headers, name, value, description="") -> dict:
+    r = client.post(API, json={"name": name, "description": description, "value": value}, headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _root(service_vault) -> hvac.Client:
+    server, _ = service_vault
+    return hvac.Client(url=server.address, token=server.token)
+
+
+def _stored(service_vault, user, env_var_id) -> str:
+    r = _root(service_vault).secrets.kv.v2.read_secret_version(
+        path=f"users/{user}/{env_var_id}", mount_point="secret", raise_on_deleted_version=True)
+    return r["data"]["data"]["value"]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_env_var_lifecycle_never_returns_a_value(make_client, issuer, service_vault, postgres, database):
+    client = make_client(postgres.url if database == "postgresql" else "")
+    alice = bearer(issuer, f"alice-{database}")
+    user = f"alice-{database}"
+    value = f"v-{secrets.token_hex(8)}"
+    created = _create(client, alice, "API_TOKEN", value, "for the deploy job")
+    assert set(created) == {"id", "name", "description", "created_at", "updated_at"}
+    assert _stored(service_vault, user, created["id"]) == value
+
+    listed = client.get(API, headers=alice).json()
+    assert listed["total"] == 1 and listed["items"][0]["name"] == "API_TOKEN"
+    assert client.get(f"{API}/{created['id']}", headers=alice).json()["description"] == "for the deploy job"
+    assert client.get(API, params={"q": "deploy"}, headers=alice).json()["total"] == 1
+    assert client.get(API, params={"q": "nothing-like-it"}, headers=alice).json()["total"] == 0
+
+    r = client.put(f"{API}/{created['id']}", json={"value": "second"}, headers=alice)
+    assert r.status_code == 200 and "value" not in r.json()
+    assert _stored(service_vault, user, created["id"]) == "second"
+    r = client.put(f"{API}/{created['id']}", json={"description": "renamed"}, headers=alice)
+    assert r.json()["description"] == "renamed" and _stored(service_vault, user, created["id"]) == "second"
+
+    assert client.delete(f"{API}/{created['id']}", headers=alice).status_code == 204
+    assert client.get(f"{API}/{created['id']}", headers=alice).status_code == 404
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        _stored(service_vault, user, created["id"])
+    for r in (client.get(API, headers=alice), client.get("/healthz")):
+        assert r.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize("body,field,status", [
+    ({"name": "1ABC", "value": "x"}, "name", 422),
+    ({"name": "MY-VAR", "value": "x"}, "name", 422),
+    ({"name": "PATH", "value": "x"}, "name", 422),
+    ({"name": "LD_PRELOAD", "value": "x"}, "name", 422),
+    ({"name": "A" * 129, "value": "x"}, "name", 422),
+    ({"name": "OK", "value": "x", "description": "d" * 1025}, "description", 422),
+    ({"name": "OK"}, "value", 422),
+    ({"name": "OK", "value": "x", "extra": 1}, "extra", 422),
+    ({"name": "OK", "value": "a\x00b"}, "value", 422),
+    ({"name": "OK", "value": "x" * (64 * 1024 + 1)}, "value", 422),
+])
+def test_bad_input_names_the_field_and_never_echoes_the_value(client, issuer, body, field, status):
+    r = client.post(API, json=body, headers=bearer(issuer, "validator"))
+    assert r.status_code == status
+    assert any(field in e["loc"] for e in r.json()["detail"]), r.text
+    if "value" in body:
+        assert body["value"][:64] not in r.text or body["value"] in ("x",)
+    assert client.get(API, headers=bearer(issuer, "validator")).json()["total"] == 0
+
+
+def test_duplicate_names_conflict_per_user(client, issuer):
+    _create(client, bearer(issuer, "dup-a"), "SAME", "1")
+    r = client.post(API, json={"name": "SAME", "value": "2"}, headers=bearer(issuer, "dup-a"))
+    assert r.status_code == 409 and "SAME" in r.json()["detail"]
+    _create(client, bearer(issuer, "dup-b"), "SAME", "3")  # another user may
+
+
+def test_unauthenticated_and_bad_tokens_are_401(client, issuer):
+    assert client.get(API).status_code == 401
+    assert client.get(API, headers={"Authorization": "Bearer not-a-jwt"}).status_code == 401
+    wrong_aud = {"Authorization": f"Bearer {issuer.token('x', audience='other')}"}
+    assert client.get(API, headers=wrong_aud).status_code == 401
+    expired = {"Authorization": f"Bearer {issuer.token('x', ttl=-60)}"}
+    assert client.get(API, headers=expired).status_code == 401
+
+
+def test_users_never_see_touch_or_run_each_other(client, issuer):
+    alice, bob = bearer(issuer, "iso-alice"), bearer(issuer, "iso-bob")
+    mine = _create(client, alice, "ALICE_ONLY", "alice secret")
+    assert client.get(API, headers=bob).json()["total"] == 0
+    unknown = "00000000-0000-0000-0000-000000000000"
+    for method, path, body in (("get", f"{API}/{{}}", None), ("put", f"{API}/{{}}", {"description": "x"}),
+                               ("delete", f"{API}/{{}}", None)):
+        foreign = getattr(client, method)(path.format(mine["id"]), headers=bob, **({"json": body} if body else {}))
+        missing = getattr(client, method)(path.format(unknown), headers=bob, **({"json": body} if body else {}))
+        assert foreign.status_code == missing.status_code == 404
+        assert foreign.json() == missing.json()  # nothing tells that the id exists
+    r = client.post("/api/v2/execution", json={"command": ["true"], "env_var_ids": [mine["id"]]}, headers=bob)
+    assert r.status_code == 404
+    run = client.post("/api/v2/execution", json={"command": ["true"], "env_var_ids": [mine["id"]]}, headers=alice)
+    assert client.get(f"/api/v2/execution/{run.json()['id']}", headers=bob).status_code == 404
+
+
+PRINT_ENV = ("import hashlib, os, sys\n"
+             "for name in sys.argv[1:]:\n"
+             "    raw = os.environb[name.encode()]\n"
+             "    print(name, hashlib.sha256(raw).hexdigest())\n"
+             "    sys.stdout.buffer.write(raw + b'\\n')\n")
+
+
+def test_execution_injects_values_byte_exact_and_stores_them_redacted(client, issuer):
+    alice = bearer(issuer, "exec-alice")
+    values = {"MULTI": "line one\nline two = still\n", "EQUALS": "a=b=c", "UNICODE": "żółć ✓ 東京",
+              "SPACES": "  padded  "}
+    ids = [_create(client, alice, name, value)["id"] for name, value in values.items()]
+    r = client.post("/api/v2/execution", json={"command": ["python3", "-c", PRINT_ENV, *values],
+                                               "env_var_ids": ids}, headers=alice)
+    assert r.status_code == 202 and r.json()["status"] == "queued"
+    done = wait_finished(client, alice, r.json()["id"])
+    assert done["status"] == "succeeded" and done["exit_code"] == 0
+    assert sorted(done["env_var_names"]) == sorted(values)
+    for name, value in values.items():
+        assert f"{name} {hashlib.sha256(value.encode()).hexdigest()}" in done["output"]
+        assert value not in done["output"]
+        assert f"[redacted:{name}]" in done["output"]
+
+
+def test_a_missing_value_fails_before_the_job_starts_naming_it(client, issuer, service_vault, tmp_path):
+    alice = bearer(issuer, "missing-alice")
+    ev = _create(client, alice, "GONE", "will vanish")
+    _root(service_vault).secrets.kv.v2.delete_metadata_and_all_versions(path=f"users/missing-alice/{ev['id']}",
+                                                                        mount_point="secret")
+    marker = tmp_path / "started"
+    r = client.post("/api/v2/execution", json={"command": ["touch", str(marker)], "env_var_ids": [ev["id"]]},
+                    headers=alice)
+    done = wait_finished(client, alice, r.json()["id"])
+    assert done["status"] == "failed" and "GONE" in done["error"] and "did not start" in done["error"]
+    assert not marker.exists()
+    assert "envvars_missing_env_var_failures_total 1.0" in client.get("/metrics").text
+
+
+def test_timeout_and_cancellation(client, issuer):
+    alice = bearer(issuer, "slow-alice")
+    r = client.post("/api/v2/execution", json={"command": ["sleep", "30"], "timeout_seconds": 1}, headers=alice)
+    assert wait_finished(client, alice, r.json()["id"])["status"] == "timed_out"
+    r = client.post("/api/v2/execution", json={"command": ["sleep", "30"]}, headers=alice)
+    import time
+
+    time.sleep(0.5)
+    assert client.post(f"/api/v2/execution/{r.json()['id']}/cancel", headers=alice).status_code == 202
+    assert wait_finished(client, alice, r.json()["id"])["status"] == "cancelled"
+
+
+def test_execution_input_errors(client, issuer):
+    alice = bearer(issuer, "exec-errors")
+    for body, field in (({"command": []}, "command"), ({"command": ["x"], "env_var_ids": ["a", "a"]}, "env_var_ids"),
+                        ({"command": ["x"], "timeout_seconds": 0}, "timeout_seconds"),
+                        ({"command": ["x"], "timeout_seconds": 10 ** 6}, "timeout_seconds")):
+        r = client.post("/api/v2/execution", json=body, headers=alice)
+        assert r.status_code == 422 and any(field in e["loc"] for e in r.json()["detail"]), r.text
+
+
+def test_rate_limit_answers_429_with_retry_after(make_client, issuer):
+    client = make_client(rate_limit="5/minute")
+    h = bearer(issuer, "hasty")
+    codes = [client.get(API, headers=h).status_code for _ in range(6)]
+    assert codes == [200] * 5 + [429]
+    r = client.get(API, headers=h)
+    assert int(r.headers["retry-after"]) >= 1
+    assert client.get(API, headers=bearer(issuer, "patient")).status_code == 200  # per user
+
+
+def test_readiness_and_metrics(client):
+    r = client.get("/readyz")
+    assert r.status_code == 200 and r.json() == {"ready": True, "vault": "ok", "database": "ok"}
+    text = client.get("/metrics").text
+    assert "envvars_http_request_seconds_bucket" in text
+
+
+def test_openapi_is_published(client):
+    spec = client.get("/openapi.json").json()
+    assert {"/api/v2/user/env-vars", "/api/v2/user/env-vars/{env_var_id}", "/api/v2/execution",
+            "/api/v2/execution/{execution_id}"} <= set(spec["paths"])
+
+
+def test_a_canary_value_appears_nowhere_but_in_vault(make_client, issuer, service_vault, caplog, tmp_path):
+    caplog.set_level("DEBUG")
+    db_file = tmp_path / "canary.db"
+    client = make_client(f"sqlite:///{db_file}")
+    alice = bearer(issuer, "canary-alice")
+    canary = f"CANARY-{secrets.token_hex(16)}"
+    ev = _create(client, alice, "CANARY", canary)
+    client.put(f"{API}/{ev['id']}", json={"value": canary + "-2"}, headers=alice)
+    bad = client.post(API, json={"name": "bad name", "value": canary}, headers=alice)
+    run = client.post("/api/v2/execution", json={"command": ["sh", "-c", "echo $CANARY"], "env_var_ids": [ev["id"]]},
+                      headers=alice)
+    done = wait_finished(client, alice, run.json()["id"])
+    seen = [bad.text, json.dumps(done), client.get("/metrics").text, caplog.text,
+            client.get(API, headers=alice).text]
+    for blob in seen:
+        assert canary not in blob
+    client.close()
+    for f in tmp_path.glob("canary.db*"):
+        assert canary.encode() not in f.read_bytes()
+    assert _stored(service_vault, "canary-alice", ev["id"]) == canary + "-2"
+
+
+def test_restart_fails_unfinished_executions(make_client, issuer, tmp_path):
+    url = f"sqlite:///{tmp_path}/restart.db"
+    client = make_client(url)
+    alice = bearer(issuer, "restart-alice")
+    r = client.post("/api/v2/execution", json={"command": ["sleep", "30"]}, headers=alice)
+    import time
+
+    time.sleep(0.5)
+    again = make_client(url)  # a new process on the same database, the old one "died"
+    body = again.get(f"/api/v2/execution/{r.json()['id']}", headers=alice).json()
+    assert body["status"] == "failed" and "restart" in body["error"]
+    client.post(f"/api/v2/execution/{r.json()['id']}/cancel", headers=alice)
