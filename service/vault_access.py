@@ -1,6 +1,7 @@
 """Vault access. Writes run as the user (a JWT login per request: Vault enforces isolation and its audit
 log names the user); the executor reads with its AppRole, renewing its token and logging in again when it
 expires. Errors carry no value and no token."""
+import hashlib
 import threading
 import time
 from typing import Optional
@@ -41,16 +42,8 @@ def _translate(e: Exception) -> Exception:
 class UserVault:
     """One user's Vault session, logged in with the user's own OIDC/JWT token."""
 
-    def __init__(self, gateway: "VaultGateway", jwt: str, user: str):
-        self._g = gateway
-        self.user = user
-        try:
-            self._c = _client(gateway.addr, gateway.ca_file)
-            self._c.auth.jwt.jwt_login(role=gateway.jwt_role, jwt=jwt, path=gateway.jwt_mount)
-        except (InvalidRequest, Forbidden) as e:
-            raise VaultDenied("Vault refused the user's token") from e
-        except Exception as e:
-            raise _translate(e) from e
+    def __init__(self, gateway: "VaultGateway", client: hvac.Client, user: str):
+        self._g, self._c, self.user = gateway, client, user
 
     def _path(self, env_var_id: str) -> str:
         return f"users/{self.user}/{env_var_id}"
@@ -154,9 +147,35 @@ class VaultGateway:
                  jwt_role: str = "user", approle_mount: str = "approle"):
         self.addr, self.ca_file, self.kv_mount = addr, ca_file, kv_mount
         self.jwt_mount, self.jwt_role, self.approle_mount = jwt_mount, jwt_role, approle_mount
+        # The Vault token a user's JWT logged in to, kept in memory only (never on disk) until shortly
+        # before it expires, keyed by a hash of that JWT: one login per JWT, not one per request.
+        self._sessions: dict[str, tuple[float, hvac.Client]] = {}
+        self._lock = threading.Lock()
 
     def as_user(self, jwt: str, user: str) -> UserVault:
-        return UserVault(self, jwt, user)
+        key = hashlib.sha256(jwt.encode()).hexdigest()
+        now = time.monotonic()
+        with self._lock:
+            cached = self._sessions.get(key)
+            if cached and cached[0] > now:
+                return UserVault(self, cached[1], user)
+            for k in [k for k, (exp, _) in self._sessions.items() if exp <= now]:
+                del self._sessions[k]
+        try:
+            c = _client(self.addr, self.ca_file)
+            auth = c.auth.jwt.jwt_login(role=self.jwt_role, jwt=jwt, path=self.jwt_mount)["auth"]
+        except (InvalidRequest, Forbidden) as e:
+            raise VaultDenied("Vault refused the user's token") from e
+        except Exception as e:
+            raise _translate(e) from e
+        with self._lock:
+            self._sessions[key] = (now + max(0, auth["lease_duration"] - 30), c)
+        return UserVault(self, c, user)
+
+    def forget(self, jwt: str) -> None:
+        """Drops a cached session (Vault refused its token: revoked, or the server was restored)."""
+        with self._lock:
+            self._sessions.pop(hashlib.sha256(jwt.encode()).hexdigest(), None)
 
     def executor(self, role_id: str, secret_id: str) -> ExecutorVault:
         return ExecutorVault(self, role_id, secret_id)

@@ -65,9 +65,14 @@ def db(c: Components = Depends(components)):
 
 def audit(sessions: Callable[[], Session], actor: str, action: str, target: str, outcome: str,
           detail: str = "") -> None:
-    """An audit row in its own transaction, so a failed operation is recorded too. Never a value."""
+    """An audit row in its own transaction, for failed operations (their own transaction rolled back)."""
     with sessions() as s, s.begin():
-        s.add(AuditEvent(actor=actor, action=action, target=target, outcome=outcome, detail=detail[:512]))
+        s.add(audit_row(actor, action, target, outcome, detail))
+
+
+def audit_row(actor: str, action: str, target: str, outcome: str, detail: str = "") -> AuditEvent:
+    """An audit row to add to a successful operation's own transaction. Never a value."""
+    return AuditEvent(actor=actor, action=action, target=target, outcome=outcome, detail=detail[:512])
 
 
 def field_error(loc: tuple, message: str) -> RequestValidationError:

@@ -14,7 +14,7 @@ from service.db import EnvVar, now
 from service.schemas import EnvVarCreate, EnvVarList, EnvVarOut, EnvVarUpdate
 from service.vault_access import UserVault, VaultDenied, VaultUnavailable
 
-from .deps import Components, audit, caller, components, db, field_error
+from .deps import Components, audit, audit_row, caller, components, db, field_error
 
 router = APIRouter(prefix="/api/v2/user/env-vars", tags=["env-vars"])
 
@@ -79,16 +79,16 @@ def create_env_var(body: EnvVarCreate, who: Caller = Depends(caller), s: Session
         vault.write(row.id, body.value)
     except (VaultUnavailable, VaultDenied) as err:
         s.rollback()
-        c.metrics.vault_errors.labels(operation="write").inc()
+        _vault_failed(c, who, "write", err)
         audit(c.sessions, who.user, "env_var.create", row.id, "vault_error", type(err).__name__)
         raise HTTPException(503, "Vault is unavailable; the env var was not created") from None
+    s.add(audit_row(who.user, "env_var.create", row.id, "ok", f"name={row.name}"))
     try:
         s.commit()
     except SQLAlchemyError:
         s.rollback()
         _compensate(vault.destroy, row.id, c)
         raise HTTPException(503, "the database is unavailable; the env var was not created") from None
-    audit(c.sessions, who.user, "env_var.create", row.id, "ok", f"name={row.name}")
     return _out(row)
 
 
@@ -114,11 +114,12 @@ def update_env_var(env_var_id: str, body: EnvVarUpdate, who: Caller = Depends(ca
         try:
             previous = vault.current_version(row.id)
             vault.write(row.id, body.value)  # a new KV version; the old ones stay until max_versions
-        except (VaultUnavailable, VaultDenied):
+        except (VaultUnavailable, VaultDenied) as err:
             s.rollback()
-            c.metrics.vault_errors.labels(operation="write").inc()
+            _vault_failed(c, who, "write", err)
             audit(c.sessions, who.user, "env_var.update", row.id, "vault_error")
             raise HTTPException(503, "Vault is unavailable; the env var was not changed") from None
+    s.add(audit_row(who.user, "env_var.update", row.id, "ok", "value" if body.value is not None else "description"))
     try:
         s.commit()
     except SQLAlchemyError:
@@ -126,8 +127,6 @@ def update_env_var(env_var_id: str, body: EnvVarUpdate, who: Caller = Depends(ca
         if vault is not None and previous is not None:
             _compensate(lambda i: vault.write(i, vault.read_version(i, previous)), row.id, c)
         raise HTTPException(503, "the database is unavailable; the env var was not changed") from None
-    audit(c.sessions, who.user, "env_var.update", row.id, "ok",
-          "value" if body.value is not None else "description")
     return _out(row)
 
 
@@ -140,11 +139,12 @@ def delete_env_var(env_var_id: str, who: Caller = Depends(caller), s: Session = 
     try:
         s.flush()
         vault.destroy(row.id)
-    except (VaultUnavailable, VaultDenied):
+    except (VaultUnavailable, VaultDenied) as err:
         s.rollback()
-        c.metrics.vault_errors.labels(operation="delete").inc()
+        _vault_failed(c, who, "delete", err)
         audit(c.sessions, who.user, "env_var.delete", env_var_id, "vault_error")
         raise HTTPException(503, "Vault is unavailable; the env var was not deleted") from None
+    s.add(audit_row(who.user, "env_var.delete", env_var_id, "ok"))
     try:
         s.commit()
     except SQLAlchemyError:
@@ -152,8 +152,13 @@ def delete_env_var(env_var_id: str, who: Caller = Depends(caller), s: Session = 
         # The value is gone as asked; the row is left and `python -m service check` reports it.
         raise HTTPException(503, "the database is unavailable; the env var's value was deleted but its entry "
                                  "remains: delete it again") from None
-    audit(c.sessions, who.user, "env_var.delete", env_var_id, "ok")
     return Response(status_code=204)
+
+
+def _vault_failed(c: Components, who: Caller, operation: str, err: Exception) -> None:
+    c.metrics.vault_errors.labels(operation=operation).inc()
+    if isinstance(err, VaultDenied):
+        c.gateway.forget(who.token)  # a revoked or unknown session: the next request logs in afresh
 
 
 def _compensate(action, env_var_id: str, c: Components) -> None:

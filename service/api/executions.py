@@ -7,7 +7,7 @@ from service.auth import Caller
 from service.db import EnvVar, Execution, ExecutionEnvVar
 from service.schemas import ExecutionCreate, ExecutionOut
 
-from .deps import Components, audit, caller, components, db, field_error
+from .deps import Components, audit, audit_row, caller, components, db, field_error
 
 router = APIRouter(prefix="/api/v2/execution", tags=["executions"])
 
@@ -43,9 +43,9 @@ def start_execution(body: ExecutionCreate, who: Caller = Depends(caller), s: Ses
     s.flush()
     for r in rows:
         s.add(ExecutionEnvVar(execution_id=execution.id, env_var_id=r.id, name=r.name))
+    s.add(audit_row(who.user, "execution.start", execution.id, "queued",
+                    "env_vars=" + ",".join(sorted(r.name for r in rows))))
     s.commit()
-    audit(c.sessions, who.user, "execution.start", execution.id, "queued",
-          "env_vars=" + ",".join(sorted(r.name for r in rows)))
     c.executor.submit(execution.id)
     return _out(s, execution)
 
