@@ -4,7 +4,7 @@ STACK ?= dev
 PYTEST_ARGS ?=
 WITH_ENV := source .toolchain/env.sh &&
 
-.PHONY: toolchain up down preview test test-unit test-e2e
+.PHONY: toolchain up down preview test test-unit test-e2e bench serve
 
 toolchain:  ## build or reuse every piece of the toolchain (idempotent, cached outside the repo)
 	@bash tools/toolchain.sh
@@ -26,3 +26,6 @@ test-unit: toolchain
 
 test-e2e: toolchain
 	@$(WITH_ENV) python -m pytest -m e2e $(PYTEST_ARGS)
+
+bench: toolchain  ## service benchmarks, printed as ratios against baselines measured in the same run
+	@$(WITH_ENV) python -m bench.service_bench
