@@ -9,6 +9,9 @@ from infra.providers import vault
 from infra.providers.random import RandomSecret
 
 PROVIDER_NAME = "envvars"
+CLIENT_NAME = "env-vars"
+# The authorization-code flow of tools/dev_token.py gets the code from the API, never visits this.
+CLI_REDIRECT_URI = "http://127.0.0.1/dev-token-callback"
 
 
 def issuer_url(base_url: str) -> str:
@@ -28,12 +31,16 @@ class DevIdentityArgs:
     # The issuer's base URL as the service and Vault reach it (the container network alias).
     issuer_base_url: str = "http://vault:8200"
     demo_users: list[str] = field(default_factory=lambda: ["alice", "bob"])
+    redirect_uris: list[str] = field(default_factory=lambda: [CLI_REDIRECT_URI])
 
 
 class DevIdentity(pulumi.ComponentResource):
-    """Outputs: `issuer` (the `iss` of tokens) and `demo_passwords` (secret: {user: password})."""
+    """Outputs: `issuer` (the `iss` of ID tokens), `client_id` (their audience), `client_secret` (secret)
+    and `demo_passwords` (secret: {user: password})."""
 
     issuer: pulumi.Output[str]
+    client_id: pulumi.Output[str]
+    client_secret: pulumi.Output[str]
     demo_passwords: pulumi.Output[dict]
 
     def __init__(self, name: str, args: DevIdentityArgs, opts: Optional[pulumi.ResourceOptions] = None):
@@ -48,6 +55,12 @@ class DevIdentity(pulumi.ComponentResource):
             f"{name}-provider", **conn, path=f"identity/oidc/provider/{PROVIDER_NAME}",
             data={"issuer": args.issuer_base_url, "allowed_client_ids": ["*"]},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[key]))
+        oidc_client = vault.Endpoint(
+            f"{name}-client", **conn, path=f"identity/oidc/client/{CLIENT_NAME}",
+            data={"key": PROVIDER_NAME, "redirect_uris": args.redirect_uris, "assignments": ["allow_all"],
+                  "id_token_ttl": 900, "access_token_ttl": 900, "client_type": "confidential"},
+            read_back=["client_id"], secret_read_back=["client_secret"],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[provider]))
         userpass = vault.Mount(f"{name}-userpass", **conn, path="userpass", type="userpass", kind="auth",
                                description="dev demo users", opts=child)
         passwords = {}
@@ -59,5 +72,8 @@ class DevIdentity(pulumi.ComponentResource):
                            opts=pulumi.ResourceOptions(parent=self, depends_on=[userpass]))
             passwords[user] = password.result
         self.issuer = provider.id.apply(lambda _: issuer_url(args.issuer_base_url))
+        self.client_id = oidc_client.response.apply(lambda r: r["client_id"])
+        self.client_secret = pulumi.Output.secret(oidc_client.secret_response.apply(lambda r: r["client_secret"]))
         self.demo_passwords = pulumi.Output.secret(passwords)
-        self.register_outputs({"issuer": self.issuer, "demo_passwords": self.demo_passwords})
+        self.register_outputs({"issuer": self.issuer, "client_id": self.client_id,
+                               "client_secret": self.client_secret, "demo_passwords": self.demo_passwords})

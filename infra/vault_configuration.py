@@ -26,7 +26,7 @@ def config_admin_policy(kv_path: str, approle_path: str = APPROLE_PATH, jwt_path
 class JwtAuthArgs:
     """How Vault verifies users' tokens: exactly one of discovery URL, JWKS URL or static PEM keys."""
 
-    bound_audiences: list[str]
+    bound_audiences: pulumi.Input[list[str]]
     bound_issuer: str = ""
     oidc_discovery_url: str = ""
     jwks_url: str = ""

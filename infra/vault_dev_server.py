@@ -23,8 +23,8 @@ class VaultDevServerArgs:
 class VaultDevServer(pulumi.ComponentResource):
     """Dev mode keeps everything in memory and starts unsealed: for local development only.
 
-    Outputs: `address` (published on 127.0.0.1 only), `root_token` (secret) and `audit_log` (the audit
-    file's path inside the container, on a volume of its own).
+    Outputs: `address` (published on 127.0.0.1 only), `root_token` (secret), `audit_log` (the audit
+    file's path inside the container, on a volume of its own) and `network_name` (where `vault` resolves).
     """
 
     address: pulumi.Output[str]
@@ -70,4 +70,6 @@ class VaultDevServer(pulumi.ComponentResource):
         self.address = self.container.host_ports.apply(lambda ports: f"http://127.0.0.1:{int(ports[0]['external'])}")
         self.root_token = pulumi.Output.secret(args.root_token)
         self.audit_log = pulumi.Output.from_input(AUDIT_LOG)
-        self.register_outputs({"address": self.address, "root_token": self.root_token, "audit_log": self.audit_log})
+        self.network_name = self.network.id.apply(lambda _: f"{prefix}-net")
+        self.register_outputs({"address": self.address, "root_token": self.root_token, "audit_log": self.audit_log,
+                               "network_name": self.network_name})

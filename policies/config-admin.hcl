@@ -67,6 +67,9 @@ path "identity/oidc/key/*" {
 path "identity/oidc/provider/*" {
   capabilities = ["create", "read", "update", "delete"]
 }
+path "identity/oidc/client/*" {
+  capabilities = ["create", "read", "update", "delete"]
+}
 path "auth/userpass/users/*" {
   capabilities = ["create", "read", "update", "delete"]
 }

@@ -27,6 +27,20 @@ def check_name(name: str) -> str:
     return name
 
 
+def _utc(value: Optional[datetime.datetime]) -> Optional[datetime.datetime]:
+    """Timestamps are stored in UTC; SQLite hands them back without a zone."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=datetime.timezone.utc)
+    return value
+
+
+class _Times(BaseModel):
+    @field_validator("created_at", "updated_at", "started_at", "finished_at", mode="after", check_fields=False)
+    @classmethod
+    def _zone(cls, v):
+        return _utc(v)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -47,7 +61,7 @@ class EnvVarUpdate(_Strict):
     value: Optional[str] = Field(default=None, repr=False)
 
 
-class EnvVarOut(BaseModel):
+class EnvVarOut(_Times):
     id: str
     name: str
     description: str
@@ -80,7 +94,7 @@ class ExecutionCreate(_Strict):
         return v
 
 
-class ExecutionOut(BaseModel):
+class ExecutionOut(_Times):
     id: str
     status: str
     command: list[str]

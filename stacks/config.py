@@ -133,6 +133,7 @@ class DevConfig:
     vault_image: str
     vault_host_port: int  # dev mode; 0: the engine picks a free port, kept for the container's life
     base_image: str  # Debian + python3: the snapshot job (and the service) build on it
+    service_host_port: int  # 0: the engine picks a free port, kept for the container's life
     raft: RaftSettings
 
     @classmethod
@@ -143,6 +144,7 @@ class DevConfig:
             vault_image=r.string("vaultImage", DEFAULT_BAO_IMAGE),
             vault_host_port=r.port("vaultHostPort", 0),
             base_image=r.string("baseImage", DEFAULT_BASE_IMAGE),
+            service_host_port=r.port("serviceHostPort", 0),
             raft=RaftSettings.load(r),
         )
 

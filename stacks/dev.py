@@ -3,6 +3,7 @@ TLS Raft cluster with bootstrap and scheduled snapshots; its configuration; a de
 import pulumi
 
 from infra.dev_identity import DevIdentity, DevIdentityArgs, issuer_url, jwks_url
+from infra.service_docker import ServiceDocker, ServiceDockerArgs
 from infra.providers.random import RandomSecret
 from infra.providers.vault_bootstrap import VaultBootstrap
 from infra.vault_configuration import config_admin_policy
@@ -32,6 +33,7 @@ def deploy() -> dict[str, pulumi.Output]:
             flavor=settings.server_flavor,
         ))
         address, token, ca_cert_pem = server.address, server.root_token, pulumi.Output.from_input("")
+        network_name = server.network_name
         outputs["vault_root_token"] = server.root_token
     else:
         cluster = VaultRaftDocker("vault", VaultRaftDockerArgs(
@@ -46,13 +48,18 @@ def deploy() -> dict[str, pulumi.Output]:
         )
         address = cluster.node_addresses.apply(lambda nodes: nodes[0])
         token, ca_cert_pem = bootstrap.admin_token, cluster.ca_cert_pem
+        network_name = cluster.network_name
         outputs.update(vault_nodes=cluster.node_addresses, vault_ca_cert=cluster.ca_cert_pem,
                        vault_root_token=bootstrap.root_token, vault_unseal_keys=bootstrap.unseal_keys)
 
     identity = DevIdentity("identity", DevIdentityArgs(address=address, token=token, ca_cert_pem=ca_cert_pem,
                                                        issuer_base_url=f"{scheme}://vault:8200"))
+    dev_idp = not settings.oidc_discovery_url and not settings.validation_pubkeys and \
+        settings.jwks_url == jwks_url(f"{scheme}://127.0.0.1:8200")
     vault = configure_vault(
         "vault", settings, address=address, token=token, ca_cert_pem=ca_cert_pem, jwt_ca_pem=ca_cert_pem,
+        # Tokens of the dev identity provider carry its generated client id as their audience.
+        audiences=identity.client_id.apply(lambda cid: [cid]) if dev_idp else None,
         adopt_kv_mount=cfg.vault_mode == "dev", audit_file_path=AUDIT_LOG,
         manage_admin_policy=cfg.vault_mode == "dev",  # raft: the bootstrap wrote it
         autopilot_min_quorum=cfg.raft.replicas if cfg.vault_mode == "raft" else None,
@@ -66,7 +73,18 @@ def deploy() -> dict[str, pulumi.Output]:
         ))
         outputs["snapshot_volume"] = snapshots.volume_name
 
+    service = ServiceDocker("envvars", ServiceDockerArgs(
+        base_image=cfg.base_image, network_name=network_name, vault_address=f"{scheme}://vault:8200",
+        vault_ca_pem=ca_cert_pem, oidc_issuer=settings.issuer,
+        oidc_jwks_url=f"{issuer_url(f'{scheme}://vault:8200')}/.well-known/keys" if dev_idp else settings.jwks_url,
+        oidc_audience=identity.client_id if dev_idp else settings.audiences[0],
+        role_id=vault.executor_role_id, secret_id=vault.executor_secret_id, host_port=cfg.service_host_port,
+        labels=labels,
+    ))
     outputs.update(
+        service_url=service.url,
+        oidc_client_id=identity.client_id,
+        oidc_client_secret=identity.client_secret,
         vault_address=address,
         jwt_issuer=identity.issuer,
         demo_user_passwords=identity.demo_passwords,

@@ -19,10 +19,12 @@ def configure_vault(
     adopt_kv_mount: bool = False,
     manage_admin_policy: bool = True,
     autopilot_min_quorum: Optional[int] = None,
+    audiences: Optional[pulumi.Input[list[str]]] = None,
     audit_file_path: str = "/bao/logs/audit.log",
     opts: Optional[pulumi.ResourceOptions] = None,
 ) -> VaultConfiguration:
-    """`jwt_ca_pem`: the CA of the users' key source URL when a private CA signs it (the dev cluster)."""
+    """`jwt_ca_pem`: the CA of the users' key source URL when a private CA signs it (the dev cluster);
+    `audiences`: replaces the configured audiences (the dev identity provider's generated client id)."""
     return VaultConfiguration(name, VaultConfigurationArgs(
         address=address,
         token=token,
@@ -36,7 +38,7 @@ def configure_vault(
         audit_file_path=audit_file_path,
         jwt=JwtAuthArgs(
             type=settings.auth_type,
-            bound_audiences=settings.audiences,
+            bound_audiences=audiences if audiences is not None else settings.audiences,
             bound_issuer=settings.issuer,
             oidc_discovery_url=settings.oidc_discovery_url,
             jwks_url=settings.jwks_url,

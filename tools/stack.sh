@@ -26,6 +26,11 @@ case "$ACTION" in
       echo "  Try it: export VAULT_ADDR=$addr$ca VAULT_TOKEN=\$(pulumi stack output --show-secrets vault_root_token -s $STACK)"
       echo "          \$BAO_BIN kv put secret/hello who=you && \$BAO_BIN kv get secret/hello"
     fi
+    if url=$(pulumi stack output service_url 2>/dev/null); then
+      echo "  Service: $url   (OpenAPI: $url/docs)"
+      echo "  Try it: TOKEN=\$(python tools/dev_token.py alice --stack $STACK) && curl -s -H \"Authorization: Bearer \$TOKEN\" \\"
+      echo "            -H 'Content-Type: application/json' -d '{\"name\":\"GREETING\",\"value\":\"hello\"}' $url/api/v2/user/env-vars"
+    fi
     ;;
   down)
     step "pulumi destroy ($STACK)"

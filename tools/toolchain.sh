@@ -65,6 +65,10 @@ step "Images: Debian python base and OpenBao server"
 bash tools/images.sh | sed 's/^/    /'
 done_step
 
+step "The service's wheels, for its image to install offline"
+bash tools/service-wheels.sh >/dev/null
+done_step "$(ls .build/wheels | wc -l) wheels"
+
 cat > "$ENV_FILE" <<ENV
 # Written by tools/toolchain.sh; source it to use the project's toolchain.
 export PATH="$PULUMI_BIN:$REPO_ROOT/.venv/bin:\$PATH"

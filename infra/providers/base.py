@@ -18,7 +18,10 @@ class ManagedProvider(ResourceProvider):
     replace_on: tuple[str, ...] = ()
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in self.managed if olds.get(k) != news.get(k)]
+        # An input this provider gained after the resource was made, left at its empty default, is no
+        # change: a new version of the provider must not replace existing resources.
+        changed = [k for k in self.managed
+                   if olds.get(k) != news.get(k) and not (k not in olds and not news.get(k))]
         replaces = [k for k in changed if k in self.replace_on]
         return DiffResult(
             changes=bool(changed),

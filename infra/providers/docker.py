@@ -107,6 +107,7 @@ def context_digest(path: str) -> str:
 
 class _ImageProvider(ManagedProvider):
     managed = ("tag", "context", "dockerfile", "build_args", "context_digest", "docker_host")
+    # Rebuilt (replaced) when the inputs change; the image id changes with it.
     replace_on = managed
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -137,11 +138,14 @@ class Image(Resource, module="docker", name="Image"):
     image_id: pulumi.Output[str]
 
     def __init__(self, name: str, *, tag: str, context: str, dockerfile: str = "Dockerfile",
-                 build_args: Optional[dict[str, str]] = None, docker_host: Optional[str] = None,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 build_args: Optional[dict[str, str]] = None, digest_paths: Optional[list[str]] = None,
+                 docker_host: Optional[str] = None, opts: Optional[pulumi.ResourceOptions] = None):
+        """`digest_paths`: the parts of the context whose content decides a rebuild (default: all)."""
+        digest = hashlib.sha256("".join(context_digest(os.path.join(context, p)) for p in (digest_paths or ["."]))
+                                .encode()).hexdigest()
         super().__init__(_ImageProvider(), name, {
             "tag": tag, "context": os.path.abspath(context), "dockerfile": dockerfile,
-            "build_args": build_args or {}, "context_digest": context_digest(context),
+            "build_args": build_args or {}, "context_digest": digest,
             "docker_host": docker_host or default_docker_host(), "image_id": None,
         }, opts)
 

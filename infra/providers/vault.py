@@ -176,12 +176,23 @@ class _EndpointProvider(ManagedProvider):
     replace_on = ("path", "address")
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        client(props).adapter.post(f"/v1/{props['path']}", json=plain(props["data"]))
-        return CreateResult(props["path"], dict(props))
+        c = client(props)
+        c.adapter.post(f"/v1/{props['path']}", json=plain(props["data"]))
+        return CreateResult(props["path"], {**props, **self._read_back(c, props)})
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        client(news).adapter.post(f"/v1/{news['path']}", json=plain(news["data"]))
-        return UpdateResult(dict(news))
+        c = client(news)
+        c.adapter.post(f"/v1/{news['path']}", json=plain(news["data"]))
+        return UpdateResult({**news, **self._read_back(c, news)})
+
+    @staticmethod
+    def _read_back(c: hvac.Client, props: dict[str, Any]) -> dict[str, Any]:
+        """Values Vault made (a client id, a client secret) that consumers need as outputs."""
+        if not (props.get("read_back") or props.get("secret_read_back")):
+            return {}
+        live = c.adapter.get(f"/v1/{props['path']}")["data"]
+        return {"response": {k: live.get(k) for k in props.get("read_back") or []},
+                "secret_response": {k: live.get(k) for k in props.get("secret_read_back") or []}}
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         try:
@@ -192,7 +203,11 @@ class _EndpointProvider(ManagedProvider):
                 if k not in (props.get("write_only") or [])}
         data.update({k: props["data"][k] for k in props.get("write_only") or []})
         outs = {**props, "data": data}
-        return ReadResult(id_, outs, {k: outs.get(k) for k in self.managed + CONNECTION + ("write_only",)})
+        if props.get("read_back") or props.get("secret_read_back"):
+            outs["response"] = {k: live.get(k) for k in props.get("read_back") or []}
+            outs["secret_response"] = {k: live.get(k) for k in props.get("secret_read_back") or []}
+        inputs = ("write_only", "read_back", "secret_read_back", "delete_on_destroy")
+        return ReadResult(id_, outs, {k: outs.get(k) for k in self.managed + CONNECTION + inputs})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         if not props.get("delete_on_destroy", True):
@@ -221,13 +236,22 @@ class Endpoint(Resource, module="vault", name="Endpoint"):
     path is deleted on destroy. Keys in `write_only` (secrets Vault never returns) are not compared.
     """
 
+    response: pulumi.Output[dict]
+    secret_response: pulumi.Output[dict]
+
     def __init__(self, name: str, *, address: pulumi.Input[str], token: pulumi.Input[str], path: pulumi.Input[str],
                  data: pulumi.Input[dict[str, Any]], write_only: Optional[list[str]] = None,
+                 read_back: Optional[list[str]] = None, secret_read_back: Optional[list[str]] = None,
                  delete_on_destroy: bool = True, ca_cert_pem: pulumi.Input[str] = "",
                  opts: Optional[pulumi.ResourceOptions] = None):
+        if secret_read_back:
+            opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+                additional_secret_outputs=["secret_response"]))
         super().__init__(_EndpointProvider(), name, {
             "address": address, "token": pulumi.Output.secret(token), "ca_cert_pem": ca_cert_pem,
             "path": path, "data": data, "write_only": write_only or [], "delete_on_destroy": delete_on_destroy,
+            "read_back": read_back or [], "secret_read_back": secret_read_back or [],
+            "response": None, "secret_response": None,
         }, opts)
 
 

@@ -1,6 +1,8 @@
 """The dev stack for real on the local engine, in both modes: `pulumi up`, the cluster's shape, a leader
 failover measured while writes go on, a restarted node unsealed by the next `up`, and `destroy`
 leaving nothing behind."""
+import hashlib
+import json
 import time
 
 import docker
@@ -8,6 +10,8 @@ import hvac
 import pytest
 import requests
 from pulumi import automation as auto
+
+from tools.dev_token import id_token
 
 pytestmark = pytest.mark.e2e
 PROGRAM = "e2e/programs/dev_stack"
@@ -24,16 +28,51 @@ def _leftovers(engine, stack_name) -> dict:
             "volumes": [v.name for v in engine.volumes.list(filters=flt)]}
 
 
-def test_dev_mode_up_idempotent_and_destroyed(throwaway_stack, toolchain):
+def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack, toolchain):
     s = throwaway_stack(PROGRAM)
     out = {k: v.value for k, v in s.up().outputs.items()}
     vault = hvac.Client(url=out["vault_address"], token=out["vault_root_token"])
     assert vault.sys.read_health_status(method="GET")["sealed"] is False
     assert "jwt/" in vault.sys.list_auth_methods()["data"]
     assert vault.sys.read_acl_policy("user")["data"]["policy"]
+
+    # The service, as a user would: tokens from the dev identity provider, over HTTP.
+    url = out["service_url"]
+    assert requests.get(f"{url}/readyz", timeout=10).json() == {"ready": True, "vault": "ok", "database": "ok"}
+    alice = {"Authorization": f"Bearer {id_token(out, 'alice')}"}
+    bob = {"Authorization": f"Bearer {id_token(out, 'bob')}"}
+    value = "multi\nline = value ✓"
+    ev = requests.post(f"{url}/api/v2/user/env-vars", json={"name": "SECRET_ONE", "value": value}, headers=alice,
+                       timeout=10)
+    assert ev.status_code == 201, ev.text
+    script = "import hashlib,os; print(hashlib.sha256(os.environb[b'SECRET_ONE']).hexdigest()); print(os.environ['SECRET_ONE'])"
+    run = requests.post(f"{url}/api/v2/execution", json={"command": ["python3", "-c", script],
+                                                        "env_var_ids": [ev.json()["id"]]}, headers=alice, timeout=10)
+    assert run.status_code == 202
+    done = _wait_execution(url, alice, run.json()["id"])
+    assert done["status"] == "succeeded"
+    assert hashlib.sha256(value.encode()).hexdigest() in done["output"] and value not in done["output"]
+    assert requests.get(f"{url}/api/v2/user/env-vars", headers=bob, timeout=10).json()["total"] == 0
+    assert requests.get(f"{url}/api/v2/user/env-vars/{ev.json()['id']}", headers=bob, timeout=10).status_code == 404
+    # No secret in any container's configuration.
+    engine = _engine(toolchain)
+    inspected = json.dumps([c.attrs for c in engine.containers.list(filters={"label": f"vault-envvars.stack={s.name}"})])
+    for secret in (value, out["oidc_client_secret"], *out["demo_user_passwords"].values()):
+        assert secret not in inspected
+
     assert s.changes_of_second_up() == {}
     s.destroy()
     assert _leftovers(_engine(toolchain), s.name) == {"containers": [], "networks": [], "volumes": []}
+
+
+def _wait_execution(url, headers, execution_id, timeout=60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = requests.get(f"{url}/api/v2/execution/{execution_id}", headers=headers, timeout=10).json()
+        if body["status"] not in ("queued", "running"):
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"execution {execution_id} did not finish")
 
 
 def _client(address, token, ca_file) -> hvac.Client:

@@ -33,6 +33,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["accessor"] = f"{args.inputs['kind']}_{args.inputs['type']}_mock"
         if args.typ.endswith("vault:AppRoleCredential"):
             outputs.update(role_id="role-id-mock", secret_id="secret-id-mock", secret_id_accessor="acc")
+        if args.typ.endswith("vault:Endpoint"):
+            outputs["response"] = {k: f"{k}-mock" for k in args.inputs.get("read_back", [])}
+            outputs["secret_response"] = {k: f"{k}-mock" for k in args.inputs.get("secret_read_back", [])}
+        if args.typ.endswith("docker:Image"):
+            outputs["image_id"] = "sha256:mock"
         if args.typ.endswith("tls:TlsBundle"):
             outputs.update(ca_pem="CA-PEM", cert_pem="CERT-PEM", key_pem="PRIVATE-KEY-PEM")
         if args.typ.endswith("random:RandomSecret"):

@@ -70,11 +70,11 @@ def test_bad_prod_settings_name_the_key(mocks, message):
 def test_dev_stack_composes_vault_identity_and_configuration(mocks):
     outputs = {}
     run(lambda: outputs.update(deploy("dev")))
-    assert sorted(outputs) == ["demo_user_passwords", "executor_role_id", "jwt_issuer", "vault_address",
-                               "vault_root_token"]
+    assert sorted(outputs) == ["demo_user_passwords", "executor_role_id", "jwt_issuer", "oidc_client_id",
+                               "oidc_client_secret", "service_url", "vault_address", "vault_root_token"]
     components = sorted(r.typ for r in mocks.resources if r.typ.startswith("vault-envvars:"))
-    assert components == ["vault-envvars:infra:DevIdentity", "vault-envvars:infra:VaultConfiguration",
-                          "vault-envvars:infra:VaultDevServer"]
+    assert components == ["vault-envvars:infra:DevIdentity", "vault-envvars:infra:ServiceDocker",
+                          "vault-envvars:infra:VaultConfiguration", "vault-envvars:infra:VaultDevServer"]
     # The dev identity provider is the JWT mount's key source, and KV v2 at secret/ is adopted.
     jwt_config = mocks.named("vault-jwt-config").inputs["data"]
     assert jwt_config["jwks_url"] == "http://127.0.0.1:8200/v1/identity/oidc/provider/envvars/.well-known/keys"
@@ -92,8 +92,9 @@ def test_dev_stack_exports_secrets_only_as_secrets(mocks):
             for k, o in outputs.items()])
 
     run(program)
-    assert flags == {"demo_user_passwords": True, "vault_root_token": True, "executor_role_id": False,
-                     "jwt_issuer": False, "vault_address": False}
+    assert flags == {"demo_user_passwords": True, "vault_root_token": True, "oidc_client_secret": True,
+                     "executor_role_id": False, "jwt_issuer": False, "vault_address": False,
+                     "oidc_client_id": False, "service_url": False}
 
 
 DEV_SOURCE = {"jwks_url": "http://127.0.0.1:8200/keys", "issuer": "http://vault:8200/iss"}
@@ -141,3 +142,16 @@ def test_bad_vault_settings_name_the_key(mocks, message):
 def test_a_stack_without_dev_identity_must_name_a_key_source(mocks):
     with pytest.raises(ConfigError, match="set one of vault-envvars:oidcDiscoveryUrl, vault-envvars:jwksUrl"):
         VaultSettings.load()
+
+
+def test_dev_service_trusts_the_dev_identity_and_gets_its_secret_id_as_a_file(mocks):
+    run(lambda: deploy("dev"))
+    assert mocks.named("vault-user-role").inputs["data"]["bound_audiences"] == ["client_id-mock"]
+    api = mocks.named("envvars-api").inputs
+    assert api["env"]["ENVVARS_OIDC_AUDIENCE"] == "client_id-mock"
+    assert api["env"]["ENVVARS_OIDC_JWKS_URL"] == \
+        "http://vault:8200/v1/identity/oidc/provider/envvars/.well-known/keys"
+    assert api["env"]["ENVVARS_APPROLE_SECRET_ID_FILE"] == "/run/envvars/approle-secret-id"
+    assert api["files"]["/run/envvars/approle-secret-id"]["mode"] == 0o400
+    assert "secret-id-mock" not in str(api["env"]) + str(api["command"]) + str(api["labels"])
+    assert (api["user"], api["read_only"], api["cap_drop"]) == ("1000:1000", True, ["ALL"])

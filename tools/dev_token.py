@@ -1,0 +1,64 @@
+"""Prints an OIDC ID token for a demo user of the dev stack, from the stack's own identity provider
+(Vault's OIDC provider): userpass login, then the authorization-code flow through the API.
+
+  python tools/dev_token.py alice [--stack dev]
+"""
+import argparse
+import json
+import secrets
+import subprocess
+import sys
+
+import requests
+
+from infra.dev_identity import CLI_REDIRECT_URI, PROVIDER_NAME
+
+
+def stack_outputs(stack: str) -> dict:
+    out = subprocess.run(["pulumi", "stack", "output", "--json", "--show-secrets", "--stack", stack],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def id_token(outputs: dict, user: str, ca_file: str = "") -> str:
+    addr = outputs["vault_address"]
+    verify = ca_file or True
+    password = outputs["demo_user_passwords"][user]
+    login = requests.post(f"{addr}/v1/auth/userpass/login/{user}", json={"password": password}, verify=verify,
+                          timeout=10)
+    login.raise_for_status()
+    vault_token = login.json()["auth"]["client_token"]
+    state, nonce = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    provider = f"{addr}/v1/identity/oidc/provider/{PROVIDER_NAME}"
+    code = requests.get(f"{provider}/authorize", headers={"X-Vault-Token": vault_token}, verify=verify, timeout=10,
+                        params={"client_id": outputs["oidc_client_id"], "scope": "openid", "response_type": "code",
+                                "redirect_uri": CLI_REDIRECT_URI, "state": state, "nonce": nonce})
+    code.raise_for_status()
+    if code.json()["state"] != state:
+        raise SystemExit("the provider answered with another state")
+    token = requests.post(f"{provider}/token", auth=(outputs["oidc_client_id"], outputs["oidc_client_secret"]),
+                          data={"grant_type": "authorization_code", "code": code.json()["code"],
+                                "redirect_uri": CLI_REDIRECT_URI}, verify=verify, timeout=10)
+    token.raise_for_status()
+    requests.post(f"{addr}/v1/auth/token/revoke-self", headers={"X-Vault-Token": vault_token}, verify=verify,
+                  timeout=10)
+    return token.json()["id_token"]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("user")
+    ap.add_argument("--stack", default="dev")
+    args = ap.parse_args()
+    outputs = stack_outputs(args.stack)
+    ca_file = ""
+    if outputs.get("vault_ca_cert"):
+        ca_file = f".pulumi/{args.stack}-ca.pem"
+        with open(ca_file, "w") as f:
+            f.write(outputs["vault_ca_cert"])
+    print(id_token(outputs, args.user, ca_file))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
