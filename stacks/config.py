@@ -53,16 +53,20 @@ class _Reader:
             raise ConfigError(f"stack config {self.key(name)} = {raw!r} is not a duration; use e.g. 30s, 15m, 1h, 7d")
         return sum(int(n) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[u] for n, u in parts)
 
-    def integer(self, name: str, default: int, minimum: int = 0) -> int:
+    def integer(self, name: str, default: int, minimum: int = 0, maximum: Optional[int] = None,
+                kind: str = "a whole number") -> int:
         raw = self._cfg.get(name)
         if raw is None:
             return default
         try:
             value = int(raw)
         except ValueError:
-            raise ConfigError(f"stack config {self.key(name)} = {raw!r} is not a whole number") from None
+            raise ConfigError(f"stack config {self.key(name)} = {raw!r} is not {kind}") from None
         if value < minimum:
             raise ConfigError(f"stack config {self.key(name)} = {value} is below the minimum {minimum}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"stack config {self.key(name)} = {value} is out of range; "
+                              f"allowed values: {minimum}-{maximum}")
         return value
 
     def string_list(self, name: str, default: Sequence[str]) -> list[str]:
@@ -87,16 +91,7 @@ class _Reader:
         return raw.lower() == "true"
 
     def port(self, name: str, default: int) -> int:
-        raw = self._cfg.get(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"stack config {self.key(name)} = {raw!r} is not a port number (0-65535)") from None
-        if not 0 <= value <= 65535:
-            raise ConfigError(f"stack config {self.key(name)} = {value} is out of range; allowed values: 0-65535")
-        return value
+        return self.integer(name, default, 0, 65535, kind="a port number (0-65535)")
 
 
 @dataclass(frozen=True)
