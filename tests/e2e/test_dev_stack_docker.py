@@ -11,6 +11,7 @@ import pytest
 import requests
 from pulumi import automation as auto
 
+from tests.e2e.container_checks import check_container
 from tools.dev_token import id_token
 
 pytestmark = pytest.mark.e2e
@@ -59,6 +60,9 @@ def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack,
     inspected = json.dumps([c.attrs for c in engine.containers.list(filters={"label": f"vault-envvars.stack={s.name}"})])
     for secret in (value, out["oidc_client_secret"], *out["demo_user_passwords"].values()):
         assert secret not in inspected
+    prefix = f"dev-stack-{s.name}"
+    check_container(f"{prefix}-vault", {8200, 8201}, {})
+    check_container(f"{prefix}-envvars-api", {8080}, {"/run/envvars/approle-secret-id": 0o400})
 
     assert s.changes_of_second_up() == {}
     s.destroy()
@@ -108,6 +112,19 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, toolchain, tmp_p
     autopilot = _client(nodes[0], root, ca_file).read("sys/storage/raft/autopilot/configuration")["data"]
     assert autopilot["cleanup_dead_servers"] is True and autopilot["min_quorum"] == 3
     assert s.changes_of_second_up() == {}
+
+    prefix = f"dev-stack-{s.name}"
+    for i in range(1, 4):
+        check_container(f"{prefix}-vault-vault-{i}", {8200, 8201},
+                        {"/bao/config/tls.key": 0o400, "/bao/config/server.hcl": 0o400, "/bao/data": 0o750})
+    check_container(f"{prefix}-vault-snapshots-agent", set(), {"/agent/secret_id": 0o400, "/data/snapshots": 0o750})
+    check_container(f"{prefix}-envvars-api", {8080}, {"/run/envvars/approle-secret-id": 0o400,
+                                                     "/run/envvars/vault-ca.pem": 0o444})
+    # TLS is what the nodes serve: the stack's CA verifies them, plain HTTP is refused.
+    for address in nodes:
+        assert requests.get(f"{address}/v1/sys/health?standbyok=true", verify=ca_file, timeout=5).status_code == 200
+        with pytest.raises(requests.RequestException):
+            requests.get(address.replace("https://", "http://") + "/v1/sys/health", timeout=5).raise_for_status()
 
     for i in range(20):
         assert _write_anywhere(nodes, root, ca_file, f"users/failover/before-{i}", f"b{i}")
