@@ -216,7 +216,10 @@ class VaultKubernetes(pulumi.ComponentResource):
                 },
             },
             "volumeClaimTemplates": [pvc("data", args.data_storage), pvc("audit", args.audit_storage)],
-        }, opts=pulumi.ResourceOptions(parent=self, depends_on=[cm, *depends]))
+        }, opts=pulumi.ResourceOptions(parent=self, depends_on=[cm, *depends],
+                                       # Its name is fixed, so a replacement must delete first (and
+                                       # tools/ci_deploy.py refuses that unless told otherwise).
+                                       delete_before_replace=True))
 
         self.internal_address = pulumi.Output.from_input(args.namespace).apply(
             lambda ns: f"https://{n}-active.{ns}.svc:{API_PORT}")

@@ -38,7 +38,7 @@ done_step "$("$KUBE_TEST_BIN/kube-apiserver" --version)"
 step "Offline Pulumi settings and plugin cache"
 export PATH="$PULUMI_BIN:$REPO_ROOT/.venv/bin:$PATH"
 export PULUMI_HOME=$REPO_ROOT/.pulumi/home
-export PULUMI_BACKEND_URL=file://$REPO_ROOT/.pulumi/state
+export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$REPO_ROOT/.pulumi/state}
 export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 export PULUMI_DISABLE_REGISTRY_RESOLVE=true PULUMI_IGNORE_AMBIENT_PLUGINS=true
 mkdir -p .pulumi/state "$PULUMI_HOME"
@@ -74,7 +74,8 @@ cat > "$ENV_FILE" <<ENV
 export PATH="$PULUMI_BIN:$REPO_ROOT/.venv/bin:\$PATH"
 export PYTHONPATH="$REPO_ROOT\${PYTHONPATH:+:\$PYTHONPATH}"
 export PULUMI_HOME="$PULUMI_HOME"
-export PULUMI_BACKEND_URL="$PULUMI_BACKEND_URL"
+# A backend given by the caller (a shared one in CI) wins over the local default.
+export PULUMI_BACKEND_URL="\${PULUMI_BACKEND_URL:-file://$REPO_ROOT/.pulumi/state}"
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 export PULUMI_DISABLE_REGISTRY_RESOLVE=true

@@ -1,9 +1,15 @@
 """The prod stack's Vault part applied by a real `pulumi up` to a real kube-apiserver (built from Go
 modules, on loopback), then every production default read back with the Kubernetes client."""
+import os
+import subprocess
+import sys
+
 import pytest
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
 from pulumi import automation as auto
+
+from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 PROGRAM = "e2e/programs/prod_stack"
@@ -139,3 +145,27 @@ def test_snapshot_cronjob(prod_up):
     assert next(v for v in job.volumes if v.name == "credential").secret.secret_name == "vault-snapshot-approle"
     agent = kclient.CoreV1Api(api).read_namespaced_config_map("vault-snapshot-agent", NS).data
     assert "def verify_snapshot" in agent["snapshot_agent.py"] and "BEGIN CERTIFICATE" in agent["ca.pem"]
+
+
+def _ci_deploy(s, pulumi_backend, action: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "tools", "ci_deploy.py"), action, s.name],
+                          cwd=s.work_dir, env={**os.environ, **pulumi_backend, **env}, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_ci_preview_refuses_to_replace_the_statefulset(prod_up, pulumi_backend):
+    s, _ = prod_up
+    assert _ci_deploy(s, pulumi_backend, "preview").returncode == 0  # nothing to do
+    s.stack.set_config("vault-envvars:vaultCpuLimit", auto.ConfigValue("2"))  # an in-place update: allowed
+    try:
+        assert _ci_deploy(s, pulumi_backend, "preview").returncode == 0
+        s.stack.set_config("vault-envvars:dataStorage", auto.ConfigValue("20Gi"))  # new claim templates: replace
+        refused = _ci_deploy(s, pulumi_backend, "preview")
+        assert refused.returncode == 3, refused.stdout + refused.stderr
+        assert "kubernetes:apps/v1:StatefulSet vault-sts" in refused.stderr
+        # Allowed, the preview still fails: the API server refuses to change a StatefulSet's claims in place.
+        allowed = _ci_deploy(s, pulumi_backend, "preview", ALLOW_DESTRUCTIVE="1")
+        assert allowed.returncode not in (0, 3) and "refusing" not in allowed.stderr
+    finally:
+        s.stack.remove_config("vault-envvars:vaultCpuLimit")
+        s.stack.remove_config("vault-envvars:dataStorage")
