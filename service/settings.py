@@ -67,6 +67,7 @@ class Settings:
         if not re.match(r"^\d+/(second|minute|hour)$", rate):
             raise SettingsError(f"ENVVARS_RATE_LIMIT = {rate!r} must look like 120/minute")
         # Secrets come from files (a mounted Secret, a 0400 file), never from the process environment.
+        database_url_file = get("DATABASE_URL_FILE", "")  # a URL with a password: from a file
         secret_id_file = get("APPROLE_SECRET_ID_FILE", "")
         role_id_file = get("APPROLE_ROLE_ID_FILE", "")
         return cls(
@@ -76,7 +77,8 @@ class Settings:
             oidc_audience=get("OIDC_AUDIENCE", "env-vars"),
             oidc_jwks_url=get("OIDC_JWKS_URL"),
             oidc_ca_file=get("OIDC_CACERT", ""),
-            database_url=get("DATABASE_URL", "sqlite:///./envvars.db"),
+            database_url=_read_file(database_url_file) if database_url_file else get("DATABASE_URL",
+                                                                                     "sqlite:///./envvars.db"),
             kv_mount=get("KV_MOUNT", "secret"),
             jwt_mount=get("JWT_MOUNT", "jwt"),
             jwt_role=get("JWT_ROLE", "user"),

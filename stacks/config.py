@@ -167,6 +167,12 @@ class ProdConfig:
     tls_ca_cert: str  # the CA of that Secret's certificate
     client_namespaces: list[str]
     skip_await: bool  # test API servers only: they run no controllers
+    service_image: str
+    service_replicas: int
+    database_url: Optional[pulumi.Output]  # PostgreSQL, a stack secret; None: the service is not deployed
+    service_jwks_url: str  # where the service fetches the IdP's keys (the jwks_uri of the discovery doc)
+    ingress_host: str
+    ingress_tls_secret: str
 
     @classmethod
     def load(cls, config: Optional[pulumi.Config] = None) -> "ProdConfig":
@@ -208,6 +214,12 @@ class ProdConfig:
             tls_ca_cert=r.string("tlsCaCert", ""),
             client_namespaces=r.string_list("clientNamespaces", []),
             skip_await=r.boolean("skipAwait", False),
+            service_image=r.string("serviceImage", "localhost/vault-envvars/service:latest"),
+            service_replicas=r.integer("serviceReplicas", 2, minimum=2),
+            database_url=r.secret("databaseUrl"),
+            service_jwks_url=r.string("serviceJwksUrl", r.string("jwksUrl", "")),
+            ingress_host=r.string("ingressHost", ""),
+            ingress_tls_secret=r.string("ingressTlsSecret", ""),
         )
 
 

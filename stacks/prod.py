@@ -7,6 +7,7 @@ import pulumi_kubernetes as k8s
 
 from infra.providers.tls import TlsBundle
 from infra.providers.vault_bootstrap import VaultBootstrap
+from infra.service_k8s import ServiceKubernetes, ServiceKubernetesArgs
 from infra.vault_configuration import config_admin_policy
 from infra.vault_k8s import TransitSealArgs, VaultKubernetes, VaultKubernetesArgs
 from infra.vault_snapshots_k8s import VaultSnapshotsKubernetes, VaultSnapshotsKubernetesArgs
@@ -73,6 +74,17 @@ def deploy() -> dict[str, pulumi.Output]:
         VaultSnapshotsKubernetes("vault-snapshots", VaultSnapshotsKubernetesArgs(
             **snapshot_args, role_id=vault.snapshot_role_id, secret_id=vault.snapshot_secret_id), opts=k8s_opts)
         outputs.update(vault_unseal_keys=bootstrap.unseal_keys, executor_role_id=vault.executor_role_id)
+        if cfg.database_url is None or not cfg.service_jwks_url:
+            pulumi.log.info("databaseUrl (secret) and serviceJwksUrl (or jwksUrl) are needed to deploy the service")
+        else:
+            service = ServiceKubernetes("envvars", ServiceKubernetesArgs(
+                namespace=ns.metadata["name"], image=cfg.service_image, vault_address=cluster.internal_address,
+                vault_ca_pem=ca_pem, oidc_issuer=settings.issuer, oidc_jwks_url=cfg.service_jwks_url,
+                oidc_audience=settings.audiences[0], role_id=vault.executor_role_id, secret_id=vault.executor_secret_id,
+                database_url=cfg.database_url, replicas=cfg.service_replicas, ingress_host=cfg.ingress_host,
+                ingress_tls_secret=cfg.ingress_tls_secret, skip_await=cfg.skip_await,
+            ), opts=k8s_opts)
+            outputs.update(service_internal_url=service.internal_url, service_url=service.url)
 
     for key, value in outputs.items():
         pulumi.export(key, value)

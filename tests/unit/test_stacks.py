@@ -155,3 +155,30 @@ def test_dev_service_trusts_the_dev_identity_and_gets_its_secret_id_as_a_file(mo
     assert api["files"]["/run/envvars/approle-secret-id"]["mode"] == 0o400
     assert "secret-id-mock" not in str(api["env"]) + str(api["command"]) + str(api["labels"])
     assert (api["user"], api["read_only"], api["cap_drop"]) == ("1000:1000", True, ["ALL"])
+
+
+@pytest.mark.parametrize("mocks", [{
+    "vaultEndpoints": '["https://127.0.0.1:18200", "https://127.0.0.1:18201", "https://127.0.0.1:18202"]',
+    "jwksUrl": "https://idp.example/keys", "jwtIssuer": "https://idp.example", "databaseUrl": "postgresql://x",
+    "ingressHost": "envvars.example",
+}], indirect=True)
+def test_prod_second_phase_bootstraps_configures_and_deploys_the_service(mocks):
+    outputs = {}
+    run(lambda: outputs.update(deploy("prod")))
+    boot = mocks.of_type("vault:Bootstrap")[0].inputs
+    assert boot["revoke_root"] is True and boot["node_addresses"][0] == "https://127.0.0.1:18200"
+    assert mocks.named("vault-autopilot").inputs["data"]["min_quorum"] == 3
+    dep = mocks.named("envvars-deployment").inputs["spec"]
+    env = {e["name"]: e["value"] for e in dep["template"]["spec"]["containers"][0]["env"]}
+    assert env["ENVVARS_VAULT_ADDR"] == "https://vault-active.vault.svc:8200"
+    assert env["ENVVARS_OIDC_JWKS_URL"] == "https://idp.example/keys"
+    assert "postgresql://x" not in str(dep)
+    assert mocks.named("envvars-credentials").inputs["stringData"]["database-url"] == "postgresql://x"
+    assert sorted(outputs) == ["executor_role_id", "namespace", "service_internal_url", "service_url",
+                               "vault_ca_cert", "vault_internal_address", "vault_unseal_keys"]
+
+
+def test_prod_first_phase_makes_only_kubernetes_objects(mocks):
+    run(lambda: deploy("prod"))
+    assert mocks.of_type("vault:Bootstrap") == [] and mocks.of_type("dynamic/vault:Endpoint") == []
+    assert mocks.named("vault-sts") and mocks.named("vault-snapshots-cronjob")

@@ -1,0 +1,113 @@
+"""The env-vars service on Kubernetes: a Deployment of 2+ replicas with probes on /healthz and /readyz,
+a PodDisruptionBudget, non-root read-only containers, a Service and an optional Ingress. The AppRole
+secret id and the database URL reach the pods as 0400 files from a Secret, never in the pod spec."""
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+SECRETS_DIR = "/run/envvars"
+
+
+@dataclass
+class ServiceKubernetesArgs:
+    namespace: pulumi.Input[str]
+    image: str
+    vault_address: pulumi.Input[str]
+    vault_ca_pem: pulumi.Input[str]
+    oidc_issuer: pulumi.Input[str]
+    oidc_jwks_url: pulumi.Input[str]
+    oidc_audience: pulumi.Input[str]
+    role_id: pulumi.Input[str]
+    secret_id: pulumi.Input[str]
+    database_url: pulumi.Input[str]  # PostgreSQL; a secret
+    replicas: int = 2
+    resources: dict = field(default_factory=lambda: {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                                     "limits": {"cpu": "1", "memory": "512Mi"}})
+    ingress_host: str = ""
+    ingress_tls_secret: str = ""
+    skip_await: bool = False
+
+
+class ServiceKubernetes(pulumi.ComponentResource):
+    """Outputs: `internal_url` (the Service) and `url` (the Ingress, when one is made)."""
+
+    internal_url: pulumi.Output[str]
+    url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ServiceKubernetesArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("vault-envvars:infra:ServiceKubernetes", name, None, opts)
+        if args.replicas < 2:
+            raise ValueError("the service runs at least 2 replicas")
+        labels = {"app.kubernetes.io/name": "envvars", "app.kubernetes.io/part-of": "vault-envvars"}
+        annotations = {"pulumi.com/skipAwait": "true"} if args.skip_await else {}
+
+        def meta(obj_name: str) -> dict:
+            return {"name": obj_name, "namespace": args.namespace, "labels": labels, "annotations": annotations}
+
+        child = pulumi.ResourceOptions(parent=self)
+        secret = k8s.core.v1.Secret(f"{name}-credentials", metadata=meta("envvars-credentials"), type="Opaque",
+                                    string_data={"approle-secret-id": args.secret_id,
+                                                 "database-url": args.database_url,
+                                                 "vault-ca.pem": args.vault_ca_pem}, opts=child)
+        env = {
+            "ENVVARS_VAULT_ADDR": args.vault_address, "ENVVARS_OIDC_ISSUER": args.oidc_issuer,
+            "ENVVARS_OIDC_JWKS_URL": args.oidc_jwks_url, "ENVVARS_OIDC_AUDIENCE": args.oidc_audience,
+            "ENVVARS_APPROLE_ROLE_ID": args.role_id,
+            "ENVVARS_APPROLE_SECRET_ID_FILE": f"{SECRETS_DIR}/approle-secret-id",
+            "ENVVARS_DATABASE_URL_FILE": f"{SECRETS_DIR}/database-url",
+            "ENVVARS_VAULT_CACERT": f"{SECRETS_DIR}/vault-ca.pem",
+        }
+        probe = lambda path, **t: {"httpGet": {"path": path, "port": 8080}, **t}  # noqa: E731
+        self.deployment = k8s.apps.v1.Deployment(f"{name}-deployment", metadata=meta("envvars"), spec={
+            "replicas": args.replicas,
+            "selector": {"matchLabels": labels},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {"labels": labels, "annotations": {"prometheus.io/scrape": "true",
+                                                               "prometheus.io/port": "8080",
+                                                               "prometheus.io/path": "/metrics"}},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
+                                        "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                        "weight": 100, "podAffinityTerm": {"labelSelector": {"matchLabels": labels},
+                                                           "topologyKey": "kubernetes.io/hostname"}}]}},
+                    "containers": [{
+                        "name": "envvars", "image": args.image, "imagePullPolicy": "IfNotPresent",
+                        "ports": [{"name": "http", "containerPort": 8080}],
+                        "env": [{"name": k, "value": v} for k, v in env.items()],
+                        "readinessProbe": probe("/readyz", periodSeconds=5, failureThreshold=2),
+                        "livenessProbe": probe("/healthz", initialDelaySeconds=10, periodSeconds=10),
+                        "resources": args.resources,
+                        "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+                                            "capabilities": {"drop": ["ALL"]}},
+                        "volumeMounts": [{"name": "credentials", "mountPath": SECRETS_DIR, "readOnly": True},
+                                         {"name": "tmp", "mountPath": "/tmp"}],
+                    }],
+                    "volumes": [
+                        {"name": "credentials", "secret": {"secretName": "envvars-credentials", "defaultMode": 0o400}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                    ],
+                },
+            },
+        }, opts=pulumi.ResourceOptions(parent=self, depends_on=[secret]))
+        k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=meta("envvars"), spec={
+            "minAvailable": 1, "selector": {"matchLabels": labels}}, opts=child)
+        svc = k8s.core.v1.Service(f"{name}-svc", metadata=meta("envvars"), spec={
+            "selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}, opts=child)
+        self.internal_url = pulumi.Output.from_input(args.namespace).apply(lambda ns: f"http://envvars.{ns}.svc")
+        self.url = pulumi.Output.from_input("")
+        if args.ingress_host:
+            k8s.networking.v1.Ingress(f"{name}-ingress", metadata=meta("envvars"), spec={
+                "rules": [{"host": args.ingress_host, "http": {"paths": [{
+                    "path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": "envvars", "port": {"number": 80}}}}]}}],
+                **({"tls": [{"hosts": [args.ingress_host], "secretName": args.ingress_tls_secret}]}
+                   if args.ingress_tls_secret else {}),
+            }, opts=pulumi.ResourceOptions(parent=self, depends_on=[svc]))
+            self.url = pulumi.Output.from_input(
+                f"{'https' if args.ingress_tls_secret else 'http'}://{args.ingress_host}")
+        self.register_outputs({"internal_url": self.internal_url, "url": self.url})

@@ -1,0 +1,50 @@
+"""The service's Kubernetes deployment by a real `pulumi up` on the real kube-apiserver, read back:
+replicas, probes, PDB, non-root read-only pods, Service, Ingress, and credentials only in a Secret."""
+import base64
+import json
+import secrets
+
+import pytest
+from kubernetes import client as kclient
+from kubernetes import config as kconfig
+from pulumi import automation as auto
+
+from tests.fixtures.stacks import ThrowawayStack
+
+pytestmark = pytest.mark.e2e
+NS = "envvars-e2e"
+
+
+def test_service_on_kubernetes(pulumi_backend, kube_apiserver):
+    secret_id = f"sid-{secrets.token_hex(8)}"
+    db_url = f"postgresql+psycopg://envvars:{secrets.token_hex(8)}@db.example/envvars"
+    s = ThrowawayStack("e2e/programs/service_k8s", dict(pulumi_backend))
+    s.stack.set_all_config({"target:kubeconfig": auto.ConfigValue(kube_apiserver.kubeconfig),
+                            "target:secretId": auto.ConfigValue(secret_id, secret=True),
+                            "target:databaseUrl": auto.ConfigValue(db_url, secret=True)})
+    try:
+        s.up()
+        api = kconfig.new_client_from_config(config_file=kube_apiserver.kubeconfig)
+        dep = kclient.AppsV1Api(api).read_namespaced_deployment("envvars", NS)
+        assert dep.spec.replicas == 2 and dep.spec.strategy.rolling_update.max_unavailable == 0
+        pod = dep.spec.template.spec
+        assert pod.automount_service_account_token is False and pod.security_context.run_as_non_root is True
+        (c,) = pod.containers
+        assert c.readiness_probe.http_get.path == "/readyz" and c.liveness_probe.http_get.path == "/healthz"
+        assert c.security_context.read_only_root_filesystem is True and c.security_context.capabilities.drop == ["ALL"]
+        assert c.resources.limits == {"cpu": "1", "memory": "512Mi"}
+        creds = next(v for v in pod.volumes if v.name == "credentials").secret
+        assert creds.secret_name == "envvars-credentials" and creds.default_mode == 0o400
+        spec_text = json.dumps(api.sanitize_for_serialization(dep))
+        assert secret_id not in spec_text and db_url not in spec_text
+        secret = kclient.CoreV1Api(api).read_namespaced_secret("envvars-credentials", NS)
+        assert base64.b64decode(secret.data["approle-secret-id"]).decode() == secret_id
+        assert kclient.PolicyV1Api(api).read_namespaced_pod_disruption_budget("envvars", NS).spec.min_available == 1
+        svc = kclient.CoreV1Api(api).read_namespaced_service("envvars", NS).spec
+        assert [(p.port, p.target_port) for p in svc.ports] == [(80, 8080)]
+        ing = kclient.NetworkingV1Api(api).read_namespaced_ingress("envvars", NS).spec
+        assert ing.rules[0].host == "envvars.example" and ing.tls[0].secret_name == "envvars-tls"
+        assert not s.stored_text_contains(secret_id) and not s.stored_text_contains(db_url)
+        assert s.changes_of_second_up() == {}
+    finally:
+        s.destroy()
