@@ -14,7 +14,7 @@ case "$ACTION" in
     pulumi up --yes --non-interactive --skip-preview --suppress-progress
     done_step
     echo
-    echo "Stack $STACK is up."
+    echo "Stack $STACK is up. In a shell with the toolchain (source .toolchain/env.sh):"
     if addr=$(pulumi stack output vault_address 2>/dev/null); then
       echo "  Vault:  $addr"
       ca=""
