@@ -62,6 +62,38 @@ def build_components(settings: Settings, backend=None) -> Components:
                       executor=executor, metrics=metrics, rate_limit=RateLimit(settings.rate_limit))
 
 
+class NoStoreAndMetrics:
+    """`Cache-Control: no-store` on every response, request latency metrics and a JSON request log line
+    (method, route template, status, time: never a body, a query string or a header). Plain ASGI: the
+    request path stays cheap."""
+
+    def __init__(self, app, components: Components):
+        self.app, self.components = app, components
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control"]
+                headers += [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            self.components.metrics.requests.labels(scope["method"], route, str(status["code"])).observe(elapsed)
+            log.info(json.dumps({"event": "request", "method": scope["method"], "route": route,
+                                 "status": status["code"], "ms": round(elapsed * 1000, 1)}))
+
+
 def create_app(components: Optional[Components] = None, settings: Optional[Settings] = None) -> FastAPI:
     components = components or build_components(settings or Settings.from_env())
 
@@ -74,20 +106,6 @@ def create_app(components: Optional[Components] = None, settings: Optional[Setti
         "Users declare environment variables (values write-only, kept only in Vault) and run jobs with a "
         "chosen set of them injected into the job's environment."))
     app.state.components = components
-
-    @app.middleware("http")
-    async def no_store_and_metrics(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        elapsed = time.perf_counter() - started
-        app.state.components.metrics.requests.labels(request.method, path, str(response.status_code)).observe(elapsed)
-        log.info(json.dumps({"event": "request", "method": request.method, "route": path,
-                             "status": response.status_code, "ms": round(elapsed * 1000, 1)}))
-        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError):
@@ -105,6 +123,7 @@ def create_app(components: Optional[Components] = None, settings: Optional[Setti
     async def vault_error(_request: Request, _exc: VaultUnavailable):
         return JSONResponse({"detail": "Vault is unavailable"}, status_code=503)
 
+    app.add_middleware(NoStoreAndMetrics, components=components)
     app.include_router(env_vars.router)
     app.include_router(executions.router)
     app.include_router(health.router)

@@ -50,7 +50,7 @@ def _owned(s: Session, who: Caller, env_var_id: str) -> EnvVar:
 
 @router.get("", response_model=EnvVarList)
 def list_env_vars(q: str = Query("", max_length=128, description="substring of the name or description"),
-                  limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+                  limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=10_000_000),
                   who: Caller = Depends(caller), s: Session = Depends(db)) -> EnvVarList:
     where = [EnvVar.owner == who.user]
     if q:
@@ -65,16 +65,18 @@ def list_env_vars(q: str = Query("", max_length=128, description="substring of t
 def create_env_var(body: EnvVarCreate, who: Caller = Depends(caller), s: Session = Depends(db),
                    c: Components = Depends(components)) -> EnvVarOut:
     _check_value(body.value, c)
-    if s.scalar(select(EnvVar.id).where(EnvVar.owner == who.user, EnvVar.name == body.name)):
-        raise HTTPException(409, f"you already have an env var named {body.name}")
-    vault = _vault_as(who, c)
     row = EnvVar(owner=who.user, name=body.name, description=body.description)
     s.add(row)
     try:
-        s.flush()  # the id, and the unique name, before anything reaches Vault
+        s.flush()  # the id, and the unique name (per user), before anything reaches Vault
     except IntegrityError:
         s.rollback()
         raise HTTPException(409, f"you already have an env var named {body.name}") from None
+    try:
+        vault = _vault_as(who, c)
+    except HTTPException:
+        s.rollback()
+        raise
     try:
         vault.write(row.id, body.value)
     except (VaultUnavailable, VaultDenied) as err:
