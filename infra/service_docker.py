@@ -31,7 +31,7 @@ class ServiceDockerArgs:
 
 
 class ServiceDocker(pulumi.ComponentResource):
-    """Outputs: `url` (on the host) and `image_id`."""
+    """Outputs: `url` (on the host), `image_id` and `container_name`."""
 
     url: pulumi.Output[str]
 
@@ -73,4 +73,5 @@ class ServiceDocker(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=volumes))
         self.url = container.host_ports.apply(lambda p: f"http://127.0.0.1:{int(p[0]['external'])}")
         self.image_id = image.image_id
-        self.register_outputs({"url": self.url, "image_id": self.image_id})
+        self.container_name = container.id.apply(lambda _: f"{prefix}-api")
+        self.register_outputs({"url": self.url, "image_id": self.image_id, "container_name": self.container_name})

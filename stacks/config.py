@@ -129,6 +129,7 @@ class DevConfig:
     vault_host_port: int  # dev mode; 0: the engine picks a free port, kept for the container's life
     base_image: str  # Debian + python3: the snapshot job (and the service) build on it
     service_host_port: int  # 0: the engine picks a free port, kept for the container's life
+    service_rate_limit: str  # per user, e.g. 120/minute
     raft: RaftSettings
 
     @classmethod
@@ -140,6 +141,7 @@ class DevConfig:
             vault_host_port=r.port("vaultHostPort", 0),
             base_image=r.string("baseImage", DEFAULT_BASE_IMAGE),
             service_host_port=r.port("serviceHostPort", 0),
+            service_rate_limit=r.string("serviceRateLimit", "120/minute"),
             raft=RaftSettings.load(r),
         )
 

@@ -71,7 +71,8 @@ def deploy() -> dict[str, pulumi.Output]:
             ca_cert_pem=cluster.ca_cert_pem, role_id=vault.snapshot_role_id, secret_id=vault.snapshot_secret_id,
             interval_seconds=cfg.raft.snapshot_interval, retain=cfg.raft.snapshot_retain, labels=labels,
         ))
-        outputs["snapshot_volume"] = snapshots.volume_name
+        outputs.update(snapshot_volume=snapshots.volume_name, snapshot_role_id=vault.snapshot_role_id,
+                       snapshot_secret_id=vault.snapshot_secret_id)
 
     service = ServiceDocker("envvars", ServiceDockerArgs(
         base_image=cfg.base_image, network_name=network_name, vault_address=f"{scheme}://vault:8200",
@@ -79,10 +80,11 @@ def deploy() -> dict[str, pulumi.Output]:
         oidc_jwks_url=f"{issuer_url(f'{scheme}://vault:8200')}/.well-known/keys" if dev_idp else settings.jwks_url,
         oidc_audience=identity.client_id if dev_idp else settings.audiences[0],
         role_id=vault.executor_role_id, secret_id=vault.executor_secret_id, host_port=cfg.service_host_port,
-        labels=labels,
+        rate_limit=cfg.service_rate_limit, labels=labels,
     ))
     outputs.update(
         service_url=service.url,
+        service_container=service.container_name,
         oidc_client_id=identity.client_id,
         oidc_client_secret=identity.client_secret,
         vault_address=address,

@@ -1,0 +1,260 @@
+"""Disaster-recovery drill for a Raft stack on the container engine: snapshot (with the
+snapshot-operator credential) and database backup of the source, a throwaway cluster, a forced
+restore unsealed with the source's keys, and a check of every env var by hash. Prints each step with
+its elapsed time; writes a JSON and a Markdown report; exit 1 when anything does not match.
+
+  python tools/drill.py --stack dev-raft [--snapshot FILE] [--out DIR]
+
+Values are read into this process's memory only to be hashed (SHA-256); no value is written anywhere.
+"""
+import argparse
+import datetime
+import hashlib
+import io
+import json
+import os
+import secrets
+import sqlite3
+import sys
+import tarfile
+import tempfile
+import time
+
+import docker
+import hvac
+import pulumi
+import requests
+from pulumi import automation as auto
+
+from infra.vault_raft_docker import VaultRaftDocker, VaultRaftDockerArgs
+from tools.dev_token import stack_outputs
+
+T0 = time.monotonic()
+
+
+def step(text: str) -> None:
+    print(f"==> [+{time.monotonic() - T0:6.1f}s] {text}", flush=True)
+
+
+def kv_hashes(client: hvac.Client) -> dict[str, str]:
+    """{"<user>/<env var id>": sha256 of the value} for every env var value in Vault."""
+    out = {}
+    kv = client.secrets.kv.v2
+    try:
+        users = kv.list_secrets(path="users", mount_point="secret")["data"]["keys"]
+    except hvac.exceptions.InvalidPath:
+        return out
+    for user in users:
+        for env_id in kv.list_secrets(path=f"users/{user}", mount_point="secret")["data"]["keys"]:
+            value = kv.read_secret_version(path=f"users/{user}{env_id}", mount_point="secret",
+                                           raise_on_deleted_version=True)["data"]["data"]["value"]
+            out[f"{user.rstrip('/')}/{env_id}"] = hashlib.sha256(value.encode()).hexdigest()
+    return out
+
+
+def take_snapshot(outputs: dict, ca_file: str, path: str) -> None:
+    c = hvac.Client(url=outputs["vault_address"], verify=ca_file)
+    c.auth.approle.login(role_id=outputs["snapshot_role_id"], secret_id=outputs["snapshot_secret_id"])
+    r = requests.get(f"{outputs['vault_address']}/v1/sys/storage/raft/snapshot",
+                     headers={"X-Vault-Token": c.token}, verify=ca_file, timeout=120)
+    r.raise_for_status()
+    with open(path, "wb") as f:
+        f.write(r.content)
+    c.auth.token.revoke_self()
+
+
+def backup_database(engine: docker.DockerClient, container_name: str, path: str) -> None:
+    """An online SQLite backup taken inside the service container, copied out through the API."""
+    c = engine.containers.get(container_name)
+    code, out = c.exec_run(["python3", "-c", "import sqlite3; s=sqlite3.connect('/data/envvars.db'); "
+                            "d=sqlite3.connect('/tmp/drill-backup.db'); s.backup(d); d.close()"])
+    if code != 0:
+        raise RuntimeError(f"database backup failed: {out.decode()[:200]}")
+    stream, _ = c.get_archive("/tmp/drill-backup.db")
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        with open(path, "wb") as f:
+            f.write(tar.extractfile("drill-backup.db").read())
+    c.exec_run(["rm", "-f", "/tmp/drill-backup.db"])
+
+
+def db_rows(path: str) -> set[str]:
+    with sqlite3.connect(path) as db:
+        return {f"{owner}/{env_id}" for owner, env_id in db.execute("select owner, id from env_vars")}
+
+
+def throwaway_cluster(work: str, image: str) -> tuple[auto.Stack, dict]:
+    def program():
+        cluster = VaultRaftDocker("drill", VaultRaftDockerArgs(image=image, labels={"vault-envvars.drill": "1"}))
+        pulumi.export("nodes", cluster.node_addresses)
+        pulumi.export("ca", cluster.ca_cert_pem)
+
+    os.makedirs(f"{work}/state", exist_ok=True)
+    env = {"PULUMI_BACKEND_URL": f"file://{work}/state", "PULUMI_CONFIG_PASSPHRASE": secrets.token_hex(16)}
+    stack = auto.create_stack(f"drill-{secrets.token_hex(3)}", project_name="vault-envvars-drill", program=program,
+                              opts=auto.LocalWorkspaceOptions(work_dir=work, env_vars=env))
+    out = stack.up(on_output=lambda _l: None)
+    return stack, {k: v.value for k, v in out.outputs.items()}
+
+
+def unseal_until_serving(nodes: list[str], keys: list[str], ca_file: str, timeout: float = 120) -> str:
+    """Unseals whatever node is sealed until one node is active on three checks in a row; returns it.
+    (After a forced restore the nodes seal some seconds later, not at once.)"""
+    deadline, settled, active = time.monotonic() + timeout, 0, None
+    while time.monotonic() < deadline:
+        for n in nodes:
+            try:
+                s = requests.get(f"{n}/v1/sys/seal-status", verify=ca_file, timeout=2).json()
+                if s.get("sealed") and s.get("t", 0) > 0:
+                    for k in keys[:s["t"]]:
+                        requests.put(f"{n}/v1/sys/unseal", json={"key": k}, verify=ca_file, timeout=5)
+            except (requests.RequestException, ValueError):
+                pass
+        now_active = None
+        for n in nodes:
+            try:
+                if requests.get(f"{n}/v1/sys/health", verify=ca_file, timeout=2).status_code == 200:
+                    now_active = n
+            except requests.RequestException:
+                pass
+        settled = settled + 1 if now_active and now_active == active else 0
+        active = now_active
+        if settled == 3:
+            return active
+        time.sleep(1)
+    raise RuntimeError("the restored cluster did not come up serving")
+
+
+def wait_voters(node: str, token: str, ca_file: str, count: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = requests.get(f"{node}/v1/sys/storage/raft/autopilot/state", headers={"X-Vault-Token": token},
+                         verify=ca_file, timeout=5)
+        servers = (r.json().get("data") or {}).get("servers", {}) if r.ok else {}
+        if sum(1 for v in servers.values() if v.get("status") in ("leader", "voter") and v.get("healthy")) >= count:
+            return
+        time.sleep(1)
+    raise RuntimeError("the throwaway cluster did not reach its voters")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stack", default="dev-raft")
+    ap.add_argument("--snapshot", help="restore this snapshot (e.g. the newest scheduled one) instead of taking one")
+    ap.add_argument("--out", default="drill-reports")
+    ap.add_argument("--image", default="localhost/vault-envvars/openbao:2.7.2")
+    args = ap.parse_args(argv)
+    return drill(stack_outputs(args.stack), args.stack, args.out, args.image, args.snapshot)[0]
+
+
+def drill(outputs: dict, stack_name: str, out_dir: str, image: str, snapshot_file: str = "") -> tuple[int, dict]:
+    """Runs the drill against a stack's outputs; returns (exit code, report)."""
+    args = argparse.Namespace(stack=stack_name, out=out_dir, image=image, snapshot=snapshot_file)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    report: dict = {"stack": args.stack, "started": started.isoformat(), "steps": {}}
+    work = tempfile.mkdtemp(prefix="vault-drill-")
+    stack = None
+    try:
+        step(f"source stack {args.stack}")
+        ca_file = os.path.join(work, "source-ca.pem")
+        with open(ca_file, "w") as f:
+            f.write(outputs["vault_ca_cert"])
+        source = hvac.Client(url=outputs["vault_address"], token=outputs["vault_root_token"], verify=ca_file)
+
+        snapshot = args.snapshot or os.path.join(work, "source.snap")
+        if args.snapshot:
+            snapshot_time = datetime.datetime.fromtimestamp(os.path.getmtime(snapshot), datetime.timezone.utc)
+            step("hashing every value of the source (the snapshot is older: changes since are mismatches)")
+            expected = kv_hashes(source)
+        else:
+            step("hashing every value of the source")
+            expected = kv_hashes(source)
+            step("saving a Raft snapshot with the snapshot-operator credential")
+            take_snapshot(outputs, ca_file, snapshot)
+            snapshot_time = datetime.datetime.now(datetime.timezone.utc)
+        engine = docker.from_env()
+        step("backing up the service's database")
+        backup = os.path.join(work, "envvars.db")
+        backup_database(engine, outputs["service_container"], backup)
+        rows = db_rows(backup)
+
+        step("standing up a throwaway 3-node cluster")
+        t_cluster = time.monotonic()
+        stack, fresh = throwaway_cluster(work, args.image)
+        fresh_ca = os.path.join(work, "fresh-ca.pem")
+        with open(fresh_ca, "w") as f:
+            f.write(fresh["ca"])
+        nodes = fresh["nodes"]
+        keys = outputs["vault_unseal_keys"]
+        init = requests.put(f"{nodes[0]}/v1/sys/init", json={"secret_shares": len(keys), "secret_threshold": 3},
+                            verify=fresh_ca, timeout=30).json()
+        leader = unseal_until_serving(nodes, init["keys"], fresh_ca)
+        wait_voters(leader, init["root_token"], fresh_ca, len(nodes))
+        step("restoring the snapshot (forced) and unsealing with the source's keys")
+        t_restore = time.monotonic()
+        with open(snapshot, "rb") as f:
+            r = requests.post(f"{leader}/v1/sys/storage/raft/snapshot-force", data=f, verify=fresh_ca, timeout=120,
+                              headers={"X-Vault-Token": init["root_token"]})
+        r.raise_for_status()
+        serving = unseal_until_serving(nodes, keys, fresh_ca)
+        rto = time.monotonic() - t_restore
+        step(f"serving after {rto:.1f} s; verifying every env var by hash")
+        restored = hvac.Client(url=serving, token=outputs["vault_root_token"], verify=fresh_ca)
+        got = {}
+        for _ in range(30):  # the restored cluster may still settle its leadership
+            try:
+                got = kv_hashes(restored)
+                break
+            except (hvac.exceptions.VaultError, requests.RequestException):
+                time.sleep(1)
+        mismatched = sorted(k for k in expected if k in got and got[k] != expected[k])
+        missing = sorted(set(expected) - set(got))
+        rows_without_value = sorted(rows - set(got))
+        ok = not (mismatched or missing or rows_without_value)
+        report.update({
+            "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "rpo_seconds": round((started - snapshot_time).total_seconds(), 1) if args.snapshot else 0.0,
+            "snapshot_time": snapshot_time.isoformat(),
+            "snapshot_bytes": os.path.getsize(snapshot),
+            "rto_seconds": round(rto, 2),
+            "cluster_seconds": round(t_restore - t_cluster, 2),
+            "env_vars_in_database": len(rows),
+            "values_verified": len([k for k in expected if got.get(k) == expected[k]]),
+            "mismatched": mismatched, "missing": missing, "rows_without_value": rows_without_value,
+            "passed": ok,
+        })
+        return (0 if ok else 1), report
+    except Exception as e:  # noqa: BLE001 (the report says how it failed)
+        report.update(passed=False, error=f"{type(e).__name__}: {e}"[:500])
+        return 1, report
+    finally:
+        if stack is not None:
+            step("destroying the throwaway cluster")
+            stack.destroy(on_output=lambda _l: None)
+            stack.workspace.remove_stack(stack.name)
+        os.makedirs(args.out, exist_ok=True)
+        name = f"drill-{started.strftime('%Y%m%dT%H%M%SZ')}"
+        with open(os.path.join(args.out, f"{name}.json"), "w") as f:
+            json.dump(report, f, indent=2)
+        with open(os.path.join(args.out, f"{name}.md"), "w") as f:
+            f.write(markdown(report))
+        step(f"report: {os.path.join(args.out, name)}.json / .md: {'PASSED' if report.get('passed') else 'FAILED'}")
+
+
+def markdown(r: dict) -> str:
+    lines = [f"# Vault DR drill: {'PASSED' if r.get('passed') else 'FAILED'}", "",
+             f"- stack: `{r['stack']}`", f"- started: {r['started']}", f"- finished: {r.get('finished', '-')}"]
+    for key, label in (("rpo_seconds", "RPO (snapshot age at drill start), s"), ("rto_seconds", "RTO (restore to serving), s"),
+                       ("cluster_seconds", "throwaway cluster up, s"), ("snapshot_bytes", "snapshot size, bytes"),
+                       ("env_vars_in_database", "env vars in the database"), ("values_verified", "values verified by hash")):
+        if key in r:
+            lines.append(f"- {label}: {r[key]}")
+    for key in ("mismatched", "missing", "rows_without_value"):
+        if r.get(key):
+            lines.append(f"- {key}: " + ", ".join(f"`{i}`" for i in r[key]))
+    if r.get("error"):
+        lines.append(f"- error: {r['error']}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
