@@ -26,6 +26,7 @@ import pulumi
 import requests
 from pulumi import automation as auto
 
+from infra.raft_ops import healthy_voters, unseal_until_serving
 from infra.vault_raft_docker import VaultRaftDocker, VaultRaftDockerArgs
 from tools.dev_token import stack_outputs
 
@@ -96,41 +97,10 @@ def throwaway_cluster(work: str, image: str) -> tuple[auto.Stack, dict]:
     return stack, {k: v.value for k, v in out.outputs.items()}
 
 
-def unseal_until_serving(nodes: list[str], keys: list[str], ca_file: str, timeout: float = 120) -> str:
-    """Unseals whatever node is sealed until one node is active on three checks in a row; returns it.
-    (After a forced restore the nodes seal some seconds later, not at once.)"""
-    deadline, settled, active = time.monotonic() + timeout, 0, None
-    while time.monotonic() < deadline:
-        for n in nodes:
-            try:
-                s = requests.get(f"{n}/v1/sys/seal-status", verify=ca_file, timeout=2).json()
-                if s.get("sealed") and s.get("t", 0) > 0:
-                    for k in keys[:s["t"]]:
-                        requests.put(f"{n}/v1/sys/unseal", json={"key": k}, verify=ca_file, timeout=5)
-            except (requests.RequestException, ValueError):
-                pass
-        now_active = None
-        for n in nodes:
-            try:
-                if requests.get(f"{n}/v1/sys/health", verify=ca_file, timeout=2).status_code == 200:
-                    now_active = n
-            except requests.RequestException:
-                pass
-        settled = settled + 1 if now_active and now_active == active else 0
-        active = now_active
-        if settled == 3:
-            return active
-        time.sleep(1)
-    raise RuntimeError("the restored cluster did not come up serving")
-
-
 def wait_voters(node: str, token: str, ca_file: str, count: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        r = requests.get(f"{node}/v1/sys/storage/raft/autopilot/state", headers={"X-Vault-Token": token},
-                         verify=ca_file, timeout=5)
-        servers = (r.json().get("data") or {}).get("servers", {}) if r.ok else {}
-        if sum(1 for v in servers.values() if v.get("status") in ("leader", "voter") and v.get("healthy")) >= count:
+        if healthy_voters(node, token, ca_file) >= count:
             return
         time.sleep(1)
     raise RuntimeError("the throwaway cluster did not reach its voters")

@@ -11,6 +11,8 @@ import pulumi
 import requests
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
+from infra.raft_ops import healthy_voters
+
 from .base import ManagedProvider, plain
 from .vault import tls_verify
 
@@ -107,7 +109,8 @@ class _BootstrapProvider(ManagedProvider):
         for address in p["node_addresses"]:
             _unseal(p, address, keys, p["key_threshold"])
         _wait(lambda: _get(p, first, "sys/health").status_code == 200, 120, "an active node")
-        _wait(lambda: self._voters(p, first, root) == len(p["node_addresses"]), 180, "every node to be a voter")
+        _wait(lambda: healthy_voters(first, root, tls_verify(p.get("ca_cert_pem"))) == len(p["node_addresses"]),
+              180, "every node to be a voter")
 
         _put(p, first, f"sys/policies/acl/{ADMIN_POLICY}", {"policy": p["admin_policy"]}, root)
         admin = _put(p, first, "auth/token/create-orphan", {
@@ -118,12 +121,6 @@ class _BootstrapProvider(ManagedProvider):
             _put(p, first, "auth/token/revoke-self", {}, root)
             root = ""
         return CreateResult("bootstrap", {**props, "unseal_keys": keys, "root_token": root, "admin_token": admin})
-
-    @staticmethod
-    def _voters(p: dict[str, Any], address: str, token: str) -> int:
-        r = _get(p, address, "sys/storage/raft/autopilot/state", token)
-        servers = (r.json().get("data") or {}).get("servers", {}) if r.ok else {}
-        return sum(1 for s in servers.values() if s.get("status") in ("leader", "voter") and s.get("healthy"))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         p, o = plain(news), plain(olds)

@@ -102,8 +102,8 @@ def test_snapshot_restores_into_a_fresh_cluster(configured_raft, raft_cluster, t
             r = requests.post(f"{fresh.address}/v1/sys/storage/raft/snapshot-force", data=f,
                               headers={"X-Vault-Token": fresh.token}, verify=fresh.ca_file, timeout=60)
         assert r.status_code == 204, r.text
-        fresh.reunseal(raft_cluster.unseal_keys)  # sealed again after a forced restore: the ORIGINAL keys open it
-        restored = hvac.Client(url=fresh.address, token=raft_cluster.token, verify=fresh.ca_file)
+        active = fresh.reunseal(raft_cluster.unseal_keys)  # sealed again after a forced restore: the ORIGINAL keys
+        restored = hvac.Client(url=active, token=raft_cluster.token, verify=fresh.ca_file)
         for path, value in values.items():
             got = restored.secrets.kv.v2.read_secret_version(path=path, mount_point="secret",
                                                              raise_on_deleted_version=True)
