@@ -23,6 +23,11 @@ def jwks_url(base_url: str) -> str:
     return f"{issuer_url(base_url)}/.well-known/keys"
 
 
+def browser_login_url(vault_url: str) -> str:
+    """Where browsers log in to the dev provider: the Vault UI's authorize page at a URL they can reach."""
+    return f"{vault_url}/ui/vault/identity/oidc/provider/{PROVIDER_NAME}/authorize"
+
+
 @dataclass
 class DevIdentityArgs:
     address: pulumi.Input[str]
@@ -31,7 +36,8 @@ class DevIdentityArgs:
     # The issuer's base URL as the service and Vault reach it (the container network alias).
     issuer_base_url: str = "http://vault:8200"
     demo_users: list[str] = field(default_factory=lambda: ["alice", "bob"])
-    redirect_uris: list[str] = field(default_factory=lambda: [CLI_REDIRECT_URI])
+    # The dashboard's callback URLs (as browsers reach the service); the CLI's is always registered.
+    redirect_uris: list[pulumi.Input[str]] = field(default_factory=list)
 
 
 class DevIdentity(pulumi.ComponentResource):
@@ -51,18 +57,25 @@ class DevIdentity(pulumi.ComponentResource):
             "algorithm": "RS256", "allowed_client_ids": ["*"],
             "rotation_period": 86400, "verification_ttl": 86400,
         }, opts=child)
-        provider = vault.Endpoint(
-            f"{name}-provider", **conn, path=f"identity/oidc/provider/{PROVIDER_NAME}",
-            data={"issuer": args.issuer_base_url, "allowed_client_ids": ["*"]},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[key]))
-        oidc_client = vault.Endpoint(
-            f"{name}-client", **conn, path=f"identity/oidc/client/{CLIENT_NAME}",
-            data={"key": PROVIDER_NAME, "redirect_uris": args.redirect_uris, "assignments": ["allow_all"],
-                  "id_token_ttl": 900, "access_token_ttl": 900, "client_type": "confidential"},
-            read_back=["client_id"], secret_read_back=["client_secret"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[provider]))
         userpass = vault.Mount(f"{name}-userpass", **conn, path="userpass", type="userpass", kind="auth",
                                description="dev demo users", opts=child)
+        # `profile` puts the userpass login name in ID tokens, for the dashboard to greet users by.
+        profile = vault.Endpoint(f"{name}-scope-profile", **conn, path="identity/oidc/scope/profile",
+                                 data=userpass.accessor.apply(lambda acc: {
+                                     "description": "the user's login name",
+                                     "template": '{"preferred_username": {{identity.entity.aliases.%s.name}}}' % acc}),
+                                 opts=child)
+        provider = vault.Endpoint(
+            f"{name}-provider", **conn, path=f"identity/oidc/provider/{PROVIDER_NAME}",
+            data={"issuer": args.issuer_base_url, "allowed_client_ids": ["*"], "scopes_supported": ["profile"]},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[key, profile]))
+        oidc_client = vault.Endpoint(
+            f"{name}-client", **conn, path=f"identity/oidc/client/{CLIENT_NAME}",
+            data=pulumi.Output.all(*args.redirect_uris).apply(lambda uris: {
+                "key": PROVIDER_NAME, "redirect_uris": [CLI_REDIRECT_URI, *uris], "assignments": ["allow_all"],
+                "id_token_ttl": 900, "access_token_ttl": 900, "client_type": "confidential"}),
+            read_back=["client_id"], secret_read_back=["client_secret"],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[provider]))
         passwords = {}
         for user in args.demo_users:
             password = RandomSecret(f"{name}-{user}-password", length=18, opts=child)

@@ -24,12 +24,14 @@ class RaftServerConfig:
     kubernetes_service_registration: bool = False
     # Auto-unseal through another Vault's transit engine; None keeps Shamir keys (the default).
     transit_seal: Optional[dict] = None
+    # The web UI: off by default; the dev cluster serves it for the dev identity provider's login page.
+    ui: bool = False
 
     def render(self) -> str:
         joins = "".join(
             f'  retry_join {{\n    leader_api_addr = "{peer}"\n    leader_ca_cert_file = "{self.tls_dir}/ca.pem"\n  }}\n'
             for peer in self.peers)
-        text = f'''ui = false
+        text = f'''ui = {str(self.ui).lower()}
 cluster_name = "{self.cluster_name}"
 # Clients talk to the active node; a standby never serves a possibly stale read.
 disable_standby_reads = true

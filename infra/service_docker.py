@@ -1,6 +1,6 @@
 """The env-vars service on the local container engine: its image built from service/Dockerfile, its
 SQLite database on a volume, on the Vault network, published on 127.0.0.1. The executor's AppRole secret
-id reaches it as a 0400 file copied in before start: never in its config, environment or logs."""
+id and the dashboard's session key reach it as 0400 files copied in before start: never in its config, environment or logs."""
 import os
 from dataclasses import dataclass, field
 from typing import Optional
@@ -8,23 +8,18 @@ from typing import Optional
 import pulumi
 
 from infra.providers import docker
+from infra.providers.random import RandomSecret
+from infra.service_connection import SECRETS_DIR, ServiceConnection, secret_files, service_env
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SECRETS_DIR = "/run/envvars"
 
 
 @dataclass
 class ServiceDockerArgs:
     base_image: str
     network_name: pulumi.Input[str]
-    vault_address: pulumi.Input[str]  # as the service reaches Vault on that network
-    vault_ca_pem: pulumi.Input[str]
-    oidc_issuer: pulumi.Input[str]
-    oidc_jwks_url: pulumi.Input[str]
-    oidc_audience: pulumi.Input[str]
-    role_id: pulumi.Input[str]
-    secret_id: pulumi.Input[str]
-    host_port: int = 0
+    connection: ServiceConnection
+    host_port: pulumi.Input[int] = 0  # 0: the engine picks one
     rate_limit: str = "120/minute"
     labels: dict[str, str] = field(default_factory=dict)
     docker_host: Optional[str] = None
@@ -45,22 +40,11 @@ class ServiceDocker(pulumi.ComponentResource):
             digest_paths=["service", ".build/wheels"], docker_host=args.docker_host, opts=child)
         volumes = [docker.Volume(f"{name}-{p}", volume_name=f"{prefix}-{p}", labels=args.labels,
                                  docker_host=args.docker_host, opts=child) for p in ("data", "secrets")]
-        files = pulumi.Output.secret(pulumi.Output.all(args.secret_id, args.vault_ca_pem).apply(lambda v: {
-            f"{SECRETS_DIR}/approle-secret-id": {"content": v[0], "mode": 0o400},
-            f"{SECRETS_DIR}/vault-ca.pem": {"content": v[1] or "", "mode": 0o444},
-        }))
-        env = pulumi.Output.all(args.vault_address, args.oidc_issuer, args.oidc_jwks_url, args.oidc_audience,
-                                args.role_id, args.vault_ca_pem).apply(lambda v: {
-            "ENVVARS_VAULT_ADDR": v[0],
-            "ENVVARS_OIDC_ISSUER": v[1],
-            "ENVVARS_OIDC_JWKS_URL": v[2],
-            "ENVVARS_OIDC_AUDIENCE": v[3],
-            "ENVVARS_APPROLE_ROLE_ID": v[4],  # an identifier, not a secret: useless without the secret id
-            "ENVVARS_APPROLE_SECRET_ID_FILE": f"{SECRETS_DIR}/approle-secret-id",
-            "ENVVARS_RATE_LIMIT": args.rate_limit,
-            **({"ENVVARS_VAULT_CACERT": f"{SECRETS_DIR}/vault-ca.pem",
-                "ENVVARS_OIDC_CACERT": f"{SECRETS_DIR}/vault-ca.pem"} if v[5] else {}),
-        })
+        session_key = RandomSecret(f"{name}-session-key", length=32, opts=child)
+        files = secret_files(args.connection, session_key.result).apply(lambda named: {
+            f"{SECRETS_DIR}/{n}": {"content": c, "mode": 0o444 if n.endswith(".pem") else 0o400}
+            for n, c in named.items()})
+        env = service_env(args.connection, {"ENVVARS_RATE_LIMIT": args.rate_limit})
         container = docker.Container(
             f"{name}-api", container_name=f"{prefix}-api", image=image.image_id, env=env,
             ports=[{"internal": 8080, "external": args.host_port}],

@@ -7,20 +7,16 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-SECRETS_DIR = "/run/envvars"
+from infra.providers.random import RandomSecret
+from infra.service_connection import SECRETS_DIR, ServiceConnection, secret_files, service_env
+
 
 
 @dataclass
 class ServiceKubernetesArgs:
     namespace: pulumi.Input[str]
     image: str
-    vault_address: pulumi.Input[str]
-    vault_ca_pem: pulumi.Input[str]
-    oidc_issuer: pulumi.Input[str]
-    oidc_jwks_url: pulumi.Input[str]
-    oidc_audience: pulumi.Input[str]
-    role_id: pulumi.Input[str]
-    secret_id: pulumi.Input[str]
+    connection: ServiceConnection
     database_url: pulumi.Input[str]  # PostgreSQL; a secret
     replicas: int = 2
     resources: dict = field(default_factory=lambda: {"requests": {"cpu": "100m", "memory": "128Mi"},
@@ -47,18 +43,12 @@ class ServiceKubernetes(pulumi.ComponentResource):
             return {"name": obj_name, "namespace": args.namespace, "labels": labels, "annotations": annotations}
 
         child = pulumi.ResourceOptions(parent=self)
+        # One session key for every replica: a dashboard session works whichever pod answers.
+        session_key = RandomSecret(f"{name}-session-key", length=32, opts=child)
         secret = k8s.core.v1.Secret(f"{name}-credentials", metadata=meta("envvars-credentials"), type="Opaque",
-                                    string_data={"approle-secret-id": args.secret_id,
-                                                 "database-url": args.database_url,
-                                                 "vault-ca.pem": args.vault_ca_pem}, opts=child)
-        env = {
-            "ENVVARS_VAULT_ADDR": args.vault_address, "ENVVARS_OIDC_ISSUER": args.oidc_issuer,
-            "ENVVARS_OIDC_JWKS_URL": args.oidc_jwks_url, "ENVVARS_OIDC_AUDIENCE": args.oidc_audience,
-            "ENVVARS_APPROLE_ROLE_ID": args.role_id,
-            "ENVVARS_APPROLE_SECRET_ID_FILE": f"{SECRETS_DIR}/approle-secret-id",
-            "ENVVARS_DATABASE_URL_FILE": f"{SECRETS_DIR}/database-url",
-            "ENVVARS_VAULT_CACERT": f"{SECRETS_DIR}/vault-ca.pem",
-        }
+                                    string_data=secret_files(args.connection, session_key.result,
+                                                             {"database-url": args.database_url}), opts=child)
+        env = service_env(args.connection, {"ENVVARS_DATABASE_URL_FILE": f"{SECRETS_DIR}/database-url"})
         probe = lambda path, **t: {"httpGet": {"path": path, "port": 8080}, **t}  # noqa: E731
         self.deployment = k8s.apps.v1.Deployment(f"{name}-deployment", metadata=meta("envvars"), spec={
             "replicas": args.replicas,
@@ -78,7 +68,7 @@ class ServiceKubernetes(pulumi.ComponentResource):
                     "containers": [{
                         "name": "envvars", "image": args.image, "imagePullPolicy": "IfNotPresent",
                         "ports": [{"name": "http", "containerPort": 8080}],
-                        "env": [{"name": k, "value": v} for k, v in env.items()],
+                        "env": env.apply(lambda e: [{"name": k, "value": v} for k, v in e.items()]),
                         "readinessProbe": probe("/readyz", periodSeconds=5, failureThreshold=2),
                         "livenessProbe": probe("/healthz", initialDelaySeconds=10, periodSeconds=10),
                         "resources": args.resources,

@@ -48,7 +48,8 @@ class VaultRaftDocker(pulumi.ComponentResource):
         network = docker.Network(f"{name}-net", network_name=f"{prefix}-net", labels=args.labels,
                                  docker_host=args.docker_host, opts=child)
         config = RaftServerConfig(peers=[f"https://{h}:8200" for h in hosts], tls_dir=CONFIG_DIR,
-                                  declare_audit=args.flavor == "openbao").render()
+                                  declare_audit=args.flavor == "openbao",
+                                  ui=True).render()  # a dev cluster: its UI is the dev login page
         files = pulumi.Output.secret(pulumi.Output.all(self.tls.ca_pem, self.tls.cert_pem, self.tls.key_pem).apply(
             lambda t: {
                 f"{CONFIG_DIR}/server.hcl": {"content": config, "mode": 0o400},

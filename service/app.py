@@ -4,12 +4,17 @@ import contextlib
 import json
 import logging
 import time
+import urllib.parse
+import os
 from typing import Optional
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException
 
 from service.api import env_vars, executions, health
 from service.api.deps import Components, RateLimit
@@ -18,6 +23,9 @@ from service.db import make_engine, migrate, session_factory
 from service.executor.runner import Executor
 from service.metrics import Metrics
 from service.settings import Settings
+from service.ui import routes as dashboard
+from service.ui.oidc import OidcClient
+from service.ui.session import CookieCodec
 from service.vault_access import VaultGateway, VaultUnavailable
 
 log = logging.getLogger("service")
@@ -59,7 +67,19 @@ def build_components(settings: Settings, backend=None) -> Components:
     return Components(settings=settings, sessions=sessions, gateway=gateway,
                       verifier=TokenVerifier(settings.oidc_jwks_url, settings.oidc_issuer, settings.oidc_audience,
                                              settings.oidc_ca_file),
-                      executor=executor, metrics=metrics, rate_limit=RateLimit(settings.rate_limit))
+                      executor=executor, metrics=metrics, rate_limit=RateLimit(settings.rate_limit),
+                      oidc=OidcClient(settings.oidc_issuer, settings.oidc_client_id, settings.oidc_client_secret,
+                                      settings.oidc_ca_file, settings.oidc_authorization_url, settings.oidc_scopes),
+                      cookies=CookieCodec(settings.session_key))
+
+
+# Pages load only their own scripts and styles, post only to themselves, are never framed, and send no
+# Referer (a page URL can carry a search term).
+DASHBOARD_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                                 b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"),
+    (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer"),
+]
 
 
 class NoStoreAndMetrics:
@@ -81,6 +101,8 @@ class NoStoreAndMetrics:
                 status["code"] = message["status"]
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control"]
                 headers += [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]
+                if scope["path"].startswith("/dashboard"):
+                    headers += DASHBOARD_HEADERS
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -123,8 +145,24 @@ def create_app(components: Optional[Components] = None, settings: Optional[Setti
     async def vault_error(_request: Request, _exc: VaultUnavailable):
         return JSONResponse({"detail": "Vault is unavailable"}, status_code=503)
 
+    @app.exception_handler(dashboard.LoginRequired)
+    async def login_required(_request: Request, exc: dashboard.LoginRequired):
+        return RedirectResponse(f"/dashboard/login?{urllib.parse.urlencode({'next': exc.next_path})}", 303)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        if not request.url.path.startswith("/dashboard"):
+            return await http_exception_handler(request, exc)
+        titles = {403: "Not allowed", 404: "Not found", 429: "Slow down", 503: "Unavailable"}
+        return dashboard.render(request, "message.html", exc.status_code, title=titles.get(exc.status_code, "Error"),
+                                message=str(exc.detail), link=("Back to your env vars", dashboard.HOME),
+                                headers=exc.headers)
+
     app.add_middleware(NoStoreAndMetrics, components=components)
     app.include_router(env_vars.router)
     app.include_router(executions.router)
     app.include_router(health.router)
+    app.include_router(dashboard.router)
+    app.mount("/dashboard/static", StaticFiles(directory=os.path.join(os.path.dirname(dashboard.__file__), "static")),
+              name="dashboard-static")
     return app

@@ -29,6 +29,10 @@ class TokenVerifier:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("a Bearer token is required")
+        return Caller(user=self.claims(token)["sub"], token=token)
+
+    def claims(self, token: str) -> dict:
+        """The claims of a token signed by the issuer, for this audience, unexpired, with a usable `sub`."""
         try:
             key = self._jwks.get_signing_key_from_jwt(token)
             claims = jwt.decode(token, key.key, algorithms=["RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA"],
@@ -38,7 +42,7 @@ class TokenVerifier:
             raise Unauthenticated("the token's signing key is unknown") from e
         except jwt.PyJWTError as e:
             raise Unauthenticated(f"invalid token: {type(e).__name__}") from e
-        sub = str(claims["sub"])
-        if not USER_RE.match(sub):
+        claims["sub"] = str(claims["sub"])
+        if not USER_RE.match(claims["sub"]):
             raise Unauthenticated("the token's subject is not a usable user id")
-        return Caller(user=sub, token=token)
+        return claims

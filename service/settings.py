@@ -43,6 +43,17 @@ class Settings:
     docker_host: str = ""
     kubernetes_namespace: str = "env-vars-jobs"
     kubernetes_image: str = "python:3.12-slim"
+    # The dashboard's OIDC login (authorization code + PKCE). The client id defaults to the audience.
+    oidc_client_id: str = ""
+    oidc_client_secret: str = field(default="", repr=False)  # empty: a public client (PKCE only)
+    # Where browsers are sent to log in, when it differs from the issuer's discovery document (the
+    # issuer is reached by the service at an address browsers cannot use, as in the dev stack).
+    oidc_authorization_url: str = ""
+    oidc_scopes: str = "openid"
+    # The dashboard's own URL as browsers see it (its OIDC redirect URI); empty: taken from each request.
+    public_url: str = ""
+    # Encrypts the dashboard's session cookies; empty: a random key per process (sessions end at restart).
+    session_key: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: Optional[dict] = None) -> "Settings":
@@ -70,11 +81,17 @@ class Settings:
         database_url_file = get("DATABASE_URL_FILE", "")  # a URL with a password: from a file
         secret_id_file = get("APPROLE_SECRET_ID_FILE", "")
         role_id_file = get("APPROLE_ROLE_ID_FILE", "")
+        client_secret_file = get("OIDC_CLIENT_SECRET_FILE", "")
+        session_key_file = get("SESSION_KEY_FILE", "")
+        public_url = get("PUBLIC_URL", "").rstrip("/")
+        if public_url and not re.match(r"^https?://[^/?#]+(/[^?#]*)?$", public_url):
+            raise SettingsError(f"ENVVARS_PUBLIC_URL = {public_url!r} must be an http(s) URL without query")
+        audience = get("OIDC_AUDIENCE", "env-vars")
         return cls(
             vault_addr=get("VAULT_ADDR").rstrip("/"),
             vault_ca_file=get("VAULT_CACERT", ""),
             oidc_issuer=get("OIDC_ISSUER"),
-            oidc_audience=get("OIDC_AUDIENCE", "env-vars"),
+            oidc_audience=audience,
             oidc_jwks_url=get("OIDC_JWKS_URL"),
             oidc_ca_file=get("OIDC_CACERT", ""),
             database_url=_read_file(database_url_file) if database_url_file else get("DATABASE_URL",
@@ -97,4 +114,10 @@ class Settings:
             docker_host=get("DOCKER_HOST", e.get("DOCKER_HOST", "")),
             kubernetes_namespace=get("KUBERNETES_NAMESPACE", "env-vars-jobs"),
             kubernetes_image=get("KUBERNETES_IMAGE", "python:3.12-slim"),
+            oidc_client_id=get("OIDC_CLIENT_ID", audience),
+            oidc_client_secret=_read_file(client_secret_file) if client_secret_file else "",
+            oidc_authorization_url=get("OIDC_AUTHORIZATION_URL", ""),
+            oidc_scopes=get("OIDC_SCOPES", "openid"),
+            public_url=public_url,
+            session_key=_read_file(session_key_file) if session_key_file else "",
         )

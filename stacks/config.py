@@ -173,6 +173,7 @@ class ProdConfig:
     service_replicas: int
     database_url: Optional[pulumi.Output]  # PostgreSQL, a stack secret; None: the service is not deployed
     service_jwks_url: str  # where the service fetches the IdP's keys (the jwks_uri of the discovery doc)
+    oidc_client_secret: Optional[pulumi.Output]  # the dashboard's OIDC client secret; None: a public client
     ingress_host: str
     ingress_tls_secret: str
 
@@ -220,6 +221,7 @@ class ProdConfig:
             service_replicas=r.integer("serviceReplicas", 2, minimum=2),
             database_url=r.secret("databaseUrl"),
             service_jwks_url=r.string("serviceJwksUrl", r.string("jwksUrl", "")),
+            oidc_client_secret=r.secret("oidcClientSecret"),
             ingress_host=r.string("ingressHost", ""),
             ingress_tls_secret=r.string("ingressTlsSecret", ""),
         )

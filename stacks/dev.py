@@ -2,9 +2,10 @@
 TLS Raft cluster with bootstrap and scheduled snapshots; its configuration; a dev identity provider."""
 import pulumi
 
-from infra.dev_identity import DevIdentity, DevIdentityArgs, issuer_url, jwks_url
+from infra.dev_identity import DevIdentity, DevIdentityArgs, browser_login_url, issuer_url, jwks_url
+from infra.providers.random import FreePort, RandomSecret
+from infra.service_connection import ServiceConnection
 from infra.service_docker import ServiceDocker, ServiceDockerArgs
-from infra.providers.random import RandomSecret
 from infra.providers.vault_bootstrap import VaultBootstrap
 from infra.vault_configuration import config_admin_policy
 from infra.vault_dev_server import VaultDevServer, VaultDevServerArgs
@@ -52,8 +53,15 @@ def deploy() -> dict[str, pulumi.Output]:
         outputs.update(vault_nodes=cluster.node_addresses, vault_ca_cert=cluster.ca_cert_pem,
                        vault_root_token=bootstrap.root_token, vault_unseal_keys=bootstrap.unseal_keys)
 
-    identity = DevIdentity("identity", DevIdentityArgs(address=address, token=token, ca_cert_pem=ca_cert_pem,
-                                                       issuer_base_url=f"{scheme}://vault:8200"))
+    # The service's host port is picked before its container exists: the dashboard's OIDC redirect URI
+    # is registered with that port, and stays valid when the container is replaced.
+    service_port = pulumi.Output.from_input(cfg.service_host_port) if cfg.service_host_port else \
+        FreePort("service-host-port").port.apply(int)
+    service_url = service_port.apply(lambda p: f"http://127.0.0.1:{p}")
+    identity = DevIdentity("identity", DevIdentityArgs(
+        address=address, token=token, ca_cert_pem=ca_cert_pem, issuer_base_url=f"{scheme}://vault:8200",
+        redirect_uris=[service_url.apply(lambda u: f"{u}/dashboard/callback"),
+                       service_port.apply(lambda p: f"http://localhost:{p}/dashboard/callback")]))
     dev_idp = not settings.oidc_discovery_url and not settings.validation_pubkeys and \
         settings.jwks_url == jwks_url(f"{scheme}://127.0.0.1:8200")
     vault = configure_vault(
@@ -74,16 +82,24 @@ def deploy() -> dict[str, pulumi.Output]:
         outputs.update(snapshot_volume=snapshots.volume_name, snapshot_role_id=vault.snapshot_role_id,
                        snapshot_secret_id=vault.snapshot_secret_id)
 
-    service = ServiceDocker("envvars", ServiceDockerArgs(
-        base_image=cfg.base_image, network_name=network_name, vault_address=f"{scheme}://vault:8200",
-        vault_ca_pem=ca_cert_pem, oidc_issuer=settings.issuer,
+    connection = ServiceConnection(
+        vault_address=f"{scheme}://vault:8200", vault_ca_pem=ca_cert_pem, oidc_issuer=settings.issuer,
         oidc_jwks_url=f"{issuer_url(f'{scheme}://vault:8200')}/.well-known/keys" if dev_idp else settings.jwks_url,
         oidc_audience=identity.client_id if dev_idp else settings.audiences[0],
-        role_id=vault.executor_role_id, secret_id=vault.executor_secret_id, host_port=cfg.service_host_port,
+        role_id=vault.executor_role_id, secret_id=vault.executor_secret_id, public_url=service_url,
+    )
+    if dev_idp:  # the dashboard logs users in through the dev provider, in the Vault UI on the host
+        connection.oidc_ca_pem = ca_cert_pem
+        connection.oidc_client_secret = identity.client_secret
+        connection.oidc_authorization_url = pulumi.Output.from_input(address).apply(browser_login_url)
+        connection.oidc_scopes = "openid profile"
+    service = ServiceDocker("envvars", ServiceDockerArgs(
+        base_image=cfg.base_image, network_name=network_name, connection=connection, host_port=service_port,
         rate_limit=cfg.service_rate_limit, labels=labels,
     ))
     outputs.update(
         service_url=service.url,
+        dashboard_url=service.url.apply(lambda u: f"{u}/dashboard/"),
         service_container=service.container_name,
         oidc_client_id=identity.client_id,
         oidc_client_secret=identity.client_secret,

@@ -7,6 +7,7 @@ import pulumi_kubernetes as k8s
 
 from infra.providers.tls import TlsBundle
 from infra.providers.vault_bootstrap import VaultBootstrap
+from infra.service_connection import ServiceConnection
 from infra.service_k8s import ServiceKubernetes, ServiceKubernetesArgs
 from infra.vault_configuration import config_admin_policy
 from infra.vault_k8s import TransitSealArgs, VaultKubernetes, VaultKubernetesArgs
@@ -77,10 +78,14 @@ def deploy() -> dict[str, pulumi.Output]:
         if cfg.database_url is None or not cfg.service_jwks_url:
             pulumi.log.info("databaseUrl (secret) and serviceJwksUrl (or jwksUrl) are needed to deploy the service")
         else:
+            public_url = f"{'https' if cfg.ingress_tls_secret else 'http'}://{cfg.ingress_host}" \
+                if cfg.ingress_host else ""
             service = ServiceKubernetes("envvars", ServiceKubernetesArgs(
-                namespace=ns.metadata["name"], image=cfg.service_image, vault_address=cluster.internal_address,
-                vault_ca_pem=ca_pem, oidc_issuer=settings.issuer, oidc_jwks_url=cfg.service_jwks_url,
-                oidc_audience=settings.audiences[0], role_id=vault.executor_role_id, secret_id=vault.executor_secret_id,
+                namespace=ns.metadata["name"], image=cfg.service_image, connection=ServiceConnection(
+                    vault_address=cluster.internal_address, vault_ca_pem=ca_pem, oidc_issuer=settings.issuer,
+                    oidc_jwks_url=cfg.service_jwks_url, oidc_audience=settings.audiences[0],
+                    role_id=vault.executor_role_id, secret_id=vault.executor_secret_id,
+                    oidc_client_secret=cfg.oidc_client_secret or "", public_url=public_url),
                 database_url=cfg.database_url, replicas=cfg.service_replicas, ingress_host=cfg.ingress_host,
                 ingress_tls_secret=cfg.ingress_tls_secret, skip_await=cfg.skip_await,
             ), opts=k8s_opts)

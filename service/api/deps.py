@@ -15,6 +15,8 @@ from service.db import AuditEvent
 from service.executor.runner import Executor
 from service.metrics import Metrics
 from service.settings import Settings
+from service.ui.oidc import OidcClient
+from service.ui.session import CookieCodec
 from service.vault_access import VaultGateway
 
 
@@ -40,6 +42,8 @@ class Components:
     executor: Executor
     metrics: Metrics
     rate_limit: RateLimit
+    oidc: OidcClient  # the dashboard's login
+    cookies: CookieCodec  # the dashboard's session
 
 
 def components(request: Request) -> Components:
@@ -51,6 +55,11 @@ def caller(request: Request, c: Components = Depends(components)) -> Caller:
         who = c.verifier.verify(request.headers.get("authorization", ""))
     except Unauthenticated as e:
         raise HTTPException(401, str(e), headers={"WWW-Authenticate": "Bearer"}) from None
+    return rate_limited(who, c)
+
+
+def rate_limited(who: Caller, c: Components) -> Caller:
+    """The caller, unless over the per-user rate limit (429), which the API and the dashboard share."""
     retry = c.rate_limit.check(who.user)
     if retry is not None:
         c.metrics.rate_limited.inc()

@@ -40,6 +40,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["image_id"] = "sha256:mock"
         if args.typ.endswith("tls:TlsBundle"):
             outputs.update(ca_pem="CA-PEM", cert_pem="CERT-PEM", key_pem="PRIVATE-KEY-PEM")
+        if args.typ.endswith("random:FreePort"):
+            outputs["port"] = 18080
         if args.typ.endswith("random:RandomSecret"):
             outputs["result"] = args.inputs.get("prefix", "") + "x" * int(args.inputs["length"])
         return f"{args.name}-id", outputs

@@ -70,7 +70,7 @@ def test_bad_prod_settings_name_the_key(mocks, message):
 def test_dev_stack_composes_vault_identity_and_configuration(mocks):
     outputs = {}
     run(lambda: outputs.update(deploy("dev")))
-    assert sorted(outputs) == ["demo_user_passwords", "executor_role_id", "jwt_issuer", "oidc_client_id",
+    assert sorted(outputs) == ["dashboard_url", "demo_user_passwords", "executor_role_id", "jwt_issuer", "oidc_client_id",
                                "oidc_client_secret", "service_container", "service_url", "vault_address",
                                "vault_root_token"]
     components = sorted(r.typ for r in mocks.resources if r.typ.startswith("vault-envvars:"))
@@ -95,7 +95,8 @@ def test_dev_stack_exports_secrets_only_as_secrets(mocks):
     run(program)
     assert flags == {"demo_user_passwords": True, "vault_root_token": True, "oidc_client_secret": True,
                      "executor_role_id": False, "jwt_issuer": False, "vault_address": False,
-                     "oidc_client_id": False, "service_url": False, "service_container": False}
+                     "oidc_client_id": False, "service_url": False, "service_container": False,
+                     "dashboard_url": False}
 
 
 DEV_SOURCE = {"jwks_url": "http://127.0.0.1:8200/keys", "issuer": "http://vault:8200/iss"}
@@ -156,6 +157,36 @@ def test_dev_service_trusts_the_dev_identity_and_gets_its_secret_id_as_a_file(mo
     assert api["files"]["/run/envvars/approle-secret-id"]["mode"] == 0o400
     assert "secret-id-mock" not in str(api["env"]) + str(api["command"]) + str(api["labels"])
     assert (api["user"], api["read_only"], api["cap_drop"]) == ("1000:1000", True, ["ALL"])
+
+
+def test_dev_dashboard_logs_in_through_the_dev_provider_at_a_port_known_in_advance(mocks):
+    urls = []
+    run(lambda: deploy("dev")["dashboard_url"].apply(urls.append))
+    api = mocks.named("envvars-api").inputs
+    # The port was picked before the container: the OIDC client's redirect URIs name it.
+    assert api["ports"] == [{"internal": 8080, "external": 18080}]
+    assert urls == ["http://127.0.0.1:18080/dashboard/"]
+    uris = mocks.named("identity-client").inputs["data"]["redirect_uris"]
+    assert "http://127.0.0.1:18080/dashboard/callback" in uris and "http://localhost:18080/dashboard/callback" in uris
+    env = api["env"]
+    assert env["ENVVARS_PUBLIC_URL"] == "http://127.0.0.1:18080"
+    assert env["ENVVARS_OIDC_AUTHORIZATION_URL"].endswith("/ui/vault/identity/oidc/provider/envvars/authorize")
+    assert env["ENVVARS_OIDC_SCOPES"] == "openid profile"
+    # The client secret and the session key are 0400 files, never settings.
+    assert env["ENVVARS_OIDC_CLIENT_SECRET_FILE"] == "/run/envvars/oidc-client-secret"
+    assert env["ENVVARS_SESSION_KEY_FILE"] == "/run/envvars/session-key"
+    for f in ("oidc-client-secret", "session-key"):
+        assert api["files"][f"/run/envvars/{f}"]["mode"] == 0o400
+    assert "client_secret-mock" not in str(env) and api["files"]["/run/envvars/oidc-client-secret"]["content"] == \
+        "client_secret-mock"
+    assert "preferred_username" in mocks.named("identity-scope-profile").inputs["data"]["template"]
+
+
+@pytest.mark.parametrize("mocks", [{"serviceHostPort": "18555"}], indirect=True)
+def test_dev_service_host_port_setting_is_used_as_given(mocks):
+    run(lambda: deploy("dev"))
+    assert mocks.of_type("random:FreePort") == []
+    assert mocks.named("envvars-api").inputs["ports"] == [{"internal": 8080, "external": 18555}]
 
 
 @pytest.mark.parametrize("mocks", [{

@@ -1,0 +1,63 @@
+"""How the env-vars service reaches Vault and the identity provider, and how its dashboard logs users in:
+one dataclass for its Docker and Kubernetes components, one place that turns it into the service's
+ENVVARS_* settings and its secret files (0400 files, never environment variables)."""
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+
+SECRETS_DIR = "/run/envvars"
+
+
+@dataclass
+class ServiceConnection:
+    vault_address: pulumi.Input[str]  # as the service reaches Vault
+    vault_ca_pem: pulumi.Input[str]
+    oidc_issuer: pulumi.Input[str]
+    oidc_jwks_url: pulumi.Input[str]
+    oidc_audience: pulumi.Input[str]  # also the dashboard's OIDC client id
+    role_id: pulumi.Input[str]  # the executor's AppRole
+    secret_id: pulumi.Input[str]
+    oidc_ca_pem: pulumi.Input[str] = ""  # the issuer's CA when it is not publicly trusted
+    # The dashboard's login: a confidential client's secret ("" for a public client, PKCE only), the
+    # browser-facing authorization URL when discovery's is not reachable by browsers, the scopes, and the
+    # dashboard's URL as browsers see it (its redirect URI is that + /dashboard/callback).
+    oidc_client_secret: pulumi.Input[str] = ""
+    oidc_authorization_url: pulumi.Input[str] = ""
+    oidc_scopes: str = "openid"
+    public_url: pulumi.Input[str] = ""
+
+
+def service_env(conn: ServiceConnection, extra: Optional[dict] = None) -> pulumi.Output[dict]:
+    """The service's settings, none of them secret (secrets are named by *_FILE settings)."""
+    def render(v: list) -> dict:
+        vault, issuer, jwks, audience, role_id, vault_ca, oidc_ca, client_secret, auth_url, public_url = v
+        env = {
+            "ENVVARS_VAULT_ADDR": vault, "ENVVARS_OIDC_ISSUER": issuer, "ENVVARS_OIDC_JWKS_URL": jwks,
+            "ENVVARS_OIDC_AUDIENCE": audience,
+            "ENVVARS_APPROLE_ROLE_ID": role_id,  # an identifier, not a secret: useless without the secret id
+            "ENVVARS_APPROLE_SECRET_ID_FILE": f"{SECRETS_DIR}/approle-secret-id",
+            "ENVVARS_SESSION_KEY_FILE": f"{SECRETS_DIR}/session-key",
+            "ENVVARS_OIDC_SCOPES": conn.oidc_scopes,
+        }
+        optional = {"ENVVARS_VAULT_CACERT": vault_ca and f"{SECRETS_DIR}/vault-ca.pem",
+                    "ENVVARS_OIDC_CACERT": oidc_ca and f"{SECRETS_DIR}/oidc-ca.pem",
+                    "ENVVARS_OIDC_CLIENT_SECRET_FILE": client_secret and f"{SECRETS_DIR}/oidc-client-secret",
+                    "ENVVARS_OIDC_AUTHORIZATION_URL": auth_url, "ENVVARS_PUBLIC_URL": public_url}
+        return {**env, **{k: v for k, v in optional.items() if v}, **(extra or {})}
+
+    # The client secret is only tested for presence here: its value goes to secret_files alone.
+    has_secret = pulumi.Output.from_input(conn.oidc_client_secret).apply(lambda s: "yes" if s else "")
+    return pulumi.Output.all(conn.vault_address, conn.oidc_issuer, conn.oidc_jwks_url, conn.oidc_audience,
+                             conn.role_id, conn.vault_ca_pem, conn.oidc_ca_pem, has_secret,
+                             conn.oidc_authorization_url, conn.public_url).apply(render)
+
+
+def secret_files(conn: ServiceConnection, session_key: pulumi.Input[str],
+                 extra: Optional[dict] = None) -> pulumi.Output[dict]:
+    """{file name in SECRETS_DIR: content} of the non-empty ones: a secret output, encrypted in state."""
+    files = {"approle-secret-id": conn.secret_id, "session-key": session_key, "vault-ca.pem": conn.vault_ca_pem,
+             "oidc-ca.pem": conn.oidc_ca_pem, "oidc-client-secret": conn.oidc_client_secret, **(extra or {})}
+    names = list(files)
+    return pulumi.Output.secret(pulumi.Output.all(*files.values()).apply(
+        lambda values: {n: c for n, c in zip(names, values) if c}))

@@ -1,0 +1,1 @@
+"""The dashboard: server-rendered pages over the same operations as the API, with an OIDC login."""

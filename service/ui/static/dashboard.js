@@ -1,0 +1,22 @@
+// Secret inputs are emptied whenever the page is left or shown again (back/forward cache, restored
+// tabs), so a typed value never outlives the form it was typed into.
+(function () {
+  function clearSecrets() {
+    document.querySelectorAll("input[data-secret]").forEach(function (el) { el.value = ""; });
+  }
+  window.addEventListener("pagehide", clearSecrets);
+  window.addEventListener("pageshow", clearSecrets);
+
+  // The job form's preview: the names of the selected env vars, never anything else.
+  function updatePreview() {
+    var out = document.getElementById("selected-names");
+    if (!out) return;
+    var names = Array.prototype.map.call(
+      document.querySelectorAll("input[name=env_var_ids]:checked"), function (el) { return el.dataset.name; });
+    out.textContent = names.length ? names.join(", ") : "none";
+  }
+  document.addEventListener("change", function (e) {
+    if (e.target && e.target.name === "env_var_ids") updatePreview();
+  });
+  document.addEventListener("DOMContentLoaded", updatePreview);
+})();
