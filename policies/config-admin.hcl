@@ -70,6 +70,9 @@ path "identity/oidc/provider/*" {
 path "identity/oidc/client/*" {
   capabilities = ["create", "read", "update", "delete"]
 }
+path "identity/oidc/scope/*" {
+  capabilities = ["create", "read", "update", "delete"]
+}
 path "auth/userpass/users/*" {
   capabilities = ["create", "read", "update", "delete"]
 }

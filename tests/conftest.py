@@ -8,6 +8,7 @@ import hvac
 import pytest
 from pulumi import automation as auto
 
+from tests.fixtures.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.fixtures.kube import start_kube_apiserver
 from tests.fixtures.stacks import ThrowawayStack
 from tests.fixtures.vault_servers import start_dev_server, start_raft_cluster
@@ -88,3 +89,33 @@ def kube_apiserver(toolchain, tmp_path_factory):
     server = start_kube_apiserver(toolchain["kube_bin"], str(tmp_path_factory.mktemp("kube")))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One Chromium per test run (Debian's; Playwright drives it)."""
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: tools/toolchain.sh installs Debian's chromium")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def new_page(browser):
+    """new_page(**context_options) -> a page in a fresh browser context (its own cookies and storage:
+    another person)."""
+    contexts = []
+
+    def make(**options):
+        ctx = browser.new_context(viewport={"width": 1200, "height": 800}, **options)
+        ctx.set_default_timeout(20_000)
+        contexts.append(ctx)
+        return ctx.new_page()
+
+    yield make
+    for ctx in contexts:
+        ctx.close()

@@ -27,6 +27,8 @@ case "$ACTION" in
       echo "          \$BAO_BIN kv put secret/hello who=you && \$BAO_BIN kv get secret/hello"
     fi
     if url=$(pulumi stack output service_url 2>/dev/null); then
+      echo "  Dashboard: $url/dashboard/   sign in with Method \"Username\": alice or bob; their passwords:"
+      echo "          pulumi stack output --show-secrets demo_user_passwords -s $STACK"
       echo "  Service: $url   (OpenAPI: $url/docs)"
       echo "  Try it: TOKEN=\$(python tools/dev_token.py alice --stack $STACK) && curl -s -H \"Authorization: Bearer \$TOKEN\" \\"
       echo "            -H 'Content-Type: application/json' -d '{\"name\":\"GREETING\",\"value\":\"hello\"}' $url/api/v2/user/env-vars"

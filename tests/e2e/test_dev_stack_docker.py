@@ -12,6 +12,7 @@ import requests
 from pulumi import automation as auto
 
 from tests.e2e.container_checks import check_container
+from tests.fixtures.browser import shot, sign_in
 from tools.dev_token import id_token
 
 pytestmark = pytest.mark.e2e
@@ -29,7 +30,7 @@ def _leftovers(engine, stack_name) -> dict:
             "volumes": [v.name for v in engine.volumes.list(filters=flt)]}
 
 
-def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack, toolchain):
+def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack, toolchain, new_page):
     s = throwaway_stack(PROGRAM)
     out = {k: v.value for k, v in s.up().outputs.items()}
     vault = hvac.Client(url=out["vault_address"], token=out["vault_root_token"])
@@ -55,6 +56,15 @@ def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack,
     assert hashlib.sha256(value.encode()).hexdigest() in done["output"] and value not in done["output"]
     assert requests.get(f"{url}/api/v2/user/env-vars", headers=bob, timeout=10).json()["total"] == 0
     assert requests.get(f"{url}/api/v2/user/env-vars/{ev.json()['id']}", headers=bob, timeout=10).status_code == 404
+
+    # The dashboard at the printed URL: sign in through the Vault UI in a browser, as alice, and see the
+    # env var made through the API (the same identity both ways).
+    assert out["dashboard_url"] == f"{url}/dashboard/"
+    page = new_page()
+    sign_in(page, url, out["vault_address"], "alice", out["demo_user_passwords"]["alice"])
+    assert page.get_by_test_id("user").inner_text() == "alice"
+    assert page.locator("tbody tr").all_inner_texts()[0].startswith("SECRET_ONE")
+    shot(page, "dev-stack-signed-in")
     # No secret in any container's configuration.
     engine = _engine(toolchain)
     inspected = json.dumps([c.attrs for c in engine.containers.list(filters={"label": f"vault-envvars.stack={s.name}"})])
@@ -62,7 +72,9 @@ def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack,
         assert secret not in inspected
     prefix = f"dev-stack-{s.name}"
     check_container(f"{prefix}-vault", {8200, 8201}, {})
-    check_container(f"{prefix}-envvars-api", {8080}, {"/run/envvars/approle-secret-id": 0o400})
+    check_container(f"{prefix}-envvars-api", {8080}, {"/run/envvars/approle-secret-id": 0o400,
+                                                     "/run/envvars/oidc-client-secret": 0o400,
+                                                     "/run/envvars/session-key": 0o400})
 
     assert s.changes_of_second_up() == {}
     s.destroy()
@@ -94,7 +106,7 @@ def _write_anywhere(nodes, token, ca_file, path, value) -> bool:
     return False
 
 
-def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, toolchain, tmp_path):
+def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, toolchain, tmp_path, new_page):
     engine = _engine(toolchain)
     s = throwaway_stack(PROGRAM)
     s.stack.set_config("vault-envvars:vaultMode", auto.ConfigValue("raft"))
@@ -104,6 +116,12 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, toolchain, tmp_p
     ca_file = str(ca_file)
     nodes, root = out["vault_nodes"], out["vault_root_token"]
     assert len(nodes) == 3
+    # The dashboard signs in over TLS: the browser through node 1's UI (the dev cluster's own CA, which
+    # this browser does not know), the service to the issuer with the stack's CA.
+    assert requests.get(f"{out['service_url']}/readyz", timeout=10).json()["ready"] is True
+    page = new_page(ignore_https_errors=True)
+    sign_in(page, out["service_url"], nodes[0], "bob", out["demo_user_passwords"]["bob"])
+    assert page.get_by_test_id("user").inner_text() == "bob"
 
     # Three peers, all voters, exactly one leader.
     raft = _client(nodes[0], root, ca_file).sys.read_raft_config()["data"]["config"]["servers"]
@@ -119,7 +137,9 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, toolchain, tmp_p
                         {"/bao/config/tls.key": 0o400, "/bao/config/server.hcl": 0o400, "/bao/data": 0o750})
     check_container(f"{prefix}-vault-snapshots-agent", set(), {"/agent/secret_id": 0o400, "/data/snapshots": 0o750})
     check_container(f"{prefix}-envvars-api", {8080}, {"/run/envvars/approle-secret-id": 0o400,
-                                                     "/run/envvars/vault-ca.pem": 0o444})
+                                                     "/run/envvars/vault-ca.pem": 0o444,
+                                                     "/run/envvars/oidc-ca.pem": 0o444,
+                                                     "/run/envvars/session-key": 0o400})
     # TLS is what the nodes serve: the stack's CA verifies them, plain HTTP is refused.
     for address in nodes:
         assert requests.get(f"{address}/v1/sys/health?standbyok=true", verify=ca_file, timeout=5).status_code == 200

@@ -1,0 +1,84 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright, against the service run as
+`python -m service` (its own process, its log kept for canary searches), logging users in through a real
+OIDC issuer: an OpenBao dev server with the dev stack's identity provider and the Vault UI's login page."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+from pulumi import automation as auto
+
+from tests.fixtures.browser import REPO_ROOT, sign_in
+from tests.fixtures.net import free_port
+from tests.fixtures.stacks import ThrowawayStack
+from tests.fixtures.vault_servers import start_dev_server
+
+
+class Dashboard:
+    def __init__(self, url: str, vault_url: str, passwords: dict, log_path: str, db_path: str):
+        self.url, self.vault_url, self.passwords = url, vault_url, passwords
+        self.log_path, self.db_path = log_path, db_path
+
+    def log_text(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+
+@pytest.fixture(scope="session")
+def dashboard(toolchain, pulumi_backend, tmp_path_factory):
+    work = tmp_path_factory.mktemp("dashboard")
+    server = start_dev_server(toolchain["bao"], str(work / "bao"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    stack = ThrowawayStack("dashboard/programs/dev_identity", dict(pulumi_backend))
+    proc = None
+    try:
+        stack.stack.set_all_config({
+            "vault-envvars:vaultAddress": auto.ConfigValue(server.address),
+            "vault-envvars:vaultToken": auto.ConfigValue(server.token, secret=True),
+            "vault-envvars:adoptKvMount": auto.ConfigValue("true"),
+            "vault-envvars:auditFilePath": auto.ConfigValue(server.audit_log),
+            "target:redirectUri": auto.ConfigValue(f"{url}/dashboard/callback"),
+        })
+        out = {k: v.value for k, v in stack.up().outputs.items()}
+        files = {}
+        for name, content in (("secret-id", out["executor_secret_id"]), ("client-secret", out["client_secret"])):
+            files[name] = str(work / name)
+            with open(os.open(files[name], os.O_WRONLY | os.O_CREAT, 0o400), "w") as f:
+                f.write(content)
+        db_path = str(work / "envvars.db")
+        env = {**os.environ, "ENVVARS_HOST": "127.0.0.1", "ENVVARS_PORT": str(port),
+               "ENVVARS_VAULT_ADDR": server.address, "ENVVARS_OIDC_ISSUER": out["issuer"],
+               "ENVVARS_OIDC_JWKS_URL": f"{out['issuer']}/.well-known/keys",
+               "ENVVARS_OIDC_AUDIENCE": out["client_id"], "ENVVARS_OIDC_CLIENT_SECRET_FILE": files["client-secret"],
+               "ENVVARS_OIDC_SCOPES": "openid profile", "ENVVARS_DATABASE_URL": f"sqlite:///{db_path}",
+               "ENVVARS_APPROLE_ROLE_ID": out["executor_role_id"],
+               "ENVVARS_APPROLE_SECRET_ID_FILE": files["secret-id"]}
+        log_path = str(work / "service.log")
+        proc = subprocess.Popen([sys.executable, "-m", "service"], env=env, cwd=REPO_ROOT,
+                                stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"the service did not start: {open(log_path).read()[-2000:]}")
+            time.sleep(0.2)
+        yield Dashboard(url, server.address, out["demo_passwords"], log_path, db_path)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
+        try:
+            stack.destroy()
+        finally:
+            server.stop()
+
+
+def login(page, dashboard: Dashboard, user: str, path: str = "/dashboard/env-vars") -> None:
+    sign_in(page, dashboard.url, dashboard.vault_url, user, dashboard.passwords[user], path)

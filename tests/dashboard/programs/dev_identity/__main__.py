@@ -1,0 +1,25 @@
+"""The dev stack's identity provider (Vault's OIDC provider, userpass demo users) and the project's Vault
+configuration trusting it, composed as stacks/dev.py does, on a dev server the tests start: a real issuer
+for the dashboard's browser tests."""
+import pulumi
+
+from infra.dev_identity import DevIdentity, DevIdentityArgs, issuer_url, jwks_url
+from stacks.config import ExistingVaultConfig, VaultSettings
+from stacks.vault import configure_vault
+
+target = ExistingVaultConfig.load()
+identity = DevIdentity("identity", DevIdentityArgs(
+    address=target.address, token=target.token, issuer_base_url=target.address,
+    redirect_uris=[pulumi.Config("target").require("redirectUri")]))
+settings = VaultSettings.load(default_key_source={"jwks_url": jwks_url(target.address),
+                                                  "issuer": issuer_url(target.address)})
+vault = configure_vault("vault", settings, address=target.address, token=target.token,
+                        adopt_kv_mount=target.adopt_kv_mount, audit_file_path=target.audit_file_path,
+                        audiences=identity.client_id.apply(lambda cid: [cid]),
+                        opts=pulumi.ResourceOptions(depends_on=[identity]))
+pulumi.export("issuer", identity.issuer)
+pulumi.export("client_id", identity.client_id)
+pulumi.export("client_secret", identity.client_secret)
+pulumi.export("demo_passwords", identity.demo_passwords)
+pulumi.export("executor_role_id", vault.executor_role_id)
+pulumi.export("executor_secret_id", vault.executor_secret_id)
