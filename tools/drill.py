@@ -8,6 +8,7 @@ its elapsed time; writes a JSON and a Markdown report; exit 1 when anything does
 Values are read into this process's memory only to be hashed (SHA-256); no value is written anywhere.
 """
 import argparse
+import contextlib
 import datetime
 import hashlib
 import io
@@ -30,11 +31,31 @@ from infra.raft_ops import healthy_voters, unseal_until_serving
 from infra.vault_raft_docker import VaultRaftDocker, VaultRaftDockerArgs
 from tools.dev_token import stack_outputs
 
-T0 = time.monotonic()
+CLOCK = {"t0": time.monotonic()}
 
 
 def step(text: str) -> None:
-    print(f"==> [+{time.monotonic() - T0:6.1f}s] {text}", flush=True)
+    print(f"==> [+{time.monotonic() - CLOCK['t0']:6.1f}s] {text}", flush=True)
+
+
+def restart_clock() -> None:
+    CLOCK["t0"] = time.monotonic()
+
+
+class StepTimer:
+    """`with timer("name", "what is done"):` prints the step and records its seconds under `name`."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str, text: str):
+        step(text)
+        t = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.monotonic() - t, 2)
 
 
 def kv_hashes(client: hvac.Client) -> dict[str, str]:
@@ -120,7 +141,9 @@ def drill(outputs: dict, stack_name: str, out_dir: str, image: str, snapshot_fil
     """Runs the drill against a stack's outputs; returns (exit code, report)."""
     args = argparse.Namespace(stack=stack_name, out=out_dir, image=image, snapshot=snapshot_file)
     started = datetime.datetime.now(datetime.timezone.utc)
-    report: dict = {"stack": args.stack, "started": started.isoformat(), "steps": {}}
+    restart_clock()
+    timer = StepTimer()
+    report: dict = {"stack": args.stack, "started": started.isoformat(), "steps": timer.seconds}
     work = tempfile.mkdtemp(prefix="vault-drill-")
     stack = None
     try:
@@ -131,51 +154,48 @@ def drill(outputs: dict, stack_name: str, out_dir: str, image: str, snapshot_fil
         source = hvac.Client(url=outputs["vault_address"], token=outputs["vault_root_token"], verify=ca_file)
 
         snapshot = args.snapshot or os.path.join(work, "source.snap")
+        with timer("hash_source", "hashing every value of the source" + (
+                " (the snapshot is older: changes since are mismatches)" if args.snapshot else "")):
+            expected = kv_hashes(source)
         if args.snapshot:
             snapshot_time = datetime.datetime.fromtimestamp(os.path.getmtime(snapshot), datetime.timezone.utc)
-            step("hashing every value of the source (the snapshot is older: changes since are mismatches)")
-            expected = kv_hashes(source)
         else:
-            step("hashing every value of the source")
-            expected = kv_hashes(source)
-            step("saving a Raft snapshot with the snapshot-operator credential")
-            take_snapshot(outputs, ca_file, snapshot)
+            with timer("snapshot", "saving a Raft snapshot with the snapshot-operator credential"):
+                take_snapshot(outputs, ca_file, snapshot)
             snapshot_time = datetime.datetime.now(datetime.timezone.utc)
         engine = docker.from_env()
-        step("backing up the service's database")
-        backup = os.path.join(work, "envvars.db")
-        backup_database(engine, outputs["service_container"], backup)
-        rows = db_rows(backup)
+        with timer("database_backup", "backing up the service's database"):
+            backup = os.path.join(work, "envvars.db")
+            backup_database(engine, outputs["service_container"], backup)
+            rows = db_rows(backup)
 
-        step("standing up a throwaway 3-node cluster")
-        t_cluster = time.monotonic()
-        stack, fresh = throwaway_cluster(work, args.image)
-        fresh_ca = os.path.join(work, "fresh-ca.pem")
-        with open(fresh_ca, "w") as f:
-            f.write(fresh["ca"])
-        nodes = fresh["nodes"]
-        keys = outputs["vault_unseal_keys"]
-        init = requests.put(f"{nodes[0]}/v1/sys/init", json={"secret_shares": len(keys), "secret_threshold": 3},
-                            verify=fresh_ca, timeout=30).json()
-        leader = unseal_until_serving(nodes, init["keys"], fresh_ca)
-        wait_voters(leader, init["root_token"], fresh_ca, len(nodes))
-        step("restoring the snapshot (forced) and unsealing with the source's keys")
-        t_restore = time.monotonic()
-        with open(snapshot, "rb") as f:
-            r = requests.post(f"{leader}/v1/sys/storage/raft/snapshot-force", data=f, verify=fresh_ca, timeout=120,
-                              headers={"X-Vault-Token": init["root_token"]})
-        r.raise_for_status()
-        serving = unseal_until_serving(nodes, keys, fresh_ca)
-        rto = time.monotonic() - t_restore
-        step(f"serving after {rto:.1f} s; verifying every env var by hash")
-        restored = hvac.Client(url=serving, token=outputs["vault_root_token"], verify=fresh_ca)
-        got = {}
-        for _ in range(30):  # the restored cluster may still settle its leadership
-            try:
-                got = kv_hashes(restored)
-                break
-            except (hvac.exceptions.VaultError, requests.RequestException):
-                time.sleep(1)
+        with timer("throwaway_cluster", "standing up a throwaway 3-node cluster"):
+            stack, fresh = throwaway_cluster(work, args.image)
+            fresh_ca = os.path.join(work, "fresh-ca.pem")
+            with open(fresh_ca, "w") as f:
+                f.write(fresh["ca"])
+            nodes = fresh["nodes"]
+            keys = outputs["vault_unseal_keys"]
+            init = requests.put(f"{nodes[0]}/v1/sys/init", json={"secret_shares": len(keys), "secret_threshold": 3},
+                                verify=fresh_ca, timeout=30).json()
+            leader = unseal_until_serving(nodes, init["keys"], fresh_ca)
+            wait_voters(leader, init["root_token"], fresh_ca, len(nodes))
+        with timer("restore_to_serving", "restoring the snapshot (forced) and unsealing with the source's keys"):
+            with open(snapshot, "rb") as f:
+                r = requests.post(f"{leader}/v1/sys/storage/raft/snapshot-force", data=f, verify=fresh_ca,
+                                  timeout=120, headers={"X-Vault-Token": init["root_token"]})
+            r.raise_for_status()
+            serving = unseal_until_serving(nodes, keys, fresh_ca)
+        rto = timer.seconds["restore_to_serving"]
+        with timer("verify", f"serving after {rto:.1f} s; verifying every env var by hash"):
+            restored = hvac.Client(url=serving, token=outputs["vault_root_token"], verify=fresh_ca)
+            got = {}
+            for _ in range(30):  # the restored cluster may still settle its leadership
+                try:
+                    got = kv_hashes(restored)
+                    break
+                except (hvac.exceptions.VaultError, requests.RequestException):
+                    time.sleep(1)
         mismatched = sorted(k for k in expected if k in got and got[k] != expected[k])
         missing = sorted(set(expected) - set(got))
         rows_without_value = sorted(rows - set(got))
@@ -185,8 +205,9 @@ def drill(outputs: dict, stack_name: str, out_dir: str, image: str, snapshot_fil
             "rpo_seconds": round((started - snapshot_time).total_seconds(), 1) if args.snapshot else 0.0,
             "snapshot_time": snapshot_time.isoformat(),
             "snapshot_bytes": os.path.getsize(snapshot),
-            "rto_seconds": round(rto, 2),
-            "cluster_seconds": round(t_restore - t_cluster, 2),
+            "rto_seconds": rto,
+            "restored_and_verified_seconds": round(rto + timer.seconds["verify"], 2),
+            "cluster_seconds": timer.seconds["throwaway_cluster"],
             "env_vars_in_database": len(rows),
             "values_verified": len([k for k in expected if got.get(k) == expected[k]]),
             "mismatched": mismatched, "missing": missing, "rows_without_value": rows_without_value,
@@ -214,6 +235,7 @@ def markdown(r: dict) -> str:
     lines = [f"# Vault DR drill: {'PASSED' if r.get('passed') else 'FAILED'}", "",
              f"- stack: `{r['stack']}`", f"- started: {r['started']}", f"- finished: {r.get('finished', '-')}"]
     for key, label in (("rpo_seconds", "RPO (snapshot age at drill start), s"), ("rto_seconds", "RTO (restore to serving), s"),
+                       ("restored_and_verified_seconds", "restore to serving + every value verified, s"),
                        ("cluster_seconds", "throwaway cluster up, s"), ("snapshot_bytes", "snapshot size, bytes"),
                        ("env_vars_in_database", "env vars in the database"), ("values_verified", "values verified by hash")):
         if key in r:
@@ -221,6 +243,8 @@ def markdown(r: dict) -> str:
     for key in ("mismatched", "missing", "rows_without_value"):
         if r.get(key):
             lines.append(f"- {key}: " + ", ".join(f"`{i}`" for i in r[key]))
+    if r.get("steps"):
+        lines.append("- seconds by step: " + ", ".join(f"{k} {v}" for k, v in r["steps"].items()))
     if r.get("error"):
         lines.append(f"- error: {r['error']}")
     return "\n".join(lines) + "\n"

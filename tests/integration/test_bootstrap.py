@@ -40,8 +40,8 @@ def test_bootstrap_prod_style(pulumi_backend, fresh_cluster):
         assert not s.stored_text_contains(out["admin_token"])
         assert s.changes_of_second_up() == {}
 
-        fresh_cluster.kill_node(2)
-        fresh_cluster.restart_node(2)
+        fresh_cluster.kill(2)
+        fresh_cluster.start(2)
         assert hvac.Client(url=fresh_cluster.nodes[2], verify=fresh_cluster.ca_file).sys.read_seal_status()["sealed"]
         assert s.stack.preview(on_output=lambda _l: None).change_summary.get("update") == 1
         s.up()

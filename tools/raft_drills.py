@@ -1,0 +1,263 @@
+"""Raft outage drills: the loss of one node, and the loss of quorum recovered with peers.json.
+
+  python tools/raft_drills.py node-loss   --stack dev-raft [--node N] [--out DIR]
+  python tools/raft_drills.py quorum-loss --stack dev-raft [--survivor N] [--out DIR]
+
+node-loss: one node (the active one unless --node) is killed; the others elect a leader and take
+writes (timed); the node starts again, is unsealed, rejoins as a healthy voter; every value is checked
+by hash. quorum-loss: two of three nodes are lost for good (killed, their Raft data wiped); the survivor
+cannot serve alone; it is stopped, given a peers.json naming only itself, started and unsealed, and
+serves every value (checked by hash: the RTO); the lost nodes come back empty, join it, are unsealed,
+and the cluster has three healthy voters again. Runbooks: docs/runbook-node-loss.md and
+docs/runbook-quorum-loss.md.
+
+Both drive nodes through `RaftNodes` (kill, start, write peers.json, wipe): the containers of a dev
+stack here (`DockerNodes`), the processes of a loopback cluster in the tests. Each step is printed with
+its elapsed time; a JSON and a Markdown report are written; exit 1 on failure.
+"""
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+from typing import Any, Callable, Protocol
+
+import docker
+import hvac
+import requests
+
+from infra.providers.docker import copy_files
+from infra.raft_ops import healthy_voters, unseal_until_serving
+from tools.dev_token import stack_outputs
+from tools.drill import kv_hashes, restart_clock, step
+
+MARKER_PATH = "drill/outage-marker"  # in the KV mount: writes made while a node is down
+
+
+class RaftNodes(Protocol):
+    nodes: list[str]  # each node's API URL, as this process reaches it
+    verify: Any  # CA file (or True)
+
+    def node_id(self, i: int) -> str: ...
+    def raft_address(self, i: int) -> str: ...  # host:port of its cluster listener, as peers reach it
+    def kill(self, i: int) -> None: ...
+    def start(self, i: int) -> None: ...  # comes back sealed
+    def write_peers(self, i: int, peers: list[dict]) -> None: ...  # <raft dir>/raft/peers.json, node stopped
+    def wipe(self, i: int) -> None: ...  # the node's Raft data, node stopped
+
+
+class DockerNodes:
+    """The Raft containers of a dev stack in raft mode, found by their labels."""
+
+    def __init__(self, stack: str, outputs: dict, ca_file: str, engine: docker.DockerClient):
+        self.nodes, self.verify, self._engine = outputs["vault_nodes"], ca_file, engine
+        found = {c.labels["vault-envvars.node"]: c for c in engine.containers.list(
+            all=True, filters={"label": [f"vault-envvars.stack={stack}", "vault-envvars.node"]})}
+        self._containers = [found[f"vault-{i}"] for i in range(1, len(self.nodes) + 1)]
+
+    def node_id(self, i: int) -> str:
+        return f"vault-{i + 1}"  # RAFT_NODE_ID, also its network alias
+
+    def raft_address(self, i: int) -> str:
+        return f"vault-{i + 1}:8201"
+
+    def kill(self, i: int) -> None:
+        self._containers[i].kill()
+        self._containers[i].wait(timeout=30)
+
+    def start(self, i: int) -> None:
+        self._containers[i].start()
+
+    def write_peers(self, i: int, peers: list[dict]) -> None:
+        c = self._containers[i]
+        copy_files(c, {"/bao/data/raft/peers.json": {"content": json.dumps(peers), "mode": 0o600}},
+                   c.attrs["Config"]["User"])
+
+    def wipe(self, i: int) -> None:
+        c = self._containers[i]
+        c.reload()
+        volume = next(m["Name"] for m in c.attrs["Mounts"] if m["Destination"] == "/bao/data")
+        # A short-lived container of the same image empties the volume (the node itself is stopped).
+        self._engine.containers.run(c.image.id, entrypoint=["/bin/sh", "-c", "rm -rf /bao/data/* /bao/data/.[!.]*"],
+                                    volumes={volume: {"bind": "/bao/data", "mode": "rw"}}, user="0", remove=True)
+
+
+def _client(c: RaftNodes, address: str, token: str) -> hvac.Client:
+    return hvac.Client(url=address, token=token, verify=c.verify, timeout=5)
+
+
+def active_node(c: RaftNodes, skip: tuple[int, ...] = ()) -> int:
+    for i, n in enumerate(c.nodes):
+        if i in skip:
+            continue
+        try:
+            if requests.get(f"{n}/v1/sys/health", verify=c.verify, timeout=2).status_code == 200:
+                return i
+        except requests.RequestException:
+            pass
+    return -1
+
+
+def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except (requests.RequestException, hvac.exceptions.VaultError, ValueError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"timed out after {timeout:.0f} s: {what}")
+
+
+def _write_marker(c: RaftNodes, token: str, i: int, value: str) -> bool:
+    for n in [c.nodes[j] for j in range(len(c.nodes)) if j != i] if i >= 0 else c.nodes:
+        try:
+            _client(c, n, token).secrets.kv.v2.create_or_update_secret(MARKER_PATH, {"value": value},
+                                                                       mount_point="secret")
+            return True
+        except (requests.RequestException, hvac.exceptions.VaultError):
+            continue
+    return False
+
+
+def _hashes(c: RaftNodes, token: str) -> dict[str, str]:
+    """Every value's hash, read from the active node (retried while leadership settles)."""
+    def read():
+        i = active_node(c)
+        return (kv_hashes(_client(c, c.nodes[i], token)),) if i >= 0 else None
+
+    return _until(read, 60, "reading every value")[0]
+
+
+def node_loss(c: RaftNodes, token: str, keys: list[str], victim: int = -1) -> dict:
+    """Kills one node (default: the active one), proves the others serve, brings it back."""
+    report: dict = {"drill": "node-loss"}
+    step("checking the cluster: every node a healthy voter")
+    leader = _until(lambda: active_node(c) + 1, 30, "an active node") - 1
+    _until(lambda: healthy_voters(c.nodes[leader], token, c.verify) == len(c.nodes), 60, "every voter healthy")
+    expected = _hashes(c, token)
+    victim = leader if victim < 0 else victim
+    report.update(node=c.node_id(victim), was_active=victim == leader, values=len(expected))
+
+    step(f"killing {c.node_id(victim)}{' (the active node)' if victim == leader else ''}")
+    t_kill = time.monotonic()
+    c.kill(victim)
+    _until(lambda: _write_marker(c, token, victim, "while-down-0"), 60, "a write accepted by the other nodes")
+    report["seconds_to_first_write"] = round(time.monotonic() - t_kill, 2)
+    step(f"the others took a write after {report['seconds_to_first_write']} s; writing more while it is down")
+    for n in range(1, 20):
+        _until(lambda n=n: _write_marker(c, token, victim, f"while-down-{n}"), 30, "writes while a node is down")
+
+    step(f"starting {c.node_id(victim)} again and unsealing it")
+    t_back = time.monotonic()
+    c.start(victim)
+    unseal_until_serving(c.nodes, keys, c.verify)
+    active = active_node(c)
+    _until(lambda: healthy_voters(c.nodes[active], token, c.verify) == len(c.nodes), 120,
+           f"{c.node_id(victim)} a healthy voter again (caught up with the writes made while it was down)")
+    report["seconds_to_rejoin"] = round(time.monotonic() - t_back, 2)
+    step(f"{c.node_id(victim)} is a healthy voter after {report['seconds_to_rejoin']} s; checking every value by hash")
+    return _verify(c, token, expected, report)
+
+
+def quorum_loss(c: RaftNodes, token: str, keys: list[str], survivor: int = 0) -> dict:
+    """Loses every node but `survivor` for good, recovers it with peers.json, rebuilds the others."""
+    report: dict = {"drill": "quorum-loss", "survivor": c.node_id(survivor)}
+    lost = [i for i in range(len(c.nodes)) if i != survivor]
+    step("checking the cluster and hashing every value")
+    leader = _until(lambda: active_node(c) + 1, 30, "an active node") - 1
+    _until(lambda: healthy_voters(c.nodes[leader], token, c.verify) == len(c.nodes), 60, "every voter healthy")
+    expected = _hashes(c, token)
+    report["values"] = len(expected)
+
+    step(f"losing {', '.join(c.node_id(i) for i in lost)}: killed, their Raft data wiped")
+    for i in lost:
+        c.kill(i)
+        c.wipe(i)
+    step(f"confirming the outage: {c.node_id(survivor)} alone cannot take a write")
+    time.sleep(3)  # past the leader lease: a lone former leader steps down
+    report["outage_confirmed"] = not _write_marker(c, token, -1, "during-outage")
+    if not report["outage_confirmed"]:
+        raise RuntimeError("the survivor still took a write: quorum was not lost")
+
+    step(f"recovering {c.node_id(survivor)} with peers.json naming only itself")
+    t_recover = time.monotonic()
+    c.kill(survivor)
+    c.write_peers(survivor, [{"id": c.node_id(survivor), "address": c.raft_address(survivor), "non_voter": False}])
+    c.start(survivor)
+    unseal_until_serving([c.nodes[survivor]], keys, c.verify)
+    _until(lambda: active_node(c) == survivor, 60, f"{c.node_id(survivor)} active")
+    got = _hashes(c, token)
+    report["rto_seconds"] = round(time.monotonic() - t_recover, 2)
+    report["verified_on_survivor"] = sum(1 for k, v in expected.items() if got.get(k) == v)
+    step(f"serving every value alone after {report['rto_seconds']} s; rebuilding the lost nodes (empty, joining it)")
+    t_rebuild = time.monotonic()
+    for i in lost:
+        c.start(i)
+    unseal_until_serving(c.nodes, keys, c.verify, timeout=180)
+    _until(lambda: healthy_voters(c.nodes[survivor], token, c.verify) == len(c.nodes), 180,
+           "three healthy voters again")
+    report["seconds_to_full_cluster"] = round(time.monotonic() - t_rebuild, 2)
+    step(f"{len(c.nodes)} healthy voters after {report['seconds_to_full_cluster']} s; checking every value by hash")
+    return _verify(c, token, expected, report)
+
+
+def _verify(c: RaftNodes, token: str, expected: dict, report: dict) -> dict:
+    got = _hashes(c, token)  # env var values only (users/...), not the drill's marker
+    mismatched = sorted(k for k in expected if got.get(k) != expected[k])
+    report.update(values_verified=len(expected) - len(mismatched), mismatched=mismatched,
+                  passed=not mismatched)
+    return report
+
+
+def write_report(report: dict, out_dir: str) -> str:
+    os.makedirs(out_dir, exist_ok=True)
+    name = os.path.join(out_dir, f"{report['drill']}-{report['started'].replace(':', '').replace('-', '')[:15]}Z")
+    with open(f"{name}.json", "w") as f:
+        json.dump(report, f, indent=2)
+    lines = [f"# Vault {report['drill']} drill: {'PASSED' if report.get('passed') else 'FAILED'}", ""]
+    lines += [f"- {k}: {v}" for k, v in report.items() if k not in ("drill", "passed")]
+    with open(f"{name}.md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return name
+
+
+def run(kind: str, c: RaftNodes, token: str, keys: list[str], out_dir: str, index: int) -> tuple[int, dict]:
+    started = datetime.datetime.now(datetime.timezone.utc)
+    restart_clock()
+    report = {"drill": kind, "started": started.isoformat()}
+    try:
+        report.update(node_loss(c, token, keys, index) if kind == "node-loss" else quorum_loss(c, token, keys, index))
+    except Exception as e:  # noqa: BLE001 (the report says how it failed)
+        report.update(passed=False, error=f"{type(e).__name__}: {e}"[:500])
+    report["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    name = write_report(report, out_dir)
+    step(f"report: {name}.json / .md: {'PASSED' if report.get('passed') else 'FAILED'}")
+    return (0 if report.get("passed") else 1), report
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("drill", choices=["node-loss", "quorum-loss"])
+    ap.add_argument("--stack", default="dev-raft")
+    ap.add_argument("--node", type=int, default=0, help="node-loss: the node to kill, 1-3 (default: the active one)")
+    ap.add_argument("--survivor", type=int, default=1, help="quorum-loss: the node that survives, 1-3")
+    ap.add_argument("--out", default="drill-reports")
+    args = ap.parse_args(argv)
+    outputs = stack_outputs(args.stack)
+    if "vault_nodes" not in outputs:
+        ap.error(f"stack {args.stack} is not in raft mode (vault-envvars:vaultMode raft)")
+    ca_file = os.path.join(args.out, f"{args.stack}-ca.pem")
+    os.makedirs(args.out, exist_ok=True)
+    with open(ca_file, "w") as f:
+        f.write(outputs["vault_ca_cert"])
+    nodes = DockerNodes(args.stack, outputs, ca_file, docker.from_env())
+    index = (args.node - 1) if args.drill == "node-loss" else (args.survivor - 1)
+    return run(args.drill, nodes, outputs["vault_root_token"], outputs["vault_unseal_keys"], args.out, index)[0]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
