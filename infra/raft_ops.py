@@ -13,6 +13,19 @@ def healthy_voters(address: str, token: str, verify: Any) -> int:
     return sum(1 for s in servers.values() if s.get("status") in ("leader", "voter") and s.get("healthy"))
 
 
+def active_index(nodes: list[str], verify: Any, skip: tuple[int, ...] = ()) -> int:
+    """The index of the node that answers as active (health 200), or -1."""
+    for i, n in enumerate(nodes):
+        if i in skip:
+            continue
+        try:
+            if requests.get(f"{n}/v1/sys/health", verify=verify, timeout=2).status_code == 200:
+                return i
+        except requests.RequestException:
+            pass
+    return -1
+
+
 def unseal_until_serving(nodes: list[str], keys: list[str], verify: Any, timeout: float = 120) -> str:
     """Unseals every sealed node with `keys` until one node is active, every node unsealed, on three checks
     in a row; returns the active node. After a forced restore the nodes seal again some seconds later,
@@ -30,13 +43,8 @@ def unseal_until_serving(nodes: list[str], keys: list[str], verify: Any, timeout
                     unsealed += 1
             except (requests.RequestException, ValueError):
                 pass
-        now_active = None
-        for n in nodes:
-            try:
-                if requests.get(f"{n}/v1/sys/health", verify=verify, timeout=2).status_code == 200:
-                    now_active = n
-            except requests.RequestException:
-                pass
+        i = active_index(nodes, verify)
+        now_active = nodes[i] if i >= 0 else None
         # A node that never answers again (a broken follower) must not hold the cluster hostage: a
         # majority unsealed with a steady leader is serving.
         quorum = unsealed > len(nodes) // 2

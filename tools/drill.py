@@ -1,7 +1,9 @@
 """Disaster-recovery drill for a Raft stack on the container engine: snapshot (with the
 snapshot-operator credential) and database backup of the source, a throwaway cluster, a forced
-restore unsealed with the source's keys, and a check of every env var by hash. Prints each step with
-its elapsed time; writes a JSON and a Markdown report; exit 1 when anything does not match.
+restore unsealed with the source's keys, a check of every env var by hash, and the service's own drift
+check of its database backup against the restored cluster (with its AppRole credential, which the
+snapshot brings back). Prints each step with its elapsed time; writes a JSON and a Markdown report;
+exit 1 when anything does not match.
 
   python tools/drill.py --stack dev-raft [--snapshot FILE] [--out DIR]
 
@@ -27,8 +29,10 @@ import pulumi
 import requests
 from pulumi import automation as auto
 
-from infra.raft_ops import healthy_voters, unseal_until_serving
+from infra.raft_ops import active_index, healthy_voters, unseal_until_serving
 from infra.vault_raft_docker import VaultRaftDocker, VaultRaftDockerArgs
+from service.check import drift
+from service.settings import Settings
 from tools.dev_token import stack_outputs
 
 CLOCK = {"t0": time.monotonic()}
@@ -75,9 +79,12 @@ def kv_hashes(client: hvac.Client) -> dict[str, str]:
 
 
 def take_snapshot(outputs: dict, ca_file: str, path: str) -> None:
-    c = hvac.Client(url=outputs["vault_address"], verify=ca_file)
+    # From the active node: a standby answers with a redirect to its in-cluster address.
+    nodes = outputs.get("vault_nodes") or [outputs["vault_address"]]
+    address = nodes[max(0, active_index(nodes, ca_file))]
+    c = hvac.Client(url=address, verify=ca_file)
     c.auth.approle.login(role_id=outputs["snapshot_role_id"], secret_id=outputs["snapshot_secret_id"])
-    r = requests.get(f"{outputs['vault_address']}/v1/sys/storage/raft/snapshot",
+    r = requests.get(f"{address}/v1/sys/storage/raft/snapshot",
                      headers={"X-Vault-Token": c.token}, verify=ca_file, timeout=120)
     r.raise_for_status()
     with open(path, "wb") as f:
@@ -97,6 +104,14 @@ def backup_database(engine: docker.DockerClient, container_name: str, path: str)
         with open(path, "wb") as f:
             f.write(tar.extractfile("drill-backup.db").read())
     c.exec_run(["rm", "-f", "/tmp/drill-backup.db"])
+
+
+def executor_secret_id(engine: docker.DockerClient, container_name: str) -> str:
+    """The service's AppRole secret id, read from its 0400 file into this process's memory only."""
+    code, out = engine.containers.get(container_name).exec_run(["cat", "/run/envvars/approle-secret-id"])
+    if code != 0:
+        raise RuntimeError("cannot read the service's AppRole secret id")
+    return out.decode().strip()
 
 
 def db_rows(path: str) -> set[str]:
@@ -196,10 +211,18 @@ def drill(outputs: dict, stack_name: str, out_dir: str, image: str, snapshot_fil
                     break
                 except (hvac.exceptions.VaultError, requests.RequestException):
                     time.sleep(1)
+        with timer("service_check", "the service's own drift check: its database backup against the restored "
+                                    "cluster, with its AppRole credential (restored with the snapshot)"):
+            check = drift(Settings(
+                vault_addr=serving, vault_ca_file=fresh_ca, database_url=f"sqlite:///{backup}",
+                oidc_issuer="-", oidc_audience="-", oidc_jwks_url="-",  # not used by the check
+                approle_role_id=outputs["executor_role_id"],
+                approle_secret_id=executor_secret_id(engine, outputs["service_container"])))
         mismatched = sorted(k for k in expected if k in got and got[k] != expected[k])
         missing = sorted(set(expected) - set(got))
         rows_without_value = sorted(rows - set(got))
-        ok = not (mismatched or missing or rows_without_value)
+        ok = not (mismatched or missing or rows_without_value or check["rows_without_value"]
+                  or check["values_without_row"])
         report.update({
             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "rpo_seconds": round((started - snapshot_time).total_seconds(), 1) if args.snapshot else 0.0,
@@ -211,6 +234,7 @@ def drill(outputs: dict, stack_name: str, out_dir: str, image: str, snapshot_fil
             "env_vars_in_database": len(rows),
             "values_verified": len([k for k in expected if got.get(k) == expected[k]]),
             "mismatched": mismatched, "missing": missing, "rows_without_value": rows_without_value,
+            "service_check": {k: check[k] if isinstance(check[k], int) else len(check[k]) for k in check},
             "passed": ok,
         })
         return (0 if ok else 1), report
@@ -218,6 +242,7 @@ def drill(outputs: dict, stack_name: str, out_dir: str, image: str, snapshot_fil
         report.update(passed=False, error=f"{type(e).__name__}: {e}"[:500])
         return 1, report
     finally:
+        report.setdefault("finished", datetime.datetime.now(datetime.timezone.utc).isoformat())
         if stack is not None:
             step("destroying the throwaway cluster")
             stack.destroy(on_output=lambda _l: None)
@@ -243,6 +268,8 @@ def markdown(r: dict) -> str:
     for key in ("mismatched", "missing", "rows_without_value"):
         if r.get(key):
             lines.append(f"- {key}: " + ", ".join(f"`{i}`" for i in r[key]))
+    if r.get("service_check"):
+        lines.append("- service drift check: " + ", ".join(f"{k} {v}" for k, v in r["service_check"].items()))
     if r.get("steps"):
         lines.append("- seconds by step: " + ", ".join(f"{k} {v}" for k, v in r["steps"].items()))
     if r.get("error"):

@@ -28,7 +28,7 @@ import hvac
 import requests
 
 from infra.providers.docker import copy_files
-from infra.raft_ops import healthy_voters, unseal_until_serving
+from infra.raft_ops import active_index, healthy_voters, unseal_until_serving
 from tools.dev_token import stack_outputs
 from tools.drill import kv_hashes, restart_clock, step
 
@@ -87,16 +87,8 @@ def _client(c: RaftNodes, address: str, token: str) -> hvac.Client:
     return hvac.Client(url=address, token=token, verify=c.verify, timeout=5)
 
 
-def active_node(c: RaftNodes, skip: tuple[int, ...] = ()) -> int:
-    for i, n in enumerate(c.nodes):
-        if i in skip:
-            continue
-        try:
-            if requests.get(f"{n}/v1/sys/health", verify=c.verify, timeout=2).status_code == 200:
-                return i
-        except requests.RequestException:
-            pass
-    return -1
+def active_node(c: RaftNodes) -> int:
+    return active_index(c.nodes, c.verify)
 
 
 def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:

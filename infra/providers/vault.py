@@ -32,9 +32,9 @@ def tls_verify(ca_cert_pem: Optional[str]) -> Any:
     return path
 
 
-def client(props: dict[str, Any]) -> hvac.Client:
+def client(props: dict[str, Any], timeout: int = 30) -> hvac.Client:
     c = hvac.Client(url=props["address"], token=props["token"], verify=tls_verify(props.get("ca_cert_pem")),
-                    timeout=30)
+                    timeout=timeout)
     # REQUESTS_CA_BUNDLE in the environment would silently override `verify`.
     c.adapter.session.trust_env = False
     return c
@@ -213,7 +213,8 @@ class _EndpointProvider(ManagedProvider):
         if not props.get("delete_on_destroy", True):
             return  # settings of a mount (its /config) go away with the mount
         try:
-            client(props).adapter.delete(f"/v1/{props['path']}")
+            # Unmounting deletes every entry in the same request: minutes for a mount with 10,000s of values.
+            client(props, timeout=900).adapter.delete(f"/v1/{props['path']}")
         except hvac.exceptions.InvalidPath:
             pass
 

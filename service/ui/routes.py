@@ -240,9 +240,7 @@ def env_var_update(request: Request, env_var_id: str, description: str = Form(""
         body = EnvVarUpdate(description=description, value=value or None)  # an empty value keeps the old one
         env_vars_api.update_env_var(env_var_id, body, v.who, s, c)
         return RedirectResponse(f"{HOME}?{urllib.parse.urlencode({'updated': item.name})}", 303)
-    except ValidationError as e:
-        errors = field_errors(e.errors())
-    except RequestValidationError as e:
+    except (ValidationError, RequestValidationError) as e:
         errors = field_errors(e.errors())
     return render(request, "env_var_form.html", 422, v=v, item=item, name=item.name, description=description,
                   errors=errors)
