@@ -229,7 +229,7 @@ def drill(outputs: dict, stack_name: str, out_dir: str, image: str, snapshot_fil
             "snapshot_time": snapshot_time.isoformat(),
             "snapshot_bytes": os.path.getsize(snapshot),
             "rto_seconds": rto,
-            "restored_and_verified_seconds": round(rto + timer.seconds["verify"], 2),
+            "restored_and_verified_seconds": round(rto + timer.seconds["verify"] + timer.seconds["service_check"], 2),
             "cluster_seconds": timer.seconds["throwaway_cluster"],
             "env_vars_in_database": len(rows),
             "values_verified": len([k for k in expected if got.get(k) == expected[k]]),

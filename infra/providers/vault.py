@@ -109,7 +109,8 @@ class _MountProvider(ManagedProvider):
         return ReadResult(id_, outs, inputs_of(outs, self.managed + CONNECTION))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        client(props).adapter.delete(f"/v1/{self._api(props)}/{props['path']}")
+        # Unmounting deletes every entry in the same request: minutes for a mount with 10,000s of values.
+        client(props, timeout=900).adapter.delete(f"/v1/{self._api(props)}/{props['path']}")
 
 
 def _seconds(ttl: Optional[str]) -> int:
@@ -213,8 +214,7 @@ class _EndpointProvider(ManagedProvider):
         if not props.get("delete_on_destroy", True):
             return  # settings of a mount (its /config) go away with the mount
         try:
-            # Unmounting deletes every entry in the same request: minutes for a mount with 10,000s of values.
-            client(props, timeout=900).adapter.delete(f"/v1/{props['path']}")
+            client(props).adapter.delete(f"/v1/{props['path']}")
         except hvac.exceptions.InvalidPath:
             pass
 
