@@ -1,13 +1,16 @@
-"""Disaster-recovery drill (tools/drill.py) against a real dev stack in raft mode holding 1,000 env vars
-of several users, created through the service: it passes and reports RTO; a drill restoring a snapshot
-taken before a secret changed reports that env var and fails."""
+"""Disaster-recovery drills against a real dev stack in raft mode holding 1,000 env vars of several users,
+created through the service: the restore drill (tools/drill.py) passes and reports RTO; one restoring a
+snapshot taken before a secret changed reports that env var and fails; the node-loss and quorum-loss
+drills (tools/raft_drills.py) pass on the stack's containers."""
 import json
 
+import docker
 import pytest
 import requests
 from pulumi import automation as auto
 
 from tools import drill as drill_tool
+from tools import raft_drills
 from tools.dev_token import id_token
 
 pytestmark = pytest.mark.e2e
@@ -70,3 +73,23 @@ def test_a_value_changed_after_the_snapshot_is_reported(raft_stack, tmp_path):
     code, report = drill_tool.drill(out, s.name, str(tmp_path / "reports"), IMAGE, snapshot_file=snapshot)
     assert code == 1 and report["passed"] is False
     assert [m.split("/")[-1] for m in report["mismatched"]] == [changed]
+
+
+def test_node_loss_and_quorum_loss_drills_on_the_stacks_containers(raft_stack, toolchain, tmp_path):
+    """The outage drills of tools/raft_drills.py through the containers' interface (kill, start, peers.json
+    copied into a stopped container, data volume wiped by a helper container); last in this module, as they
+    leave the cluster rebuilt."""
+    s, out, _ = raft_stack
+    nodes = raft_drills.DockerNodes(s.name, out, out["ca_file"], docker.DockerClient(base_url=toolchain["docker_host"]))
+    code, report = raft_drills.run("node-loss", nodes, out["vault_root_token"], out["vault_unseal_keys"],
+                                   str(tmp_path / "node"), -1)
+    assert code == 0, report
+    assert report["was_active"] and report["values_verified"] == 1000
+    code, report = raft_drills.run("quorum-loss", nodes, out["vault_root_token"], out["vault_unseal_keys"],
+                                   str(tmp_path / "quorum"), 1)
+    assert code == 0, report
+    assert report["outage_confirmed"] and report["verified_on_survivor"] == report["values_verified"] == 1000
+    # The service works on the rebuilt cluster.
+    alice = {"Authorization": f"Bearer {id_token(out, 'alice', out['ca_file'])}"}
+    assert requests.get(f"{out['service_url']}/api/v2/user/env-vars?limit=1", headers=alice,
+                        timeout=10).json()["total"] == 500
