@@ -17,9 +17,10 @@ from tests.fixtures.vault_servers import start_dev_server
 
 
 class Dashboard:
-    def __init__(self, url: str, vault_url: str, passwords: dict, log_path: str, db_path: str):
-        self.url, self.vault_url, self.passwords = url, vault_url, passwords
-        self.log_path, self.db_path = log_path, db_path
+    def __init__(self, url: str, vault_url: str, vault_token: str, issuer: str, passwords: dict, log_path: str,
+                 db_path: str):
+        self.url, self.vault_url, self.vault_token, self.issuer = url, vault_url, vault_token, issuer
+        self.passwords, self.log_path, self.db_path = passwords, log_path, db_path
 
     def log_text(self) -> str:
         with open(self.log_path, errors="replace") as f:
@@ -69,7 +70,7 @@ def dashboard(toolchain, pulumi_backend, tmp_path_factory):
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError(f"the service did not start: {open(log_path).read()[-2000:]}")
             time.sleep(0.2)
-        yield Dashboard(url, server.address, out["demo_passwords"], log_path, db_path)
+        yield Dashboard(url, server.address, server.token, out["issuer"], out["demo_passwords"], log_path, db_path)
     finally:
         if proc is not None:
             proc.terminate()
