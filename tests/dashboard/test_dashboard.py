@@ -231,3 +231,37 @@ def test_login_returns_to_the_page_asked_for_and_refuses_a_replayed_callback(das
     response = replay.goto(callbacks[0])
     assert response.status == 400
     expect(replay.get_by_role("heading", name="Sign-in expired")).to_be_visible()
+
+
+def test_every_page_passes_axe_accessibility_checks(dashboard, new_page):
+    """axe-core (the engine of most accessibility checkers) on each kind of page, errors shown included."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    axe, page = Axe(), new_page()
+    login(page, dashboard, "bob")
+    pages = {"list (empty)": None}
+    _create(page, "AXE_CHECK", _canary(), "for the accessibility check")
+    env_id = page.get_by_role("link", name="Edit AXE_CHECK").get_attribute("href").rsplit("/", 1)[1]
+    pages.update({"list": "/dashboard/env-vars", "new": "/dashboard/env-vars/new",
+                  "edit": f"/dashboard/env-vars/{env_id}", "delete": f"/dashboard/env-vars/{env_id}/delete",
+                  "job form": "/dashboard/executions/new"})
+    found = {}
+    for name, path in pages.items():
+        if path:
+            page.goto(f"{dashboard.url}{path}")
+        found[name] = axe.run(page).response["violations"]
+    page.goto(f"{dashboard.url}/dashboard/env-vars/new")
+    page.get_by_role("button", name="Save").click()  # every field in error
+    found["new, with errors"] = axe.run(page).response["violations"]
+    page.goto(f"{dashboard.url}/dashboard/executions/new")
+    page.get_by_label("Command").fill('python3 -c "import time; time.sleep(5)"')
+    page.get_by_role("button", name="Run").click()
+    expect(page.get_by_test_id("state")).to_have_text(re.compile("queued|running"))
+    found["job status, running"] = axe.run(page).response["violations"]
+    problems = {name: [(v["id"], v["impact"], v["help"]) for v in violations]
+                for name, violations in found.items() if violations}
+    assert problems == {}
+    # The checker does see a page's faults: a field stripped of its label is one.
+    page.goto(f"{dashboard.url}/dashboard/executions/new")
+    page.evaluate("document.querySelector('label[for=timeout]').remove()")
+    assert "label" in {v["id"] for v in axe.run(page).response["violations"]}

@@ -19,4 +19,23 @@
     if (e.target && e.target.name === "env_var_ids") updatePreview();
   });
   document.addEventListener("DOMContentLoaded", updatePreview);
+
+  // A running job's section: fetched again every second and swapped in, until the job has finished.
+  function refresh() {
+    var section = document.querySelector("[data-refresh]");
+    if (!section) return;
+    setTimeout(function () {
+      fetch(window.location.href, {cache: "no-store", credentials: "same-origin"})
+        .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+        .then(function (html) {
+          var fresh = new DOMParser().parseFromString(html, "text/html").getElementById(section.id);
+          if (!fresh) return;
+          section.innerHTML = fresh.innerHTML;
+          if (!fresh.hasAttribute("data-refresh")) section.removeAttribute("data-refresh");
+          refresh();
+        })
+        .catch(function () { setTimeout(refresh, 4000); });
+    }, Number(section.dataset.refresh) || 1000);
+  }
+  document.addEventListener("DOMContentLoaded", refresh);
 })();
