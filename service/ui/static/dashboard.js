@@ -20,10 +20,12 @@
   });
   document.addEventListener("DOMContentLoaded", updatePreview);
 
-  // A running job's section: fetched again every second and swapped in, until the job has finished.
-  function refresh() {
+  // A running job's section: fetched again and swapped in until the job has finished; every second at
+  // first, then less often (up to every 5 s), so a long job spends little of the user's rate limit.
+  function refresh(delay) {
     var section = document.querySelector("[data-refresh]");
     if (!section) return;
+    delay = delay || Number(section.dataset.refresh) || 1000;
     setTimeout(function () {
       fetch(window.location.href, {cache: "no-store", credentials: "same-origin"})
         .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
@@ -32,10 +34,10 @@
           if (!fresh) return;
           section.innerHTML = fresh.innerHTML;
           if (!fresh.hasAttribute("data-refresh")) section.removeAttribute("data-refresh");
-          refresh();
+          refresh(Math.min(5000, delay * 1.25));
         })
-        .catch(function () { setTimeout(refresh, 4000); });
-    }, Number(section.dataset.refresh) || 1000);
+        .catch(function () { refresh(5000); });
+    }, delay);
   }
-  document.addEventListener("DOMContentLoaded", refresh);
+  document.addEventListener("DOMContentLoaded", function () { refresh(); });
 })();
