@@ -1,8 +1,28 @@
-"""Waits on a Raft cluster's state over the API, shared by the bootstrap, the DR drill and the tests."""
+"""Waits on a Raft cluster's state over the API, shared by the bootstrap, the DR drills and the tests."""
 import time
-from typing import Any
+from typing import Any, Callable
 
+import hvac
 import requests
+
+# What a node answers while it starts, seals, elects or joins: worth another try, not a failure.
+TRANSIENT = (requests.RequestException, hvac.exceptions.VaultError, ValueError, KeyError)
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, *, interval: float = 0.3,
+               error: type[Exception] = TimeoutError) -> Any:
+    """`check()`'s first truthy result, retried through transient errors; `error` after `timeout` s."""
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except TRANSIENT as e:
+            last = e
+        time.sleep(interval)
+    raise error(f"timed out after {timeout:.0f} s waiting for {what}"
+                + (f" (last error: {type(last).__name__})" if last else ""))
 
 
 def healthy_voters(address: str, token: str, verify: Any) -> int:

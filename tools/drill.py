@@ -29,7 +29,7 @@ import pulumi
 import requests
 from pulumi import automation as auto
 
-from infra.raft_ops import active_index, healthy_voters, unseal_until_serving
+from infra.raft_ops import active_index, healthy_voters, unseal_until_serving, wait_until
 from infra.vault_raft_docker import VaultRaftDocker, VaultRaftDockerArgs
 from service.check import drift
 from service.settings import Settings
@@ -133,15 +133,6 @@ def throwaway_cluster(work: str, image: str) -> tuple[auto.Stack, dict]:
     return stack, {k: v.value for k, v in out.outputs.items()}
 
 
-def wait_voters(node: str, token: str, ca_file: str, count: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if healthy_voters(node, token, ca_file) >= count:
-            return
-        time.sleep(1)
-    raise RuntimeError("the throwaway cluster did not reach its voters")
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stack", default="dev-raft")
@@ -194,7 +185,8 @@ def drill(outputs: dict, stack_name: str, out_dir: str, image: str, snapshot_fil
             init = requests.put(f"{nodes[0]}/v1/sys/init", json={"secret_shares": len(keys), "secret_threshold": 3},
                                 verify=fresh_ca, timeout=30).json()
             leader = unseal_until_serving(nodes, init["keys"], fresh_ca)
-            wait_voters(leader, init["root_token"], fresh_ca, len(nodes))
+            wait_until(lambda: healthy_voters(leader, init["root_token"], fresh_ca) >= len(nodes), 120,
+                       "the throwaway cluster's voters", interval=1)
         with timer("restore_to_serving", "restoring the snapshot (forced) and unsealing with the source's keys"):
             with open(snapshot, "rb") as f:
                 r = requests.post(f"{leader}/v1/sys/storage/raft/snapshot-force", data=f, verify=fresh_ca,

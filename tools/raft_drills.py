@@ -21,14 +21,14 @@ import json
 import os
 import sys
 import time
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import docker
 import hvac
 import requests
 
 from infra.providers.docker import copy_files
-from infra.raft_ops import active_index, healthy_voters, unseal_until_serving
+from infra.raft_ops import active_index, healthy_voters, unseal_until_serving, wait_until
 from tools.dev_token import stack_outputs
 from tools.drill import kv_hashes, restart_clock, step
 
@@ -91,21 +91,8 @@ def active_node(c: RaftNodes) -> int:
     return active_index(c.nodes, c.verify)
 
 
-def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except (requests.RequestException, hvac.exceptions.VaultError, ValueError):
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"timed out after {timeout:.0f} s: {what}")
-
-
 def _write_marker(c: RaftNodes, token: str, i: int, value: str) -> bool:
-    for n in [c.nodes[j] for j in range(len(c.nodes)) if j != i] if i >= 0 else c.nodes:
+    for n in [n for j, n in enumerate(c.nodes) if j != i]:  # i = -1: any node
         try:
             _client(c, n, token).secrets.kv.v2.create_or_update_secret(MARKER_PATH, {"value": value},
                                                                        mount_point="secret")
@@ -121,15 +108,15 @@ def _hashes(c: RaftNodes, token: str) -> dict[str, str]:
         i = active_node(c)
         return (kv_hashes(_client(c, c.nodes[i], token)),) if i >= 0 else None
 
-    return _until(read, 60, "reading every value")[0]
+    return wait_until(read, 60, "reading every value")[0]
 
 
 def node_loss(c: RaftNodes, token: str, keys: list[str], victim: int = -1) -> dict:
     """Kills one node (default: the active one), proves the others serve, brings it back."""
     report: dict = {"drill": "node-loss"}
     step("checking the cluster: every node a healthy voter")
-    leader = _until(lambda: active_node(c) + 1, 30, "an active node") - 1
-    _until(lambda: healthy_voters(c.nodes[leader], token, c.verify) == len(c.nodes), 60, "every voter healthy")
+    leader = wait_until(lambda: active_node(c) + 1, 30, "an active node") - 1
+    wait_until(lambda: healthy_voters(c.nodes[leader], token, c.verify) == len(c.nodes), 60, "every voter healthy")
     expected = _hashes(c, token)
     victim = leader if victim < 0 else victim
     report.update(node=c.node_id(victim), was_active=victim == leader, values=len(expected))
@@ -137,18 +124,18 @@ def node_loss(c: RaftNodes, token: str, keys: list[str], victim: int = -1) -> di
     step(f"killing {c.node_id(victim)}{' (the active node)' if victim == leader else ''}")
     t_kill = time.monotonic()
     c.kill(victim)
-    _until(lambda: _write_marker(c, token, victim, "while-down-0"), 60, "a write accepted by the other nodes")
+    wait_until(lambda: _write_marker(c, token, victim, "while-down-0"), 60, "a write accepted by the other nodes")
     report["seconds_to_first_write"] = round(time.monotonic() - t_kill, 2)
     step(f"the others took a write after {report['seconds_to_first_write']} s; writing more while it is down")
     for n in range(1, 20):
-        _until(lambda n=n: _write_marker(c, token, victim, f"while-down-{n}"), 30, "writes while a node is down")
+        wait_until(lambda n=n: _write_marker(c, token, victim, f"while-down-{n}"), 30, "writes while a node is down")
 
     step(f"starting {c.node_id(victim)} again and unsealing it")
     t_back = time.monotonic()
     c.start(victim)
     unseal_until_serving(c.nodes, keys, c.verify)
     active = active_node(c)
-    _until(lambda: healthy_voters(c.nodes[active], token, c.verify) == len(c.nodes), 120,
+    wait_until(lambda: healthy_voters(c.nodes[active], token, c.verify) == len(c.nodes), 120,
            f"{c.node_id(victim)} a healthy voter again (caught up with the writes made while it was down)")
     report["seconds_to_rejoin"] = round(time.monotonic() - t_back, 2)
     step(f"{c.node_id(victim)} is a healthy voter after {report['seconds_to_rejoin']} s; checking every value by hash")
@@ -160,8 +147,8 @@ def quorum_loss(c: RaftNodes, token: str, keys: list[str], survivor: int = 0) ->
     report: dict = {"drill": "quorum-loss", "survivor": c.node_id(survivor)}
     lost = [i for i in range(len(c.nodes)) if i != survivor]
     step("checking the cluster and hashing every value")
-    leader = _until(lambda: active_node(c) + 1, 30, "an active node") - 1
-    _until(lambda: healthy_voters(c.nodes[leader], token, c.verify) == len(c.nodes), 60, "every voter healthy")
+    leader = wait_until(lambda: active_node(c) + 1, 30, "an active node") - 1
+    wait_until(lambda: healthy_voters(c.nodes[leader], token, c.verify) == len(c.nodes), 60, "every voter healthy")
     expected = _hashes(c, token)
     report["values"] = len(expected)
 
@@ -181,7 +168,7 @@ def quorum_loss(c: RaftNodes, token: str, keys: list[str], survivor: int = 0) ->
     c.write_peers(survivor, [{"id": c.node_id(survivor), "address": c.raft_address(survivor), "non_voter": False}])
     c.start(survivor)
     unseal_until_serving([c.nodes[survivor]], keys, c.verify)
-    _until(lambda: active_node(c) == survivor, 60, f"{c.node_id(survivor)} active")
+    wait_until(lambda: active_node(c) == survivor, 60, f"{c.node_id(survivor)} active")
     got = _hashes(c, token)
     report["rto_seconds"] = round(time.monotonic() - t_recover, 2)
     report["verified_on_survivor"] = sum(1 for k, v in expected.items() if got.get(k) == v)
@@ -190,7 +177,7 @@ def quorum_loss(c: RaftNodes, token: str, keys: list[str], survivor: int = 0) ->
     for i in lost:
         c.start(i)
     unseal_until_serving(c.nodes, keys, c.verify, timeout=180)
-    _until(lambda: healthy_voters(c.nodes[survivor], token, c.verify) == len(c.nodes), 180,
+    wait_until(lambda: healthy_voters(c.nodes[survivor], token, c.verify) == len(c.nodes), 180,
            "three healthy voters again")
     report["seconds_to_full_cluster"] = round(time.monotonic() - t_rebuild, 2)
     step(f"{len(c.nodes)} healthy voters after {report['seconds_to_full_cluster']} s; checking every value by hash")

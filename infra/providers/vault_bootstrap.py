@@ -4,14 +4,13 @@ The unseal keys, the root token (while it exists) and the admin token are secret
 the stack state, never shown. Every `preview`/`up` checks the live cluster: a sealed node (say, after a
 restart) shows as a change, and the update unseals it.
 """
-import time
 from typing import Any, Optional
 
 import pulumi
 import requests
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
-from infra.raft_ops import healthy_voters
+from infra.raft_ops import healthy_voters, wait_until
 
 from .base import ManagedProvider, plain
 from .vault import tls_verify
@@ -46,17 +45,7 @@ def _put(props: dict[str, Any], address: str, path: str, body: dict, token: str 
 
 
 def _wait(check, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Optional[Exception] = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except (requests.RequestException, ValueError, KeyError) as e:
-            last = e
-        time.sleep(0.5)
-    raise BootstrapError(f"timed out waiting for {what}" + (f" (last error: {type(last).__name__})" if last else ""))
+    return wait_until(check, timeout, what, interval=0.5, error=BootstrapError)
 
 
 def _seal_status(props: dict[str, Any], address: str) -> dict:

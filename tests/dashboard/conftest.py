@@ -2,16 +2,13 @@
 `python -m service` (its own process, its log kept for canary searches), logging users in through a real
 OIDC issuer: an OpenBao dev server with the dev stack's identity provider and the Vault UI's login page."""
 import os
-import subprocess
-import sys
-import time
 
 import pytest
-import requests
 from pulumi import automation as auto
 
-from tests.fixtures.browser import REPO_ROOT, sign_in
+from tests.fixtures.browser import sign_in
 from tests.fixtures.net import free_port
+from tests.fixtures.service_process import start_service
 from tests.fixtures.stacks import ThrowawayStack
 from tests.fixtures.vault_servers import start_dev_server
 
@@ -50,26 +47,14 @@ def dashboard(toolchain, pulumi_backend, tmp_path_factory):
             with open(os.open(files[name], os.O_WRONLY | os.O_CREAT, 0o400), "w") as f:
                 f.write(content)
         db_path = str(work / "envvars.db")
-        env = {**os.environ, "ENVVARS_HOST": "127.0.0.1", "ENVVARS_PORT": str(port),
-               "ENVVARS_VAULT_ADDR": server.address, "ENVVARS_OIDC_ISSUER": out["issuer"],
+        env = {"ENVVARS_VAULT_ADDR": server.address, "ENVVARS_OIDC_ISSUER": out["issuer"],
                "ENVVARS_OIDC_JWKS_URL": f"{out['issuer']}/.well-known/keys",
                "ENVVARS_OIDC_AUDIENCE": out["client_id"], "ENVVARS_OIDC_CLIENT_SECRET_FILE": files["client-secret"],
                "ENVVARS_OIDC_SCOPES": "openid profile", "ENVVARS_DATABASE_URL": f"sqlite:///{db_path}",
                "ENVVARS_APPROLE_ROLE_ID": out["executor_role_id"],
                "ENVVARS_APPROLE_SECRET_ID_FILE": files["secret-id"]}
         log_path = str(work / "service.log")
-        proc = subprocess.Popen([sys.executable, "-m", "service"], env=env, cwd=REPO_ROOT,
-                                stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"the service did not start: {open(log_path).read()[-2000:]}")
-            time.sleep(0.2)
+        proc, _ = start_service(env, str(work), log_path, port)
         yield Dashboard(url, server.address, server.token, out["issuer"], out["demo_passwords"], log_path, db_path)
     finally:
         if proc is not None:
