@@ -25,7 +25,7 @@ import requests
 
 from pulumi import automation as auto
 from tests.fixtures.jwt_issuer import TestIssuer
-from tests.fixtures.net import free_port
+from tests.fixtures.service_process import start_service as start_service_process
 from tests.fixtures.stacks import ThrowawayStack
 from tests.fixtures.vault_servers import start_dev_server
 
@@ -59,23 +59,11 @@ def start_service(server, issuer, outputs, workdir: str) -> tuple[subprocess.Pop
     secret = os.path.join(workdir, "secret_id")
     with open(os.open(secret, os.O_WRONLY | os.O_CREAT, 0o400), "w") as f:
         f.write(outputs["executor_secret_id"])
-    port = free_port()
-    env = {**os.environ, "ENVVARS_PORT": str(port), "ENVVARS_HOST": "127.0.0.1",
-           "ENVVARS_VAULT_ADDR": server.address, "ENVVARS_OIDC_ISSUER": issuer.iss,
+    env = {"ENVVARS_VAULT_ADDR": server.address, "ENVVARS_OIDC_ISSUER": issuer.iss,
            "ENVVARS_OIDC_JWKS_URL": issuer.jwks_url, "ENVVARS_APPROLE_ROLE_ID": outputs["executor_role_id"],
            "ENVVARS_APPROLE_SECRET_ID_FILE": secret, "ENVVARS_RATE_LIMIT": "100000/minute",
            "ENVVARS_MAX_WORKERS": "8"}
-    proc = subprocess.Popen([sys.executable, "-m", "service"], env=env, cwd=workdir,
-                            stdout=open(os.path.join(workdir, "service.log"), "w"), stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return proc, base
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("service did not start")
+    return start_service_process(env, workdir, os.path.join(workdir, "service.log"))
 
 
 def bench_create(base, server, issuer, n, workdir) -> tuple[float, float]:
