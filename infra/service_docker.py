@@ -44,14 +44,18 @@ class ServiceDocker(pulumi.ComponentResource):
         files = secret_files(args.connection, session_key.result).apply(lambda named: {
             f"{SECRETS_DIR}/{n}": {"content": c, "mode": 0o444 if n.endswith(".pem") else 0o400}
             for n, c in named.items()})
-        env = service_env(args.connection, {"ENVVARS_RATE_LIMIT": args.rate_limit})
+        # A container's /proc is masked: the jobs' sandbox cannot mount one of its own (unmasking it would let
+        # the service write the host's sysctls), so jobs here get none (README, "Security").
+        env = service_env(args.connection, {"ENVVARS_RATE_LIMIT": args.rate_limit, "ENVVARS_JOB_PROC": "none"})
         container = docker.Container(
             f"{name}-api", container_name=f"{prefix}-api", image=image.image_id, env=env,
             ports=[{"internal": 8080, "external": args.host_port}],
             networks=[{"name": args.network_name, "aliases": ["envvars"]}],
             volumes=[{"source": f"{prefix}-data", "target": "/data"},
                      {"source": f"{prefix}-secrets", "target": SECRETS_DIR}],
-            user="1000:1000", read_only=True, tmpfs={"/tmp": "rw,size=64m"}, files=files,
+            # uid 0 with only what the jobs' sandbox needs: switch to each job's uid, and end the job.
+            user="0:0", cap_add=["SETUID", "SETGID", "KILL"], read_only=True, tmpfs={"/tmp": "rw,size=64m"},
+            files=files,
             labels={**args.labels, "vault-envvars.role": "service"}, mem_limit="512m",
             wait_http_path="/healthz", docker_host=args.docker_host,
             opts=pulumi.ResourceOptions(parent=self, depends_on=volumes))

@@ -1,6 +1,11 @@
 """The env-vars service on Kubernetes: a Deployment of 2+ replicas with probes on /healthz and /readyz,
 a PodDisruptionBudget, non-root read-only containers, a Service and an optional Ingress. The AppRole
-secret id and the database URL reach the pods as 0400 files from a Secret, never in the pod spec."""
+secret id and the database URL reach the pods as 0400 files from a Secret, never in the pod spec.
+
+Jobs run as Kubernetes Jobs in a namespace of their own (the kubernetes executor backend): the service's
+ServiceAccount may only create, follow and delete Jobs, their Secrets and their pods' logs there (it
+cannot read a Secret back); job pods get no token and accept no connection (a NetworkPolicy), and with
+`job_network="none"` make none either."""
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -23,6 +28,9 @@ class ServiceKubernetesArgs:
                                                      "limits": {"cpu": "1", "memory": "512Mi"}})
     ingress_host: str = ""
     ingress_tls_secret: str = ""
+    jobs_namespace: str = "env-vars-jobs"
+    job_image: str = "python:3.12-slim"
+    job_network: str = "on"  # "none": job pods may not open any connection
     skip_await: bool = False
 
 
@@ -48,7 +56,11 @@ class ServiceKubernetes(pulumi.ComponentResource):
         secret = k8s.core.v1.Secret(f"{name}-credentials", metadata=meta("envvars-credentials"), type="Opaque",
                                     string_data=secret_files(args.connection, session_key.result,
                                                              {"database-url": args.database_url}), opts=child)
-        env = service_env(args.connection, {"ENVVARS_DATABASE_URL_FILE": f"{SECRETS_DIR}/database-url"})
+        runner = self._job_runner(name, args, labels, annotations, child)
+        env = service_env(args.connection, {
+            "ENVVARS_DATABASE_URL_FILE": f"{SECRETS_DIR}/database-url", "ENVVARS_EXECUTOR_BACKEND": "kubernetes",
+            "ENVVARS_KUBERNETES_NAMESPACE": args.jobs_namespace, "ENVVARS_KUBERNETES_IMAGE": args.job_image,
+            "ENVVARS_JOB_NETWORK": args.job_network})
         probe = lambda path, **t: {"httpGet": {"path": path, "port": 8080}, **t}  # noqa: E731
         self.deployment = k8s.apps.v1.Deployment(f"{name}-deployment", metadata=meta("envvars"), spec={
             "replicas": args.replicas,
@@ -59,7 +71,8 @@ class ServiceKubernetes(pulumi.ComponentResource):
                                                                "prometheus.io/port": "8080",
                                                                "prometheus.io/path": "/metrics"}},
                 "spec": {
-                    "automountServiceAccountToken": False,
+                    # Its token reaches only what the job runner's Role allows, in the jobs' namespace.
+                    "serviceAccountName": "envvars", "automountServiceAccountToken": True,
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
                                         "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
                     "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
@@ -83,7 +96,7 @@ class ServiceKubernetes(pulumi.ComponentResource):
                     ],
                 },
             },
-        }, opts=pulumi.ResourceOptions(parent=self, depends_on=[secret]))
+        }, opts=pulumi.ResourceOptions(parent=self, depends_on=[secret, *runner]))
         k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=meta("envvars"), spec={
             "minAvailable": 1, "selector": {"matchLabels": labels}}, opts=child)
         svc = k8s.core.v1.Service(f"{name}-svc", metadata=meta("envvars"), spec={
@@ -101,3 +114,32 @@ class ServiceKubernetes(pulumi.ComponentResource):
             self.url = pulumi.Output.from_input(
                 f"{'https' if args.ingress_tls_secret else 'http'}://{args.ingress_host}")
         self.register_outputs({"internal_url": self.internal_url, "url": self.url})
+
+    @staticmethod
+    def _job_runner(name: str, args: ServiceKubernetesArgs, labels: dict, annotations: dict,
+                    child: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+        """The jobs' namespace, the service's ServiceAccount and the Role it holds there, and the job pods'
+        NetworkPolicy."""
+        jobs = {"name": args.jobs_namespace, "labels": labels, "annotations": annotations}
+        ns = k8s.core.v1.Namespace(f"{name}-jobs-namespace", metadata=jobs, opts=child)
+        in_jobs = pulumi.ResourceOptions(parent=child.parent, depends_on=[ns])
+        account = k8s.core.v1.ServiceAccount(f"{name}-account", metadata={
+            "name": "envvars", "namespace": args.namespace, "labels": labels, "annotations": annotations},
+            opts=child)
+        role = k8s.rbac.v1.Role(f"{name}-job-runner", metadata={**jobs, "name": "envvars-job-runner",
+                                                               "namespace": args.jobs_namespace}, rules=[
+            {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "delete"]},
+            {"apiGroups": ["batch"], "resources": ["jobs/status"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "delete"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+            {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+        ], opts=in_jobs)
+        binding = k8s.rbac.v1.RoleBinding(f"{name}-job-runner", metadata={
+            **jobs, "name": "envvars-job-runner", "namespace": args.jobs_namespace},
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "envvars-job-runner"},
+            subjects=[{"kind": "ServiceAccount", "name": "envvars", "namespace": args.namespace}], opts=in_jobs)
+        isolation = k8s.networking.v1.NetworkPolicy(f"{name}-job-isolation", metadata={
+            **jobs, "name": "job-isolation", "namespace": args.jobs_namespace}, spec={
+            "podSelector": {}, "ingress": [],
+            "policyTypes": ["Ingress", "Egress"] if args.job_network == "none" else ["Ingress"]}, opts=in_jobs)
+        return [account, role, binding, isolation]

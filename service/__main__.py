@@ -4,10 +4,11 @@ import json
 import logging
 import sys
 
-from service.settings import Settings
+from service.executor.sandbox import SandboxUnavailable
+from service.settings import Settings, SettingsError
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings) -> int:
     import uvicorn
 
     from service.app import create_app
@@ -16,6 +17,7 @@ def serve(settings: Settings) -> None:
     uvicorn.run(create_app(settings=settings), host=_env("HOST", "0.0.0.0"), port=int(_env("PORT", "8080")),
                 ssl_certfile=settings.tls_cert_file or None, ssl_keyfile=settings.tls_key_file or None,
                 access_log=False, proxy_headers=False)
+    return 0
 
 
 def _env(name: str, default: str) -> str:
@@ -25,15 +27,18 @@ def _env(name: str, default: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    settings = Settings.from_env()
-    if argv[:1] == ["check"]:
-        from service.check import drift
+    try:
+        settings = Settings.from_env()
+        if argv[:1] != ["check"]:
+            return serve(settings)
+    except (SettingsError, SandboxUnavailable) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from service.check import drift
 
-        report = drift(settings)
-        print(json.dumps(report, indent=2))
-        return 1 if report["rows_without_value"] or report["values_without_row"] else 0
-    serve(settings)
-    return 0
+    report = drift(settings)
+    print(json.dumps(report, indent=2))
+    return 1 if report["rows_without_value"] or report["values_without_row"] else 0
 
 
 if __name__ == "__main__":

@@ -17,10 +17,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
 from service.api import env_vars, executions, health
+from service.api.env_vars import lock_wait
 from service.api.deps import Components, RateLimit
 from service.auth import TokenVerifier
 from service.db import make_engine, migrate, session_factory
 from service.executor.runner import Executor
+from service.executor.sandbox import Sandbox, SandboxLimits
+from service.identity import IdentityRegistry
 from service.metrics import Metrics
 from service.settings import Settings
 from service.ui import routes as dashboard
@@ -31,25 +34,44 @@ from service.vault_access import VaultGateway, VaultUnavailable
 log = logging.getLogger("service")
 
 
+def job_sandbox(settings: Settings) -> Sandbox:
+    limits = SandboxLimits(memory_bytes=settings.job_memory_mb << 20, processes=settings.job_max_processes,
+                           cpu_seconds=settings.job_cpu_seconds, open_files=settings.job_open_files,
+                           tmpfs_bytes=settings.job_tmpfs_mb << 20)
+    return Sandbox(uid_base=settings.job_uid_base, network=settings.job_network, proc=settings.job_proc,
+                   limits=limits)
+
+
 def backend_for(settings: Settings):
+    """The configured executor backend. The subprocess backend refuses to start without its sandbox
+    (SandboxUnavailable says why and what to change) unless unsandboxed jobs were allowed explicitly."""
     if settings.executor_backend == "docker":
         from service.executor.docker_backend import DockerBackend
 
-        return DockerBackend(settings.docker_image, settings.docker_host)
+        return DockerBackend(settings.docker_image, settings.docker_host, job_sandbox(settings))
     if settings.executor_backend == "kubernetes":
         from service.executor.kubernetes_backend import KubernetesBackend
 
-        return KubernetesBackend(settings.kubernetes_namespace, settings.kubernetes_image)
+        return KubernetesBackend(settings.kubernetes_namespace, settings.kubernetes_image,
+                                 limits=job_sandbox(settings).limits)
     from service.executor.subprocess_backend import SubprocessBackend
 
-    return SubprocessBackend()
+    if settings.unsafe_unsandboxed_jobs:
+        log.warning(json.dumps({"event": "UNSANDBOXED_JOBS", "warning": (
+            "ENVVARS_UNSAFE_UNSANDBOXED_JOBS=true: every job runs as the service's own user and can read its "
+            "credentials, its database and other jobs; use this on a single-user laptop only")}))
+        return SubprocessBackend(None, settings.max_workers, settings.job_max_output_bytes)
+    sandbox = job_sandbox(settings)
+    sandbox.check()
+    return SubprocessBackend(sandbox, settings.max_workers, settings.job_max_output_bytes)
 
 
 def build_components(settings: Settings, backend=None) -> Components:
+    backend = backend or backend_for(settings)  # first: a service without its sandbox stops before anything
     migrate(settings.database_url)
     sessions = session_factory(make_engine(settings.database_url))
     gateway = VaultGateway(settings.vault_addr, settings.vault_ca_file, settings.kv_mount, settings.jwt_mount,
-                           settings.jwt_role, settings.approle_mount)
+                           settings.jwt_role, settings.approle_mount, timeout=settings.vault_timeout_seconds)
     metrics = Metrics()
     executor_vault = None
 
@@ -59,8 +81,7 @@ def build_components(settings: Settings, backend=None) -> Components:
             executor_vault = gateway.executor(settings.approle_role_id, settings.approle_secret_id)
         return executor_vault
 
-    executor = Executor(sessions, vault_for_executor, backend or backend_for(settings), metrics,
-                        settings.max_workers)
+    executor = Executor(sessions, vault_for_executor, backend, metrics, settings.max_workers)
     recovered = executor.recover()
     if recovered:
         log.warning(json.dumps({"event": "executions_interrupted", "count": recovered}))
@@ -70,7 +91,7 @@ def build_components(settings: Settings, backend=None) -> Components:
                       executor=executor, metrics=metrics, rate_limit=RateLimit(settings.rate_limit),
                       oidc=OidcClient(settings.oidc_issuer, settings.oidc_client_id, settings.oidc_client_secret,
                                       settings.oidc_ca_file, settings.oidc_authorization_url, settings.oidc_scopes),
-                      cookies=CookieCodec(settings.session_key))
+                      cookies=CookieCodec(settings.session_key), identities=IdentityRegistry(sessions))
 
 
 # Pages load only their own scripts and styles, post only to themselves, are never framed, and send no
@@ -138,12 +159,15 @@ def create_app(components: Optional[Components] = None, settings: Optional[Setti
 
     @app.exception_handler(SQLAlchemyError)
     async def database_error(_request: Request, exc: SQLAlchemyError):
+        if lock_wait(exc):
+            return JSONResponse({"detail": "the database is busy (a lock wait timed out); retry"}, status_code=503,
+                                headers={"Retry-After": "1"})
         log.error(json.dumps({"event": "database_error", "error": type(exc).__name__}))
         return JSONResponse({"detail": "the database is unavailable"}, status_code=503)
 
     @app.exception_handler(VaultUnavailable)
-    async def vault_error(_request: Request, _exc: VaultUnavailable):
-        return JSONResponse({"detail": "Vault is unavailable"}, status_code=503)
+    async def vault_error(_request: Request, exc: VaultUnavailable):
+        return JSONResponse({"detail": str(exc)}, status_code=503)  # its reason: never a value or token
 
     @app.exception_handler(dashboard.LoginRequired)
     async def login_required(_request: Request, exc: dashboard.LoginRequired):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import jwt
 from jwt import PyJWKClient
 
-USER_RE = re.compile(r"^[A-Za-z0-9._@-]{1,128}$")
+USER_RE = re.compile(r"[A-Za-z0-9._@-]{1,128}")
 
 
 class Unauthenticated(Exception):
@@ -43,6 +43,6 @@ class TokenVerifier:
         except jwt.PyJWTError as e:
             raise Unauthenticated(f"invalid token: {type(e).__name__}") from e
         claims["sub"] = str(claims["sub"])
-        if not USER_RE.match(claims["sub"]):
+        if not USER_RE.fullmatch(claims["sub"]):
             raise Unauthenticated("the token's subject is not a usable user id")
         return claims

@@ -32,6 +32,21 @@ class EnvVar(Base):
     description: Mapped[str] = mapped_column(String(1024), default="")
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=now)
     updated_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=now)
+    # A change in flight on the row's Vault value, claimed by one request ("create:<uuid>", "update:<uuid>",
+    # "delete:<uuid>") until pending_until: a logical claim instead of a database lock held across a Vault
+    # call. The lease lets another request take over the claim of a request that died.
+    pending: Mapped[str | None] = mapped_column(String(48), nullable=True, default=None)
+    pending_until: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    @classmethod
+    def visible(cls):
+        """Rows that exist for their owner: a row still being created (its value maybe not in Vault yet,
+        maybe never) is not one."""
+        return cls.pending.is_(None) | ~cls.pending.startswith("create:")
+
+    @property
+    def being_created(self) -> bool:
+        return (self.pending or "").startswith("create:")
 
 
 class Execution(Base):
@@ -56,6 +71,15 @@ class ExecutionEnvVar(Base):
     execution_id: Mapped[str] = mapped_column(ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True)
     env_var_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(128))  # as it was when the execution started
+
+
+class User(Base):
+    """The first spelling of each case-folded user id (service/identity.py)."""
+    __tablename__ = "users"
+
+    folded: Mapped[str] = mapped_column(String(128), primary_key=True)
+    sub: Mapped[str] = mapped_column(String(128), unique=True)
+    first_seen: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=now)
 
 
 class AuditEvent(Base):

@@ -5,7 +5,7 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Names that would change how the job runs rather than what it reads: refused.
 RESERVED_NAMES = frozenset({
     "PATH", "HOME", "SHELL", "USER", "LOGNAME", "PWD", "OLDPWD", "IFS", "ENV", "BASH_ENV", "PS4", "TMPDIR",
@@ -18,7 +18,7 @@ MAX_NAME, MAX_DESCRIPTION = 128, 1024
 
 
 def check_name(name: str) -> str:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise ValueError("must be a POSIX name: a letter or _, then letters, digits or _")
     if len(name) > MAX_NAME:
         raise ValueError(f"must be at most {MAX_NAME} characters")

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 BACKENDS = ("subprocess", "docker", "kubernetes")
+NETWORKS = ("on", "none")
+PROCS = ("private", "none")
 
 
 class SettingsError(Exception):
@@ -24,6 +26,7 @@ class Settings:
     oidc_jwks_url: str
     database_url: str = "sqlite:///./envvars.db"
     vault_ca_file: str = ""
+    vault_timeout_seconds: int = 10  # per Vault request; the lease of a row's pending change follows it
     oidc_ca_file: str = ""
     kv_mount: str = "secret"
     jwt_mount: str = "jwt"
@@ -33,13 +36,25 @@ class Settings:
     approle_secret_id: str = field(default="", repr=False)
     executor_backend: str = "subprocess"
     max_workers: int = 4
+    # Jobs' sandbox (service/executor/sandbox.py): network, the first of the jobs' uids, limits.
+    job_network: str = "on"
+    job_proc: str = "private"  # "none": jobs get no /proc (a container whose /proc is masked)
+    job_uid_base: int = 200_000
+    job_memory_mb: int = 1024
+    job_max_processes: int = 128
+    job_cpu_seconds: int = 600
+    job_open_files: int = 1024
+    job_tmpfs_mb: int = 64
+    job_max_output_bytes: int = 1 << 20
+    # Jobs as the service's own user, able to read its credentials: a single-user laptop only.
+    unsafe_unsandboxed_jobs: bool = False
     default_timeout_seconds: int = 300
     max_timeout_seconds: int = 3600
     rate_limit: str = "120/minute"
     value_max_bytes: int = 64 * 1024
     tls_cert_file: str = ""
     tls_key_file: str = ""
-    docker_image: str = "localhost/vault-envvars/debian-python:bookworm"
+    docker_image: str = "localhost/vault-envvars/debian-python:bookworm-r2"
     docker_host: str = ""
     kubernetes_namespace: str = "env-vars-jobs"
     kubernetes_image: str = "python:3.12-slim"
@@ -67,15 +82,24 @@ class Settings:
 
         def integer(name: str, default: int, minimum: int = 1) -> int:
             raw = get(name, str(default))
-            if not raw.isdigit() or int(raw) < minimum:
+            if not (raw.isascii() and raw.isdigit()) or int(raw) < minimum:
                 raise SettingsError(f"ENVVARS_{name} = {raw!r} must be a whole number >= {minimum}")
             return int(raw)
 
         backend = get("EXECUTOR_BACKEND", "subprocess")
         if backend not in BACKENDS:
             raise SettingsError(f"ENVVARS_EXECUTOR_BACKEND = {backend!r}; allowed values: {', '.join(BACKENDS)}")
+        network = get("JOB_NETWORK", "on")
+        if network not in NETWORKS:
+            raise SettingsError(f"ENVVARS_JOB_NETWORK = {network!r}; allowed values: {', '.join(NETWORKS)}")
+        proc = get("JOB_PROC", "private")
+        if proc not in PROCS:
+            raise SettingsError(f"ENVVARS_JOB_PROC = {proc!r}; allowed values: {', '.join(PROCS)}")
+        unsafe = get("UNSAFE_UNSANDBOXED_JOBS", "false").lower()
+        if unsafe not in ("true", "false"):
+            raise SettingsError(f"ENVVARS_UNSAFE_UNSANDBOXED_JOBS = {unsafe!r}; allowed values: true, false")
         rate = get("RATE_LIMIT", "120/minute")
-        if not re.match(r"^\d+/(second|minute|hour)$", rate):
+        if not re.fullmatch(r"\d+/(second|minute|hour)", rate):
             raise SettingsError(f"ENVVARS_RATE_LIMIT = {rate!r} must look like 120/minute")
         # Secrets come from files (a mounted Secret, a 0400 file), never from the process environment.
         database_url_file = get("DATABASE_URL_FILE", "")  # a URL with a password: from a file
@@ -84,12 +108,13 @@ class Settings:
         client_secret_file = get("OIDC_CLIENT_SECRET_FILE", "")
         session_key_file = get("SESSION_KEY_FILE", "")
         public_url = get("PUBLIC_URL", "").rstrip("/")
-        if public_url and not re.match(r"^https?://[^/?#]+(/[^?#]*)?$", public_url):
+        if public_url and not re.fullmatch(r"https?://[^/?#]+(/[^?#]*)?", public_url):
             raise SettingsError(f"ENVVARS_PUBLIC_URL = {public_url!r} must be an http(s) URL without query")
         audience = get("OIDC_AUDIENCE", "env-vars")
         return cls(
             vault_addr=get("VAULT_ADDR").rstrip("/"),
             vault_ca_file=get("VAULT_CACERT", ""),
+            vault_timeout_seconds=integer("VAULT_TIMEOUT_SECONDS", 10),
             oidc_issuer=get("OIDC_ISSUER"),
             oidc_audience=audience,
             oidc_jwks_url=get("OIDC_JWKS_URL"),
@@ -104,13 +129,23 @@ class Settings:
             approle_secret_id=_read_file(secret_id_file) if secret_id_file else "",
             executor_backend=backend,
             max_workers=integer("MAX_WORKERS", 4),
+            job_network=network,
+            job_proc=proc,
+            job_uid_base=integer("JOB_UID_BASE", 200_000),
+            job_memory_mb=integer("JOB_MEMORY_MB", 1024, minimum=16),
+            job_max_processes=integer("JOB_MAX_PROCESSES", 128),
+            job_cpu_seconds=integer("JOB_CPU_SECONDS", 600),
+            job_open_files=integer("JOB_OPEN_FILES", 1024, minimum=16),
+            job_tmpfs_mb=integer("JOB_TMPFS_MB", 64),
+            job_max_output_bytes=integer("JOB_MAX_OUTPUT_BYTES", 1 << 20),
+            unsafe_unsandboxed_jobs=unsafe == "true",
             default_timeout_seconds=integer("DEFAULT_TIMEOUT_SECONDS", 300),
             max_timeout_seconds=integer("MAX_TIMEOUT_SECONDS", 3600),
             rate_limit=rate,
             value_max_bytes=integer("VALUE_MAX_BYTES", 64 * 1024),
             tls_cert_file=get("TLS_CERT_FILE", ""),
             tls_key_file=get("TLS_KEY_FILE", ""),
-            docker_image=get("DOCKER_IMAGE", "localhost/vault-envvars/debian-python:bookworm"),
+            docker_image=get("DOCKER_IMAGE", "localhost/vault-envvars/debian-python:bookworm-r2"),
             docker_host=get("DOCKER_HOST", e.get("DOCKER_HOST", "")),
             kubernetes_namespace=get("KUBERNETES_NAMESPACE", "env-vars-jobs"),
             kubernetes_image=get("KUBERNETES_IMAGE", "python:3.12-slim"),

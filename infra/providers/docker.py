@@ -152,7 +152,7 @@ class Image(Resource, module="docker", name="Image"):
 
 CONTAINER_INPUTS = (
     "name", "image", "command", "entrypoint", "env", "ports", "networks", "volumes", "user",
-    "read_only", "tmpfs", "labels", "restart", "cap_drop", "security_opt", "init", "mem_limit",
+    "read_only", "tmpfs", "labels", "restart", "cap_drop", "cap_add", "security_opt", "init", "mem_limit",
     "docker_host", "wait_http_path", "wait_https", "files",
 )
 
@@ -169,7 +169,7 @@ class _ContainerProvider(ManagedProvider):
             command=props["command"] or None, entrypoint=props["entrypoint"] or None,
             environment=props["env"] or {}, user=props["user"] or None,
             read_only=bool(props["read_only"]), tmpfs=props["tmpfs"] or None,
-            labels=props["labels"] or {}, cap_drop=props["cap_drop"] or None,
+            labels=props["labels"] or {}, cap_drop=props["cap_drop"] or None, cap_add=props.get("cap_add") or None,
             security_opt=props["security_opt"] or None, init=bool(props["init"]),
             mem_limit=props["mem_limit"] or None,
             restart_policy={"Name": props["restart"]} if props["restart"] else None,
@@ -280,15 +280,16 @@ class Container(Resource, module="docker", name="Container"):
                  networks: Optional[list[dict]] = None, volumes: Optional[list[dict]] = None,
                  user: str = "", read_only: bool = False, tmpfs: Optional[dict[str, str]] = None,
                  labels: Optional[dict[str, str]] = None, restart: str = "unless-stopped",
-                 cap_drop: Optional[list[str]] = None, security_opt: Optional[list[str]] = None,
-                 init: bool = True, mem_limit: str = "", wait_http_path: str = "", wait_https: bool = False,
+                 cap_drop: Optional[list[str]] = None, cap_add: Optional[list[str]] = None,
+                 security_opt: Optional[list[str]] = None, init: bool = True, mem_limit: str = "",
+                 wait_http_path: str = "", wait_https: bool = False,
                  files: Optional[pulumi.Input[dict[str, dict]]] = None,
                  docker_host: Optional[str] = None, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(_ContainerProvider(), name, {
             "name": container_name, "image": image, "command": command or [], "entrypoint": entrypoint or [],
             "env": env or {}, "ports": ports or [], "networks": networks or [], "volumes": volumes or [],
             "user": user, "read_only": read_only, "tmpfs": tmpfs or {}, "labels": labels or {},
-            "restart": restart, "cap_drop": cap_drop if cap_drop is not None else ["ALL"],
+            "restart": restart, "cap_drop": cap_drop if cap_drop is not None else ["ALL"], "cap_add": cap_add or [],
             "security_opt": security_opt if security_opt is not None else ["no-new-privileges"],
             "init": init, "mem_limit": mem_limit, "wait_http_path": wait_http_path, "wait_https": wait_https,
             # {path on a volume: {"content": str, "mode": int} or {"directory": True, "mode": int}}, owned

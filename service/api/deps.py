@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.auth import Caller, TokenVerifier, Unauthenticated
 from service.db import AuditEvent
 from service.executor.runner import Executor
+from service.identity import IdentityCollision, IdentityRegistry
 from service.metrics import Metrics
 from service.settings import Settings
 from service.ui.oidc import OidcClient
@@ -44,6 +45,7 @@ class Components:
     rate_limit: RateLimit
     oidc: OidcClient  # the dashboard's login
     cookies: CookieCodec  # the dashboard's session
+    identities: IdentityRegistry
 
 
 def components(request: Request) -> Components:
@@ -59,7 +61,12 @@ def caller(request: Request, c: Components = Depends(components)) -> Caller:
 
 
 def rate_limited(who: Caller, c: Components) -> Caller:
-    """The caller, unless over the per-user rate limit (429), which the API and the dashboard share."""
+    """The caller, unless its id collides with another user's (403) or it is over the per-user rate limit
+    (429): the API and the dashboard share both checks."""
+    try:
+        c.identities.admit(who.user)
+    except IdentityCollision as e:
+        raise HTTPException(403, str(e)) from None
     retry = c.rate_limit.check(who.user)
     if retry is not None:
         c.metrics.rate_limited.inc()

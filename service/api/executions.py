@@ -33,7 +33,8 @@ def start_execution(body: ExecutionCreate, who: Caller = Depends(caller), s: Ses
     timeout = body.timeout_seconds or c.settings.default_timeout_seconds
     if timeout > c.settings.max_timeout_seconds:
         raise field_error(("body", "timeout_seconds"), f"must be at most {c.settings.max_timeout_seconds}")
-    rows = s.scalars(select(EnvVar).where(EnvVar.id.in_(body.env_var_ids), EnvVar.owner == who.user)).all()
+    rows = s.scalars(select(EnvVar).where(EnvVar.id.in_(body.env_var_ids), EnvVar.owner == who.user,
+                                          EnvVar.visible())).all()  # not a row still being created
     found = {r.id: r for r in rows}
     missing = [i for i in body.env_var_ids if i not in found]
     if missing:  # unknown and someone else's look the same

@@ -7,21 +7,34 @@ import docker
 from docker.errors import APIError, ImageNotFound
 
 from .base import BASE_ENV, MAX_OUTPUT_BYTES, JobResult, JobSpec
+from .sandbox import WORKDIR, Sandbox
 
 
 class DockerBackend:
-    def __init__(self, image: str, docker_host: str = "", mem_limit: str = "256m"):
-        self._image, self._mem = image, mem_limit
+    """A job container gets no volume, no socket and no credential of the service: an unprivileged uid,
+    every capability dropped, no_new_privs, a read-only root with tmpfs work dir and /tmp, the sandbox's
+    limits, and no network unless the sandbox's network is "on" (then the engine's default network, never
+    the service's)."""
+
+    def __init__(self, image: str, docker_host: str = "", sandbox: Sandbox = Sandbox()):
+        self._image, self._sandbox = image, sandbox
         self._client = docker.DockerClient(base_url=docker_host) if docker_host else docker.from_env()
 
     def run(self, job: JobSpec, cancel: threading.Event) -> JobResult:
         try:
+            lim, uid = self._sandbox.limits, self._sandbox.uid(0)
+            tmpfs = f"rw,nosuid,nodev,size={lim.tmpfs_bytes},mode=1777"
             container = self._client.containers.create(
                 self._image, command=job.command, environment={**BASE_ENV, **job.env},
                 name=f"envvars-job-{job.execution_id}", labels={"vault-envvars.execution": job.execution_id},
-                user="65534:65534", read_only=True, tmpfs={"/tmp": "rw,size=64m"}, cap_drop=["ALL"],
-                security_opt=["no-new-privileges"], mem_limit=self._mem, network_disabled=True, init=True,
-                working_dir="/tmp")
+                user=f"{uid}:{uid}", group_add=[], read_only=True, tmpfs={"/tmp": tmpfs, WORKDIR: tmpfs},
+                cap_drop=["ALL"], security_opt=["no-new-privileges"], mem_limit=lim.memory_bytes,
+                pids_limit=lim.processes, ulimits=[
+                    docker.types.Ulimit(name="nofile", soft=lim.open_files, hard=lim.open_files),
+                    docker.types.Ulimit(name="nproc", soft=lim.processes, hard=lim.processes),
+                    docker.types.Ulimit(name="cpu", soft=lim.cpu_seconds, hard=lim.cpu_seconds),
+                    docker.types.Ulimit(name="fsize", soft=lim.tmpfs_bytes, hard=lim.tmpfs_bytes)],
+                network_disabled=self._sandbox.network == "none", init=True, working_dir=WORKDIR)
         except ImageNotFound:
             return JobResult(exit_code=127, output=f"image {self._image} not found\n".encode())
         try:

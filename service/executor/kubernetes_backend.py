@@ -9,19 +9,28 @@ from kubernetes import config as kconfig
 from kubernetes.client.rest import ApiException
 
 from .base import BASE_ENV, MAX_OUTPUT_BYTES, JobResult, JobSpec
+from .sandbox import WORKDIR, SandboxLimits
 
 LABEL = "vault-envvars.execution"
+JOB_UID = 65534
 
 
 class KubernetesBackend:
-    def __init__(self, namespace: str, image: str, api_client: Optional[k8s.ApiClient] = None):
+    """A job pod gets no service-account token, no service links, no volume of the service and no host
+    namespace: non-root, every capability dropped, no privilege escalation, a read-only root with
+    memory-backed work dir and /tmp, the sandbox's memory and process limits. Its values sit in a Secret
+    the Job owns (deleted with it) that only this pod mounts; no pod of the namespace holds a token to
+    read Secrets through the API."""
+
+    def __init__(self, namespace: str, image: str, api_client: Optional[k8s.ApiClient] = None,
+                 limits: SandboxLimits = SandboxLimits()):
         if api_client is None:
             try:
                 kconfig.load_incluster_config()
             except kconfig.ConfigException:
                 kconfig.load_kube_config()
             api_client = k8s.ApiClient()
-        self._ns, self._image = namespace, image
+        self._ns, self._image, self._limits = namespace, image, limits
         self._core, self._batch = k8s.CoreV1Api(api_client), k8s.BatchV1Api(api_client)
 
     def submit(self, job: JobSpec) -> str:
@@ -35,24 +44,32 @@ class KubernetesBackend:
                 template=k8s.V1PodTemplateSpec(
                     metadata=k8s.V1ObjectMeta(labels=labels),
                     spec=k8s.V1PodSpec(
-                        restart_policy="Never", automount_service_account_token=False,
-                        security_context=k8s.V1PodSecurityContext(run_as_non_root=True, run_as_user=65534,
-                                                                  seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault")),
+                        restart_policy="Never", automount_service_account_token=False, enable_service_links=False,
+                        host_network=False, host_pid=False, host_ipc=False, share_process_namespace=False,
+                        security_context=k8s.V1PodSecurityContext(
+                            run_as_non_root=True, run_as_user=JOB_UID, run_as_group=JOB_UID,
+                            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault")),
+                        volumes=[k8s.V1Volume(name=n, empty_dir=k8s.V1EmptyDirVolumeSource(
+                            medium="Memory", size_limit=str(self._limits.tmpfs_bytes))) for n in ("work", "tmp")],
                         containers=[k8s.V1Container(
-                            name="job", image=self._image, command=job.command,
+                            name="job", image=self._image, command=job.command, working_dir=WORKDIR,
                             env=[k8s.V1EnvVar(name=k, value=v) for k, v in BASE_ENV.items()],
                             env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=name))],
+                            volume_mounts=[k8s.V1VolumeMount(name="work", mount_path=WORKDIR),
+                                           k8s.V1VolumeMount(name="tmp", mount_path="/tmp")],
                             security_context=k8s.V1SecurityContext(
-                                read_only_root_filesystem=True, allow_privilege_escalation=False,
+                                read_only_root_filesystem=True, allow_privilege_escalation=False, privileged=False,
                                 capabilities=k8s.V1Capabilities(drop=["ALL"])),
-                            resources=k8s.V1ResourceRequirements(limits={"cpu": "1", "memory": "256Mi"}),
+                            resources=k8s.V1ResourceRequirements(limits={
+                                "cpu": "1", "memory": str(self._limits.memory_bytes),
+                                "ephemeral-storage": str(self._limits.tmpfs_bytes)}),
                         )]))))
         created = self._batch.create_namespaced_job(self._ns, body)
         owner = k8s.V1OwnerReference(api_version="batch/v1", kind="Job", name=name, uid=created.metadata.uid,
                                      controller=True, block_owner_deletion=True)
         self._core.create_namespaced_secret(self._ns, k8s.V1Secret(
             metadata=k8s.V1ObjectMeta(name=name, labels=labels, owner_references=[owner]),
-            type="Opaque", string_data=job.env))
+            type="Opaque", immutable=True, string_data=job.env))
         return name
 
     def delete(self, name: str) -> None:

@@ -8,14 +8,23 @@ from typing import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from service.db import Execution, ExecutionEnvVar, now
+from service.db import AuditEvent, EnvVar, Execution, ExecutionEnvVar, now
 from service.metrics import Metrics
+from service.schemas import check_name
 from service.vault_access import ExecutorVault, SecretMissing, VaultDenied, VaultUnavailable
 
 from .base import Backend, JobSpec
 
 log = logging.getLogger("service.executor")
 FINAL = ("succeeded", "failed", "cancelled", "timed_out")
+
+
+def _injectable(name: str) -> bool:
+    try:
+        check_name(name)
+    except ValueError:
+        return False
+    return True
 
 
 def redact(output: str, values: dict[str, str]) -> str:
@@ -64,6 +73,10 @@ class Executor:
             event.set()
         self._pool.shutdown(wait=True, cancel_futures=False)
 
+    def _audit(self, owner: str, action: str, execution_id: str, outcome: str, detail: str) -> None:
+        with self._sessions.begin() as s:
+            s.add(AuditEvent(actor=owner, action=action, target=execution_id, outcome=outcome, detail=detail[:512]))
+
     def _finish(self, execution_id: str, **fields) -> None:
         with self._sessions.begin() as s:
             e = s.get(Execution, execution_id)
@@ -82,10 +95,20 @@ class Executor:
                     return
                 e.status, e.started_at = "running", now()
                 owner, command, timeout = e.owner, list(e.command), e.timeout_seconds
-                refs = [(r.env_var_id, r.name) for r in
-                        s.scalars(select(ExecutionEnvVar).where(ExecutionEnvVar.execution_id == execution_id))]
+                refs = s.execute(select(ExecutionEnvVar.env_var_id, EnvVar.id, EnvVar.owner, EnvVar.name)
+                                 .outerjoin(EnvVar, EnvVar.id == ExecutionEnvVar.env_var_id)
+                                 .where(ExecutionEnvVar.execution_id == execution_id)).all()
+            # Defence in depth: the junction rows alone are not trusted. Every env var must exist and
+            # belong to the execution's owner now, and carry a name a job may be given.
+            foreign = [ref for ref, found, who, name in refs
+                       if found is None or who != owner or not _injectable(name)]
+            if foreign:
+                self._audit(owner, "execution.start", execution_id, "refused",
+                            "env_var_ids=" + ",".join(sorted(foreign)))
+                return self._finish(execution_id, status="failed", error=(
+                    f"env var {foreign[0]} does not exist or does not belong to {owner}; the job did not start"))
             values = {}
-            for env_var_id, name in refs:
+            for _ref, env_var_id, _owner, name in refs:
                 try:
                     values[name] = self._vault().read(owner, env_var_id)
                 except SecretMissing:
@@ -97,6 +120,7 @@ class Executor:
                     return self._finish(execution_id, status="failed",
                                         error=f"could not read env var {name} from Vault ({err}); "
                                               "the job did not start")
+            self._audit(owner, "execution.run", execution_id, "started", "env_vars=" + ",".join(sorted(values)))
             result = self._backend.run(JobSpec(execution_id, command, values, timeout), cancel)
             output = redact(result.output.decode("utf-8", errors="replace"), values)
             del values

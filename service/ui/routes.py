@@ -91,7 +91,7 @@ def _redirect_uri(c: Components, request: Request) -> str:
 
 def _safe_next(path: Optional[str]) -> str:
     """Only a path of this dashboard: never an open redirect."""
-    if path and re.match(r"^/dashboard(/[A-Za-z0-9._~\-/]*)?(\?[^\\\s]*)?$", path) and "//" not in path:
+    if path and re.fullmatch(r"/dashboard(/[A-Za-z0-9._~\-/]*)?(\?[^\\\s]*)?", path) and "//" not in path:
         return path
     return HOME
 

@@ -15,11 +15,18 @@ def listening_ports(host) -> set[int]:
     return ports
 
 
-def check_container(name: str, ports: set[int], files: dict[str, int]) -> None:
+def check_container(name: str, ports: set[int], files: dict[str, int], root_caps: int = 0) -> None:
+    """`root_caps`: a container whose processes run as uid 0 with at most these capabilities (effective
+    and bounding), e.g. the service's (SETUID, SETGID, KILL for its job sandbox); otherwise none is root."""
     host = testinfra.get_host(f"docker://{name}")
-    uids = host.run("sh -c 'grep -h ^Uid: /proc/[0-9]*/status'").stdout.split("\n")
-    real_uids = {int(line.split()[1]) for line in uids if line.startswith("Uid:")}
-    assert real_uids and 0 not in real_uids, f"{name} runs a process as root: {real_uids}"
+    out = host.run("sh -c 'grep -h -e ^Uid: -e ^CapEff: -e ^CapBnd: /proc/[0-9]*/status'").stdout.split()
+    procs = [(int(out[i + 1]), int(out[i + 6], 16), int(out[i + 8], 16)) for i in range(0, len(out), 9)]
+    assert procs, f"no process seen in {name}"
+    for uid, eff, bounding in procs:
+        if root_caps:
+            assert (eff | bounding) & ~root_caps == 0, f"{name}: a process has capabilities {eff:#x}/{bounding:#x}"
+        else:
+            assert uid != 0, f"{name} runs a process as root: {procs}"
     assert listening_ports(host) == ports, f"{name} listens on {listening_ports(host)}, expected {ports}"
     for path, mode in files.items():
         f = host.file(path)

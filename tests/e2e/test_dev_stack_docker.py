@@ -17,6 +17,8 @@ from tools.dev_token import id_token
 
 pytestmark = pytest.mark.e2e
 PROGRAM = "e2e/programs/dev_stack"
+# The service container's only capabilities: CAP_KILL, CAP_SETGID, CAP_SETUID (its jobs' sandbox).
+SANDBOX_CAPS = (1 << 5) | (1 << 6) | (1 << 7)
 
 
 def _engine(toolchain) -> docker.DockerClient:
@@ -54,6 +56,14 @@ def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack,
     done = _wait_execution(url, alice, run.json()["id"])
     assert done["status"] == "succeeded"
     assert hashlib.sha256(value.encode()).hexdigest() in done["output"] and value not in done["output"]
+    # Inside the service's container, the job's sandbox hides the service's files and processes.
+    probe = ("import os\nfor p in ('/run/envvars', '/data', '/app', '/proc'):\n    print(p, os.path.exists(p))\n"
+             "print('uid', os.getuid(), 'pid', os.getpid())")
+    run = requests.post(f"{url}/api/v2/execution", json={"command": ["python3", "-c", probe]}, headers=alice,
+                        timeout=10)
+    seen = _wait_execution(url, alice, run.json()["id"])["output"]
+    assert "/run/envvars False" in seen and "/data False" in seen and "/app False" in seen, seen
+    assert "/proc False" in seen and "uid 2000" in seen and "pid 2\n" in seen, seen  # its own PID namespace
     assert requests.get(f"{url}/api/v2/user/env-vars", headers=bob, timeout=10).json()["total"] == 0
     assert requests.get(f"{url}/api/v2/user/env-vars/{ev.json()['id']}", headers=bob, timeout=10).status_code == 404
 
@@ -74,7 +84,8 @@ def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack,
     check_container(f"{prefix}-vault", {8200, 8201}, {})
     check_container(f"{prefix}-envvars-api", {8080}, {"/run/envvars/approle-secret-id": 0o400,
                                                      "/run/envvars/oidc-client-secret": 0o400,
-                                                     "/run/envvars/session-key": 0o400})
+                                                     "/run/envvars/session-key": 0o400},
+                    root_caps=SANDBOX_CAPS)
 
     assert s.changes_of_second_up() == {}
     s.destroy()
@@ -139,7 +150,8 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, toolchain, tmp_p
     check_container(f"{prefix}-envvars-api", {8080}, {"/run/envvars/approle-secret-id": 0o400,
                                                      "/run/envvars/vault-ca.pem": 0o444,
                                                      "/run/envvars/oidc-ca.pem": 0o444,
-                                                     "/run/envvars/session-key": 0o400})
+                                                     "/run/envvars/session-key": 0o400},
+                    root_caps=SANDBOX_CAPS)
     # TLS is what the nodes serve: the stack's CA verifies them, plain HTTP is refused.
     for address in nodes:
         assert requests.get(f"{address}/v1/sys/health?standbyok=true", verify=ca_file, timeout=5).status_code == 200

@@ -41,7 +41,7 @@ def test_docker_container_over_http(throwaway_stack, toolchain):
     name = f"smoke-{secrets.token_hex(3)}"
     s = throwaway_stack("e2e/programs/docker_http")
     s.stack.set_config("name", auto.ConfigValue(name))
-    s.stack.set_config("image", auto.ConfigValue("localhost/vault-envvars/debian-python:bookworm"))
+    s.stack.set_config("image", auto.ConfigValue("localhost/vault-envvars/debian-python:bookworm-r2"))
 
     url = s.up().outputs["url"].value
     r = requests.get(f"{url}/os-release", timeout=5)

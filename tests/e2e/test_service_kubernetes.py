@@ -28,8 +28,21 @@ def test_service_on_kubernetes(pulumi_backend, kube_apiserver):
         dep = kclient.AppsV1Api(api).read_namespaced_deployment("envvars", NS)
         assert dep.spec.replicas == 2 and dep.spec.strategy.rolling_update.max_unavailable == 0
         pod = dep.spec.template.spec
-        assert pod.automount_service_account_token is False and pod.security_context.run_as_non_root is True
+        assert pod.service_account_name == "envvars" and pod.security_context.run_as_non_root is True
         (c,) = pod.containers
+        env = {e.name: e.value for e in c.env}
+        assert env["ENVVARS_EXECUTOR_BACKEND"] == "kubernetes" and env["ENVVARS_KUBERNETES_NAMESPACE"] == "env-vars-jobs"
+        # The service's token may run jobs in their own namespace, and do nothing else: never read a Secret.
+        rbac = kclient.RbacAuthorizationV1Api(api)
+        rules = {(r.resources[0], tuple(r.verbs)) for r in
+                 rbac.read_namespaced_role("envvars-job-runner", "env-vars-jobs").rules}
+        assert ("secrets", ("create", "delete")) in rules and not any(
+            res == "secrets" and ({"get", "list", "watch"} & set(verbs)) for res, verbs in rules)
+        (subject,) = rbac.read_namespaced_role_binding("envvars-job-runner", "env-vars-jobs").subjects
+        assert (subject.name, subject.namespace) == ("envvars", NS)
+        assert kclient.RbacAuthorizationV1Api(api).list_namespaced_role(NS).items == []
+        isolation = kclient.NetworkingV1Api(api).read_namespaced_network_policy("job-isolation", "env-vars-jobs").spec
+        assert isolation.pod_selector.match_labels is None and not isolation.ingress
         assert c.readiness_probe.http_get.path == "/readyz" and c.liveness_probe.http_get.path == "/healthz"
         assert c.security_context.read_only_root_filesystem is True and c.security_context.capabilities.drop == ["ALL"]
         assert c.resources.limits == {"cpu": "1", "memory": "512Mi"}

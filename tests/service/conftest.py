@@ -71,16 +71,15 @@ def settings_for(server, outputs, issuer, database_url: str, tmp_path, **extra) 
     return Settings.from_env(env)
 
 
-@pytest.fixture
-def make_client(service_vault, issuer, tmp_path):
-    """make_client(database_url=None, **settings) -> a TestClient on a freshly built app."""
+def app_clients(server_outputs, issuer, tmp_path):
+    """Yields make(database_url="", **settings) -> a TestClient on a freshly built app on that Vault
+    (SQLite in tmp_path by default); closes every one afterwards."""
     made = []
 
     def make(database_url: str = "", **extra) -> TestClient:
-        server, outputs = service_vault
+        server, outputs = server_outputs
         url = database_url or f"sqlite:///{tmp_path}/envvars-{len(made)}.db"
-        app = create_app(settings=settings_for(server, outputs, issuer, url, tmp_path, **extra))
-        client = TestClient(app)
+        client = TestClient(create_app(settings=settings_for(server, outputs, issuer, url, tmp_path, **extra)))
         client.__enter__()
         made.append(client)
         return client
@@ -88,6 +87,12 @@ def make_client(service_vault, issuer, tmp_path):
     yield make
     for c in made:
         c.__exit__(None, None, None)
+
+
+@pytest.fixture
+def make_client(service_vault, issuer, tmp_path):
+    """make_client(database_url=None, **settings) -> a TestClient on a freshly built app."""
+    yield from app_clients(service_vault, issuer, tmp_path)
 
 
 @pytest.fixture

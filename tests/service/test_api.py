@@ -64,6 +64,8 @@ def test_env_var_lifecycle_never_returns_a_value(make_client, issuer, service_va
     ({"name": "MY-VAR", "value": "x"}, "name", 422),
     ({"name": "PATH", "value": "x"}, "name", 422),
     ({"name": "LD_PRELOAD", "value": "x"}, "name", 422),
+    ({"name": "PATH\n", "value": "x"}, "name", 422),  # `$` would match before a final newline
+    ({"name": "OK\n", "value": "x"}, "name", 422),
     ({"name": "A" * 129, "value": "x"}, "name", 422),
     ({"name": "OK", "value": "x", "description": "d" * 1025}, "description", 422),
     ({"name": "OK"}, "value", 422),
@@ -94,6 +96,8 @@ def test_unauthenticated_and_bad_tokens_are_401(client, issuer):
     assert client.get(API, headers=wrong_aud).status_code == 401
     expired = {"Authorization": f"Bearer {issuer.token('x', ttl=-60)}"}
     assert client.get(API, headers=expired).status_code == 401
+    newline = client.get(API, headers=bearer(issuer, "alice\n"))
+    assert newline.status_code == 401 and "subject" in newline.json()["detail"]
 
 
 def test_users_never_see_touch_or_run_each_other(client, issuer):
@@ -142,12 +146,11 @@ def test_a_missing_value_fails_before_the_job_starts_naming_it(client, issuer, s
     ev = _create(client, alice, "GONE", "will vanish")
     _root(service_vault).secrets.kv.v2.delete_metadata_and_all_versions(path=f"users/missing-alice/{ev['id']}",
                                                                         mount_point="secret")
-    marker = tmp_path / "started"
-    r = client.post("/api/v2/execution", json={"command": ["touch", str(marker)], "env_var_ids": [ev["id"]]},
+    r = client.post("/api/v2/execution", json={"command": ["echo", "job-started"], "env_var_ids": [ev["id"]]},
                     headers=alice)
     done = wait_finished(client, alice, r.json()["id"])
     assert done["status"] == "failed" and "GONE" in done["error"] and "did not start" in done["error"]
-    assert not marker.exists()
+    assert "job-started" not in done["output"] and done["exit_code"] is None
     assert "envvars_missing_env_var_failures_total 1.0" in client.get("/metrics").text
 
 

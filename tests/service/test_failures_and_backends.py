@@ -107,19 +107,26 @@ def test_drift_check_reports_both_directions(client, issuer, service_vault, tmp_
     root.secrets.kv.v2.delete_metadata_and_all_versions(path="users/drift-alice/stray", mount_point="secret")
 
 
+# Not the prod stack's jobs namespace, which its e2e test makes and deletes on the same API server (a
+# namespace being deleted stays "terminating" there: no controller finishes it).
+JOBS_NS = "backend-test-jobs"
 VALUES = {"MULTI": "one\ntwo = 2\n", "UNICODE": "żółć ✓", "EQ": "k=v=w"}
-PRINT = "import hashlib,os\nfor k in sorted(os.environ):\n    print(k, hashlib.sha256(os.environb[k.encode()]).hexdigest())"
+PRINT = ("import hashlib,os\nfor k in sorted(os.environ):\n    print(k, hashlib.sha256(os.environb[k.encode()]).hexdigest())\n"
+         "print(f'uid={os.getuid()}', 'caps=' + open('/proc/self/status').read().split('CapEff:')[1].split()[0])\n"
+         "m = open('/proc/self/mounts').read()\n"
+         "print('mounts=' + ('ok' if 'docker.sock' not in m and 'podman.sock' not in m and '/run/envvars' not in m else m))")
 
 
 def test_docker_backend_injects_byte_exact_and_removes_the_container(toolchain):
     import docker
 
-    backend = DockerBackend("localhost/vault-envvars/debian-python:bookworm", toolchain["docker_host"])
+    backend = DockerBackend("localhost/vault-envvars/debian-python:bookworm-r2", toolchain["docker_host"])
     result = backend.run(JobSpec("dockertest1", ["python3", "-c", PRINT], dict(VALUES), 60), threading.Event())
     assert result.exit_code == 0, result.output
     out = result.output.decode()
     for k, v in VALUES.items():
         assert f"{k} {hashlib.sha256(v.encode()).hexdigest()}" in out
+    assert "uid=200000" in out and "caps=0000000000000000" in out and "mounts=ok" in out, out
     engine = docker.DockerClient(base_url=toolchain["docker_host"])
     assert engine.containers.list(all=True, filters={"label": "vault-envvars.execution=dockertest1"}) == []
 
@@ -128,24 +135,29 @@ def test_kubernetes_backend_keeps_values_out_of_the_job_spec(kube_apiserver):
     api = kconfig.new_client_from_config(config_file=kube_apiserver.kubeconfig)
     core = kclient.CoreV1Api(api)
     try:
-        core.create_namespace(kclient.V1Namespace(metadata=kclient.V1ObjectMeta(name="env-vars-jobs")))
+        core.create_namespace(kclient.V1Namespace(metadata=kclient.V1ObjectMeta(name=JOBS_NS)))
     except kclient.ApiException as e:
         assert e.status == 409
-    backend = KubernetesBackend("env-vars-jobs", "python:3.12-slim", api_client=api)
+    backend = KubernetesBackend(JOBS_NS, "python:3.12-slim", api_client=api)
     name = backend.submit(JobSpec("k8stest1", ["python3", "-c", PRINT], dict(VALUES), 60))
-    job = kclient.BatchV1Api(api).read_namespaced_job(name, "env-vars-jobs")
+    job = kclient.BatchV1Api(api).read_namespaced_job(name, JOBS_NS)
     spec_text = json.dumps(api.sanitize_for_serialization(job))
     for v in VALUES.values():
         assert json.dumps(v)[1:-1] not in spec_text
-    (c,) = job.spec.template.spec.containers
+    pod = job.spec.template.spec
+    assert pod.automount_service_account_token is False and pod.enable_service_links is False
+    assert pod.security_context.run_as_non_root is True and pod.security_context.run_as_user != 0
+    assert not (pod.host_network or pod.host_pid or pod.host_ipc) and all(v.secret is None for v in pod.volumes)
+    (c,) = pod.containers
     assert c.env_from[0].secret_ref.name == name and c.security_context.read_only_root_filesystem is True
+    assert c.security_context.capabilities.drop == ["ALL"] and c.security_context.allow_privilege_escalation is False
     assert job.spec.active_deadline_seconds == 60 and job.spec.backoff_limit == 0
-    secret = core.read_namespaced_secret(name, "env-vars-jobs")
+    secret = core.read_namespaced_secret(name, JOBS_NS)
     owner = secret.metadata.owner_references[0]
-    assert (owner.kind, owner.name, owner.uid) == ("Job", name, job.metadata.uid)
+    assert (owner.kind, owner.name, owner.uid) == ("Job", name, job.metadata.uid) and secret.immutable is True
     import base64
 
     assert {k: base64.b64decode(v).decode() for k, v in secret.data.items()} == VALUES
     backend.delete(name)
-    assert kclient.BatchV1Api(api).list_namespaced_job("env-vars-jobs").items == []
-    assert core.list_namespaced_secret("env-vars-jobs", label_selector="vault-envvars.execution").items == []
+    assert kclient.BatchV1Api(api).list_namespaced_job(JOBS_NS).items == []
+    assert core.list_namespaced_secret(JOBS_NS, label_selector="vault-envvars.execution").items == []

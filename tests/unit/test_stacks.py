@@ -156,7 +156,10 @@ def test_dev_service_trusts_the_dev_identity_and_gets_its_secret_id_as_a_file(mo
     assert api["env"]["ENVVARS_APPROLE_SECRET_ID_FILE"] == "/run/envvars/approle-secret-id"
     assert api["files"]["/run/envvars/approle-secret-id"]["mode"] == 0o400
     assert "secret-id-mock" not in str(api["env"]) + str(api["command"]) + str(api["labels"])
-    assert (api["user"], api["read_only"], api["cap_drop"]) == ("1000:1000", True, ["ALL"])
+    # uid 0 with only the jobs' sandbox's capabilities, no /proc of the jobs' own (a container's is masked).
+    assert (api["user"], api["read_only"], api["cap_drop"]) == ("0:0", True, ["ALL"])
+    assert sorted(api["cap_add"]) == ["KILL", "SETGID", "SETUID"] and "no-new-privileges" in api["security_opt"]
+    assert api["env"]["ENVVARS_JOB_PROC"] == "none"
 
 
 def test_dev_dashboard_logs_in_through_the_dev_provider_at_a_port_known_in_advance(mocks):

@@ -19,7 +19,7 @@ k8s.apps.v1.Deployment(
         "selector": {"matchLabels": {"app": "smoke-web"}},
         "template": {
             "metadata": {"labels": {"app": "smoke-web"}},
-            "spec": {"containers": [{"name": "web", "image": "localhost/vault-envvars/debian-python:bookworm"}]},
+            "spec": {"containers": [{"name": "web", "image": "localhost/vault-envvars/debian-python:bookworm-r2"}]},
         },
     },
     opts=opts,
