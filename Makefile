@@ -4,7 +4,7 @@ STACK ?= dev
 PYTEST_ARGS ?=
 WITH_ENV := source .toolchain/env.sh &&
 
-.PHONY: toolchain up down preview test test-unit test-e2e bench serve
+.PHONY: toolchain up down preview test test-unit test-e2e bench serve lint typecheck check
 
 toolchain:  ## build or reuse every piece of the toolchain (idempotent, cached outside the repo)
 	@bash tools/toolchain.sh
@@ -23,6 +23,15 @@ test: toolchain  ## the whole suite: unit (mocks), then e2e (real CLI, server, e
 
 test-unit: toolchain
 	@$(WITH_ENV) python -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: toolchain  ## ruff (pyflakes, pycodestyle, bugbear, bandit, naming, imports): settings in pyproject.toml
+	@$(WITH_ENV) ruff check .
+
+typecheck: toolchain  ## mypy over infra/, stacks/, service/, tools/
+	@$(WITH_ENV) mypy
+
+check: lint typecheck  ## the fast gate: lint, types and the unit tests (seconds once the toolchain is cached)
+	@$(WITH_ENV) python -m pytest -q -m unit tests/unit $(PYTEST_ARGS)
 
 test-e2e: toolchain
 	@$(WITH_ENV) python -m pytest -m e2e $(PYTEST_ARGS)

@@ -16,9 +16,10 @@ import docker
 import requests
 from pulumi import automation as auto
 
-from tests.fixtures.stacks import ThrowawayStack
+from devkit.stacks import ThrowawayStack
 from tools import drill
 from tools.dev_token import id_token
+from tools.drill_common import step
 
 IMAGE = "localhost/vault-envvars/openbao:2.7.2"
 TARGET_SECONDS = 60
@@ -59,14 +60,14 @@ def main() -> None:
     stack.stack.set_config("vault-envvars:vaultMode", auto.ConfigValue("raft"))
     stack.stack.set_config("vault-envvars:serviceRateLimit", auto.ConfigValue("1000000/minute"))
     try:
-        drill.step("pulumi up: a dev stack in raft mode")
+        step("pulumi up: a dev stack in raft mode")
         out = {k: v.value for k, v in stack.up().outputs.items()}
         ca_file = os.path.join(work, "ca.pem")
         with open(ca_file, "w") as f:
             f.write(out["vault_ca_cert"])
-        drill.step(f"creating {args.env_vars} env vars through the service (2 users, 8 clients)")
+        step(f"creating {args.env_vars} env vars through the service (2 users, 8 clients)")
         rate, retries = fill(out, args.env_vars, ca_file)
-        drill.step(f"{rate:.0f} creates/s ({retries} retried after a 503); running the drill")
+        step(f"{rate:.0f} creates/s ({retries} retried after a 503); running the drill")
         code, report = drill.drill(out, stack.name, os.path.join(work, "reports"), IMAGE)
         if code:
             raise SystemExit(f"the drill failed: {report.get('error') or report.get('mismatched')}")
@@ -82,7 +83,7 @@ def main() -> None:
         print(f"  restored and verified in {total:.1f} s: {total / TARGET_SECONDS:.2f}x the {TARGET_SECONDS} s "
               f"target ({'met' if total < TARGET_SECONDS else 'MISSED'})")
     finally:
-        drill.step("destroying the bench stack")
+        step("destroying the bench stack")
         try:
             stack.destroy()
         except auto.errors.CommandError:

@@ -22,12 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import hvac
 import requests
-
 from pulumi import automation as auto
-from tests.fixtures.jwt_issuer import TestIssuer
-from tests.fixtures.service_process import start_service as start_service_process
-from tests.fixtures.stacks import ThrowawayStack
-from tests.fixtures.vault_servers import start_dev_server
+
+from devkit.jwt_issuer import TestIssuer
+from devkit.service_process import start_service as start_service_process
+from devkit.stacks import ThrowawayStack
+from devkit.vault_servers import start_dev_server
 
 
 def p50(samples: list[float]) -> float:
@@ -125,7 +125,8 @@ def bench_execution(base, server, issuer, outputs, n) -> tuple[float, float]:
         t0 = time.time()
         r = s.post(f"{base}/api/v2/execution", json={"command": [sys.executable, "-c", FIRST], "env_var_ids": ids},
                    headers=h).json()
-        while (body := s.get(f"{base}/api/v2/execution/{r['id']}", headers=h).json())["status"] in ("queued", "running"):
+        while (body := s.get(f"{base}/api/v2/execution/{r['id']}", headers=h).json())["status"] in (
+                "queued", "running"):
             time.sleep(0.005)
         service.append(float(body["output"].split()[1]) - t0)
     floor = []
@@ -134,8 +135,8 @@ def bench_execution(base, server, issuer, outputs, n) -> tuple[float, float]:
     for _ in range(n):
         t0 = time.time()
         env = {f"E{i}": approle.secrets.kv.v2.read_secret_version(
-            path=f"users/bench-exec/{ids[i]}", mount_point="secret", raise_on_deleted_version=True)["data"]["data"]["value"]
-            for i in range(20)}
+            path=f"users/bench-exec/{ids[i]}", mount_point="secret",
+            raise_on_deleted_version=True)["data"]["data"]["value"] for i in range(20)}
         out = subprocess.run([sys.executable, "-c", FIRST], env=env, capture_output=True, text=True).stdout
         floor.append(float(out.split()[1]) - t0)
     return p50(service), p50(floor)
@@ -174,7 +175,7 @@ def bench_throughput(base, server, issuer, seconds: float) -> dict:
     for name, op in (("service creates/s", svc_create), ("service lists/s", svc_read),
                      ("vault writes/s", vault_write), ("vault reads/s", vault_read)):
         with ThreadPoolExecutor(8) as pool:
-            rates[name] = sum(pool.map(lambda w: run(w, op), range(8))) / seconds
+            rates[name] = sum(pool.map(lambda w, op=op: run(w, op), range(8))) / seconds
     return rates
 
 

@@ -7,6 +7,7 @@ import pulumi
 
 from infra.providers import vault
 from infra.providers.random import RandomSecret
+from infra.providers.vault import VaultConnection
 
 PROVIDER_NAME = "envvars"
 CLIENT_NAME = "env-vars"
@@ -30,9 +31,7 @@ def browser_login_url(vault_url: str) -> str:
 
 @dataclass
 class DevIdentityArgs:
-    address: pulumi.Input[str]
-    token: pulumi.Input[str]
-    ca_cert_pem: pulumi.Input[str] = ""
+    connection: VaultConnection
     # The issuer's base URL as the service and Vault reach it (the container network alias).
     issuer_base_url: str = "http://vault:8200"
     demo_users: list[str] = field(default_factory=lambda: ["alice", "bob"])
@@ -51,26 +50,25 @@ class DevIdentity(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: DevIdentityArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("vault-envvars:infra:DevIdentity", name, None, opts)
-        conn = dict(address=args.address, token=args.token, ca_cert_pem=args.ca_cert_pem)
-        child = pulumi.ResourceOptions(parent=self)
-        key = vault.Endpoint(f"{name}-key", **conn, path=f"identity/oidc/key/{PROVIDER_NAME}", data={
+        conn, child = args.connection, pulumi.ResourceOptions(parent=self)
+        key = vault.Endpoint(f"{name}-key", connection=conn, path=f"identity/oidc/key/{PROVIDER_NAME}", data={
             "algorithm": "RS256", "allowed_client_ids": ["*"],
             "rotation_period": 86400, "verification_ttl": 86400,
         }, opts=child)
-        userpass = vault.Mount(f"{name}-userpass", **conn, path="userpass", type="userpass", kind="auth",
+        userpass = vault.Mount(f"{name}-userpass", connection=conn, path="userpass", type="userpass", kind="auth",
                                description="dev demo users", opts=child)
         # `profile` puts the userpass login name in ID tokens, for the dashboard to greet users by.
-        profile = vault.Endpoint(f"{name}-scope-profile", **conn, path="identity/oidc/scope/profile",
+        profile = vault.Endpoint(f"{name}-scope-profile", connection=conn, path="identity/oidc/scope/profile",
                                  data=userpass.accessor.apply(lambda acc: {
                                      "description": "the user's login name",
                                      "template": '{"preferred_username": {{identity.entity.aliases.%s.name}}}' % acc}),
                                  opts=child)
         provider = vault.Endpoint(
-            f"{name}-provider", **conn, path=f"identity/oidc/provider/{PROVIDER_NAME}",
+            f"{name}-provider", connection=conn, path=f"identity/oidc/provider/{PROVIDER_NAME}",
             data={"issuer": args.issuer_base_url, "allowed_client_ids": ["*"], "scopes_supported": ["profile"]},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[key, profile]))
         oidc_client = vault.Endpoint(
-            f"{name}-client", **conn, path=f"identity/oidc/client/{CLIENT_NAME}",
+            f"{name}-client", connection=conn, path=f"identity/oidc/client/{CLIENT_NAME}",
             data=pulumi.Output.all(*args.redirect_uris).apply(lambda uris: {
                 "key": PROVIDER_NAME, "redirect_uris": [CLI_REDIRECT_URI, *uris], "assignments": ["allow_all"],
                 "id_token_ttl": 900, "access_token_ttl": 900, "client_type": "confidential"}),
@@ -79,7 +77,7 @@ class DevIdentity(pulumi.ComponentResource):
         passwords = {}
         for user in args.demo_users:
             password = RandomSecret(f"{name}-{user}-password", length=18, opts=child)
-            vault.Endpoint(f"{name}-{user}", **conn, path=f"auth/userpass/users/{user}",
+            vault.Endpoint(f"{name}-{user}", connection=conn, path=f"auth/userpass/users/{user}",
                            data=password.result.apply(lambda p: {"password": p, "token_ttl": 3600}),
                            write_only=["password"],
                            opts=pulumi.ResourceOptions(parent=self, depends_on=[userpass]))

@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from typing import Optional
 
 from infra.audit import server_audit_hcl
+from infra.server_paths import AUDIT_LOG, DATA_DIR, TLS_DIR
 
 
 @dataclass(frozen=True)
 class RaftServerConfig:
     peers: list[str]  # every node's API address, for retry_join
-    tls_dir: str = "/bao/tls"  # ca.pem, tls.crt, tls.key
-    data_dir: str = "/bao/data"
-    audit_file_path: str = "/bao/logs/audit.log"
+    tls_dir: str = TLS_DIR  # ca.pem, tls.crt, tls.key
+    data_dir: str = DATA_DIR
+    audit_file_path: str = AUDIT_LOG
     declare_audit: bool = True  # OpenBao: audit devices live in the config
     # Vault's production advice: 1 gives elections in seconds instead of ~15 s.
     performance_multiplier: int = 1

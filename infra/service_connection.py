@@ -60,4 +60,4 @@ def secret_files(conn: ServiceConnection, session_key: pulumi.Input[str],
              "oidc-ca.pem": conn.oidc_ca_pem, "oidc-client-secret": conn.oidc_client_secret, **(extra or {})}
     names = list(files)
     return pulumi.Output.secret(pulumi.Output.all(*files.values()).apply(
-        lambda values: {n: c for n, c in zip(names, values) if c}))
+        lambda values: {n: c for n, c in zip(names, values, strict=True) if c}))

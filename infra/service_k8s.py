@@ -16,7 +16,6 @@ from infra.providers.random import RandomSecret
 from infra.service_connection import SECRETS_DIR, ServiceConnection, secret_files, service_env
 
 
-
 @dataclass
 class ServiceKubernetesArgs:
     namespace: pulumi.Input[str]

@@ -1,17 +1,18 @@
 """Vault's configuration as code: KV v2, AppRole for the executor, JWT/OIDC for users, policies, audit.
 
-Targets any server through explicit connection inputs (address, a config-admin token, optional CA), so
-it configures a cluster the stack made or an existing Vault alike.
+Targets any server through one `VaultConnection` (address, a config-admin token, optional CA), so it
+configures a cluster the stack made or an existing Vault alike.
 """
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import pulumi
 
 from infra.audit import audit_devices
 from infra.policies import POLICY_NAMES, render_policy
 from infra.providers import vault
-
+from infra.providers.vault import VaultConnection
+from infra.server_paths import AUDIT_LOG
 
 APPROLE_PATH = "approle"
 JWT_PATH = "jwt"
@@ -71,13 +72,11 @@ class AppRoleArgs:
 
 @dataclass
 class VaultConfigurationArgs:
-    address: pulumi.Input[str]
-    token: pulumi.Input[str]  # a config-admin token (root only while bootstrapping)
+    connection: VaultConnection  # with a config-admin token (root only while bootstrapping)
     jwt: JwtAuthArgs
     approle: AppRoleArgs = field(default_factory=AppRoleArgs)
     # The snapshot job logs in once per run: short tokens, a secret id good for a month of hourly runs.
     snapshot_approle: AppRoleArgs = field(default_factory=lambda: AppRoleArgs(token_ttl=600, token_max_ttl=1800))
-    ca_cert_pem: pulumi.Input[str] = ""
     kv_path: str = "secret"
     kv_max_versions: int = 10
     adopt_kv_mount: bool = False  # dev mode pre-mounts KV v2 at secret/
@@ -87,7 +86,7 @@ class VaultConfigurationArgs:
     manage_admin_policy: bool = True
     # HashiCorp Vault: audit devices through the API. OpenBao: declared in the server config instead.
     audit_via_api: bool = False
-    audit_file_path: str = "/bao/logs/audit.log"
+    audit_file_path: str = AUDIT_LOG
     default_lease_ttl: str = "1h"
     max_lease_ttl: str = "24h"
     lockout_threshold: int = 5
@@ -109,27 +108,26 @@ class VaultConfiguration(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: VaultConfigurationArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("vault-envvars:infra:VaultConfiguration", name, None, opts)
-        conn = dict(address=args.address, token=args.token, ca_cert_pem=args.ca_cert_pem)
-        child = pulumi.ResourceOptions(parent=self)
-        ttls = dict(default_lease_ttl=args.default_lease_ttl, max_lease_ttl=args.max_lease_ttl)
+        conn, child = args.connection, pulumi.ResourceOptions(parent=self)
+        ttls: dict[str, Any] = dict(default_lease_ttl=args.default_lease_ttl, max_lease_ttl=args.max_lease_ttl)
 
-        kv = vault.Mount(f"{name}-kv", **conn, path=args.kv_path, type="kv", options={"version": "2"},
+        kv = vault.Mount(f"{name}-kv", connection=conn, path=args.kv_path, type="kv", options={"version": "2"},
                          description="env-var values, one secret per env var under users/<user>/",
                          adopt=args.adopt_kv_mount, **ttls, opts=child)
-        vault.Endpoint(f"{name}-kv-config", **conn, path=f"{args.kv_path}/config",
+        vault.Endpoint(f"{name}-kv-config", connection=conn, path=f"{args.kv_path}/config",
                        data={"max_versions": args.kv_max_versions, "cas_required": False},
                        delete_on_destroy=False,
                        opts=pulumi.ResourceOptions(parent=self, depends_on=[kv]))
 
         lockout = {"lockout_threshold": str(args.lockout_threshold), "lockout_duration": args.lockout_duration,
                    "lockout_counter_reset": args.lockout_duration}
-        approle = vault.Mount(f"{name}-approle", **conn, path=args.approle_path, type="approle", kind="auth",
+        approle = vault.Mount(f"{name}-approle", connection=conn, path=args.approle_path, type="approle", kind="auth",
                               description="the env-vars service's executor", user_lockout=lockout,
                               **ttls, opts=child)
-        jwt = vault.Mount(f"{name}-jwt", **conn, path=args.jwt_path, type=args.jwt.type, kind="auth",
+        jwt = vault.Mount(f"{name}-jwt", connection=conn, path=args.jwt_path, type=args.jwt.type, kind="auth",
                           description="dashboard users (OIDC/JWT bearer tokens)", **ttls, opts=child)
         jwt_config = vault.Endpoint(
-            f"{name}-jwt-config", **conn, path=f"auth/{args.jwt_path}/config",
+            f"{name}-jwt-config", connection=conn, path=f"auth/{args.jwt_path}/config",
             data=args.jwt.config_data(),
             delete_on_destroy=False,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[jwt]))
@@ -139,16 +137,17 @@ class VaultConfiguration(pulumi.ComponentResource):
         for policy in POLICY_NAMES:
             if policy == "config-admin" and not args.manage_admin_policy:
                 continue
-            text = (jwt.accessor.apply(lambda acc, p=policy: render_policy(p, **values, jwt_accessor=acc))
-                    if policy == "user" else render_policy(policy, **values))
-            policies[policy] = vault.Endpoint(f"{name}-policy-{policy}", **conn, path=f"sys/policies/acl/{policy}",
-                                              data=pulumi.Output.from_input(text).apply(lambda t: {"policy": t}),
-                                              opts=child)
+            text: pulumi.Input[str] = (
+                jwt.accessor.apply(lambda acc: render_policy("user", **values, jwt_accessor=acc))
+                if policy == "user" else render_policy(policy, **values))
+            policies[policy] = vault.Endpoint(
+                f"{name}-policy-{policy}", connection=conn, path=f"sys/policies/acl/{policy}",
+                data=pulumi.Output.from_input(text).apply(lambda t: {"policy": t}), opts=child)
 
         credentials = {}
         for role, role_args in (("executor", args.approle), ("snapshot-operator", args.snapshot_approle)):
             role_endpoint = vault.Endpoint(
-                f"{name}-{role}-role", **conn, path=f"auth/{args.approle_path}/role/{role}",
+                f"{name}-{role}-role", connection=conn, path=f"auth/{args.approle_path}/role/{role}",
                 data={
                     "token_policies": [role],
                     "token_ttl": role_args.token_ttl,
@@ -162,11 +161,11 @@ class VaultConfiguration(pulumi.ComponentResource):
                 },
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[approle, policies[role]]))
             credentials[role] = vault.AppRoleCredential(
-                f"{name}-{role}-credential", **conn, mount=args.approle_path, role=role,
+                f"{name}-{role}-credential", connection=conn, mount=args.approle_path, role=role,
                 metadata={"issued_to": f"{role} of the env-vars deployment"},
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[role_endpoint]))
         vault.Endpoint(
-            f"{name}-user-role", **conn, path=f"auth/{args.jwt_path}/role/user",
+            f"{name}-user-role", connection=conn, path=f"auth/{args.jwt_path}/role/user",
             data={
                 "role_type": "jwt",
                 "user_claim": args.jwt.user_claim,
@@ -179,7 +178,7 @@ class VaultConfiguration(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[jwt_config, policies["user"]]))
         if args.autopilot_min_quorum:
             # Durations in Go's spelling, as Vault reports them, so refresh compares equal.
-            vault.Endpoint(f"{name}-autopilot", **conn, path="sys/storage/raft/autopilot/configuration", data={
+            vault.Endpoint(f"{name}-autopilot", connection=conn, path="sys/storage/raft/autopilot/configuration", data={
                 "cleanup_dead_servers": True,
                 "dead_server_last_contact_threshold": "10m0s",
                 "min_quorum": args.autopilot_min_quorum,
@@ -188,7 +187,7 @@ class VaultConfiguration(pulumi.ComponentResource):
 
         if args.audit_via_api:
             for device in audit_devices(args.audit_file_path):
-                vault.AuditDevice(f"{name}-audit-{device.path}", **conn, path=device.path, type=device.type,
+                vault.AuditDevice(f"{name}-audit-{device.path}", connection=conn, path=device.path, type=device.type,
                                   options=device.options, description=device.description, opts=child)
 
         self.kv_path = pulumi.Output.from_input(args.kv_path)

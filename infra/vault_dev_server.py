@@ -6,8 +6,7 @@ import pulumi
 
 from infra.audit import server_audit_hcl
 from infra.providers import docker
-
-AUDIT_LOG = "/bao/logs/audit.log"
+from infra.server_paths import AUDIT_LOG, LOGS_DIR
 
 
 @dataclass
@@ -23,11 +22,14 @@ class VaultDevServerArgs:
 class VaultDevServer(pulumi.ComponentResource):
     """Dev mode keeps everything in memory and starts unsealed: for local development only.
 
-    Outputs: `address` (published on 127.0.0.1 only), `root_token` (secret), `audit_log` (the audit
-    file's path inside the container, on a volume of its own) and `network_name` (where `vault` resolves).
+    Outputs, the clusters' shape: `host_address` (published on 127.0.0.1 only), `internal_address` (how
+    containers on `network_name` reach it), `ca_cert_pem` (empty: plain HTTP); and `root_token` (secret).
     """
 
-    address: pulumi.Output[str]
+    host_address: pulumi.Output[str]
+    internal_address: pulumi.Output[str]
+    ca_cert_pem: pulumi.Output[str]
+    network_name: pulumi.Output[str]
     root_token: pulumi.Output[str]
 
     def __init__(self, name: str, args: VaultDevServerArgs, opts: Optional[pulumi.ResourceOptions] = None):
@@ -59,7 +61,7 @@ class VaultDevServer(pulumi.ComponentResource):
                 lambda t: {"BAO_DEV_ROOT_TOKEN_ID": t, "VAULT_DEV_ROOT_TOKEN_ID": t})),
             ports=[{"internal": 8200, "external": args.host_port}],
             networks=[{"name": f"{prefix}-net", "aliases": ["vault"]}],
-            volumes=[{"source": f"{prefix}-logs", "target": "/bao/logs"}],
+            volumes=[{"source": f"{prefix}-logs", "target": LOGS_DIR}],
             read_only=True,
             tmpfs={"/tmp": "rw,size=16m"},
             labels=args.labels,
@@ -67,9 +69,12 @@ class VaultDevServer(pulumi.ComponentResource):
             docker_host=args.docker_host,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.network, self.logs]),
         )
-        self.address = self.container.host_ports.apply(lambda ports: f"http://127.0.0.1:{int(ports[0]['external'])}")
-        self.root_token = pulumi.Output.secret(args.root_token)
-        self.audit_log = pulumi.Output.from_input(AUDIT_LOG)
+        self.host_address = self.container.host_ports.apply(
+            lambda ports: f"http://127.0.0.1:{int(ports[0]['external'])}")
+        self.internal_address = pulumi.Output.from_input("http://vault:8200")
+        self.ca_cert_pem = pulumi.Output.from_input("")
         self.network_name = self.network.id.apply(lambda _: f"{prefix}-net")
-        self.register_outputs({"address": self.address, "root_token": self.root_token, "audit_log": self.audit_log,
-                               "network_name": self.network_name})
+        self.root_token = pulumi.Output.secret(args.root_token)
+        self.register_outputs({"host_address": self.host_address, "internal_address": self.internal_address,
+                               "ca_cert_pem": self.ca_cert_pem, "network_name": self.network_name,
+                               "root_token": self.root_token})

@@ -1,11 +1,11 @@
 """Vault/OpenBao as an HA Raft cluster on Kubernetes, with the defaults an operator expects in production.
 
 StatefulSet (3 by default) with integrated Raft and `retry_join`; TLS on the API and cluster ports from a
-Secret; required pod anti-affinity; a PodDisruptionBudget; readiness = unsealed and serving, liveness
-that never kills a sealed or standby pod; OnDelete updates; a pre-stop delay; non-root, read-only
-containers; headless, active and standby Services; a ServiceAccount with the RBAC that service
-registration needs; a NetworkPolicy; requests and limits; Prometheus telemetry; audit volumes;
-optional transit auto-unseal (Shamir otherwise).
+Secret (its own CA and a certificate for its own names, or a given Secret); required pod anti-affinity; a
+PodDisruptionBudget; readiness = unsealed and serving, liveness that never kills a sealed or standby pod;
+OnDelete updates; a pre-stop delay; non-root, read-only containers; headless, active and standby
+Services; a ServiceAccount with the RBAC that service registration needs; a NetworkPolicy; requests and
+limits; Prometheus telemetry; audit volumes; optional transit auto-unseal (Shamir otherwise).
 """
 from dataclasses import dataclass, field
 from typing import Optional
@@ -13,7 +13,9 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.providers.tls import TlsBundle
 from infra.server_config import RaftServerConfig
+from infra.server_paths import CONFIG_DIR, DATA_DIR, LOGS_DIR, SERVER_HCL, TLS_DIR
 
 API_PORT, CLUSTER_PORT = 8200, 8201
 UID, GID = 100, 1000
@@ -26,104 +28,173 @@ class TransitSealArgs:
     token_secret_name: str  # a Secret in the namespace with key `token`
     mount_path: str = "transit/"
 
+    def seal_config(self) -> dict[str, str]:
+        """The server config's `seal "transit"` settings; the token reaches the pods from the Secret."""
+        return {"address": self.address, "key_name": self.key_name, "mount_path": self.mount_path}
+
+
+@dataclass(frozen=True)
+class TlsSecretArgs:
+    """An existing Secret with the keys ca.pem, tls.crt and tls.key, and the CA of its certificate."""
+
+    name: str
+    ca_cert_pem: str
+
+
+@dataclass(frozen=True)
+class ContainerResources:
+    cpu_request: str = "250m"
+    memory_request: str = "256Mi"
+    cpu_limit: str = "1"
+    memory_limit: str = "512Mi"
+
+    def spec(self) -> dict:
+        return {"requests": {"cpu": self.cpu_request, "memory": self.memory_request},
+                "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit}}
+
 
 @dataclass
 class VaultKubernetesArgs:
     namespace: pulumi.Input[str]
     image: str
-    # The TLS material for a Secret the component makes, or `tls_secret_name`: an existing Secret with
-    # the keys ca.pem, tls.crt and tls.key.
-    tls_ca_pem: pulumi.Input[str] = ""
-    tls_cert_pem: pulumi.Input[str] = ""
-    tls_key_pem: pulumi.Input[str] = ""
-    tls_secret_name: Optional[str] = None
+    # None: the component makes a CA and a certificate for its own Service and pod names.
+    tls_secret: Optional[TlsSecretArgs] = None
     replicas: int = 3
     flavor: str = "openbao"
     name: str = "vault"
     data_storage: str = "10Gi"
     audit_storage: str = "10Gi"
     storage_class: Optional[str] = None
-    resources: dict = field(default_factory=lambda: {
-        "requests": {"cpu": "250m", "memory": "256Mi"},
-        "limits": {"cpu": "1", "memory": "512Mi"},
-    })
+    resources: ContainerResources = field(default_factory=ContainerResources)
     transit_seal: Optional[TransitSealArgs] = None
     # Namespaces whose pods may call the API (8200); the cluster port only ever talks to peers.
     client_namespaces: list[str] = field(default_factory=list)
+    # Each pod's API as this machine reaches it (port-forwards, per-pod ingress), in pod order; empty:
+    # it cannot (yet), and `host_address` and `node_addresses` are empty.
+    host_addresses: list[str] = field(default_factory=list)
     # Test API servers run no controllers: skip pulumi-kubernetes' readiness waits there.
     skip_await: bool = False
 
 
 class VaultKubernetes(pulumi.ComponentResource):
-    """Outputs: `internal_address` (the active Service, for clients in the cluster), `headless_service`,
-    `node_addresses` (each pod's stable DNS name), `statefulset_name`."""
+    """Outputs, the clusters' shape: `host_address` and `node_addresses` (the first pod's and every pod's
+    API as this machine reaches them, from `host_addresses`), `internal_address` (the active Service, for
+    clients in the cluster), `ca_cert_pem`; and `statefulset_name`."""
 
-    internal_address: pulumi.Output[str]
+    host_address: pulumi.Output[str]
     node_addresses: pulumi.Output[list]
+    internal_address: pulumi.Output[str]
+    ca_cert_pem: pulumi.Output[str]
     statefulset_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: VaultKubernetesArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("vault-envvars:infra:VaultKubernetes", name, None, opts)
         if args.replicas < 3 or args.replicas % 2 == 0:
             raise ValueError(f"a Raft cluster needs an odd number of replicas, at least 3 (got {args.replicas})")
-        n = args.name
-        labels = {"app.kubernetes.io/name": n, "app.kubernetes.io/instance": n,
-                  "app.kubernetes.io/part-of": "vault-envvars"}
-        annotations = {"pulumi.com/skipAwait": "true"} if args.skip_await else {}
+        if args.host_addresses and len(args.host_addresses) != args.replicas:
+            raise ValueError(f"host_addresses lists {len(args.host_addresses)} pods; give one per replica "
+                             f"({args.replicas}), in pod order")
+        self._name, self._args, n = name, args, args.name
+        self._labels = {"app.kubernetes.io/name": n, "app.kubernetes.io/instance": n,
+                        "app.kubernetes.io/part-of": "vault-envvars"}
+        self._annotations = {"pulumi.com/skipAwait": "true"} if args.skip_await else {}
+        self._child = pulumi.ResourceOptions(parent=self)
+        self._headless = f"{n}-internal"
+        self._pods = [f"{n}-{i}" for i in range(args.replicas)]
 
-        def meta(obj_name: str, **extra) -> dict:
-            return {"name": obj_name, "namespace": args.namespace, "labels": labels,
-                    "annotations": annotations, **extra}
+        sa = self._service_account()
+        tls_secret, tls_objects = self._tls()
+        config = self._server_config()
+        self._services()
+        self._disruption_budget_and_network_policy()
+        self.statefulset = self._statefulset(tls_secret, depends_on=[config, sa, *tls_objects])
 
-        child = pulumi.ResourceOptions(parent=self)
-        headless = f"{n}-internal"
-        pods = [f"{n}-{i}" for i in range(args.replicas)]
-        peers = [f"https://{p}.{headless}:{API_PORT}" for p in pods]
+        self.host_address = pulumi.Output.from_input(args.host_addresses[0] if args.host_addresses else "")
+        self.node_addresses = pulumi.Output.from_input(args.host_addresses)
+        self.internal_address = pulumi.Output.from_input(args.namespace).apply(
+            lambda ns: f"https://{n}-active.{ns}.svc:{API_PORT}")
+        self.statefulset_name = self.statefulset.metadata["name"]
+        self.register_outputs({"host_address": self.host_address, "node_addresses": self.node_addresses,
+                               "internal_address": self.internal_address, "ca_cert_pem": self.ca_cert_pem,
+                               "statefulset_name": self.statefulset_name})
 
-        sa = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata=meta(n), automount_service_account_token=True,
-                                        opts=child)
+    def _meta(self, obj_name: str) -> dict:
+        return {"name": obj_name, "namespace": self._args.namespace, "labels": self._labels,
+                "annotations": self._annotations}
+
+    def _service_account(self) -> k8s.core.v1.ServiceAccount:
+        name, n = self._name, self._args.name
+        sa = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata=self._meta(n), automount_service_account_token=True,
+                                        opts=self._child)
         # Service registration labels its own pod (vault-active, vault-sealed...): get and patch pods only.
-        role = k8s.rbac.v1.Role(f"{name}-discovery", metadata=meta(f"{n}-discovery"), rules=[
-            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "update", "patch"]}], opts=child)
-        k8s.rbac.v1.RoleBinding(f"{name}-discovery", metadata=meta(f"{n}-discovery"),
-                                role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": f"{n}-discovery"},
-                                subjects=[{"kind": "ServiceAccount", "name": n, "namespace": args.namespace}],
+        role = k8s.rbac.v1.Role(f"{name}-discovery", metadata=self._meta(f"{n}-discovery"), rules=[
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "update", "patch"]}], opts=self._child)
+        k8s.rbac.v1.RoleBinding(f"{name}-discovery", metadata=self._meta(f"{n}-discovery"),
+                                role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                          "name": f"{n}-discovery"},
+                                subjects=[{"kind": "ServiceAccount", "name": n, "namespace": self._args.namespace}],
                                 opts=pulumi.ResourceOptions(parent=self, depends_on=[role, sa]))
+        return sa
 
-        tls_secret = args.tls_secret_name or f"{n}-tls"
-        depends = [sa]
-        if not args.tls_secret_name:
-            depends.append(k8s.core.v1.Secret(f"{name}-tls", metadata=meta(tls_secret), type="Opaque",
-                                              string_data={"ca.pem": args.tls_ca_pem, "tls.crt": args.tls_cert_pem,
-                                                           "tls.key": args.tls_key_pem}, opts=child))
-        seal = None
-        if args.transit_seal:
-            seal = {"address": args.transit_seal.address, "key_name": args.transit_seal.key_name,
-                    "mount_path": args.transit_seal.mount_path}
-        config = RaftServerConfig(peers=peers, tls_dir="/bao/tls", declare_audit=args.flavor == "openbao",
-                                  kubernetes_service_registration=True, transit_seal=seal).render()
-        cm = k8s.core.v1.ConfigMap(f"{name}-config", metadata=meta(f"{n}-config"), data={"server.hcl": config},
-                                   opts=child)
+    def _tls(self) -> tuple[str, list[pulumi.Resource]]:
+        """The TLS Secret's name and the resources that make it; sets `ca_cert_pem`."""
+        given = self._args.tls_secret
+        if given:
+            self.ca_cert_pem = pulumi.Output.from_input(given.ca_cert_pem)
+            return given.name, []
+        n = self._args.name
+        bundle = TlsBundle(
+            f"{self._name}-tls", common_name=n, ip_addresses=["127.0.0.1"],
+            dns_names=pulumi.Output.from_input(self._args.namespace).apply(self._dns_names),
+            # The prod stack made this certificate before the component did: keep it, do not replace it.
+            opts=pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)]))
+        secret = k8s.core.v1.Secret(f"{self._name}-tls", metadata=self._meta(f"{n}-tls"), type="Opaque",
+                                    string_data={"ca.pem": bundle.ca_pem, "tls.crt": bundle.cert_pem,
+                                                 "tls.key": bundle.key_pem}, opts=self._child)
+        self.ca_cert_pem = bundle.ca_pem
+        return f"{n}-tls", [secret]
 
-        port_specs = [{"name": "https", "port": API_PORT, "targetPort": API_PORT},
-                      {"name": "https-internal", "port": CLUSTER_PORT, "targetPort": CLUSTER_PORT}]
-        services = {
-            # Stable per-pod DNS for retry_join, including pods that are not ready (sealed, joining).
-            headless: {"clusterIP": "None", "publishNotReadyAddresses": True, "selector": labels},
+    def _dns_names(self, namespace: str) -> list[str]:
+        """Every name a client or peer may dial: each Service and each pod, short and qualified."""
+        services, pods = list(self._service_specs()), self._pods
+        return ["localhost", *[f"{s}.{namespace}.svc" for s in services], *[f"{s}.{namespace}" for s in services],
+                *services, *[f"{p}.{self._headless}" for p in pods],
+                *[f"{p}.{self._headless}.{namespace}.svc" for p in pods]]
+
+    def _server_config(self) -> k8s.core.v1.ConfigMap:
+        args = self._args
+        peers = [f"https://{p}.{self._headless}:{API_PORT}" for p in self._pods]
+        config = RaftServerConfig(peers=peers, tls_dir=TLS_DIR, declare_audit=args.flavor == "openbao",
+                                  kubernetes_service_registration=True,
+                                  transit_seal=args.transit_seal.seal_config() if args.transit_seal else None)
+        return k8s.core.v1.ConfigMap(f"{self._name}-config", metadata=self._meta(f"{args.name}-config"),
+                                     data={"server.hcl": config.render()}, opts=self._child)
+
+    def _service_specs(self) -> dict[str, dict]:
+        n, labels = self._args.name, self._labels
+        return {
             n: {"selector": labels},
             f"{n}-active": {"selector": {**labels, "vault-active": "true"}},
             f"{n}-standby": {"selector": {**labels, "vault-active": "false"}},
+            # Stable per-pod DNS for retry_join, including pods that are not ready (sealed, joining).
+            self._headless: {"clusterIP": "None", "publishNotReadyAddresses": True, "selector": labels},
         }
-        for svc_name, spec in services.items():
-            k8s.core.v1.Service(f"{name}-svc-{svc_name}", metadata=meta(svc_name),
-                                spec={"ports": port_specs, **spec}, opts=child)
 
-        k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=meta(n), spec={
-            "maxUnavailable": 1, "selector": {"matchLabels": labels}}, opts=child)
+    def _services(self) -> None:
+        port_specs = [{"name": "https", "port": API_PORT, "targetPort": API_PORT},
+                      {"name": "https-internal", "port": CLUSTER_PORT, "targetPort": CLUSTER_PORT}]
+        for svc_name, spec in self._service_specs().items():
+            k8s.core.v1.Service(f"{self._name}-svc-{svc_name}", metadata=self._meta(svc_name),
+                                spec={"ports": port_specs, **spec}, opts=self._child)
 
-        api_from = [{"podSelector": {}}] + [
-            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}} for ns in args.client_namespaces]
-        k8s.networking.v1.NetworkPolicy(f"{name}-netpol", metadata=meta(n), spec={
+    def _disruption_budget_and_network_policy(self) -> None:
+        n, labels = self._args.name, self._labels
+        k8s.policy.v1.PodDisruptionBudget(f"{self._name}-pdb", metadata=self._meta(n), spec={
+            "maxUnavailable": 1, "selector": {"matchLabels": labels}}, opts=self._child)
+        api_from: list[dict] = [{"podSelector": {}}] + [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
+            for ns in self._args.client_namespaces]
+        k8s.networking.v1.NetworkPolicy(f"{self._name}-netpol", metadata=self._meta(n), spec={
             "podSelector": {"matchLabels": labels},
             "policyTypes": ["Ingress"],
             "ingress": [
@@ -131,34 +202,38 @@ class VaultKubernetes(pulumi.ComponentResource):
                 {"from": [{"podSelector": {"matchLabels": labels}}],
                  "ports": [{"protocol": "TCP", "port": CLUSTER_PORT}]},
             ],
-        }, opts=child)
+        }, opts=self._child)
 
-        binary = "bao" if args.flavor == "openbao" else "vault"
+    def _env(self) -> list[dict]:
         env = [
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         ]
         for prefix in ("BAO", "VAULT"):  # OpenBao reads BAO_*, HashiCorp Vault VAULT_*
             env += [
-                {"name": f"{prefix}_API_ADDR", "value": f"https://$(POD_NAME).{headless}:{API_PORT}"},
-                {"name": f"{prefix}_CLUSTER_ADDR", "value": f"https://$(POD_NAME).{headless}:{CLUSTER_PORT}"},
+                {"name": f"{prefix}_API_ADDR", "value": f"https://$(POD_NAME).{self._headless}:{API_PORT}"},
+                {"name": f"{prefix}_CLUSTER_ADDR", "value": f"https://$(POD_NAME).{self._headless}:{CLUSTER_PORT}"},
                 {"name": f"{prefix}_RAFT_NODE_ID", "value": "$(POD_NAME)"},
                 {"name": f"{prefix}_K8S_POD_NAME", "value": "$(POD_NAME)"},
                 {"name": f"{prefix}_K8S_NAMESPACE", "value": "$(POD_NAMESPACE)"},
             ]
-            if args.transit_seal:
+            if self._args.transit_seal:
                 env.append({"name": f"{prefix}_TOKEN", "valueFrom": {"secretKeyRef": {
-                    "name": args.transit_seal.token_secret_name, "key": "token"}}})
+                    "name": self._args.transit_seal.token_secret_name, "key": "token"}}})
+        return env
+
+    def _container(self) -> dict:
+        args = self._args
 
         def health_probe(query: str, **timing) -> dict:
             return {"httpGet": {"path": f"/v1/sys/health?{query}", "port": API_PORT, "scheme": "HTTPS"}, **timing}
 
-        container = {
-            "name": n,
+        return {
+            "name": args.name,
             "image": args.image,
             "imagePullPolicy": "IfNotPresent",
-            "command": [binary, "server", "-config=/bao/config/server.hcl"],
-            "env": env,
+            "command": ["bao" if args.flavor == "openbao" else "vault", "server", f"-config={SERVER_HCL}"],
+            "env": self._env(),
             "ports": [{"name": "https", "containerPort": API_PORT},
                       {"name": "https-internal", "containerPort": CLUSTER_PORT}],
             # Ready = unsealed and serving (active, or standby that forwards): sealed answers 503.
@@ -170,27 +245,32 @@ class VaultKubernetes(pulumi.ComponentResource):
                                           timeoutSeconds=5),
             # Let Services and clients move off the pod before it stops.
             "lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", "sleep 5"]}}},
-            "resources": args.resources,
+            "resources": args.resources.spec(),
             "securityContext": {
                 "runAsNonRoot": True, "runAsUser": UID, "runAsGroup": GID,
                 "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
                 "capabilities": {"drop": ["ALL"]},
             },
             "volumeMounts": [
-                {"name": "config", "mountPath": "/bao/config", "readOnly": True},
-                {"name": "tls", "mountPath": "/bao/tls", "readOnly": True},
-                {"name": "data", "mountPath": "/bao/data"},
-                {"name": "audit", "mountPath": "/bao/logs"},
+                {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
+                {"name": "data", "mountPath": DATA_DIR},
+                {"name": "audit", "mountPath": LOGS_DIR},
                 {"name": "tmp", "mountPath": "/tmp"},
             ],
         }
-        pvc = lambda pvc_name, size: {  # noqa: E731
-            "metadata": {"name": pvc_name, "labels": labels},
+
+    def _claim(self, claim_name: str, size: str) -> dict:
+        return {
+            "metadata": {"name": claim_name, "labels": self._labels},
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}},
-                     **({"storageClassName": args.storage_class} if args.storage_class else {})},
+                     **({"storageClassName": self._args.storage_class} if self._args.storage_class else {})},
         }
-        self.statefulset = k8s.apps.v1.StatefulSet(f"{name}-sts", metadata=meta(n), spec={
-            "serviceName": headless,
+
+    def _statefulset(self, tls_secret: str, depends_on: list[pulumi.Resource]) -> k8s.apps.v1.StatefulSet:
+        args, n, labels = self._args, self._args.name, self._labels
+        return k8s.apps.v1.StatefulSet(f"{self._name}-sts", metadata=self._meta(n), spec={
+            "serviceName": self._headless,
             "replicas": args.replicas,
             "podManagementPolicy": "Parallel",  # Raft peers must start together to form a quorum
             "updateStrategy": {"type": "OnDelete"},  # upgrades go pod by pod, standbys first, by the operator
@@ -207,7 +287,7 @@ class VaultKubernetes(pulumi.ComponentResource):
                                         "seccompProfile": {"type": "RuntimeDefault"}},
                     "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
                         {"labelSelector": {"matchLabels": labels}, "topologyKey": "kubernetes.io/hostname"}]}},
-                    "containers": [container],
+                    "containers": [self._container()],
                     "volumes": [
                         {"name": "config", "configMap": {"name": f"{n}-config"}},
                         {"name": "tls", "secret": {"secretName": tls_secret, "defaultMode": 0o440}},
@@ -215,15 +295,8 @@ class VaultKubernetes(pulumi.ComponentResource):
                     ],
                 },
             },
-            "volumeClaimTemplates": [pvc("data", args.data_storage), pvc("audit", args.audit_storage)],
-        }, opts=pulumi.ResourceOptions(parent=self, depends_on=[cm, *depends],
+            "volumeClaimTemplates": [self._claim("data", args.data_storage), self._claim("audit", args.audit_storage)],
+        }, opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on,
                                        # Its name is fixed, so a replacement must delete first (and
                                        # tools/ci_deploy.py refuses that unless told otherwise).
                                        delete_before_replace=True))
-
-        self.internal_address = pulumi.Output.from_input(args.namespace).apply(
-            lambda ns: f"https://{n}-active.{ns}.svc:{API_PORT}")
-        self.node_addresses = pulumi.Output.from_input(peers)
-        self.statefulset_name = self.statefulset.metadata["name"]
-        self.register_outputs({"internal_address": self.internal_address, "node_addresses": self.node_addresses,
-                               "statefulset_name": self.statefulset_name})

@@ -8,8 +8,7 @@ import pulumi
 from infra.providers import docker
 from infra.providers.tls import TlsBundle
 from infra.server_config import RaftServerConfig
-
-CONFIG_DIR = "/bao/config"  # server.hcl and the TLS files, on a volume of each node
+from infra.server_paths import CONFIG_DIR, DATA_DIR, LOGS_DIR, SERVER_HCL
 
 
 @dataclass
@@ -25,14 +24,16 @@ class VaultRaftDockerArgs:
 
 
 class VaultRaftDocker(pulumi.ComponentResource):
-    """Outputs: `node_addresses` (each node's API on the host), `internal_address` (how containers on
-    `network_name` reach the cluster), `ca_cert_pem`, `network_name`, `audit_log`."""
+    """Outputs, the clusters' shape: `host_address` (the first node's API on the host), `node_addresses`
+    (each node's), `internal_address` (how containers on `network_name` reach the cluster), `ca_cert_pem`.
 
+    The TLS files sit beside server.hcl, on each node's config volume."""
+
+    host_address: pulumi.Output[str]
     node_addresses: pulumi.Output[list]
     internal_address: pulumi.Output[str]
     ca_cert_pem: pulumi.Output[str]
     network_name: pulumi.Output[str]
-    audit_log: pulumi.Output[str]
 
     def __init__(self, name: str, args: VaultRaftDockerArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("vault-envvars:infra:VaultRaftDocker", name, None, opts)
@@ -50,18 +51,20 @@ class VaultRaftDocker(pulumi.ComponentResource):
         config = RaftServerConfig(peers=[f"https://{h}:8200" for h in hosts], tls_dir=CONFIG_DIR,
                                   declare_audit=args.flavor == "openbao",
                                   ui=True).render()  # a dev cluster: its UI is the dev login page
-        files = pulumi.Output.secret(pulumi.Output.all(self.tls.ca_pem, self.tls.cert_pem, self.tls.key_pem).apply(
+        # mypy cannot carry Output.secret's type through apply's lambda.
+        files = pulumi.Output.secret(pulumi.Output.all(self.tls.ca_pem, self.tls.cert_pem, self.tls.key_pem).apply(  # type: ignore[arg-type,var-annotated]
             lambda t: {
-                f"{CONFIG_DIR}/server.hcl": {"content": config, "mode": 0o400},
+                SERVER_HCL: {"content": config, "mode": 0o400},
                 f"{CONFIG_DIR}/ca.pem": {"content": t[0], "mode": 0o444},
                 f"{CONFIG_DIR}/tls.crt": {"content": t[1], "mode": 0o444},
                 f"{CONFIG_DIR}/tls.key": {"content": t[2], "mode": 0o400},
             }))
 
+        mounts = (("data", DATA_DIR), ("config", CONFIG_DIR), ("logs", LOGS_DIR))
         self.containers = []
         for i, host in enumerate(hosts):
             volumes = {}
-            for purpose, target in (("data", "/bao/data"), ("config", CONFIG_DIR), ("logs", "/bao/logs")):
+            for purpose, target in mounts:
                 volumes[target] = docker.Volume(f"{name}-{host}-{purpose}", volume_name=f"{prefix}-{host}-{purpose}",
                                                 labels=args.labels, docker_host=args.docker_host, opts=child)
             port = args.host_ports[i] if i < len(args.host_ports) else 0
@@ -72,13 +75,12 @@ class VaultRaftDocker(pulumi.ComponentResource):
                 container_name=f"{prefix}-{host}",
                 image=args.image,
                 entrypoint=[binary],
-                command=["server", f"-config={CONFIG_DIR}/server.hcl"],
+                command=["server", f"-config={SERVER_HCL}"],
                 # OpenBao reads BAO_*, HashiCorp Vault VAULT_*: both spellings, same values.
                 env={f"{p}_{k}": v for k, v in per_node.items() for p in ("BAO", "VAULT")},
                 ports=[{"internal": 8200, "external": port}],
                 networks=[{"name": f"{prefix}-net", "aliases": [host, "vault"]}],
-                volumes=[{"source": f"{prefix}-{host}-{p}", "target": t}
-                         for p, t in (("data", "/bao/data"), ("config", CONFIG_DIR), ("logs", "/bao/logs"))],
+                volumes=[{"source": f"{prefix}-{host}-{p}", "target": t} for p, t in mounts],
                 user="100:1000",
                 read_only=True,
                 tmpfs={"/tmp": "rw,size=16m"},
@@ -93,11 +95,12 @@ class VaultRaftDocker(pulumi.ComponentResource):
 
         self.node_addresses = pulumi.Output.all(*[c.host_ports for c in self.containers]).apply(
             lambda all_ports: [f"https://127.0.0.1:{int(p[0]['external'])}" for p in all_ports])
+        self.host_address = self.node_addresses.apply(lambda nodes: nodes[0])
         self.internal_address = pulumi.Output.from_input("https://vault:8200")
         self.ca_cert_pem = self.tls.ca_pem
         self.network_name = network.id.apply(lambda _: f"{prefix}-net")
-        self.audit_log = pulumi.Output.from_input("/bao/logs/audit.log")
         self.register_outputs({
-            "node_addresses": self.node_addresses, "internal_address": self.internal_address,
-            "ca_cert_pem": self.ca_cert_pem, "network_name": self.network_name, "audit_log": self.audit_log,
+            "host_address": self.host_address, "node_addresses": self.node_addresses,
+            "internal_address": self.internal_address, "ca_cert_pem": self.ca_cert_pem,
+            "network_name": self.network_name,
         })

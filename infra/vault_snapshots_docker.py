@@ -43,7 +43,8 @@ class VaultSnapshotsDocker(pulumi.ComponentResource):
             agent = f.read()
         volumes = [docker.Volume(f"{name}-{p}", volume_name=f"{prefix}-{p}", labels=args.labels,
                                  docker_host=args.docker_host, opts=child) for p in ("data", "agent")]
-        files = pulumi.Output.secret(pulumi.Output.all(args.ca_cert_pem, args.role_id, args.secret_id).apply(
+        # mypy cannot carry Output.secret's type through apply's lambda.
+        files = pulumi.Output.secret(pulumi.Output.all(args.ca_cert_pem, args.role_id, args.secret_id).apply(  # type: ignore[arg-type,var-annotated]
             lambda v: {
                 f"{AGENT_DIR}/snapshot_agent.py": {"content": agent, "mode": 0o500},
                 f"{AGENT_DIR}/ca.pem": {"content": v[0], "mode": 0o444},

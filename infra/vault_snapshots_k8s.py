@@ -9,7 +9,7 @@ import pulumi_kubernetes as k8s
 
 from infra import snapshot_agent
 
-CREDENTIAL_SECRET = "vault-snapshot-approle"
+CREDENTIAL_SECRET = "vault-snapshot-approle"  # noqa: S105 (a Secret's name)
 
 
 @dataclass

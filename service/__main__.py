@@ -14,7 +14,8 @@ def serve(settings: Settings) -> int:
     from service.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    uvicorn.run(create_app(settings=settings), host=_env("HOST", "0.0.0.0"), port=int(_env("PORT", "8080")),
+    host = _env("HOST", "0.0.0.0")  # noqa: S104 (in a container: its own port, published by the stack)
+    uvicorn.run(create_app(settings=settings), host=host, port=int(_env("PORT", "8080")),
                 ssl_certfile=settings.tls_cert_file or None, ssl_keyfile=settings.tls_key_file or None,
                 access_log=False, proxy_headers=False)
     return 0

@@ -5,6 +5,8 @@ that composition with the stack's own config:
   existing  only the configuration, applied to a Vault that runs elsewhere"""
 import importlib
 
+import pulumi
+
 from .config import ConfigError
 
 COMPOSITIONS = ("dev", "prod", "existing")
@@ -23,3 +25,10 @@ def composition_for(stack: str) -> str:
 def deploy(stack: str) -> dict:
     """Runs the stack's composition; returns its exported outputs."""
     return importlib.import_module(f"stacks.{composition_for(stack)}").deploy()
+
+
+def export(outputs: dict[str, pulumi.Output]) -> dict[str, pulumi.Output]:
+    """Exports a composition's outputs as the stack's; returns them, for `deploy`'s callers."""
+    for key, value in outputs.items():
+        pulumi.export(key, value)
+    return outputs

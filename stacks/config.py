@@ -3,9 +3,13 @@ error that names the key and the allowed values."""
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import pulumi
+
+from infra.durations import parse_duration
+from infra.providers.vault import VaultConnection
+from infra.vault_k8s import ContainerResources, TlsSecretArgs, TransitSealArgs
 
 NAMESPACE = "vault-envvars"
 DEFAULT_BAO_IMAGE = "localhost/vault-envvars/openbao:2.7.2"
@@ -48,10 +52,10 @@ class _Reader:
     def duration(self, name: str, default: str) -> int:
         """A duration such as 30s, 15m, 1h, 7d or 1h30m, in seconds."""
         raw = self._cfg.get(name) or default
-        parts = re.findall(r"(\d+)([smhd])", raw)
-        if not parts or "".join(n + u for n, u in parts) != raw.strip():
-            raise ConfigError(f"stack config {self.key(name)} = {raw!r} is not a duration; use e.g. 30s, 15m, 1h, 7d")
-        return sum(int(n) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[u] for n, u in parts)
+        try:
+            return parse_duration(raw)
+        except ValueError as e:
+            raise ConfigError(f"stack config {self.key(name)} = {e}") from None
 
     def integer(self, name: str, default: int, minimum: int = 0, maximum: Optional[int] = None,
                 kind: str = "a whole number") -> int:
@@ -155,8 +159,8 @@ class ProdConfig:
     snapshot_image: str
     snapshot_schedule: str
     raft: RaftSettings
-    resources: dict
-    storage_class: str
+    resources: ContainerResources
+    storage_class: Optional[str]
     data_storage: str
     audit_storage: str
     kubeconfig: str  # a path or the content; empty: KUBECONFIG / ~/.kube/config
@@ -164,9 +168,8 @@ class ProdConfig:
     # How this stack reaches each pod's API for bootstrap and configuration (port-forwards, per-pod
     # ingress); empty: deploy the Kubernetes objects only, bootstrap on a later run.
     vault_endpoints: list[str]
-    transit_seal: Optional[dict]
-    tls_secret_name: str  # an existing Secret (ca.pem, tls.crt, tls.key); empty: the stack makes one
-    tls_ca_cert: str  # the CA of that Secret's certificate
+    transit_seal: Optional[TransitSealArgs]
+    tls_secret: Optional[TlsSecretArgs]  # None: the cluster makes its own CA and certificate
     client_namespaces: list[str]
     skip_await: bool  # test API servers only: they run no controllers
     service_image: str
@@ -193,28 +196,30 @@ class ProdConfig:
                               "(five fields, e.g. '0 * * * *')")
         transit = None
         if r.has("transitSealAddress"):
-            transit = {"address": r.string("transitSealAddress", ""), "key_name": r.string("transitSealKeyName", "vault-unseal"),
-                       "token_secret_name": r.string("transitSealTokenSecret", "vault-transit-token"),
-                       "mount_path": r.string("transitSealMountPath", "transit/")}
+            transit = TransitSealArgs(address=r.string("transitSealAddress", ""),
+                                      key_name=r.string("transitSealKeyName", "vault-unseal"),
+                                      token_secret_name=r.string("transitSealTokenSecret", "vault-transit-token"),
+                                      mount_path=r.string("transitSealMountPath", "transit/"))
+        tls_secret = None
+        if r.has("tlsSecretName"):
+            tls_secret = TlsSecretArgs(name=r.string("tlsSecretName", ""), ca_cert_pem=r.string("tlsCaCert", ""))
         return cls(
             namespace=r.string("namespace", "vault"),
             vault_image=r.string("vaultImage", "openbao/openbao:2.7.2"),
             snapshot_image=r.string("snapshotImage", "python:3.12-slim"),
             snapshot_schedule=schedule,
             raft=raft,
-            resources={
-                "requests": {"cpu": r.string("vaultCpuRequest", "250m"), "memory": r.string("vaultMemoryRequest", "256Mi")},
-                "limits": {"cpu": r.string("vaultCpuLimit", "1"), "memory": r.string("vaultMemoryLimit", "512Mi")},
-            },
-            storage_class=r.string("storageClass", ""),
+            resources=ContainerResources(
+                cpu_request=r.string("vaultCpuRequest", "250m"), memory_request=r.string("vaultMemoryRequest", "256Mi"),
+                cpu_limit=r.string("vaultCpuLimit", "1"), memory_limit=r.string("vaultMemoryLimit", "512Mi")),
+            storage_class=r.string("storageClass", "") or None,
             data_storage=r.string("dataStorage", "10Gi"),
             audit_storage=r.string("auditStorage", "10Gi"),
             kubeconfig=r.string("kubeconfig", ""),
             render_dir=r.string("renderDir", ""),
             vault_endpoints=endpoints,
             transit_seal=transit,
-            tls_secret_name=r.string("tlsSecretName", ""),
-            tls_ca_cert=r.string("tlsCaCert", ""),
+            tls_secret=tls_secret,
             client_namespaces=r.string_list("clientNamespaces", []),
             skip_await=r.boolean("skipAwait", False),
             service_image=r.string("serviceImage", "localhost/vault-envvars/service:latest"),
@@ -231,9 +236,7 @@ class ProdConfig:
 class ExistingVaultConfig:
     """Settings of an `existing` stack: configure a Vault that runs elsewhere."""
 
-    address: str
-    token: pulumi.Output  # a config-admin token (secret)
-    ca_cert_pem: str
+    connection: VaultConnection  # with a config-admin token (secret)
     adopt_kv_mount: bool
     audit_file_path: str
 
@@ -247,9 +250,7 @@ class ExistingVaultConfig:
         if token is None:
             raise ConfigError(f"stack config {r.key('vaultToken')} is required: a config-admin token, set with --secret")
         return cls(
-            address=address,
-            token=token,
-            ca_cert_pem=r.string("vaultCaCert", ""),
+            connection=VaultConnection(address=address, token=token, ca_cert_pem=r.string("vaultCaCert", "")),
             adopt_kv_mount=r.boolean("adoptKvMount", False),
             audit_file_path=r.string("auditFilePath", "/vault/logs/audit.log"),
         )
@@ -295,7 +296,7 @@ class VaultSettings:
         audiences = r.string_list("jwtAudiences", ["env-vars"])
         if not audiences:
             raise ConfigError(f"stack config {r.key('jwtAudiences')} must name at least one audience")
-        sources = {
+        sources: dict[str, Any] = {
             "oidcDiscoveryUrl": r.string("oidcDiscoveryUrl", ""),
             "jwksUrl": r.string("jwksUrl", ""),
             "jwtValidationPubkeys": r.string_list("jwtValidationPubkeys", []),

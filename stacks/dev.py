@@ -4,38 +4,40 @@ import pulumi
 
 from infra.dev_identity import DevIdentity, DevIdentityArgs, browser_login_url, issuer_url, jwks_url
 from infra.providers.random import FreePort, RandomSecret
+from infra.providers.vault import VaultConnection
+from infra.providers.vault_bootstrap import VaultBootstrap
 from infra.service_connection import ServiceConnection
 from infra.service_docker import ServiceDocker, ServiceDockerArgs
-from infra.providers.vault_bootstrap import VaultBootstrap
 from infra.vault_configuration import config_admin_policy
 from infra.vault_dev_server import VaultDevServer, VaultDevServerArgs
 from infra.vault_raft_docker import VaultRaftDocker, VaultRaftDockerArgs
 from infra.vault_snapshots_docker import VaultSnapshotsDocker, VaultSnapshotsDockerArgs
+from stacks import export
 from stacks.config import DevConfig, VaultSettings
 from stacks.vault import configure_vault
-
-AUDIT_LOG = "/bao/logs/audit.log"
 
 
 def deploy() -> dict[str, pulumi.Output]:
     cfg = DevConfig.load()
     scheme = "https" if cfg.vault_mode == "raft" else "http"
-    # Vault reaches its own OIDC provider on loopback inside its container; the service and the other
-    # containers reach Vault by its network alias.
+    # The issuer is named before the cluster exists: Vault reaches its own OIDC provider on loopback inside
+    # its container; the service and the other containers reach Vault by its network alias (the cluster's
+    # internal_address).
+    in_network = f"{scheme}://vault:8200"
     settings = VaultSettings.load(default_key_source={"jwks_url": jwks_url(f"{scheme}://127.0.0.1:8200"),
-                                                      "issuer": issuer_url(f"{scheme}://vault:8200")})
+                                                      "issuer": issuer_url(in_network)})
     labels = {"vault-envvars.stack": pulumi.get_stack()}
     outputs: dict[str, pulumi.Output] = {}
 
+    cluster: VaultDevServer | VaultRaftDocker
     if cfg.vault_mode == "dev":
         root_token = RandomSecret("vault-dev-root-token", length=24, prefix="dev-")
-        server = VaultDevServer("vault", VaultDevServerArgs(
+        cluster = VaultDevServer("vault", VaultDevServerArgs(
             image=cfg.vault_image, root_token=root_token.result, host_port=cfg.vault_host_port, labels=labels,
             flavor=settings.server_flavor,
         ))
-        address, token, ca_cert_pem = server.address, server.root_token, pulumi.Output.from_input("")
-        network_name = server.network_name
-        outputs["vault_root_token"] = server.root_token
+        admin = VaultConnection(cluster.host_address, cluster.root_token, cluster.ca_cert_pem)
+        outputs["vault_root_token"] = cluster.root_token
     else:
         cluster = VaultRaftDocker("vault", VaultRaftDockerArgs(
             image=cfg.vault_image, nodes=cfg.raft.replicas, flavor=settings.server_flavor, labels=labels,
@@ -47,9 +49,7 @@ def deploy() -> dict[str, pulumi.Output]:
             # Dev keeps root for experiments; prod revokes it after bootstrap.
             revoke_root=False,
         )
-        address = cluster.node_addresses.apply(lambda nodes: nodes[0])
-        token, ca_cert_pem = bootstrap.admin_token, cluster.ca_cert_pem
-        network_name = cluster.network_name
+        admin = VaultConnection(cluster.host_address, bootstrap.admin_token, cluster.ca_cert_pem)
         outputs.update(vault_nodes=cluster.node_addresses, vault_ca_cert=cluster.ca_cert_pem,
                        vault_root_token=bootstrap.root_token, vault_unseal_keys=bootstrap.unseal_keys)
 
@@ -59,16 +59,16 @@ def deploy() -> dict[str, pulumi.Output]:
         FreePort("service-host-port").port.apply(int)
     service_url = service_port.apply(lambda p: f"http://127.0.0.1:{p}")
     identity = DevIdentity("identity", DevIdentityArgs(
-        address=address, token=token, ca_cert_pem=ca_cert_pem, issuer_base_url=f"{scheme}://vault:8200",
+        connection=admin, issuer_base_url=in_network,
         redirect_uris=[service_url.apply(lambda u: f"{u}/dashboard/callback"),
                        service_port.apply(lambda p: f"http://localhost:{p}/dashboard/callback")]))
     dev_idp = not settings.oidc_discovery_url and not settings.validation_pubkeys and \
         settings.jwks_url == jwks_url(f"{scheme}://127.0.0.1:8200")
     vault = configure_vault(
-        "vault", settings, address=address, token=token, ca_cert_pem=ca_cert_pem, jwt_ca_pem=ca_cert_pem,
+        "vault", settings, admin, jwt_ca_pem=cluster.ca_cert_pem,
         # Tokens of the dev identity provider carry its generated client id as their audience.
         audiences=identity.client_id.apply(lambda cid: [cid]) if dev_idp else None,
-        adopt_kv_mount=cfg.vault_mode == "dev", audit_file_path=AUDIT_LOG,
+        adopt_kv_mount=cfg.vault_mode == "dev",
         manage_admin_policy=cfg.vault_mode == "dev",  # raft: the bootstrap wrote it
         autopilot_min_quorum=cfg.raft.replicas if cfg.vault_mode == "raft" else None,
         opts=pulumi.ResourceOptions(depends_on=[identity]),
@@ -83,18 +83,18 @@ def deploy() -> dict[str, pulumi.Output]:
                        snapshot_secret_id=vault.snapshot_secret_id)
 
     connection = ServiceConnection(
-        vault_address=f"{scheme}://vault:8200", vault_ca_pem=ca_cert_pem, oidc_issuer=settings.issuer,
-        oidc_jwks_url=f"{issuer_url(f'{scheme}://vault:8200')}/.well-known/keys" if dev_idp else settings.jwks_url,
+        vault_address=cluster.internal_address, vault_ca_pem=cluster.ca_cert_pem, oidc_issuer=settings.issuer,
+        oidc_jwks_url=jwks_url(in_network) if dev_idp else settings.jwks_url,
         oidc_audience=identity.client_id if dev_idp else settings.audiences[0],
         role_id=vault.executor_role_id, secret_id=vault.executor_secret_id, public_url=service_url,
     )
     if dev_idp:  # the dashboard logs users in through the dev provider, in the Vault UI on the host
-        connection.oidc_ca_pem = ca_cert_pem
+        connection.oidc_ca_pem = cluster.ca_cert_pem
         connection.oidc_client_secret = identity.client_secret
-        connection.oidc_authorization_url = pulumi.Output.from_input(address).apply(browser_login_url)
+        connection.oidc_authorization_url = cluster.host_address.apply(browser_login_url)
         connection.oidc_scopes = "openid profile"
     service = ServiceDocker("envvars", ServiceDockerArgs(
-        base_image=cfg.base_image, network_name=network_name, connection=connection, host_port=service_port,
+        base_image=cfg.base_image, network_name=cluster.network_name, connection=connection, host_port=service_port,
         rate_limit=cfg.service_rate_limit, labels=labels,
     ))
     outputs.update(
@@ -103,11 +103,9 @@ def deploy() -> dict[str, pulumi.Output]:
         service_container=service.container_name,
         oidc_client_id=identity.client_id,
         oidc_client_secret=identity.client_secret,
-        vault_address=address,
+        vault_address=cluster.host_address,
         jwt_issuer=identity.issuer,
         demo_user_passwords=identity.demo_passwords,
         executor_role_id=vault.executor_role_id,
     )
-    for key, value in outputs.items():
-        pulumi.export(key, value)
-    return outputs
+    return export(outputs)

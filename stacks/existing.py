@@ -1,25 +1,20 @@
 """The `existing` stack: the project's Vault configuration applied to a Vault that runs elsewhere."""
 import pulumi
 
+from stacks import export
 from stacks.config import ExistingVaultConfig, VaultSettings
 from stacks.vault import configure_vault
 
 
 def deploy() -> dict[str, pulumi.Output]:
     target = ExistingVaultConfig.load()
-    vault = configure_vault(
-        "vault", VaultSettings.load(), address=target.address, token=target.token,
-        ca_cert_pem=target.ca_cert_pem, adopt_kv_mount=target.adopt_kv_mount,
-        audit_file_path=target.audit_file_path,
-    )
-    outputs = {
+    vault = configure_vault("vault", VaultSettings.load(), target.connection, adopt_kv_mount=target.adopt_kv_mount,
+                            audit_file_path=target.audit_file_path)
+    return export({
         "kv_path": vault.kv_path,
         "jwt_accessor": vault.jwt_accessor,
         "executor_role_id": vault.executor_role_id,
         "executor_secret_id": vault.executor_secret_id,
         "snapshot_role_id": vault.snapshot_role_id,
         "snapshot_secret_id": vault.snapshot_secret_id,
-    }
-    for key, value in outputs.items():
-        pulumi.export(key, value)
-    return outputs
+    })

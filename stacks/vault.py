@@ -1,9 +1,11 @@
 """Vault configuration from typed stack settings: shared by the dev and prod compositions, and usable
-against an existing Vault (address + config-admin token)."""
+against an existing Vault (its connection with a config-admin token)."""
 from typing import Optional
 
 import pulumi
 
+from infra.providers.vault import VaultConnection
+from infra.server_paths import AUDIT_LOG
 from infra.vault_configuration import AppRoleArgs, JwtAuthArgs, VaultConfiguration, VaultConfigurationArgs
 from stacks.config import VaultSettings
 
@@ -11,24 +13,20 @@ from stacks.config import VaultSettings
 def configure_vault(
     name: str,
     settings: VaultSettings,
+    connection: VaultConnection,
     *,
-    address: pulumi.Input[str],
-    token: pulumi.Input[str],
-    ca_cert_pem: pulumi.Input[str] = "",
     jwt_ca_pem: pulumi.Input[str] = "",
     adopt_kv_mount: bool = False,
     manage_admin_policy: bool = True,
     autopilot_min_quorum: Optional[int] = None,
     audiences: Optional[pulumi.Input[list[str]]] = None,
-    audit_file_path: str = "/bao/logs/audit.log",
+    audit_file_path: str = AUDIT_LOG,
     opts: Optional[pulumi.ResourceOptions] = None,
 ) -> VaultConfiguration:
     """`jwt_ca_pem`: the CA of the users' key source URL when a private CA signs it (the dev cluster);
     `audiences`: replaces the configured audiences (the dev identity provider's generated client id)."""
     return VaultConfiguration(name, VaultConfigurationArgs(
-        address=address,
-        token=token,
-        ca_cert_pem=ca_cert_pem,
+        connection=connection,
         kv_path=settings.kv_path,
         kv_max_versions=settings.kv_max_versions,
         adopt_kv_mount=adopt_kv_mount,

@@ -1,19 +1,52 @@
 """Test-wide settings. The suite runs inside the project's toolchain (`make test` sources
-.toolchain/env.sh): a missing piece fails loudly instead of skipping."""
+.toolchain/env.sh): a missing piece fails loudly instead of skipping. A run that ends, however it ends
+(Ctrl-C and SIGTERM included), leaves no server running."""
 import os
 import secrets
 import shutil
+import signal
 
 import hvac
 import pytest
 from pulumi import automation as auto
 
-from tests.fixtures.browser import CHROMIUM, CHROMIUM_ARGS
-from tests.fixtures.kube import start_kube_apiserver
-from tests.fixtures.stacks import ThrowawayStack
-from tests.fixtures.vault_servers import start_dev_server, start_raft_cluster
+from devkit import procs
+from devkit.browser import CHROMIUM, CHROMIUM_ARGS
+from devkit.kube import start_kube_apiserver
+from devkit.stacks import ThrowawayStack
+from devkit.vault_servers import start_dev_server, start_raft_cluster
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _terminated(_signum, _frame):
+    # A second SIGTERM must not cut the teardown short; a handler (unlike SIG_IGN) is not inherited by
+    # what the teardown starts.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    raise KeyboardInterrupt
+
+
+def pytest_configure(config):
+    # SIGTERM (a cancelled CI job, `timeout`, `kill`) unwinds like Ctrl-C: the fixtures tear down.
+    signal.signal(signal.SIGTERM, _terminated)
+
+
+TIERS = ("unit", "integration", "e2e", "browser")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test says its tier, so `-m unit` (make check) and the others select exactly what they name."""
+    unmarked = [item.nodeid for item in items if not any(item.get_closest_marker(t) for t in TIERS)]
+    if unmarked:
+        raise pytest.UsageError(f"tests without a tier marker ({', '.join(TIERS)}): {', '.join(unmarked[:10])}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionfinish(session, exitstatus):
+    try:
+        return (yield)  # the fixtures' teardown, also after an interruption
+    finally:
+        procs.stop_all()  # whatever a teardown did not stop, or an interrupted start left running
 
 
 @pytest.fixture(scope="session")

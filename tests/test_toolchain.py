@@ -6,7 +6,11 @@ import os
 import re
 import subprocess
 
+import pytest
+
 from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.integration  # the real binaries the toolchain built
 
 
 def _versions_env() -> dict[str, str]:

@@ -1,20 +1,17 @@
 """Disaster-recovery drill for a Raft stack on the container engine: snapshot (with the
 snapshot-operator credential) and database backup of the source, a throwaway cluster, a forced
-restore unsealed with the source's keys, a check of every env var by hash, and the service's own drift
-check of its database backup against the restored cluster (with its AppRole credential, which the
-snapshot brings back). Prints each step with its elapsed time; writes a JSON and a Markdown report;
-exit 1 when anything does not match.
+restore unsealed with the source's keys, a check by hash of every env var (in the stack's KV mount:
+its kvPath, `secret` by default), and the service's own drift check of its database backup against the
+restored cluster (with its AppRole credential, which the snapshot brings back). Prints each step with
+its elapsed time; writes a JSON and a Markdown report; exit 1 when anything does not match.
 
   python tools/drill.py --stack dev-raft [--snapshot FILE] [--out DIR]
 
 Values are read into this process's memory only to be hashed (SHA-256); no value is written anywhere.
 """
 import argparse
-import contextlib
 import datetime
-import hashlib
 import io
-import json
 import os
 import secrets
 import sqlite3
@@ -29,81 +26,39 @@ import pulumi
 import requests
 from pulumi import automation as auto
 
-from infra.raft_ops import active_index, healthy_voters, unseal_until_serving, wait_until
+from infra import vault_ops
 from infra.vault_raft_docker import VaultRaftDocker, VaultRaftDockerArgs
 from service.check import drift
 from service.settings import Settings
 from tools.dev_token import stack_outputs
-
-CLOCK = {"t0": time.monotonic()}
-
-
-def step(text: str) -> None:
-    print(f"==> [+{time.monotonic() - CLOCK['t0']:6.1f}s] {text}", flush=True)
-
-
-def restart_clock() -> None:
-    CLOCK["t0"] = time.monotonic()
-
-
-class StepTimer:
-    """`with timer("name", "what is done"):` prints the step and records its seconds under `name`."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def __call__(self, name: str, text: str):
-        step(text)
-        t = time.monotonic()
-        try:
-            yield
-        finally:
-            self.seconds[name] = round(time.monotonic() - t, 2)
-
-
-def kv_hashes(client: hvac.Client) -> dict[str, str]:
-    """{"<user>/<env var id>": sha256 of the value} for every env var value in Vault."""
-    out = {}
-    kv = client.secrets.kv.v2
-    try:
-        users = kv.list_secrets(path="users", mount_point="secret")["data"]["keys"]
-    except hvac.exceptions.InvalidPath:
-        return out
-    for user in users:
-        for env_id in kv.list_secrets(path=f"users/{user}", mount_point="secret")["data"]["keys"]:
-            value = kv.read_secret_version(path=f"users/{user}{env_id}", mount_point="secret",
-                                           raise_on_deleted_version=True)["data"]["data"]["value"]
-            out[f"{user.rstrip('/')}/{env_id}"] = hashlib.sha256(value.encode()).hexdigest()
-    return out
+from tools.drill_common import StepTimer, kv_hashes, restart_clock, stack_kv_mount, step, write_report
 
 
 def take_snapshot(outputs: dict, ca_file: str, path: str) -> None:
-    # From the active node: a standby answers with a redirect to its in-cluster address.
+    """A snapshot taken with the snapshot-operator credential, from the active node."""
     nodes = outputs.get("vault_nodes") or [outputs["vault_address"]]
-    address = nodes[max(0, active_index(nodes, ca_file))]
-    c = hvac.Client(url=address, verify=ca_file)
+    c = vault_ops.client(nodes[max(0, vault_ops.active_index(nodes, ca_file))], ca=ca_file, timeout=120)
     c.auth.approle.login(role_id=outputs["snapshot_role_id"], secret_id=outputs["snapshot_secret_id"])
-    r = requests.get(f"{address}/v1/sys/storage/raft/snapshot",
-                     headers={"X-Vault-Token": c.token}, verify=ca_file, timeout=120)
-    r.raise_for_status()
-    with open(path, "wb") as f:
-        f.write(r.content)
+    vault_ops.take_snapshot(c, path)
     c.auth.token.revoke_self()
 
 
 def backup_database(engine: docker.DockerClient, container_name: str, path: str) -> None:
     """An online SQLite backup taken inside the service container, copied out through the API."""
     c = engine.containers.get(container_name)
+    inside = "/tmp/drill-backup.db"  # noqa: S108 (the container's own private /tmp)
     code, out = c.exec_run(["python3", "-c", "import sqlite3; s=sqlite3.connect('/data/envvars.db'); "
-                            "d=sqlite3.connect('/tmp/drill-backup.db'); s.backup(d); d.close()"])
+                            f"d=sqlite3.connect('{inside}'); s.backup(d); d.close()"])
     if code != 0:
         raise RuntimeError(f"database backup failed: {out.decode()[:200]}")
-    stream, _ = c.get_archive("/tmp/drill-backup.db")
+    stream, _ = c.get_archive(inside)
     with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
         with open(path, "wb") as f:
-            f.write(tar.extractfile("drill-backup.db").read())
-    c.exec_run(["rm", "-f", "/tmp/drill-backup.db"])
+            member = tar.extractfile("drill-backup.db")
+            if member is None:
+                raise RuntimeError("the database backup is missing from the container's archive")
+            f.write(member.read())
+    c.exec_run(["rm", "-f", inside])
 
 
 def executor_secret_id(engine: docker.DockerClient, container_name: str) -> str:
@@ -140,11 +95,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="drill-reports")
     ap.add_argument("--image", default="localhost/vault-envvars/openbao:2.7.2")
     args = ap.parse_args(argv)
-    return drill(stack_outputs(args.stack), args.stack, args.out, args.image, args.snapshot)[0]
+    outputs = stack_outputs(args.stack)
+    return drill(outputs, args.stack, args.out, args.image, args.snapshot, stack_kv_mount(args.stack, outputs))[0]
 
 
-def drill(outputs: dict, stack_name: str, out_dir: str, image: str, snapshot_file: str = "") -> tuple[int, dict]:
-    """Runs the drill against a stack's outputs; returns (exit code, report)."""
+def drill(outputs: dict, stack_name: str, out_dir: str, image: str, snapshot_file: str = "",
+          kv_mount: str = "secret") -> tuple[int, dict]:
+    """Runs the drill against a stack's outputs, on the env vars of its KV mount; returns (exit code, report)."""
     args = argparse.Namespace(stack=stack_name, out=out_dir, image=image, snapshot=snapshot_file)
     started = datetime.datetime.now(datetime.timezone.utc)
     restart_clock()
@@ -157,12 +114,12 @@ def drill(outputs: dict, stack_name: str, out_dir: str, image: str, snapshot_fil
         ca_file = os.path.join(work, "source-ca.pem")
         with open(ca_file, "w") as f:
             f.write(outputs["vault_ca_cert"])
-        source = hvac.Client(url=outputs["vault_address"], token=outputs["vault_root_token"], verify=ca_file)
+        source = vault_ops.client(outputs["vault_address"], outputs["vault_root_token"], ca_file, timeout=30)
 
         snapshot = args.snapshot or os.path.join(work, "source.snap")
         with timer("hash_source", "hashing every value of the source" + (
                 " (the snapshot is older: changes since are mismatches)" if args.snapshot else "")):
-            expected = kv_hashes(source)
+            expected = kv_hashes(source, kv_mount)
         if args.snapshot:
             snapshot_time = datetime.datetime.fromtimestamp(os.path.getmtime(snapshot), datetime.timezone.utc)
         else:
@@ -182,31 +139,27 @@ def drill(outputs: dict, stack_name: str, out_dir: str, image: str, snapshot_fil
                 f.write(fresh["ca"])
             nodes = fresh["nodes"]
             keys = outputs["vault_unseal_keys"]
-            init = requests.put(f"{nodes[0]}/v1/sys/init", json={"secret_shares": len(keys), "secret_threshold": 3},
-                                verify=fresh_ca, timeout=30).json()
-            leader = unseal_until_serving(nodes, init["keys"], fresh_ca)
-            wait_until(lambda: healthy_voters(leader, init["root_token"], fresh_ca) >= len(nodes), 120,
-                       "the throwaway cluster's voters", interval=1)
+            fresh_keys, fresh_root = vault_ops.initialize(nodes[0], len(keys), 3, fresh_ca)
+            leader = vault_ops.unseal_until_serving(nodes, fresh_keys, fresh_ca)
+            vault_ops.wait_until(lambda: vault_ops.healthy_voters(leader, fresh_root, fresh_ca) >= len(nodes), 120,
+                                 "the throwaway cluster's voters", interval=1)
         with timer("restore_to_serving", "restoring the snapshot (forced) and unsealing with the source's keys"):
-            with open(snapshot, "rb") as f:
-                r = requests.post(f"{leader}/v1/sys/storage/raft/snapshot-force", data=f, verify=fresh_ca,
-                                  timeout=120, headers={"X-Vault-Token": init["root_token"]})
-            r.raise_for_status()
-            serving = unseal_until_serving(nodes, keys, fresh_ca)
+            vault_ops.force_restore_snapshot(vault_ops.client(leader, fresh_root, fresh_ca, timeout=120), snapshot)
+            serving = vault_ops.unseal_until_serving(nodes, keys, fresh_ca)
         rto = timer.seconds["restore_to_serving"]
         with timer("verify", f"serving after {rto:.1f} s; verifying every env var by hash"):
-            restored = hvac.Client(url=serving, token=outputs["vault_root_token"], verify=fresh_ca)
+            restored = vault_ops.client(serving, outputs["vault_root_token"], fresh_ca, timeout=30)
             got = {}
             for _ in range(30):  # the restored cluster may still settle its leadership
                 try:
-                    got = kv_hashes(restored)
+                    got = kv_hashes(restored, kv_mount)
                     break
                 except (hvac.exceptions.VaultError, requests.RequestException):
                     time.sleep(1)
         with timer("service_check", "the service's own drift check: its database backup against the restored "
                                     "cluster, with its AppRole credential (restored with the snapshot)"):
             check = drift(Settings(
-                vault_addr=serving, vault_ca_file=fresh_ca, database_url=f"sqlite:///{backup}",
+                vault_addr=serving, vault_ca_file=fresh_ca, database_url=f"sqlite:///{backup}", kv_mount=kv_mount,
                 oidc_issuer="-", oidc_audience="-", oidc_jwks_url="-",  # not used by the check
                 approle_role_id=outputs["executor_role_id"],
                 approle_secret_id=executor_secret_id(engine, outputs["service_container"])))
@@ -239,22 +192,18 @@ def drill(outputs: dict, stack_name: str, out_dir: str, image: str, snapshot_fil
             step("destroying the throwaway cluster")
             stack.destroy(on_output=lambda _l: None)
             stack.workspace.remove_stack(stack.name)
-        os.makedirs(args.out, exist_ok=True)
-        name = f"drill-{started.strftime('%Y%m%dT%H%M%SZ')}"
-        with open(os.path.join(args.out, f"{name}.json"), "w") as f:
-            json.dump(report, f, indent=2)
-        with open(os.path.join(args.out, f"{name}.md"), "w") as f:
-            f.write(markdown(report))
-        step(f"report: {os.path.join(args.out, name)}.json / .md: {'PASSED' if report.get('passed') else 'FAILED'}")
+        write_report(report, args.out, "drill", started, markdown(report))
 
 
 def markdown(r: dict) -> str:
     lines = [f"# Vault DR drill: {'PASSED' if r.get('passed') else 'FAILED'}", "",
              f"- stack: `{r['stack']}`", f"- started: {r['started']}", f"- finished: {r.get('finished', '-')}"]
-    for key, label in (("rpo_seconds", "RPO (snapshot age at drill start), s"), ("rto_seconds", "RTO (restore to serving), s"),
+    for key, label in (("rpo_seconds", "RPO (snapshot age at drill start), s"),
+                       ("rto_seconds", "RTO (restore to serving), s"),
                        ("restored_and_verified_seconds", "restore to serving + every value verified, s"),
                        ("cluster_seconds", "throwaway cluster up, s"), ("snapshot_bytes", "snapshot size, bytes"),
-                       ("env_vars_in_database", "env vars in the database"), ("values_verified", "values verified by hash")):
+                       ("env_vars_in_database", "env vars in the database"),
+                       ("values_verified", "values verified by hash")):
         if key in r:
             lines.append(f"- {label}: {r[key]}")
     for key in ("mismatched", "missing", "rows_without_value"):

@@ -17,6 +17,7 @@ its elapsed time; a JSON and a Markdown report are written; exit 1 on failure.
 """
 import argparse
 import datetime
+import functools
 import json
 import os
 import sys
@@ -28,9 +29,10 @@ import hvac
 import requests
 
 from infra.providers.docker import copy_files
-from infra.raft_ops import active_index, healthy_voters, unseal_until_serving, wait_until
+from infra.vault_ops import active_index, healthy_voters, unseal_until_serving, wait_until
+from infra.vault_ops import client as vault_client
 from tools.dev_token import stack_outputs
-from tools.drill import kv_hashes, restart_clock, step
+from tools.drill_common import kv_hashes, restart_clock, stack_kv_mount, step, write_report
 
 MARKER_PATH = "drill/outage-marker"  # in the KV mount: writes made while a node is down
 
@@ -84,51 +86,53 @@ class DockerNodes:
 
 
 def _client(c: RaftNodes, address: str, token: str) -> hvac.Client:
-    return hvac.Client(url=address, token=token, verify=c.verify, timeout=5)
+    return vault_client(address, token, c.verify, timeout=5)
 
 
 def active_node(c: RaftNodes) -> int:
     return active_index(c.nodes, c.verify)
 
 
-def _write_marker(c: RaftNodes, token: str, i: int, value: str) -> bool:
+def _write_marker(c: RaftNodes, token: str, mount: str, i: int, value: str) -> bool:
     for n in [n for j, n in enumerate(c.nodes) if j != i]:  # i = -1: any node
         try:
             _client(c, n, token).secrets.kv.v2.create_or_update_secret(MARKER_PATH, {"value": value},
-                                                                       mount_point="secret")
+                                                                       mount_point=mount)
             return True
         except (requests.RequestException, hvac.exceptions.VaultError):
             continue
     return False
 
 
-def _hashes(c: RaftNodes, token: str) -> dict[str, str]:
+def _hashes(c: RaftNodes, token: str, mount: str) -> dict[str, str]:
     """Every value's hash, read from the active node (retried while leadership settles)."""
     def read():
         i = active_node(c)
-        return (kv_hashes(_client(c, c.nodes[i], token)),) if i >= 0 else None
+        return (kv_hashes(_client(c, c.nodes[i], token), mount),) if i >= 0 else None
 
     return wait_until(read, 60, "reading every value")[0]
 
 
-def node_loss(c: RaftNodes, token: str, keys: list[str], victim: int = -1) -> dict:
+def node_loss(c: RaftNodes, token: str, keys: list[str], victim: int = -1, mount: str = "secret") -> dict:
     """Kills one node (default: the active one), proves the others serve, brings it back."""
     report: dict = {"drill": "node-loss"}
     step("checking the cluster: every node a healthy voter")
     leader = wait_until(lambda: active_node(c) + 1, 30, "an active node") - 1
     wait_until(lambda: healthy_voters(c.nodes[leader], token, c.verify) == len(c.nodes), 60, "every voter healthy")
-    expected = _hashes(c, token)
+    expected = _hashes(c, token, mount)
     victim = leader if victim < 0 else victim
     report.update(node=c.node_id(victim), was_active=victim == leader, values=len(expected))
 
     step(f"killing {c.node_id(victim)}{' (the active node)' if victim == leader else ''}")
     t_kill = time.monotonic()
     c.kill(victim)
-    wait_until(lambda: _write_marker(c, token, victim, "while-down-0"), 60, "a write accepted by the other nodes")
+    wait_until(lambda: _write_marker(c, token, mount, victim, "while-down-0"), 60,
+               "a write accepted by the other nodes")
     report["seconds_to_first_write"] = round(time.monotonic() - t_kill, 2)
     step(f"the others took a write after {report['seconds_to_first_write']} s; writing more while it is down")
     for n in range(1, 20):
-        wait_until(lambda n=n: _write_marker(c, token, victim, f"while-down-{n}"), 30, "writes while a node is down")
+        wait_until(functools.partial(_write_marker, c, token, mount, victim, f"while-down-{n}"), 30,
+                   "writes while a node is down")
 
     step(f"starting {c.node_id(victim)} again and unsealing it")
     t_back = time.monotonic()
@@ -139,17 +143,17 @@ def node_loss(c: RaftNodes, token: str, keys: list[str], victim: int = -1) -> di
            f"{c.node_id(victim)} a healthy voter again (caught up with the writes made while it was down)")
     report["seconds_to_rejoin"] = round(time.monotonic() - t_back, 2)
     step(f"{c.node_id(victim)} is a healthy voter after {report['seconds_to_rejoin']} s; checking every value by hash")
-    return _verify(c, token, expected, report)
+    return _verify(c, token, mount, expected, report)
 
 
-def quorum_loss(c: RaftNodes, token: str, keys: list[str], survivor: int = 0) -> dict:
+def quorum_loss(c: RaftNodes, token: str, keys: list[str], survivor: int = 0, mount: str = "secret") -> dict:
     """Loses every node but `survivor` for good, recovers it with peers.json, rebuilds the others."""
     report: dict = {"drill": "quorum-loss", "survivor": c.node_id(survivor)}
     lost = [i for i in range(len(c.nodes)) if i != survivor]
     step("checking the cluster and hashing every value")
     leader = wait_until(lambda: active_node(c) + 1, 30, "an active node") - 1
     wait_until(lambda: healthy_voters(c.nodes[leader], token, c.verify) == len(c.nodes), 60, "every voter healthy")
-    expected = _hashes(c, token)
+    expected = _hashes(c, token, mount)
     report["values"] = len(expected)
 
     step(f"losing {', '.join(c.node_id(i) for i in lost)}: killed, their Raft data wiped")
@@ -158,7 +162,7 @@ def quorum_loss(c: RaftNodes, token: str, keys: list[str], survivor: int = 0) ->
         c.wipe(i)
     step(f"confirming the outage: {c.node_id(survivor)} alone cannot take a write")
     time.sleep(3)  # past the leader lease: a lone former leader steps down
-    report["outage_confirmed"] = not _write_marker(c, token, -1, "during-outage")
+    report["outage_confirmed"] = not _write_marker(c, token, mount, -1, "during-outage")
     if not report["outage_confirmed"]:
         raise RuntimeError("the survivor still took a write: quorum was not lost")
 
@@ -169,7 +173,7 @@ def quorum_loss(c: RaftNodes, token: str, keys: list[str], survivor: int = 0) ->
     c.start(survivor)
     unseal_until_serving([c.nodes[survivor]], keys, c.verify)
     wait_until(lambda: active_node(c) == survivor, 60, f"{c.node_id(survivor)} active")
-    got = _hashes(c, token)
+    got = _hashes(c, token, mount)
     report["rto_seconds"] = round(time.monotonic() - t_recover, 2)
     report["verified_on_survivor"] = sum(1 for k, v in expected.items() if got.get(k) == v)
     step(f"serving every value alone after {report['rto_seconds']} s; rebuilding the lost nodes (empty, joining it)")
@@ -181,40 +185,36 @@ def quorum_loss(c: RaftNodes, token: str, keys: list[str], survivor: int = 0) ->
            "three healthy voters again")
     report["seconds_to_full_cluster"] = round(time.monotonic() - t_rebuild, 2)
     step(f"{len(c.nodes)} healthy voters after {report['seconds_to_full_cluster']} s; checking every value by hash")
-    return _verify(c, token, expected, report)
+    return _verify(c, token, mount, expected, report)
 
 
-def _verify(c: RaftNodes, token: str, expected: dict, report: dict) -> dict:
-    got = _hashes(c, token)  # env var values only (users/...), not the drill's marker
+def _verify(c: RaftNodes, token: str, mount: str, expected: dict, report: dict) -> dict:
+    got = _hashes(c, token, mount)  # env var values only (users/...), not the drill's marker
     mismatched = sorted(k for k in expected if got.get(k) != expected[k])
     report.update(values_verified=len(expected) - len(mismatched), mismatched=mismatched,
                   passed=not mismatched)
     return report
 
 
-def write_report(report: dict, out_dir: str) -> str:
-    os.makedirs(out_dir, exist_ok=True)
-    name = os.path.join(out_dir, f"{report['drill']}-{report['started'].replace(':', '').replace('-', '')[:15]}Z")
-    with open(f"{name}.json", "w") as f:
-        json.dump(report, f, indent=2)
+def markdown(report: dict) -> str:
     lines = [f"# Vault {report['drill']} drill: {'PASSED' if report.get('passed') else 'FAILED'}", ""]
     lines += [f"- {k}: {v}" for k, v in report.items() if k not in ("drill", "passed")]
-    with open(f"{name}.md", "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return name
+    return "\n".join(lines) + "\n"
 
 
-def run(kind: str, c: RaftNodes, token: str, keys: list[str], out_dir: str, index: int) -> tuple[int, dict]:
+def run(kind: str, c: RaftNodes, token: str, keys: list[str], out_dir: str, index: int,
+        kv_mount: str = "secret") -> tuple[int, dict]:
+    """Runs one drill on the env vars of `kv_mount`; returns (exit code, report)."""
     started = datetime.datetime.now(datetime.timezone.utc)
     restart_clock()
-    report = {"drill": kind, "started": started.isoformat()}
+    report: dict[str, Any] = {"drill": kind, "started": started.isoformat()}
+    drill = node_loss if kind == "node-loss" else quorum_loss
     try:
-        report.update(node_loss(c, token, keys, index) if kind == "node-loss" else quorum_loss(c, token, keys, index))
+        report.update(drill(c, token, keys, index, kv_mount))
     except Exception as e:  # noqa: BLE001 (the report says how it failed)
         report.update(passed=False, error=f"{type(e).__name__}: {e}"[:500])
     report["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
-    name = write_report(report, out_dir)
-    step(f"report: {name}.json / .md: {'PASSED' if report.get('passed') else 'FAILED'}")
+    write_report(report, out_dir, kind, started, markdown(report))
     return (0 if report.get("passed") else 1), report
 
 
@@ -235,7 +235,8 @@ def main(argv=None) -> int:
         f.write(outputs["vault_ca_cert"])
     nodes = DockerNodes(args.stack, outputs, ca_file, docker.from_env())
     index = (args.node - 1) if args.drill == "node-loss" else (args.survivor - 1)
-    return run(args.drill, nodes, outputs["vault_root_token"], outputs["vault_unseal_keys"], args.out, index)[0]
+    return run(args.drill, nodes, outputs["vault_root_token"], outputs["vault_unseal_keys"], args.out, index,
+               stack_kv_mount(args.stack, outputs))[0]
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import os
 import tarfile
 import time
 import warnings
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import docker
 import pulumi
@@ -95,7 +95,8 @@ class Volume(Resource, module="docker", name="Volume"):
 def context_digest(path: str) -> str:
     """A digest of every file under a build context, so an edited file rebuilds the image."""
     h = hashlib.sha256()
-    for root, dirs, files in sorted(os.walk(path)):
+    for root, dirs, files in os.walk(path):
+        # Pruned and sorted in place, while the walk can still see it: caches never count, the order is fixed.
         dirs[:] = sorted(d for d in dirs if d not in ("__pycache__", ".pytest_cache"))
         for f in sorted(files):
             full = os.path.join(root, f)
@@ -275,7 +276,7 @@ class Container(Resource, module="docker", name="Container"):
     state: pulumi.Output[str]
 
     def __init__(self, name: str, *, container_name: str, image: pulumi.Input[str],
-                 command: Optional[list[str]] = None, entrypoint: Optional[list[str]] = None,
+                 command: Optional[Sequence[pulumi.Input[str]]] = None, entrypoint: Optional[list[str]] = None,
                  env: Optional[pulumi.Input[dict[str, str]]] = None, ports: Optional[list[dict]] = None,
                  networks: Optional[list[dict]] = None, volumes: Optional[list[dict]] = None,
                  user: str = "", read_only: bool = False, tmpfs: Optional[dict[str, str]] = None,
@@ -286,7 +287,7 @@ class Container(Resource, module="docker", name="Container"):
                  files: Optional[pulumi.Input[dict[str, dict]]] = None,
                  docker_host: Optional[str] = None, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(_ContainerProvider(), name, {
-            "name": container_name, "image": image, "command": command or [], "entrypoint": entrypoint or [],
+            "name": container_name, "image": image, "command": list(command or []), "entrypoint": entrypoint or [],
             "env": env or {}, "ports": ports or [], "networks": networks or [], "volumes": volumes or [],
             "user": user, "read_only": read_only, "tmpfs": tmpfs or {}, "labels": labels or {},
             "restart": restart, "cap_drop": cap_drop if cap_drop is not None else ["ALL"], "cap_add": cap_add or [],

@@ -66,8 +66,9 @@ class TlsBundle(Resource, module="tls", name="TlsBundle"):
     cert_pem: pulumi.Output[str]
     key_pem: pulumi.Output[str]
 
-    def __init__(self, name: str, *, common_name: str, dns_names: list[str], ip_addresses: Optional[list[str]] = None,
-                 days: int = 365, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, *, common_name: str, dns_names: pulumi.Input[list[str]],
+                 ip_addresses: Optional[list[str]] = None, days: int = 365,
+                 opts: Optional[pulumi.ResourceOptions] = None):
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["key_pem"]))
         super().__init__(_TlsBundleProvider(), name, {
             "common_name": common_name, "dns_names": dns_names, "ip_addresses": ip_addresses or [], "days": days,

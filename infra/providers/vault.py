@@ -1,43 +1,41 @@
 """Vault / OpenBao resources over the HTTP API (hvac).
 
-Every resource takes the connection as inputs: `address`, `token` (pass it as a Pulumi secret; the
-engine keeps it encrypted in state) and optional `ca_cert_pem` for a TLS server with a private CA.
+Every resource takes one `VaultConnection`; the providers get it as the inputs `address`, `token`
+(always made a Pulumi secret: encrypted in state) and `ca_cert_pem`.
 """
-import hashlib
 import json
-import os
-import tempfile
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 import hvac
 import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
 
+from infra import vault_ops
+from infra.durations import parse_duration
+
 from .base import ManagedProvider, inputs_of, plain
 
-CONNECTION = ("address", "token", "ca_cert_pem")
+
+@dataclass(frozen=True)
+class VaultConnection:
+    """How to reach a Vault server: its URL, a token and, for a private CA, that CA's PEM."""
+
+    address: pulumi.Input[str]
+    token: pulumi.Input[str] = field(repr=False)  # a repr (a log line, an error) never shows it
+    ca_cert_pem: pulumi.Input[str] = ""
+
+    def inputs(self) -> dict[str, Any]:
+        """The providers' connection inputs. Their names are in every resource's state: renaming one
+        would make the next `up` update every Vault resource."""
+        return {"address": self.address, "token": pulumi.Output.secret(self.token), "ca_cert_pem": self.ca_cert_pem}
 
 
-def tls_verify(ca_cert_pem: Optional[str]) -> Any:
-    """What requests' `verify` takes for a server with this CA (None: the system's CAs)."""
-    if not ca_cert_pem:
-        return True
-    # requests wants a file; the CA is public, so a file in the temp dir, one per CA, is fine.
-    path = os.path.join(tempfile.gettempdir(), f"vault-ca-{hashlib.sha256(ca_cert_pem.encode()).hexdigest()[:16]}.pem")
-    if not os.path.exists(path):
-        tmp = f"{path}.{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(ca_cert_pem)
-        os.replace(tmp, path)
-    return path
+CONNECTION = tuple(f.name for f in fields(VaultConnection))
 
 
 def client(props: dict[str, Any], timeout: int = 30) -> hvac.Client:
-    c = hvac.Client(url=props["address"], token=props["token"], verify=tls_verify(props.get("ca_cert_pem")),
-                    timeout=timeout)
-    # REQUESTS_CA_BUNDLE in the environment would silently override `verify`.
-    c.adapter.session.trust_env = False
-    return c
+    return vault_ops.client(props["address"], props["token"], props.get("ca_cert_pem"), timeout)
 
 
 class _MountProvider(ManagedProvider):
@@ -114,11 +112,11 @@ class _MountProvider(ManagedProvider):
 
 
 def _seconds(ttl: Optional[str]) -> int:
+    """A TTL input in seconds: empty is Vault's default (0), a bare number is already seconds."""
     if not ttl:
         return 0
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     ttl = str(ttl)
-    return int(ttl[:-1]) * units[ttl[-1]] if ttl[-1] in units else int(ttl)
+    return int(ttl) if ttl.isdigit() else parse_duration(ttl)
 
 
 class Mount(Resource, module="vault", name="Mount"):
@@ -130,10 +128,9 @@ class Mount(Resource, module="vault", name="Mount"):
         self,
         name: str,
         *,
-        address: pulumi.Input[str],
-        token: pulumi.Input[str],
+        connection: VaultConnection,
         path: str,
-        type: str,
+        type: str,  # noqa: A002 (Vault's own field name)
         kind: str = "secret",
         description: str = "",
         options: Optional[dict[str, str]] = None,
@@ -141,7 +138,6 @@ class Mount(Resource, module="vault", name="Mount"):
         max_lease_ttl: str = "",
         adopt: bool = False,
         user_lockout: Optional[dict[str, str]] = None,
-        ca_cert_pem: pulumi.Input[str] = "",
         opts: Optional[pulumi.ResourceOptions] = None,
     ):
         """`adopt`: an existing mount of the same type at `path` is taken over instead of failing.
@@ -152,9 +148,7 @@ class Mount(Resource, module="vault", name="Mount"):
             _MountProvider(),
             name,
             {
-                "address": address,
-                "token": pulumi.Output.secret(token),
-                "ca_cert_pem": ca_cert_pem,
+                **connection.inputs(),
                 "path": path.strip("/"),
                 "type": type,
                 "kind": kind,
@@ -240,19 +234,17 @@ class Endpoint(Resource, module="vault", name="Endpoint"):
     response: pulumi.Output[dict]
     secret_response: pulumi.Output[dict]
 
-    def __init__(self, name: str, *, address: pulumi.Input[str], token: pulumi.Input[str], path: pulumi.Input[str],
+    def __init__(self, name: str, *, connection: VaultConnection, path: pulumi.Input[str],
                  data: pulumi.Input[dict[str, Any]], write_only: Optional[list[str]] = None,
                  read_back: Optional[list[str]] = None, secret_read_back: Optional[list[str]] = None,
-                 delete_on_destroy: bool = True, ca_cert_pem: pulumi.Input[str] = "",
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 delete_on_destroy: bool = True, opts: Optional[pulumi.ResourceOptions] = None):
         if secret_read_back:
             opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
                 additional_secret_outputs=["secret_response"]))
         super().__init__(_EndpointProvider(), name, {
-            "address": address, "token": pulumi.Output.secret(token), "ca_cert_pem": ca_cert_pem,
-            "path": path, "data": data, "write_only": write_only or [], "delete_on_destroy": delete_on_destroy,
-            "read_back": read_back or [], "secret_read_back": secret_read_back or [],
-            "response": None, "secret_response": None,
+            **connection.inputs(), "path": path, "data": data, "write_only": write_only or [],
+            "delete_on_destroy": delete_on_destroy, "read_back": read_back or [],
+            "secret_read_back": secret_read_back or [], "response": None, "secret_response": None,
         }, opts)
 
 
@@ -281,12 +273,11 @@ class _AuditDeviceProvider(ManagedProvider):
 class AuditDevice(Resource, module="vault", name="AuditDevice"):
     """An audit device enabled through the API (HashiCorp Vault; OpenBao refuses this by default)."""
 
-    def __init__(self, name: str, *, address: pulumi.Input[str], token: pulumi.Input[str], path: str, type: str,
-                 options: dict[str, str], description: str = "", ca_cert_pem: pulumi.Input[str] = "",
-                 opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, *, connection: VaultConnection, path: str, type: str,  # noqa: A002 (Vault's)
+                 options: dict[str, str],
+                 description: str = "", opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(_AuditDeviceProvider(), name, {
-            "address": address, "token": pulumi.Output.secret(token), "ca_cert_pem": ca_cert_pem,
-            "path": path, "type": type, "options": options, "description": description,
+            **connection.inputs(), "path": path, "type": type, "options": options, "description": description,
         }, opts)
 
 
@@ -333,12 +324,10 @@ class AppRoleCredential(Resource, module="vault", name="AppRoleCredential"):
     secret_id: pulumi.Output[str]
     secret_id_accessor: pulumi.Output[str]
 
-    def __init__(self, name: str, *, address: pulumi.Input[str], token: pulumi.Input[str], mount: str,
-                 role: pulumi.Input[str], metadata: Optional[dict[str, str]] = None,
-                 ca_cert_pem: pulumi.Input[str] = "", opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, *, connection: VaultConnection, mount: str, role: pulumi.Input[str],
+                 metadata: Optional[dict[str, str]] = None, opts: Optional[pulumi.ResourceOptions] = None):
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["secret_id"]))
         super().__init__(_AppRoleCredentialProvider(), name, {
-            "address": address, "token": pulumi.Output.secret(token), "ca_cert_pem": ca_cert_pem,
-            "mount": mount, "role": role, "metadata": metadata or {},
+            **connection.inputs(), "mount": mount, "role": role, "metadata": metadata or {},
             "role_id": None, "secret_id": None, "secret_id_accessor": None,
         }, opts)

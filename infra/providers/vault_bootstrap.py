@@ -4,16 +4,16 @@ The unseal keys, the root token (while it exists) and the admin token are secret
 the stack state, never shown. Every `preview`/`up` checks the live cluster: a sealed node (say, after a
 restart) shows as a change, and the update unseals it.
 """
+import contextlib
 from typing import Any, Optional
 
+import hvac
 import pulumi
-import requests
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
-from infra.raft_ops import healthy_voters, wait_until
+from infra import vault_ops
 
 from .base import ManagedProvider, plain
-from .vault import tls_verify
 
 ADMIN_POLICY = "config-admin"
 
@@ -22,56 +22,23 @@ class BootstrapError(Exception):
     pass
 
 
-def _session(props: dict[str, Any]) -> tuple[requests.Session, Any]:
-    session = requests.Session()
-    session.trust_env = False  # REQUESTS_CA_BUNDLE would override `verify`
-    return session, tls_verify(props.get("ca_cert_pem"))
-
-
-def _get(props: dict[str, Any], address: str, path: str, token: str = "") -> requests.Response:
-    session, verify = _session(props)
-    return session.get(f"{address}/v1/{path}", headers={"X-Vault-Token": token} if token else {},
-                       verify=verify, timeout=10)
-
-
-def _put(props: dict[str, Any], address: str, path: str, body: dict, token: str = "") -> dict:
-    session, verify = _session(props)
-    r = session.put(f"{address}/v1/{path}", json=body, headers={"X-Vault-Token": token} if token else {},
-                    verify=verify, timeout=30)
-    if r.status_code >= 400:
-        # Vault's error text names the problem; it never echoes keys or tokens.
-        raise BootstrapError(f"{path} on {address}: HTTP {r.status_code}: {r.text.strip()[:300]}")
-    return r.json() if r.content else {}
+@contextlib.contextmanager
+def _vault_says(path: str, address: str):
+    """Vault's refusal as a BootstrapError naming the call; Vault's error text never echoes keys or tokens."""
+    try:
+        yield
+    except hvac.exceptions.VaultError as e:
+        said = e.args[0] or (e.text or "").strip()
+        raise BootstrapError(f"{path} on {address}: {type(e).__name__}: {said}"[:400]) from None
 
 
 def _wait(check, timeout: float, what: str) -> Any:
-    return wait_until(check, timeout, what, interval=0.5, error=BootstrapError)
+    return vault_ops.wait_until(check, timeout, what, interval=0.5, error=BootstrapError)
 
 
-def _seal_status(props: dict[str, Any], address: str) -> dict:
-    return _get(props, address, "sys/seal-status").json()
-
-
-def sealed_nodes(props: dict[str, Any]) -> list[str]:
-    """Nodes that answer and are sealed (a node that does not answer is not ours to fix)."""
-    out = []
-    for address in props["node_addresses"]:
-        try:
-            if _seal_status(props, address).get("sealed"):
-                out.append(address)
-        except requests.RequestException:
-            pass
-    return out
-
-
-def _unseal(props: dict[str, Any], address: str, keys: list[str], threshold: int) -> None:
-    # A joiner reports t=0 until it has the leader's challenge: unsealing before that fails.
-    _wait(lambda: _seal_status(props, address).get("t", 0) > 0, 120, f"{address} to join the cluster")
-    for key in keys[:threshold]:
-        if not _put(props, address, "sys/unseal", {"key": key}).get("sealed", True):
-            return
-    # A joiner stays sealed until it has joined Raft and caught up: give it time.
-    _wait(lambda: not _seal_status(props, address).get("sealed"), 120, f"{address} to unseal")
+def _unseal(p: dict[str, Any], address: str, keys: list[str]) -> None:
+    with _vault_says("sys/unseal", address):
+        vault_ops.unseal(address, keys, p.get("ca_cert_pem"), interval=0.5, error=BootstrapError)
 
 
 class _BootstrapProvider(ManagedProvider):
@@ -82,59 +49,60 @@ class _BootstrapProvider(ManagedProvider):
             if olds.get(key) != news.get(key):
                 raise BootstrapError(f"{key} cannot change after initialisation (rekey the cluster by hand)")
         result = super().diff(id_, olds, news)
-        if not result.changes and sealed_nodes(plain(olds)):
+        o = plain(olds)
+        if not result.changes and vault_ops.sealed_nodes(o["node_addresses"], o.get("ca_cert_pem")):
             result.changes = True  # the update unseals them
         return result
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         p = plain(props)
-        first = p["node_addresses"][0]
-        status = _wait(lambda: _seal_status(p, first), 120, f"{first} to answer")
+        nodes, ca = p["node_addresses"], p.get("ca_cert_pem")
+        first = nodes[0]
+        status = _wait(lambda: vault_ops.seal_status(first, ca), 120, f"{first} to answer")
         if status.get("initialized"):
             raise BootstrapError(
                 f"{first} is already initialised: this stack did not create it and holds none of its keys")
-        init = _put(p, first, "sys/init", {"secret_shares": p["key_shares"], "secret_threshold": p["key_threshold"]})
-        keys, root = init["keys"], init["root_token"]
-        for address in p["node_addresses"]:
-            _unseal(p, address, keys, p["key_threshold"])
-        _wait(lambda: _get(p, first, "sys/health").status_code == 200, 120, "an active node")
-        _wait(lambda: healthy_voters(first, root, tls_verify(p.get("ca_cert_pem"))) == len(p["node_addresses"]),
-              180, "every node to be a voter")
+        with _vault_says("sys/init", first):
+            keys, root = vault_ops.initialize(first, p["key_shares"], p["key_threshold"], ca)
+        for address in nodes:
+            _unseal(p, address, keys)
+        _wait(lambda: vault_ops.is_active(first, ca, timeout=10), 120, "an active node")
+        _wait(lambda: vault_ops.healthy_voters(first, root, ca) == len(nodes), 180, "every node to be a voter")
 
-        _put(p, first, f"sys/policies/acl/{ADMIN_POLICY}", {"policy": p["admin_policy"]}, root)
-        admin = _put(p, first, "auth/token/create-orphan", {
-            "policies": [ADMIN_POLICY], "period": p["admin_token_period"], "display_name": ADMIN_POLICY,
-            "renewable": True,
-        }, root)["auth"]["client_token"]
+        c = vault_ops.client(first, root, ca, timeout=30)
+        with _vault_says(f"sys/policies/acl/{ADMIN_POLICY}", first):
+            c.sys.create_or_update_acl_policy(ADMIN_POLICY, p["admin_policy"])
+        with _vault_says("auth/token/create-orphan", first):
+            admin = c.auth.token.create_orphan(policies=[ADMIN_POLICY], period=p["admin_token_period"],
+                                               display_name=ADMIN_POLICY, renewable=True)["auth"]["client_token"]
         if p["revoke_root"]:
-            _put(p, first, "auth/token/revoke-self", {}, root)
+            with _vault_says("auth/token/revoke-self", first):
+                c.auth.token.revoke_self()
             root = ""
         return CreateResult("bootstrap", {**props, "unseal_keys": keys, "root_token": root, "admin_token": admin})
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         p, o = plain(news), plain(olds)
-        for address in sealed_nodes(p):
-            _unseal(p, address, o["unseal_keys"], o["key_threshold"])
-        active = _wait(lambda: self._active(p), 120, "an active node")
+        nodes, ca = p["node_addresses"], p.get("ca_cert_pem")
+        for address in vault_ops.sealed_nodes(nodes, ca):
+            _unseal(p, address, o["unseal_keys"])
+        active = _wait(lambda: vault_ops.active_node(nodes, ca), 120, "an active node")
         admin, root = o["admin_token"], o.get("root_token") or ""
         if o["admin_policy"] != p["admin_policy"]:
             if not root:
                 raise BootstrapError(f"changing the {ADMIN_POLICY} policy needs root, which was revoked: "
                                      "generate a root token with the unseal keys (vault operator generate-root)")
-            _put(p, active, f"sys/policies/acl/{ADMIN_POLICY}", {"policy": p["admin_policy"]}, root)
+            with _vault_says(f"sys/policies/acl/{ADMIN_POLICY}", active):
+                vault_ops.client(active, root, ca, timeout=30).sys.create_or_update_acl_policy(
+                    ADMIN_POLICY, p["admin_policy"])
         # Each run renews the periodic admin token, so it lives as long as the stack is deployed.
-        _put(p, active, "auth/token/renew-self", {}, admin)
+        with _vault_says("auth/token/renew-self", active):
+            vault_ops.client(active, admin, ca, timeout=30).auth.token.renew_self()
         if p["revoke_root"] and root:
-            _put(p, active, "auth/token/revoke-self", {}, root)
+            with _vault_says("auth/token/revoke-self", active):
+                vault_ops.client(active, root, ca, timeout=30).auth.token.revoke_self()
             root = ""
         return UpdateResult({**news, "unseal_keys": o["unseal_keys"], "root_token": root, "admin_token": admin})
-
-    @staticmethod
-    def _active(p: dict[str, Any]) -> Optional[str]:
-        for address in p["node_addresses"]:
-            if _get(p, address, "sys/health").status_code == 200:
-                return address
-        return None
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         return ReadResult(id_, props)
@@ -150,7 +118,7 @@ class VaultBootstrap(Resource, module="vault", name="Bootstrap"):
 
     def __init__(self, name: str, *, node_addresses: pulumi.Input[list[str]], admin_policy: pulumi.Input[str],
                  ca_cert_pem: pulumi.Input[str] = "", key_shares: int = 5, key_threshold: int = 3,
-                 revoke_root: bool = True, admin_token_period: str = "768h",
+                 revoke_root: bool = True, admin_token_period: str = "768h",  # noqa: S107 (a duration)
                  opts: Optional[pulumi.ResourceOptions] = None):
         if not 1 <= key_threshold <= key_shares:
             raise ValueError(f"key_threshold must be between 1 and key_shares ({key_shares})")

@@ -1,1 +1,2 @@
-"""HTTP routes, one module per concern."""
+"""The HTTP API: thin routes over service/core, one module per concern; errors.py turns what the
+operations raise into responses."""

@@ -1,66 +1,26 @@
-"""/api/v2/execution: start a job with some of the caller's env vars, follow it, cancel it."""
-from fastapi import APIRouter, Depends, HTTPException
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+"""/api/v2/execution: start a job with some of the caller's env vars, follow it, cancel it
+(service/core/executions.py)."""
+from fastapi import APIRouter
 
-from service.auth import Caller
-from service.db import EnvVar, Execution, ExecutionEnvVar
+from service.core import executions
+from service.dependencies import ComponentsDep, SessionDep
 from service.schemas import ExecutionCreate, ExecutionOut
 
-from .deps import Components, audit, audit_row, caller, components, db, field_error
+from .deps import CallerDep
 
 router = APIRouter(prefix="/api/v2/execution", tags=["executions"])
 
 
-def _out(s: Session, e: Execution) -> ExecutionOut:
-    names = s.scalars(select(ExecutionEnvVar.name).where(ExecutionEnvVar.execution_id == e.id)
-                      .order_by(ExecutionEnvVar.name)).all()
-    return ExecutionOut(id=e.id, status=e.status, command=e.command, env_var_names=list(names),
-                        exit_code=e.exit_code, output=e.output, error=e.error, created_at=e.created_at,
-                        started_at=e.started_at, finished_at=e.finished_at)
-
-
-def _owned(s: Session, who: Caller, execution_id: str) -> Execution:
-    e = s.get(Execution, execution_id)
-    if e is None or e.owner != who.user:
-        raise HTTPException(404, "execution not found")
-    return e
-
-
 @router.post("", response_model=ExecutionOut, status_code=202)
-def start_execution(body: ExecutionCreate, who: Caller = Depends(caller), s: Session = Depends(db),
-                    c: Components = Depends(components)) -> ExecutionOut:
-    timeout = body.timeout_seconds or c.settings.default_timeout_seconds
-    if timeout > c.settings.max_timeout_seconds:
-        raise field_error(("body", "timeout_seconds"), f"must be at most {c.settings.max_timeout_seconds}")
-    rows = s.scalars(select(EnvVar).where(EnvVar.id.in_(body.env_var_ids), EnvVar.owner == who.user,
-                                          EnvVar.visible())).all()  # not a row still being created
-    found = {r.id: r for r in rows}
-    missing = [i for i in body.env_var_ids if i not in found]
-    if missing:  # unknown and someone else's look the same
-        raise HTTPException(404, f"env var not found: {missing[0]}")
-    execution = Execution(owner=who.user, command=body.command, status="queued", timeout_seconds=timeout)
-    s.add(execution)
-    s.flush()
-    for r in rows:
-        s.add(ExecutionEnvVar(execution_id=execution.id, env_var_id=r.id, name=r.name))
-    s.add(audit_row(who.user, "execution.start", execution.id, "queued",
-                    "env_vars=" + ",".join(sorted(r.name for r in rows))))
-    s.commit()
-    c.executor.submit(execution.id)
-    return _out(s, execution)
+def start_execution(body: ExecutionCreate, who: CallerDep, s: SessionDep, c: ComponentsDep) -> ExecutionOut:
+    return executions.start_execution(s, c, who, body)
 
 
 @router.get("/{execution_id}", response_model=ExecutionOut)
-def get_execution(execution_id: str, who: Caller = Depends(caller), s: Session = Depends(db)) -> ExecutionOut:
-    return _out(s, _owned(s, who, execution_id))
+def get_execution(execution_id: str, who: CallerDep, s: SessionDep) -> ExecutionOut:
+    return executions.get_execution(s, who, execution_id)
 
 
 @router.post("/{execution_id}/cancel", response_model=ExecutionOut, status_code=202)
-def cancel_execution(execution_id: str, who: Caller = Depends(caller), s: Session = Depends(db),
-                     c: Components = Depends(components)) -> ExecutionOut:
-    e = _owned(s, who, execution_id)
-    if e.status in ("queued", "running"):
-        c.executor.cancel(e.id)
-        audit(c.sessions, who.user, "execution.cancel", e.id, "requested")
-    return _out(s, e)
+def cancel_execution(execution_id: str, who: CallerDep, s: SessionDep, c: ComponentsDep) -> ExecutionOut:
+    return executions.cancel_execution(s, c, who, execution_id)

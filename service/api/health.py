@@ -1,12 +1,12 @@
 """Liveness, readiness (not ready while Vault is sealed or unreachable or the database is down) and
 Prometheus metrics."""
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .deps import Components, components
+from service.dependencies import ComponentsDep
 
 router = APIRouter(tags=["health"])
 
@@ -17,7 +17,7 @@ def healthz() -> dict:
 
 
 @router.get("/readyz")
-def readyz(c: Components = Depends(components)) -> JSONResponse:
+def readyz(c: ComponentsDep) -> JSONResponse:
     checks = {"vault": c.gateway.health()}
     try:
         with c.sessions() as s:
@@ -30,5 +30,5 @@ def readyz(c: Components = Depends(components)) -> JSONResponse:
 
 
 @router.get("/metrics")
-def metrics(c: Components = Depends(components)) -> Response:
+def metrics(c: ComponentsDep) -> Response:
     return Response(generate_latest(c.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,1 +1,1 @@
-"""The dashboard: server-rendered pages over the same operations as the API, with an OIDC login."""
+"""The dashboard: server-rendered pages over service/core's operations, as the API's, with an OIDC login."""

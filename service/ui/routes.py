@@ -1,40 +1,38 @@
-"""/dashboard: env-var management and job pages. Each action calls the API's own operation (same
-validation, same consistency between the database and Vault, same audit rows); pages add the OIDC login,
+"""/dashboard: env-var management and job pages over the service's own operations (service/core: the
+API's validation, consistency between the database and Vault, and audit rows); pages add the OIDC login,
 an encrypted session cookie and a CSRF token on every form. Values go in (POST bodies) and never come out."""
 import hmac
-import os
 import re
 import secrets
 import shlex
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Optional
+from typing import Annotated, Optional
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.api import env_vars as env_vars_api
-from service.api import executions as executions_api
-from service.api.deps import Components, components, db, rate_limited
 from service.auth import Caller, Unauthenticated
-from service.db import Execution
+from service.components import Components
+from service.core.callers import admit
+from service.core.env_vars import create_env_var, delete_env_var, get_env_var, list_env_vars, update_env_var
+from service.core.errors import InvalidField, NameTaken, NotFound
+from service.core.executions import get_execution, recent_executions, start_execution
+from service.dependencies import ComponentsDep, SessionDep
 from service.schemas import EnvVarCreate, EnvVarUpdate, ExecutionCreate
 
 from .oidc import IdentityProviderError, LoginAttempt
+from .pages import HOME, render
 from .session import LOGIN_COOKIE, SESSION_COOKIE
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
-templates = Jinja2Templates(directory=os.path.join(os.path.dirname(__file__), "templates"))
 PAGE_SIZE = 50
 LOGIN_MAX_SECONDS = 600
 SESSION_MAX_SECONDS = 12 * 3600  # and never past the ID token's own expiry
-HOME = "/dashboard/env-vars"
+FormText = Annotated[str, Form()]
 
 
 class LoginRequired(Exception):
@@ -51,7 +49,7 @@ class Viewer:
     name: str
 
 
-def viewer(request: Request, c: Components = Depends(components)) -> Viewer:
+def viewer(request: Request, c: ComponentsDep) -> Viewer:
     data = c.cookies.load(request.cookies.get(SESSION_COOKIE), SESSION_MAX_SECONDS)
     next_path = request.url.path + (f"?{request.url.query}" if request.url.query and request.method == "GET" else "")
     if not data:
@@ -60,20 +58,16 @@ def viewer(request: Request, c: Components = Depends(components)) -> Viewer:
         claims = c.verifier.claims(data["t"])
     except Unauthenticated:
         raise LoginRequired(next_path) from None
-    return Viewer(rate_limited(Caller(claims["sub"], data["t"]), c), data["c"], data["n"])
+    return Viewer(admit(c, Caller(claims["sub"], data["t"])), data["c"], data["n"])
 
 
+ViewerDep = Annotated[Viewer, Depends(viewer)]
 CSRF_REFUSED = "This form has expired or was not sent by this dashboard. Reload the page and try again."
 
 
 def check_csrf(expected: str, token: str) -> None:
     if not hmac.compare_digest(expected.encode(), (token or "").encode()):
         raise HTTPException(403, CSRF_REFUSED)
-
-
-def render(request: Request, template: str, status_code: int = 200, headers: Optional[dict] = None,
-           **context) -> Response:
-    return templates.TemplateResponse(request, template, context, status_code=status_code, headers=headers)
 
 
 def _cookie_args(c: Components, request: Request) -> dict:
@@ -109,6 +103,11 @@ def field_errors(errors: list) -> dict[str, str]:
     return out
 
 
+def refused_field(e: InvalidField) -> dict[str, str]:
+    """A field an operation refused (none: the form as a whole), for the form's error slots."""
+    return {e.field or "form": str(e)}
+
+
 # --- login ----------------------------------------------------------------------------------------
 
 @router.get("")
@@ -117,7 +116,7 @@ def dashboard_home() -> Response:
 
 
 @router.get("/login")
-def login(request: Request, next: str = "", c: Components = Depends(components)) -> Response:  # noqa: A002
+def login(request: Request, c: ComponentsDep, next: str = "") -> Response:  # noqa: A002
     attempt = LoginAttempt.new()
     try:
         target = c.oidc.authorization_redirect(attempt, _redirect_uri(c, request))
@@ -132,8 +131,7 @@ def login(request: Request, next: str = "", c: Components = Depends(components))
 
 
 @router.get("/callback")
-def callback(request: Request, code: str = "", state: str = "", error: str = "",
-             c: Components = Depends(components)) -> Response:
+def callback(request: Request, c: ComponentsDep, code: str = "", state: str = "", error: str = "") -> Response:
     started = c.cookies.load(request.cookies.get(LOGIN_COOKIE), LOGIN_MAX_SECONDS)
     again = ("Sign in again", "/dashboard/login")
     if error:
@@ -165,7 +163,7 @@ def callback(request: Request, code: str = "", state: str = "", error: str = "",
 
 
 @router.post("/logout")
-def logout(request: Request, csrf_token: str = Form(""), c: Components = Depends(components)) -> Response:
+def logout(request: Request, c: ComponentsDep, csrf_token: FormText = "") -> Response:
     data = c.cookies.load(request.cookies.get(SESSION_COOKIE), SESSION_MAX_SECONDS)
     if data:
         check_csrf(data["c"], csrf_token)
@@ -183,10 +181,10 @@ def signed_out(request: Request) -> Response:
 # --- env vars -------------------------------------------------------------------------------------
 
 @router.get("/env-vars")
-def env_var_list(request: Request, q: str = "", page: int = 1, created: str = "", updated: str = "",
-                 deleted: str = "", v: Viewer = Depends(viewer), s: Session = Depends(db)) -> Response:
+def env_var_list(request: Request, v: ViewerDep, s: SessionDep, q: str = "", page: int = 1, created: str = "",
+                 updated: str = "", deleted: str = "") -> Response:
     q, page = q.strip()[:128], max(1, min(page, 100_000))
-    result = env_vars_api.list_env_vars(q=q, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, who=v.who, s=s)
+    result = list_env_vars(s, v.who, q, PAGE_SIZE, (page - 1) * PAGE_SIZE)
     notice = (f"Created {created}." if created else f"Saved {updated}." if updated else
               f"Deleted {deleted}." if deleted else "")
     return render(request, "env_vars.html", v=v, items=result.items, total=result.total, q=q, page=page,
@@ -194,14 +192,13 @@ def env_var_list(request: Request, q: str = "", page: int = 1, created: str = ""
 
 
 @router.get("/env-vars/new")
-def env_var_new(request: Request, v: Viewer = Depends(viewer)) -> Response:
+def env_var_new(request: Request, v: ViewerDep) -> Response:
     return render(request, "env_var_form.html", v=v, item=None, name="", description="", errors={})
 
 
 @router.post("/env-vars/new")
-def env_var_create(request: Request, name: str = Form(""), description: str = Form(""), value: str = Form(""),
-                   csrf_token: str = Form(""), v: Viewer = Depends(viewer), s: Session = Depends(db),
-                   c: Components = Depends(components)) -> Response:
+def env_var_create(request: Request, v: ViewerDep, s: SessionDep, c: ComponentsDep, name: FormText = "",
+                   description: FormText = "", value: FormText = "", csrf_token: FormText = "") -> Response:
     check_csrf(v.csrf, csrf_token)
     errors = {} if value else {"value": "is required"}
     try:
@@ -210,13 +207,11 @@ def env_var_create(request: Request, name: str = Form(""), description: str = Fo
         errors = {**field_errors(e.errors()), **errors}
     if not errors:
         try:
-            env_vars_api.create_env_var(body, v.who, s, c)
+            create_env_var(s, c, v.who, body)
             return RedirectResponse(f"{HOME}?{urllib.parse.urlencode({'created': name})}", 303)
-        except RequestValidationError as e:
-            errors = field_errors(e.errors())
-        except HTTPException as e:
-            if e.status_code != 409:
-                raise
+        except InvalidField as e:
+            errors = refused_field(e)
+        except NameTaken:
             errors = {"name": "you already have an env var with this name"}
     # The value is never sent back: the user types it again.
     return render(request, "env_var_form.html", 422, v=v, item=None, name=name, description=description,
@@ -224,62 +219,61 @@ def env_var_create(request: Request, name: str = Form(""), description: str = Fo
 
 
 @router.get("/env-vars/{env_var_id}")
-def env_var_edit(request: Request, env_var_id: str, v: Viewer = Depends(viewer), s: Session = Depends(db)) -> Response:
-    item = env_vars_api.get_env_var(env_var_id, v.who, s)
+def env_var_edit(request: Request, env_var_id: str, v: ViewerDep, s: SessionDep) -> Response:
+    item = get_env_var(s, v.who, env_var_id)
     return render(request, "env_var_form.html", v=v, item=item, name=item.name, description=item.description,
                   errors={})
 
 
 @router.post("/env-vars/{env_var_id}")
-def env_var_update(request: Request, env_var_id: str, description: str = Form(""), value: str = Form(""),
-                   csrf_token: str = Form(""), v: Viewer = Depends(viewer), s: Session = Depends(db),
-                   c: Components = Depends(components)) -> Response:
+def env_var_update(request: Request, env_var_id: str, v: ViewerDep, s: SessionDep, c: ComponentsDep,
+                   description: FormText = "", value: FormText = "", csrf_token: FormText = "") -> Response:
     check_csrf(v.csrf, csrf_token)
-    item = env_vars_api.get_env_var(env_var_id, v.who, s)
+    item = get_env_var(s, v.who, env_var_id)
     try:
         body = EnvVarUpdate(description=description, value=value or None)  # an empty value keeps the old one
-        env_vars_api.update_env_var(env_var_id, body, v.who, s, c)
+        update_env_var(s, c, v.who, env_var_id, body)
         return RedirectResponse(f"{HOME}?{urllib.parse.urlencode({'updated': item.name})}", 303)
-    except (ValidationError, RequestValidationError) as e:
+    except ValidationError as e:
         errors = field_errors(e.errors())
+    except InvalidField as e:
+        errors = refused_field(e)
     return render(request, "env_var_form.html", 422, v=v, item=item, name=item.name, description=description,
                   errors=errors)
 
 
 @router.get("/env-vars/{env_var_id}/delete")
-def env_var_confirm_delete(request: Request, env_var_id: str, v: Viewer = Depends(viewer),
-                           s: Session = Depends(db)) -> Response:
-    return render(request, "confirm_delete.html", v=v, item=env_vars_api.get_env_var(env_var_id, v.who, s))
+def env_var_confirm_delete(request: Request, env_var_id: str, v: ViewerDep, s: SessionDep) -> Response:
+    return render(request, "confirm_delete.html", v=v, item=get_env_var(s, v.who, env_var_id))
 
 
 @router.post("/env-vars/{env_var_id}/delete")
-def env_var_delete(env_var_id: str, csrf_token: str = Form(""), v: Viewer = Depends(viewer),
-                   s: Session = Depends(db), c: Components = Depends(components)) -> Response:
+def env_var_delete(env_var_id: str, v: ViewerDep, s: SessionDep, c: ComponentsDep,
+                   csrf_token: FormText = "") -> Response:
     check_csrf(v.csrf, csrf_token)
-    name = env_vars_api.get_env_var(env_var_id, v.who, s).name
-    env_vars_api.delete_env_var(env_var_id, v.who, s, c)
+    name = get_env_var(s, v.who, env_var_id).name
+    delete_env_var(s, c, v.who, env_var_id)
     return RedirectResponse(f"{HOME}?{urllib.parse.urlencode({'deleted': name})}", 303)
 
 
 # --- jobs -----------------------------------------------------------------------------------------
 
 def _job_form(request: Request, v: Viewer, s: Session, status_code: int = 200, **values) -> Response:
-    env_vars = env_vars_api.list_env_vars(q="", limit=1000, offset=0, who=v.who, s=s).items
-    recent = s.scalars(select(Execution).where(Execution.owner == v.who.user)
-                       .order_by(Execution.created_at.desc()).limit(20)).all()
+    choices = list_env_vars(s, v.who, "", 1000, 0).items
     values = {"command": "", "timeout": "", "selected": [], "errors": {}, **values}
-    return render(request, "execution_new.html", status_code, v=v, env_vars=env_vars, recent=recent, **values)
+    return render(request, "execution_new.html", status_code, v=v, env_vars=choices,
+                  recent=recent_executions(s, v.who, 20), **values)
 
 
 @router.get("/executions/new")
-def execution_new(request: Request, v: Viewer = Depends(viewer), s: Session = Depends(db)) -> Response:
+def execution_new(request: Request, v: ViewerDep, s: SessionDep) -> Response:
     return _job_form(request, v, s)
 
 
 @router.post("/executions/new")
-def execution_start(request: Request, command: str = Form(""), timeout: str = Form(""),
-                    env_var_ids: list[str] = Form([]), csrf_token: str = Form(""), v: Viewer = Depends(viewer),
-                    s: Session = Depends(db), c: Components = Depends(components)) -> Response:
+def execution_start(request: Request, v: ViewerDep, s: SessionDep, c: ComponentsDep, command: FormText = "",
+                    timeout: FormText = "", env_var_ids: Annotated[list[str], Form()] = [],  # noqa: B006
+                    csrf_token: FormText = "") -> Response:
     check_csrf(v.csrf, csrf_token)
     errors: dict[str, str] = {}
     try:
@@ -288,26 +282,25 @@ def execution_start(request: Request, command: str = Form(""), timeout: str = Fo
         argv, errors["command"] = [], f"cannot be split into arguments: {e}"
     if not argv and "command" not in errors:
         errors["command"] = "is required"
-    if timeout.strip() and not timeout.strip().isdigit():
+    if timeout.strip() and not (timeout.strip().isascii() and timeout.strip().isdigit()):  # "²" is a digit
         errors["timeout_seconds"] = "must be a whole number of seconds"
     if not errors:
         try:
             body = ExecutionCreate(command=argv, env_var_ids=env_var_ids,
                                    timeout_seconds=int(timeout) if timeout.strip() else None)
-            started = executions_api.start_execution(body, v.who, s, c)
+            started = start_execution(s, c, v.who, body)
             return RedirectResponse(f"/dashboard/executions/{started.id}", 303)
-        except (ValidationError, RequestValidationError) as e:
+        except ValidationError as e:
             errors = field_errors(e.errors())
-        except HTTPException as e:
-            if e.status_code != 404:
-                raise
+        except InvalidField as e:
+            errors = refused_field(e)
+        except NotFound:
             errors = {"env_var_ids": "one of the selected env vars no longer exists"}
     return _job_form(request, v, s, 422, command=command, timeout=timeout, selected=env_var_ids, errors=errors)
 
 
 @router.get("/executions/{execution_id}")
-def execution_status(request: Request, execution_id: str, v: Viewer = Depends(viewer),
-                     s: Session = Depends(db)) -> Response:
-    execution = executions_api.get_execution(execution_id, v.who, s)
+def execution_status(request: Request, execution_id: str, v: ViewerDep, s: SessionDep) -> Response:
+    execution = get_execution(s, v.who, execution_id)
     return render(request, "execution.html", v=v, execution=execution, command=shlex.join(execution.command),
                   running=execution.status in ("queued", "running"))

@@ -6,11 +6,11 @@ import os
 import pytest
 from pulumi import automation as auto
 
-from tests.fixtures.browser import sign_in
-from tests.fixtures.net import free_port
-from tests.fixtures.service_process import start_service
-from tests.fixtures.stacks import ThrowawayStack
-from tests.fixtures.vault_servers import start_dev_server
+from devkit.browser import sign_in
+from devkit.net import free_port
+from devkit.service_process import start_service
+from devkit.stacks import ThrowawayStack
+from devkit.vault_servers import start_dev_server
 
 
 class Dashboard:

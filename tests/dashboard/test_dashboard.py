@@ -4,13 +4,12 @@ second person sees nothing of the first's; forms are CSRF-protected; no planted 
 page, a URL, a response, the service's log or its database."""
 import re
 import secrets
-import sqlite3
 
 import pytest
 from playwright.sync_api import expect
 
+from devkit.browser import shot
 from tests.dashboard.conftest import login
-from tests.fixtures.browser import shot
 
 pytestmark = pytest.mark.browser
 
@@ -28,7 +27,7 @@ def _watch(page) -> dict:
         seen["urls"].append(r.url)
         try:
             seen["bodies"].append(r.body())
-        except Exception:  # noqa: BLE001 (redirects have no body)
+        except Exception:  # noqa: BLE001, S110 (redirects have no body)
             pass
 
     page.on("response", on_response)

@@ -11,8 +11,8 @@ import pytest
 import requests
 from pulumi import automation as auto
 
+from devkit.browser import shot, sign_in
 from tests.e2e.container_checks import check_container
-from tests.fixtures.browser import shot, sign_in
 from tools.dev_token import id_token
 
 pytestmark = pytest.mark.e2e
@@ -165,7 +165,7 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, toolchain, tmp_p
     leader_id = next(p["node_id"] for p in raft if p["leader"])
     leader = engine.containers.list(filters={"label": [f"vault-envvars.stack={s.name}",
                                                        f"vault-envvars.node={leader_id}"]})[0]
-    survivors = [n for n, c in zip(nodes, _node_containers(engine, s.name)) if c.name != leader.name]
+    survivors = [n for n, c in zip(nodes, _node_containers(engine, s.name), strict=True) if c.name != leader.name]
     leader.kill()
     t0 = time.monotonic()
     written_during = 0
@@ -188,7 +188,8 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, toolchain, tmp_p
     _wait(rejoined, 60)
 
     # Every write, before and during the outage, is there, read through the rejoined node too.
-    rejoined_node = next(n for n, c in zip(nodes, _node_containers(engine, s.name)) if c.name == leader.name)
+    rejoined_node = next(n for n, c in zip(nodes, _node_containers(engine, s.name), strict=True)
+                         if c.name == leader.name)
     for address in (survivors[0], rejoined_node):
         kv = _client(address, root, ca_file).secrets.kv.v2
         for prefix, n in (("before", 20), ("during", written_during + 1)):

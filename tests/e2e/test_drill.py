@@ -19,7 +19,7 @@ IMAGE = "localhost/vault-envvars/openbao:2.7.2"
 
 @pytest.fixture(scope="module")
 def raft_stack(pulumi_backend, tmp_path_factory):
-    from tests.fixtures.stacks import ThrowawayStack
+    from devkit.stacks import ThrowawayStack
 
     s = ThrowawayStack("e2e/programs/dev_stack", dict(pulumi_backend))
     s.stack.set_config("vault-envvars:vaultMode", auto.ConfigValue("raft"))

@@ -18,7 +18,7 @@ NS = "vault-e2e"
 
 @pytest.fixture(scope="module")
 def prod_up(pulumi_backend, kube_apiserver):
-    from tests.fixtures.stacks import ThrowawayStack
+    from devkit.stacks import ThrowawayStack
 
     s = ThrowawayStack(PROGRAM, dict(pulumi_backend))
     s.stack.set_all_config({

@@ -9,7 +9,7 @@ from kubernetes import client as kclient
 from kubernetes import config as kconfig
 from pulumi import automation as auto
 
-from tests.fixtures.stacks import ThrowawayStack
+from devkit.stacks import ThrowawayStack
 
 pytestmark = pytest.mark.e2e
 NS = "envvars-e2e"

@@ -6,8 +6,8 @@ import hvac
 import pytest
 from pulumi import automation as auto
 
-from tests.fixtures.stacks import ThrowawayStack
-from tests.fixtures.vault_servers import start_raft_cluster
+from devkit.stacks import ThrowawayStack
+from devkit.vault_servers import start_raft_cluster
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import secrets
 import hvac
 import pytest
 
-from tests.fixtures.vault_servers import start_raft_cluster
+from devkit.vault_servers import start_raft_cluster
 from tools import raft_drills
 
 pytestmark = pytest.mark.integration
@@ -20,22 +20,22 @@ def cluster(toolchain, tmp_path):
     server.stop()
 
 
-def _seed(server, count: int = 60) -> dict[str, str]:
+def _seed(server, count: int = 60, mount: str = "secret") -> dict[str, str]:
     """Env-var-like values of three users, where the service keeps them."""
     c = hvac.Client(url=server.address, token=server.token, verify=server.ca_file)
-    c.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
+    c.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"})
     values = {}
     for n in range(count):
         path = f"users/user-{n % 3}/{secrets.token_hex(8)}"
         values[path] = f"value-{n}-{secrets.token_urlsafe(12)}"
-        c.secrets.kv.v2.create_or_update_secret(path, {"value": values[path]}, mount_point="secret")
+        c.secrets.kv.v2.create_or_update_secret(path, {"value": values[path]}, mount_point=mount)
     return values
 
 
-def _read_all(server, values: dict[str, str]) -> dict[str, str]:
+def _read_all(server, values: dict[str, str], mount: str = "secret") -> dict[str, str]:
     active = server.nodes[raft_drills.active_node(server)]
     c = hvac.Client(url=active, token=server.token, verify=server.ca_file)
-    return {p: c.secrets.kv.v2.read_secret_version(p, mount_point="secret", raise_on_deleted_version=True)
+    return {p: c.secrets.kv.v2.read_secret_version(p, mount_point=mount, raise_on_deleted_version=True)
             ["data"]["data"]["value"] for p in values}
 
 
@@ -59,10 +59,11 @@ def test_quorum_loss_recovered_with_peers_json_on_the_survivor(cluster, tmp_path
 
 
 def test_node_loss_the_active_node_killed_recovered_and_rejoined(cluster, tmp_path):
-    values = _seed(cluster, 30)
-    code, report = raft_drills.run("node-loss", cluster, cluster.token, cluster.unseal_keys, str(tmp_path), -1)
+    values = _seed(cluster, 30, mount="env-kv")  # a stack's kvPath other than the default
+    code, report = raft_drills.run("node-loss", cluster, cluster.token, cluster.unseal_keys, str(tmp_path), -1,
+                                   kv_mount="env-kv")
     assert code == 0, report
     assert report["was_active"] is True and report["values_verified"] == len(values)
     print(f"\nnode loss: a write after {report['seconds_to_first_write']} s, rejoined after "
           f"{report['seconds_to_rejoin']} s")
-    assert _read_all(cluster, values) == values
+    assert _read_all(cluster, values, mount="env-kv") == values

@@ -13,8 +13,8 @@ import hvac
 import pytest
 import requests
 
+from devkit.vault_servers import start_raft_cluster
 from infra import snapshot_agent
-from tests.fixtures.vault_servers import start_raft_cluster
 from tests.integration.test_vault_configuration import _config_stack
 
 pytestmark = pytest.mark.integration
@@ -23,7 +23,7 @@ AGENT = snapshot_agent.__file__
 
 @pytest.fixture(scope="module")
 def configured_raft(pulumi_backend, raft_cluster, tmp_path_factory):
-    from tests.fixtures.jwt_issuer import TestIssuer
+    from devkit.jwt_issuer import TestIssuer
 
     s = _config_stack(pulumi_backend, raft_cluster, TestIssuer(), adopt_kv=False)
     try:

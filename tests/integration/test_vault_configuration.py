@@ -11,8 +11,8 @@ import requests
 from hvac.exceptions import Forbidden, InvalidRequest
 from pulumi import automation as auto
 
-from tests.fixtures.jwt_issuer import TestIssuer
-from tests.fixtures.stacks import ThrowawayStack
+from devkit.jwt_issuer import TestIssuer
+from devkit.stacks import ThrowawayStack
 
 pytestmark = pytest.mark.integration
 PROGRAM = "integration/programs/vault_config"

@@ -7,12 +7,12 @@ import pytest
 from fastapi.testclient import TestClient
 from pulumi import automation as auto
 
+from devkit.jwt_issuer import TestIssuer
+from devkit.postgres import remove, start_postgres
+from devkit.stacks import ThrowawayStack
+from devkit.vault_servers import start_dev_server
 from service.app import create_app
 from service.settings import Settings
-from tests.fixtures.jwt_issuer import TestIssuer
-from tests.fixtures.postgres import remove, start_postgres
-from tests.fixtures.stacks import ThrowawayStack
-from tests.fixtures.vault_servers import start_dev_server
 
 
 @pytest.fixture(scope="session")

@@ -15,10 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from devkit.net import free_port
+from devkit.vault_servers import start_dev_server
 from service.app import create_app
 from service.db import AuditEvent
-from tests.fixtures.net import free_port
-from tests.fixtures.vault_servers import start_dev_server
 from tests.service.conftest import app_clients, bearer, configure, settings_for, wait_finished
 
 pytestmark = pytest.mark.integration

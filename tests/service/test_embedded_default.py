@@ -2,7 +2,7 @@
 import pytest
 import requests
 
-from tests.fixtures.service_process import start_service
+from devkit.service_process import start_service
 from tests.service.conftest import bearer, settings_for
 
 pytestmark = pytest.mark.integration

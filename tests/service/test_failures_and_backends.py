@@ -9,11 +9,11 @@ import pytest
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
 
+from devkit.vault_servers import start_dev_server
 from service.check import drift
 from service.executor.base import JobSpec
 from service.executor.docker_backend import DockerBackend
 from service.executor.kubernetes_backend import KubernetesBackend
-from tests.fixtures.vault_servers import start_dev_server
 from tests.service.conftest import bearer, configure, settings_for, wait_finished
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ import docker
 import pytest
 import requests
 
-from tests.fixtures.service_process import start_service
+from devkit.service_process import start_service
 from tests.service.conftest import bearer, settings_for, wait_finished
 
 pytestmark = pytest.mark.integration
@@ -209,7 +209,8 @@ def test_no_network_setting_leaves_the_job_without_any(make_client, issuer, serv
     client = make_client(job_network="none")
     alice = bearer(issuer, "offline-alice")
     host, port = server.address.removeprefix("http://").split(":")
-    probe = f"import socket\ntry:\n    socket.create_connection(('{host}', {port}), 2); print('connected')\nexcept OSError as e:\n    print('no network', e.errno)"
+    probe = (f"import socket\ntry:\n    socket.create_connection(('{host}', {port}), 2); print('connected')\n"
+             "except OSError as e:\n    print('no network', e.errno)")
     r = client.post("/api/v2/execution", json={"command": ["python3", "-c", probe]}, headers=alice)
     assert "no network" in wait_finished(client, alice, r.json()["id"])["output"]
     online = make_client()

@@ -1,14 +1,21 @@
 """Pulumi mocks: components and stacks run in-process, every registered resource is recorded."""
+import threading
+
 import pulumi
 import pytest
-
+from pulumi.runtime.mocks import MockMonitor
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
+SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270"
+
+
+def _is_secret(value) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE
 
 
 def _reveal(value):
     if isinstance(value, dict):
-        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+        if _is_secret(value):
             return _reveal(value["value"])
         return {k: _reveal(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -16,13 +23,38 @@ def _reveal(value):
     return value
 
 
+# The additional_secret_outputs of the resource being registered on this thread (see EngineLikeMonitor).
+_registering = threading.local()
+
+
+class EngineLikeMonitor(MockMonitor):
+    """Pulumi's mock monitor ignores `additional_secret_outputs`; the engine makes those outputs secret, and
+    so does this one, so tests can check a resource declares them."""
+
+    def RegisterResource(self, request):  # noqa: N802 (the gRPC method it overrides)
+        _registering.secret_outputs = set(request.additionalSecretOutputs)
+        try:
+            return super().RegisterResource(request)
+        finally:
+            _registering.secret_outputs = set()
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self):
         self.resources: list[pulumi.runtime.MockResourceArgs] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        args.inputs = _reveal(args.inputs)  # tests look at values; secretness is tested on Outputs
+        # Tests look at values (`inputs`); `secret_inputs` names the inputs that arrived as secrets.
+        args.secret_inputs = {k for k, v in args.inputs.items() if _is_secret(v)}
+        args.inputs = _reveal(args.inputs)
         self.resources.append(args)
+        outputs = self._outputs(args)
+        for key in getattr(_registering, "secret_outputs", set()) & set(outputs):
+            outputs[key] = {SECRET_SIG: SECRET_VALUE, "value": outputs[key]}
+        return f"{args.name}-id", outputs
+
+    @staticmethod
+    def _outputs(args: pulumi.runtime.MockResourceArgs) -> dict:
         outputs = dict(args.inputs)
         if args.typ.endswith("docker:Container"):
             outputs["host_ports"] = [
@@ -44,7 +76,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["port"] = 18080
         if args.typ.endswith("random:RandomSecret"):
             outputs["result"] = args.inputs.get("prefix", "") + "x" * int(args.inputs["length"])
-        return f"{args.name}-id", outputs
+        if args.typ.endswith("vault:Bootstrap"):
+            outputs.update(unseal_keys=["unseal-key-mock"] * int(args.inputs["key_shares"]), root_token="root-mock",
+                           admin_token="admin-token-mock")
+        return outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         return {}
@@ -60,13 +95,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
 @pytest.fixture
 def mocks(request) -> RecordingMocks:
     m = RecordingMocks()
-    pulumi.runtime.set_mocks(m, project="vault-envvars", stack="dev", preview=False)
+    pulumi.runtime.set_mocks(m, project="vault-envvars", stack="dev", preview=False, monitor=EngineLikeMonitor(m))
     config = getattr(request, "param", {})
     pulumi.runtime.set_all_config({f"vault-envvars:{k}": v for k, v in config.items()})
     yield m
     pulumi.runtime.set_all_config({})
-
-
 
 
 def run(program) -> None:

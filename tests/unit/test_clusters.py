@@ -4,7 +4,8 @@ import pulumi
 import pytest
 
 from infra.providers.vault_bootstrap import VaultBootstrap
-from infra.vault_k8s import TransitSealArgs, VaultKubernetes, VaultKubernetesArgs
+from infra.vault_dev_server import VaultDevServer, VaultDevServerArgs
+from infra.vault_k8s import ContainerResources, TlsSecretArgs, TransitSealArgs, VaultKubernetes, VaultKubernetesArgs
 from infra.vault_raft_docker import VaultRaftDocker, VaultRaftDockerArgs
 from infra.vault_snapshots_docker import VaultSnapshotsDocker, VaultSnapshotsDockerArgs
 from tests.unit.conftest import run
@@ -13,8 +14,7 @@ pytestmark = pytest.mark.unit
 
 
 def _k8s(**overrides) -> VaultKubernetes:
-    args = dict(namespace="vault", image="openbao/openbao:2.7.2", tls_ca_pem="CA", tls_cert_pem="CERT",
-                tls_key_pem="KEY")
+    args = dict(namespace="vault", image="openbao/openbao:2.7.2")
     args.update(overrides)
     return VaultKubernetes("vault", VaultKubernetesArgs(**args))
 
@@ -53,14 +53,15 @@ def test_settings_take_effect(mocks):
     run(lambda: _k8s(replicas=5, storage_class="fast", skip_await=True, flavor="vault",
                      transit_seal=TransitSealArgs(address="https://transit:8200", key_name="unseal",
                                                   token_secret_name="transit-token"),
-                     resources={"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+                     resources=ContainerResources(cpu_request="1", memory_request="1Gi", cpu_limit="2",
+                                                  memory_limit="2Gi"),
                      client_namespaces=["apps"]))
     spec = _sts(mocks)
     assert spec["replicas"] == 5
     assert spec["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "fast"
     (c,) = spec["template"]["spec"]["containers"]
     assert c["command"][0] == "vault"
-    assert c["resources"]["requests"] == {"cpu": "1", "memory": "1Gi"}
+    assert c["resources"] == {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
     token_env = [e for e in c["env"] if e["name"] in ("BAO_TOKEN", "VAULT_TOKEN")]
     assert all(e["valueFrom"]["secretKeyRef"] == {"name": "transit-token", "key": "token"} for e in token_env)
     assert len(token_env) == 2
@@ -116,14 +117,76 @@ def test_bootstrap_threshold_must_fit_the_shares(mocks):
                                    key_threshold=4))
 
 
-def test_bootstrap_outputs_are_secret(mocks):
+def test_bootstrap_defaults_are_five_shares_three_to_unseal_and_root_revoked(mocks):
     run(lambda: VaultBootstrap("b", node_addresses=["https://a"], admin_policy="p"))
     (b,) = mocks.of_type("vault:Bootstrap")
     assert (b.inputs["key_shares"], b.inputs["key_threshold"], b.inputs["revoke_root"]) == (5, 3, True)
 
 
+def test_bootstrap_outputs_are_secret(mocks):
+    flags = {}
+
+    def program():
+        b = VaultBootstrap("b", node_addresses=["https://a"], admin_policy="p", revoke_root=False)
+        outputs = {"unseal_keys": b.unseal_keys, "root_token": b.root_token, "admin_token": b.admin_token}
+        return pulumi.Output.all(*[pulumi.Output.from_input(o.is_secret()).apply(
+            lambda s, k=k: flags.__setitem__(k, s)) for k, o in outputs.items()])
+
+    run(program)
+    assert flags == {"unseal_keys": True, "root_token": True, "admin_token": True}
+
+
+def test_kubernetes_cluster_makes_its_certificate_for_its_own_names(mocks):
+    seen = {}
+    run(lambda: _k8s(name="bao", namespace="secrets").ca_cert_pem.apply(lambda ca: seen.update(ca=ca)))
+    (tls,) = mocks.of_type("tls:TlsBundle")
+    assert tls.inputs["common_name"] == "bao" and tls.inputs["ip_addresses"] == ["127.0.0.1"]
+    services = ("bao", "bao-active", "bao-standby", "bao-internal")
+    assert sorted(tls.inputs["dns_names"]) == sorted([
+        "localhost", *[f"{s}{q}" for s in services for q in ("", ".secrets", ".secrets.svc")],
+        *[f"bao-{i}.bao-internal{q}" for i in range(3) for q in ("", ".secrets.svc")],
+    ])
+    (secret,) = mocks.of_type("core/v1:Secret")
+    assert secret.inputs["stringData"] == {"ca.pem": "CA-PEM", "tls.crt": "CERT-PEM", "tls.key": "PRIVATE-KEY-PEM"}
+    volumes = _sts(mocks)["template"]["spec"]["volumes"]
+    assert next(v for v in volumes if v["name"] == "tls")["secret"]["secretName"] == secret.inputs["metadata"]["name"]
+    assert seen == {"ca": "CA-PEM"}
+
+
 def test_a_given_tls_secret_is_used_and_none_is_made(mocks):
-    run(lambda: VaultKubernetes("vault", VaultKubernetesArgs(namespace="vault", image="i", tls_secret_name="corp-tls")))
-    assert mocks.of_type("core/v1:Secret") == []
+    seen = {}
+    run(lambda: _k8s(tls_secret=TlsSecretArgs(name="corp-tls", ca_cert_pem="CORP CA")).ca_cert_pem.apply(
+        lambda ca: seen.update(ca=ca)))
+    assert mocks.of_type("core/v1:Secret") == [] and mocks.of_type("tls:TlsBundle") == []
     volumes = _sts(mocks)["template"]["spec"]["volumes"]
     assert next(v for v in volumes if v["name"] == "tls")["secret"]["secretName"] == "corp-tls"
+    assert seen == {"ca": "CORP CA"}
+
+
+def _endpoints(cluster) -> pulumi.Output:
+    return pulumi.Output.all(host=cluster.host_address, internal=cluster.internal_address, ca=cluster.ca_cert_pem,
+                             nodes=getattr(cluster, "node_addresses", None))
+
+
+K8S_HOST = ["https://127.0.0.1:18300", "https://127.0.0.1:18301", "https://127.0.0.1:18302"]
+
+
+@pytest.mark.parametrize("make,expected", [
+    (lambda: VaultDevServer("vault", VaultDevServerArgs(image="img", root_token="t", host_port=18200)),
+     {"host": "http://127.0.0.1:18200", "internal": "http://vault:8200", "ca": "", "nodes": None}),
+    (lambda: VaultRaftDocker("vault", VaultRaftDockerArgs(image="img", host_ports=[18201, 18202, 18203])),
+     {"host": "https://127.0.0.1:18201", "internal": "https://vault:8200", "ca": "CA-PEM",
+      "nodes": ["https://127.0.0.1:18201", "https://127.0.0.1:18202", "https://127.0.0.1:18203"]}),
+    (lambda: _k8s(namespace="secrets", host_addresses=K8S_HOST),
+     {"host": K8S_HOST[0], "internal": "https://vault-active.secrets.svc:8200", "ca": "CA-PEM", "nodes": K8S_HOST}),
+    (lambda: _k8s(), {"host": "", "internal": "https://vault-active.vault.svc:8200", "ca": "CA-PEM", "nodes": []}),
+], ids=["dev-server", "raft-docker", "kubernetes", "kubernetes-not-reachable-yet"])
+def test_every_cluster_has_the_same_endpoint_shape(mocks, make, expected):
+    seen = []
+    run(lambda: _endpoints(make()).apply(seen.append))
+    assert seen == [expected]
+
+
+def test_kubernetes_host_addresses_are_one_per_pod(mocks):
+    with pytest.raises(ValueError, match="one per replica"):
+        run(lambda: _k8s(host_addresses=K8S_HOST[:1]))

@@ -4,6 +4,7 @@ import re
 import pulumi
 import pytest
 
+from infra.vault_k8s import TlsSecretArgs, TransitSealArgs
 from stacks import composition_for, deploy
 from stacks.config import ConfigError, DevConfig, ProdConfig, VaultSettings
 from tests.unit.conftest import run
@@ -50,8 +51,25 @@ def test_prod_settings(mocks):
     cfg = ProdConfig.load()
     assert (cfg.namespace, cfg.render_dir, cfg.raft.replicas) == ("vault-prod", "/tmp/out", 5)
     assert cfg.vault_endpoints[-1] == "https://e" and cfg.snapshot_schedule == "*/30 * * * *"
-    assert cfg.resources["limits"]["memory"] == "1Gi"
+    assert (cfg.resources.memory_limit, cfg.resources.cpu_limit) == ("1Gi", "1")
     assert (cfg.raft.key_shares, cfg.raft.key_threshold) == (5, 3)
+
+
+@pytest.mark.parametrize("mocks", [{"transitSealAddress": "https://transit.example:8200", "tlsSecretName": "corp-tls",
+                                    "tlsCaCert": "CORP CA", "storageClass": "fast"}], indirect=True)
+def test_prod_settings_are_typed_component_args(mocks):
+    cfg = ProdConfig.load()
+    assert cfg.transit_seal == TransitSealArgs(address="https://transit.example:8200", key_name="vault-unseal",
+                                               token_secret_name="vault-transit-token", mount_path="transit/")
+    assert cfg.tls_secret == TlsSecretArgs(name="corp-tls", ca_cert_pem="CORP CA")
+    assert cfg.storage_class == "fast"
+
+
+def test_prod_defaults_leave_tls_and_storage_class_to_the_cluster(mocks):
+    cfg = ProdConfig.load()
+    assert (cfg.transit_seal, cfg.tls_secret, cfg.storage_class) == (None, None, None)
+    assert cfg.resources.spec() == {"requests": {"cpu": "250m", "memory": "256Mi"},
+                                    "limits": {"cpu": "1", "memory": "512Mi"}}
 
 
 @pytest.mark.parametrize("mocks,message", [
@@ -211,9 +229,23 @@ def test_prod_second_phase_bootstraps_configures_and_deploys_the_service(mocks):
     assert mocks.named("envvars-credentials").inputs["stringData"]["database-url"] == "postgresql://x"
     assert sorted(outputs) == ["executor_role_id", "namespace", "service_internal_url", "service_url",
                                "vault_ca_cert", "vault_internal_address", "vault_unseal_keys"]
+    # Bootstrap and configuration reach the pods where the stack's config says, with the cluster's own CA.
+    assert boot["node_addresses"] == ["https://127.0.0.1:18200", "https://127.0.0.1:18201", "https://127.0.0.1:18202"]
+    assert boot["ca_cert_pem"] == "CA-PEM"
+    kv = mocks.named("vault-kv").inputs
+    assert (kv["address"], kv["token"], kv["ca_cert_pem"]) == ("https://127.0.0.1:18200", "admin-token-mock", "CA-PEM")
 
 
 def test_prod_first_phase_makes_only_kubernetes_objects(mocks):
     run(lambda: deploy("prod"))
     assert mocks.of_type("vault:Bootstrap") == [] and mocks.of_type("dynamic/vault:Endpoint") == []
     assert mocks.named("vault-sts") and mocks.named("vault-snapshots-cronjob")
+    assert not [r for r in mocks.resources if r.name == "vault-snapshots-credential"]  # no AppRole yet
+
+
+@pytest.mark.parametrize("mocks", [{"tlsSecretName": "corp-tls", "tlsCaCert": "CORP CA"}], indirect=True)
+def test_prod_with_a_given_tls_secret_makes_no_certificate_and_exports_its_ca(mocks):
+    seen = []
+    run(lambda: deploy("prod")["vault_ca_cert"].apply(seen.append))
+    assert mocks.of_type("tls:TlsBundle") == [] and seen == ["CORP CA"]
+    assert mocks.named("vault-snapshots-agent").inputs["data"]["ca.pem"] == "CORP CA"

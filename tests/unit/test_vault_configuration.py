@@ -3,6 +3,7 @@ import pulumi
 import pytest
 
 from infra.policies import POLICY_NAMES, render_policy
+from infra.providers.vault import VaultConnection
 from infra.vault_configuration import AppRoleArgs, JwtAuthArgs, VaultConfiguration, VaultConfigurationArgs
 from tests.unit.conftest import run
 
@@ -10,7 +11,7 @@ pytestmark = pytest.mark.unit
 
 
 def _config(**overrides) -> VaultConfiguration:
-    args = dict(address="https://vault.example:8200", token="admin-token",
+    args = dict(connection=VaultConnection("https://vault.example:8200", "admin-token", "CA PEM"),
                 jwt=JwtAuthArgs(bound_audiences=["env-vars"], jwks_url="https://idp.example/keys",
                                 bound_issuer="https://idp.example"))
     args.update(overrides)
@@ -100,12 +101,17 @@ def test_executor_secret_id_output_is_secret(mocks):
     return pulumi.Output.from_input(config.executor_secret_id.is_secret()).apply(lambda s: _assert(s is True))
 
 
-def test_connection_token_is_secret_on_every_resource(mocks):
-    run(lambda: _config())
+@pytest.mark.parametrize("audit_via_api", [False, True])
+def test_connection_token_is_secret_on_every_resource(mocks, audit_via_api):
+    run(lambda: _config(audit_via_api=audit_via_api, autopilot_min_quorum=3))
     vault_resources = [r for r in mocks.resources if "dynamic/vault:" in r.typ]
-    assert vault_resources
+    assert {r.typ.rsplit(":", 1)[-1] for r in vault_resources} == \
+        {"Mount", "Endpoint", "AppRoleCredential", *(["AuditDevice"] if audit_via_api else [])}
     for r in vault_resources:
-        assert r.inputs["address"] == "https://vault.example:8200"
+        # The providers' input names are in existing stacks' state: they stay address, token, ca_cert_pem.
+        assert (r.inputs["address"], r.inputs["token"], r.inputs["ca_cert_pem"]) == \
+            ("https://vault.example:8200", "admin-token", "CA PEM"), r.name
+        assert r.secret_inputs & {"address", "token", "ca_cert_pem"} == {"token"}, r.name
 
 
 def _assert(condition):

@@ -2,7 +2,8 @@
 import pulumi
 import pytest
 
-from infra.vault_dev_server import AUDIT_LOG, VaultDevServer, VaultDevServerArgs
+from infra.server_paths import AUDIT_LOG
+from infra.vault_dev_server import VaultDevServer, VaultDevServerArgs
 from tests.unit.conftest import run
 
 pytestmark = pytest.mark.unit
@@ -55,9 +56,9 @@ def test_children_hang_under_the_component(mocks):
     assert urns and all("vault-envvars:infra:VaultDevServer$" in u for u in urns)
 
 
-def test_address_follows_the_published_port(mocks):
+def test_host_address_follows_the_published_port(mocks):
     seen = []
-    run(lambda: _server(host_port=18200).address.apply(seen.append))
+    run(lambda: _server(host_port=18200).host_address.apply(seen.append))
     assert seen == ["http://127.0.0.1:18200"]
 
 

@@ -4,22 +4,20 @@ for the dashboard's browser tests."""
 import pulumi
 
 from infra.dev_identity import DevIdentity, DevIdentityArgs, issuer_url, jwks_url
+from stacks import export
 from stacks.config import ExistingVaultConfig, VaultSettings
 from stacks.vault import configure_vault
 
 target = ExistingVaultConfig.load()
+address = target.connection.address
 identity = DevIdentity("identity", DevIdentityArgs(
-    address=target.address, token=target.token, issuer_base_url=target.address,
+    connection=target.connection, issuer_base_url=address,
     redirect_uris=[pulumi.Config("target").require("redirectUri")]))
-settings = VaultSettings.load(default_key_source={"jwks_url": jwks_url(target.address),
-                                                  "issuer": issuer_url(target.address)})
-vault = configure_vault("vault", settings, address=target.address, token=target.token,
+settings = VaultSettings.load(default_key_source={"jwks_url": jwks_url(address), "issuer": issuer_url(address)})
+vault = configure_vault("vault", settings, target.connection,
                         adopt_kv_mount=target.adopt_kv_mount, audit_file_path=target.audit_file_path,
                         audiences=identity.client_id.apply(lambda cid: [cid]),
                         opts=pulumi.ResourceOptions(depends_on=[identity]))
-pulumi.export("issuer", identity.issuer)
-pulumi.export("client_id", identity.client_id)
-pulumi.export("client_secret", identity.client_secret)
-pulumi.export("demo_passwords", identity.demo_passwords)
-pulumi.export("executor_role_id", vault.executor_role_id)
-pulumi.export("executor_secret_id", vault.executor_secret_id)
+export({"issuer": identity.issuer, "client_id": identity.client_id, "client_secret": identity.client_secret,
+        "demo_passwords": identity.demo_passwords, "executor_role_id": vault.executor_role_id,
+        "executor_secret_id": vault.executor_secret_id})

@@ -1,13 +1,12 @@
 """A KV v2 secrets engine on a real Vault/OpenBao server."""
 import pulumi
 
-from infra.providers.vault import Mount
+from infra.providers.vault import Mount, VaultConnection
 
 cfg = pulumi.Config()
 kv = Mount(
     "kv",
-    address=cfg.require("address"),
-    token=cfg.require_secret("token"),
+    connection=VaultConnection(address=cfg.require("address"), token=cfg.require_secret("token")),
     path=cfg.require("path"),
     type="kv",
     options={"version": "2"},

@@ -1,0 +1,179 @@
+"""Operations on a Vault/OpenBao node or Raft cluster over hvac's `sys` API, shared by the bootstrap
+resource, the DR drills and the test bed: one way to reach a node (its CA, no environment override, a
+timeout), initialise, unseal, read health, seal and Raft state, take and restore snapshots, and wait for
+a cluster to settle. Keys and tokens go into requests only, never into an error or a log line."""
+import atexit
+import contextlib
+import hashlib
+import os
+import tempfile
+import threading
+import time
+from typing import Any, Callable, Optional
+
+import hvac
+import requests
+
+# What a node answers while it starts, seals, elects or joins: worth another try, not a failure.
+TRANSIENT = (requests.RequestException, hvac.exceptions.VaultError, ValueError, KeyError)
+
+
+_CA_FILES: dict[str, str] = {}
+_CA_LOCK = threading.Lock()
+
+
+def ca_verify(ca: Any = None) -> Any:
+    """What requests' `verify` takes for a server signed by `ca`: a CA PEM, a CA file's path, or empty
+    (or True) for the system's CAs."""
+    if not ca or ca is True:
+        return True
+    if "-----BEGIN" not in ca:
+        return ca
+    # requests wants a file. A fresh private one per CA and process (mkstemp: 0600, a name nobody can
+    # guess or plant beforehand), not a fixed name in a shared temp dir that another user could pre-create.
+    key = hashlib.sha256(ca.encode()).hexdigest()
+    with _CA_LOCK:
+        path = _CA_FILES.get(key)
+        if path is None or not os.path.exists(path):
+            fd, path = tempfile.mkstemp(prefix="vault-ca-", suffix=".pem")
+            with os.fdopen(fd, "w") as f:
+                f.write(ca)
+            atexit.register(_remove, path)
+            _CA_FILES[key] = path
+    return path
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)
+
+
+def client(address: str, token: str = "", ca: Any = None, timeout: float = 10) -> hvac.Client:
+    """An hvac client of one node. `token` is never taken from the environment (VAULT_TOKEN, ~/.vault-token)."""
+    c = hvac.Client(url=address, token=token, verify=ca_verify(ca), timeout=timeout)
+    # REQUESTS_CA_BUNDLE in the environment would silently override `verify`.
+    c.adapter.session.trust_env = False
+    return c
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, *, interval: float = 0.3,
+               error: type[Exception] = TimeoutError) -> Any:
+    """`check()`'s first truthy result, retried through transient errors; `error` after `timeout` s."""
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except TRANSIENT as e:
+            last = e
+        time.sleep(interval)
+    raise error(f"timed out after {timeout:.0f} s waiting for {what}"
+                + (f" (last error: {type(last).__name__})" if last else ""))
+
+
+def seal_status(address: str, ca: Any = None, timeout: float = 10) -> dict:
+    return client(address, ca=ca, timeout=timeout).sys.read_seal_status()
+
+
+def sealed_nodes(nodes: list[str], ca: Any = None) -> list[str]:
+    """Nodes that answer and are sealed (a node that does not answer is not ours to fix)."""
+    out = []
+    for address in nodes:
+        try:
+            if seal_status(address, ca).get("sealed"):
+                out.append(address)
+        except (requests.RequestException, hvac.exceptions.VaultError):
+            pass
+    return out
+
+
+def initialize(address: str, shares: int, threshold: int, ca: Any = None) -> tuple[list[str], str]:
+    """Initialises the node's cluster; returns (unseal keys, root token)."""
+    init = client(address, ca=ca, timeout=30).sys.initialize(secret_shares=shares, secret_threshold=threshold)
+    return init["keys"], init["root_token"]
+
+
+def unseal(address: str, keys: list[str], ca: Any = None, *, timeout: float = 120, interval: float = 0.3,
+           error: type[Exception] = TimeoutError) -> None:
+    """Unseals one node with as many of `keys` as it needs, and waits until it is unsealed."""
+    c = client(address, ca=ca, timeout=30)
+    # A joiner reports t=0 until it has the leader's challenge: unsealing before that fails.
+    status = wait_until(lambda: (s := c.sys.read_seal_status()).get("t", 0) > 0 and s, timeout,
+                        f"{address} to join the cluster", interval=interval, error=error)
+    if status["sealed"] and c.sys.submit_unseal_keys(keys[:status["t"]])["sealed"]:
+        # A joiner stays sealed until it has joined Raft and caught up: give it time.
+        wait_until(lambda: not c.sys.read_seal_status()["sealed"], timeout, f"{address} to unseal",
+                   interval=interval, error=error)
+
+
+def is_active(address: str, ca: Any = None, timeout: float = 2) -> bool:
+    """Whether the node answers as the active one (health 200: unsealed, not a standby)."""
+    try:
+        return client(address, ca=ca, timeout=timeout).sys.read_health_status(method="HEAD").status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def active_index(nodes: list[str], ca: Any = None) -> int:
+    """The index of the node that answers as active, or -1."""
+    return next((i for i, n in enumerate(nodes) if is_active(n, ca)), -1)
+
+
+def active_node(nodes: list[str], ca: Any = None) -> Optional[str]:
+    i = active_index(nodes, ca)
+    return nodes[i] if i >= 0 else None
+
+
+def healthy_voters(address: str, token: str, ca: Any = None) -> int:
+    """Healthy voters (the leader included) that autopilot reports; 0 when it cannot tell."""
+    try:
+        # hvac has no method for autopilot's state.
+        state = client(address, token, ca, timeout=5).adapter.get("/v1/sys/storage/raft/autopilot/state")
+    except hvac.exceptions.VaultError:
+        return 0
+    servers = (state.get("data") or {}).get("servers", {}) if isinstance(state, dict) else {}
+    return sum(1 for s in servers.values() if s.get("status") in ("leader", "voter") and s.get("healthy"))
+
+
+def unseal_until_serving(nodes: list[str], keys: list[str], ca: Any = None, timeout: float = 120) -> str:
+    """Unseals every sealed node with `keys` until one node is active, every node unsealed, on three checks
+    in a row; returns the active node. After a forced restore the nodes seal again some seconds later,
+    not at once, and open only with the source cluster's keys."""
+    deadline, settled, active = time.monotonic() + timeout, 0, None
+    while time.monotonic() < deadline:
+        unsealed = 0
+        for n in nodes:
+            try:
+                c = client(n, ca=ca, timeout=5)
+                s = c.sys.read_seal_status()
+                if s.get("sealed") and s.get("t", 0) > 0:
+                    c.sys.submit_unseal_keys(keys[:s["t"]])
+                elif s.get("sealed") is False:
+                    unsealed += 1
+            except TRANSIENT:
+                pass
+        now_active = active_node(nodes, ca)
+        # A node that never answers again (a broken follower) must not hold the cluster hostage: a
+        # majority unsealed with a steady leader is serving.
+        quorum = unsealed > len(nodes) // 2
+        settled = settled + 1 if now_active and now_active == active and quorum else 0
+        active = now_active
+        if settled == 3 and active:
+            return active
+        time.sleep(1)
+    raise RuntimeError("the cluster did not come up serving")
+
+
+def take_snapshot(c: hvac.Client, path: str) -> None:
+    """Saves a Raft snapshot to `path`. Ask the active node: a standby answers with a redirect to its
+    in-cluster address."""
+    with c.sys.take_raft_snapshot() as r, open(path, "wb") as f:
+        for chunk in r.iter_content(1 << 20):
+            f.write(chunk)
+
+
+def force_restore_snapshot(c: hvac.Client, path: str) -> None:
+    """Restores a snapshot of any cluster (another cluster's keys: the nodes seal, then open with those)."""
+    with open(path, "rb") as f:
+        c.sys.force_restore_raft_snapshot(f)

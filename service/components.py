@@ -1,0 +1,95 @@
+"""The service's components, built once from the settings: what the operations (service/core), the API,
+the dashboard and the executor share."""
+import json
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.orm import sessionmaker
+
+from service.auth import TokenVerifier
+from service.db import make_engine, migrate, session_factory
+from service.executor.runner import Executor
+from service.executor.sandbox import Sandbox, SandboxLimits
+from service.identity import IdentityRegistry
+from service.metrics import Metrics
+from service.rate_limit import RateLimit
+from service.settings import Settings
+from service.ui.oidc import OidcClient
+from service.ui.session import CookieCodec
+from service.vault_access import VaultGateway
+
+log = logging.getLogger("service")
+
+
+@dataclass
+class Components:
+    settings: Settings
+    sessions: sessionmaker
+    gateway: VaultGateway
+    verifier: TokenVerifier
+    executor: Executor
+    metrics: Metrics
+    rate_limit: RateLimit
+    oidc: OidcClient  # the dashboard's login
+    cookies: CookieCodec  # the dashboard's session
+    identities: IdentityRegistry
+
+
+def job_sandbox(settings: Settings) -> Sandbox:
+    limits = SandboxLimits(memory_bytes=settings.job_memory_mb << 20, processes=settings.job_max_processes,
+                           cpu_seconds=settings.job_cpu_seconds, open_files=settings.job_open_files,
+                           tmpfs_bytes=settings.job_tmpfs_mb << 20)
+    return Sandbox(uid_base=settings.job_uid_base, network=settings.job_network, proc=settings.job_proc,
+                   limits=limits)
+
+
+def backend_for(settings: Settings):
+    """The configured executor backend. The subprocess backend refuses to start without its sandbox
+    (SandboxUnavailable says why and what to change) unless unsandboxed jobs were allowed explicitly."""
+    if settings.executor_backend == "docker":
+        from service.executor.docker_backend import DockerBackend
+
+        return DockerBackend(settings.docker_image, settings.docker_host, job_sandbox(settings))
+    if settings.executor_backend == "kubernetes":
+        from service.executor.kubernetes_backend import KubernetesBackend
+
+        return KubernetesBackend(settings.kubernetes_namespace, settings.kubernetes_image,
+                                 limits=job_sandbox(settings).limits)
+    from service.executor.subprocess_backend import SubprocessBackend
+
+    if settings.unsafe_unsandboxed_jobs:
+        log.warning(json.dumps({"event": "UNSANDBOXED_JOBS", "warning": (
+            "ENVVARS_UNSAFE_UNSANDBOXED_JOBS=true: every job runs as the service's own user and can read its "
+            "credentials, its database and other jobs; use this on a single-user laptop only")}))
+        return SubprocessBackend(None, settings.max_workers, settings.job_max_output_bytes)
+    sandbox = job_sandbox(settings)
+    sandbox.check()
+    return SubprocessBackend(sandbox, settings.max_workers, settings.job_max_output_bytes)
+
+
+def build_components(settings: Settings, backend=None) -> Components:
+    backend = backend or backend_for(settings)  # first: a service without its sandbox stops before anything
+    migrate(settings.database_url)
+    sessions = session_factory(make_engine(settings.database_url))
+    gateway = VaultGateway(settings.vault_addr, settings.vault_ca_file, settings.kv_mount, settings.jwt_mount,
+                           settings.jwt_role, settings.approle_mount, timeout=settings.vault_timeout_seconds)
+    metrics = Metrics()
+    executor_vault = None
+
+    def vault_for_executor():
+        nonlocal executor_vault
+        if executor_vault is None:
+            executor_vault = gateway.executor(settings.approle_role_id, settings.approle_secret_id)
+        return executor_vault
+
+    executor = Executor(sessions, vault_for_executor, backend, metrics, settings.max_workers)
+    recovered = executor.recover()
+    if recovered:
+        log.warning(json.dumps({"event": "executions_interrupted", "count": recovered}))
+    return Components(settings=settings, sessions=sessions, gateway=gateway,
+                      verifier=TokenVerifier(settings.oidc_jwks_url, settings.oidc_issuer, settings.oidc_audience,
+                                             settings.oidc_ca_file),
+                      executor=executor, metrics=metrics, rate_limit=RateLimit(settings.rate_limit),
+                      oidc=OidcClient(settings.oidc_issuer, settings.oidc_client_id, settings.oidc_client_secret,
+                                      settings.oidc_ca_file, settings.oidc_authorization_url, settings.oidc_scopes),
+                      cookies=CookieCodec(settings.session_key), identities=IdentityRegistry(sessions))

@@ -1,0 +1,33 @@
+"""The audit trail: who did what to which target, and how it ended. Never a value."""
+import json
+import logging
+from typing import Callable
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from service.auth import Caller
+from service.components import Components
+from service.db import AuditEvent
+
+log = logging.getLogger("service")
+
+
+def audit_row(actor: str, action: str, target: str, outcome: str, detail: str = "") -> AuditEvent:
+    """An audit row to add to a successful operation's own transaction."""
+    return AuditEvent(actor=actor, action=action, target=target, outcome=outcome, detail=detail[:512])
+
+
+def audit(sessions: Callable[[], Session], actor: str, action: str, target: str, outcome: str,
+          detail: str = "") -> None:
+    """An audit row in its own transaction, for failed operations (their own transaction rolled back)."""
+    with sessions() as s, s.begin():
+        s.add(audit_row(actor, action, target, outcome, detail))
+
+
+def audit_failure(c: Components, who: Caller, action: str, target: str, outcome: str, detail: str = "") -> None:
+    """The audit row of a failure; the database failing too must not hide what the caller is told."""
+    try:
+        audit(c.sessions, who.user, action, target, outcome, detail)
+    except SQLAlchemyError as err:
+        log.warning(json.dumps({"event": "audit_not_written", "action": action, "error": type(err).__name__}))

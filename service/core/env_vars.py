@@ -1,0 +1,216 @@
+"""The caller's env vars: list, get, create, update, delete. Values are write-only: nothing here returns,
+logs or stores one outside Vault.
+
+Consistency between a row and its Vault value, without ever holding a database lock or transaction
+across a Vault call (a hung Vault must not block other users' writes):
+1. a change claims its row (claims.py) in a short transaction of its own; a create inserts its row already
+   claimed, and such a row does not exist for anyone until its value is in Vault;
+2. then Vault, with no transaction open;
+3. then the row is updated or deleted only where the claim is still this request's (WHERE pending =
+   its token); when it is not, the Vault half is compensated (compensation.py).
+A change finding the row claimed waits for nothing: Busy (retry), or NotFound when the row is being deleted.
+A Vault write that got no answer may still be applied later: a create's is undone in the background.
+"""
+import uuid
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from service.auth import Caller
+from service.components import Components
+from service.db import EnvVar, now
+from service.schemas import EnvVarCreate, EnvVarList, EnvVarOut, EnvVarUpdate
+from service.vault_access import UserVault, VaultDenied, VaultUnanswered, VaultUnavailable
+
+from . import errors
+from .audit import audit_failure, audit_row
+from .claims import change, claim, lease, release, still_there
+from .compensation import compensate, restore, undo, undo_in_background
+from .database import database_error, matched
+from .vault import user_vault, vault_error, vault_failed
+
+TOOK_OVER = "another change to this env var took over while Vault was slow; check it and retry"
+
+
+def _out(e: EnvVar, **changed) -> EnvVarOut:
+    fields = dict(id=e.id, name=e.name, description=e.description, created_at=e.created_at, updated_at=e.updated_at)
+    return EnvVarOut(**{**fields, **changed})
+
+
+def _check_value(value: str, c: Components) -> None:
+    if len(value.encode("utf-8")) > c.settings.value_max_bytes:
+        raise errors.InvalidField("value", f"must be at most {c.settings.value_max_bytes} bytes (UTF-8)")
+    if "\x00" in value:
+        raise errors.InvalidField("value", "must not contain NUL characters (an environment cannot hold them)")
+
+
+def _owned(s: Session, who: Caller, env_var_id: str) -> EnvVar:
+    e = s.get(EnvVar, env_var_id)
+    # Someone else's id looks exactly like an unknown one; a row still being created does not exist yet.
+    if e is None or e.owner != who.user or e.being_created:
+        raise errors.NotFound("env var not found")
+    s.commit()  # ends the read: no transaction stays open across the Vault calls that follow
+    return e
+
+
+def list_env_vars(s: Session, who: Caller, q: str, limit: int, offset: int) -> EnvVarList:
+    """A page of the caller's env vars by name (`q`: a substring of the name or description) and how
+    many there are in all."""
+    where = [EnvVar.owner == who.user, EnvVar.visible()]
+    if q:
+        like = f"%{q.lower()}%"
+        where.append(func.lower(EnvVar.name).like(like) | func.lower(EnvVar.description).like(like))
+    total = s.execute(select(func.count()).select_from(EnvVar).where(*where)).scalar_one()
+    rows = s.scalars(select(EnvVar).where(*where).order_by(EnvVar.name).limit(limit).offset(offset)).all()
+    return EnvVarList(items=[_out(e) for e in rows], total=total)
+
+
+def get_env_var(s: Session, who: Caller, env_var_id: str) -> EnvVarOut:
+    return _out(_owned(s, who, env_var_id))
+
+
+def create_env_var(s: Session, c: Components, who: Caller, body: EnvVarCreate) -> EnvVarOut:
+    _check_value(body.value, c)
+    vault = user_vault(c, who)
+    token = f"create:{uuid.uuid4()}"
+    row = EnvVar(id=str(uuid.uuid4()), owner=who.user, name=body.name, description=body.description,
+                 pending=token, pending_until=now() + lease(c))
+    _insert_claimed(s, who, row, vault, c)
+    try:
+        vault.write(row.id, body.value)
+    except (VaultUnavailable, VaultDenied) as err:
+        vault_failed(c, who, "write", err)
+        release(c, row.id, token, drop=True)
+        if isinstance(err, VaultUnanswered):  # the write may still land: undone until it is surely gone
+            undo_in_background(vault, row.id, c)
+        audit_failure(c, who, "env_var.create", row.id, "vault_error", type(err).__name__)
+        raise vault_error(err, "the env var was not created") from None
+    try:
+        done = matched(s, update(EnvVar).where(EnvVar.id == row.id, EnvVar.pending == token)
+                       .values(pending=None, pending_until=None))
+        if done:
+            s.add(audit_row(who.user, "env_var.create", row.id, "ok", f"name={row.name}"))
+        s.commit()
+    except SQLAlchemyError as err:
+        s.rollback()
+        undo(vault, row.id, c)
+        release(c, row.id, token, drop=True)
+        raise database_error(err, "the env var was not created") from None
+    if not done:  # the row went while Vault was slow: its value must go too
+        undo(vault, row.id, c)
+        raise errors.TimedOut("the env var was not created (it took too long); retry")
+    return _out(row)
+
+
+def _insert_claimed(s: Session, who: Caller, row: EnvVar, vault: UserVault, c: Components) -> None:
+    """Inserts the new row, claimed (pending create), in a short transaction: the id and the unique name
+    (per user) are taken before anything reaches Vault."""
+    for attempt in (1, 2):
+        s.add(row)
+        try:
+            s.commit()
+            return
+        except IntegrityError:
+            s.rollback()
+            if attempt == 2 or not _reclaim_name(s, who, row.name, vault, c):
+                raise errors.NameTaken(f"you already have an env var named {row.name}") from None
+        except SQLAlchemyError as err:
+            s.rollback()
+            raise database_error(err, "the env var was not created") from None
+
+
+def _reclaim_name(s: Session, who: Caller, name: str, vault: UserVault, c: Components) -> bool:
+    """Frees a name held by a create whose request died (its lease ran out); its value, if it reached
+    Vault, is destroyed. True when the name may be free now."""
+    try:
+        stale = s.execute(select(EnvVar.id, EnvVar.pending).where(
+            EnvVar.owner == who.user, EnvVar.name == name, EnvVar.pending.startswith("create:"),
+            EnvVar.pending_until < now())).first()
+        s.commit()
+        if stale is None:
+            return False
+        gone = matched(s, delete(EnvVar).where(EnvVar.id == stale.id, EnvVar.pending == stale.pending))
+        s.commit()
+    except SQLAlchemyError as err:
+        s.rollback()
+        raise database_error(err, "the env var was not created") from None
+    if gone:
+        undo_in_background(vault, stale.id, c)
+    return True
+
+
+def update_env_var(s: Session, c: Components, who: Caller, env_var_id: str, body: EnvVarUpdate) -> EnvVarOut:
+    row = _owned(s, who, env_var_id)
+    if body.description is None and body.value is None:
+        raise errors.InvalidField(None, "give a new description, a new value, or both")
+    changes: dict[str, object] = {"updated_at": now()}
+    if body.description is not None:
+        changes["description"] = body.description
+    if body.value is None:  # the row only: one conditional update, no Vault call, no claim to hold
+        change(s, who, row.id, changes, audit_row(who.user, "env_var.update", row.id, "ok", "description"))
+        return _out(row, **changes)
+    _check_value(body.value, c)
+    vault = user_vault(c, who)
+    token = claim(s, who, row.id, "update", c)
+    previous, sent = None, False
+    try:
+        previous = vault.current_version(row.id)
+        sent = True
+        vault.write(row.id, body.value)  # a new KV version; the old ones stay until max_versions
+    except (VaultUnavailable, VaultDenied) as err:
+        vault_failed(c, who, "write", err)
+        release(c, row.id, token)
+        audit_failure(c, who, "env_var.update", row.id, "vault_error", type(err).__name__)
+        # Without an answer the new version may have been stored: both values are the user's, no drift.
+        unknown = sent and isinstance(err, VaultUnanswered)
+        raise vault_error(err, "the env var's value may or may not have changed: set it again" if unknown
+                          else "the env var was not changed") from None
+    try:
+        done = matched(s, update(EnvVar).where(EnvVar.id == row.id, EnvVar.pending == token)
+                       .values(pending=None, pending_until=None, **changes))
+        if done:
+            s.add(audit_row(who.user, "env_var.update", row.id, "ok",
+                            "value" if body.description is None else "value,description"))
+        s.commit()
+    except SQLAlchemyError as err:
+        s.rollback()
+        if previous is not None:  # the row keeps its claim until the lease ends; the old value comes back
+            compensate(lambda i: restore(vault, i, previous), row.id, c)
+        raise database_error(err, "the env var was not changed") from None
+    if not done:
+        # This request's claim ran out and another change took the row over. If that was a delete, the
+        # value written here may have landed after its destroy: it must go.
+        if not still_there(s, row.id):
+            undo_in_background(vault, row.id, c)
+            raise errors.NotFound("env var not found (it was deleted meanwhile)")
+        raise errors.Busy(TOOK_OVER)
+    return _out(row, **changes)
+
+
+def delete_env_var(s: Session, c: Components, who: Caller, env_var_id: str) -> None:
+    row = _owned(s, who, env_var_id)
+    vault = user_vault(c, who)
+    token = claim(s, who, row.id, "delete", c)  # exactly one of concurrent deletes goes on; the others: NotFound
+    try:
+        vault.destroy(row.id)
+    except (VaultUnavailable, VaultDenied) as err:
+        vault_failed(c, who, "delete", err)
+        release(c, row.id, token)
+        audit_failure(c, who, "env_var.delete", row.id, "vault_error", type(err).__name__)
+        unknown = isinstance(err, VaultUnanswered)
+        raise vault_error(err, "the env var may or may not have been deleted: delete it again" if unknown
+                          else "the env var was not deleted") from None
+    try:
+        done = matched(s, delete(EnvVar).where(EnvVar.id == row.id, EnvVar.pending == token))
+        if done:
+            s.add(audit_row(who.user, "env_var.delete", row.id, "ok"))
+        s.commit()
+    except SQLAlchemyError as err:
+        s.rollback()
+        # The value is gone as asked; the row stays claimed until the lease ends, then a delete finishes.
+        raise database_error(err, "the env var's value was deleted but its entry remains: delete it again") from None
+    if not done:  # the claim ran out while Vault was slow and another change took the row over
+        if not still_there(s, row.id):
+            raise errors.NotFound("env var not found")
+        raise errors.Busy(TOOK_OVER)

@@ -1,0 +1,64 @@
+"""What can go wrong in an operation. Each error's message is the one users see (never a value or a
+token); the adapters choose the status codes and the pages."""
+from typing import Optional
+
+
+class DomainError(Exception):
+    """An operation refused, or failed, with str(error) as what users are told."""
+
+    retry_after: Optional[int] = None  # seconds to wait, when retrying is the advice
+
+
+class NotFound(DomainError):
+    """Nothing of the caller's by that id: someone else's looks exactly like an unknown one."""
+
+
+class NameTaken(DomainError):
+    """The caller already has an env var of that name."""
+
+
+class Busy(DomainError):
+    """Another change to the same env var holds it, or took it over: check and retry."""
+
+
+class InvalidField(DomainError):
+    """A field that the request's own validation cannot judge (a configured limit, the value's bytes);
+    `field` None: the request as a whole."""
+
+    def __init__(self, field: Optional[str], message: str):
+        super().__init__(message)
+        self.field = field
+
+
+class VaultRefused(DomainError):
+    """Vault refused the caller's token (revoked or expired): signing in again helps."""
+
+
+class VaultUnavailable(DomainError):
+    """Vault is unreachable or sealed, erred, or did not answer in time."""
+
+
+class TimedOut(DomainError):
+    """The operation outlasted its claim's lease and was not done."""
+
+
+class DatabaseBusy(DomainError):
+    """A lock wait ran out: the database works, a retry soon should too."""
+
+    retry_after = 1
+
+
+class DatabaseUnavailable(DomainError):
+    """The database failed."""
+
+
+class IdentityCollision(DomainError):
+    """The caller's id differs only in letter case from another user's (service/identity.py)."""
+
+
+class RateLimited(DomainError):
+    """The caller is over the per-user rate limit."""
+
+    def __init__(self, retry_after: int):
+        super().__init__("too many requests")
+        self.retry_after = retry_after

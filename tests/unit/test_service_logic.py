@@ -1,0 +1,154 @@
+"""The service's pure logic, no server: output redaction, env var names, settings from the environment."""
+import pytest
+
+from service.executor.runner import redact
+from service.schemas import check_name
+from service.settings import Settings, SettingsError
+
+pytestmark = pytest.mark.unit
+
+
+# --- redact ----------------------------------------------------------------------------------------
+
+def test_every_occurrence_of_a_value_is_replaced_by_its_env_vars_name():
+    assert redact("token=abc123; again abc123.", {"TOKEN": "abc123"}) == \
+        "token=[redacted:TOKEN]; again [redacted:TOKEN]."
+
+
+def test_a_multiline_value_whole_and_each_of_its_lines():
+    value = "first-line\nsecond-line\nab"
+    out = redact(f"all: {value}\nonly: second-line\nshort: ab", {"KEY": value})
+    # Lines of fewer than 4 characters (ignoring blanks) would redact ordinary text: kept.
+    assert out == "all: [redacted:KEY]\nonly: [redacted:KEY]\nshort: ab"
+
+
+def test_the_longest_value_first_so_one_inside_another_does_not_leak_the_rest():
+    out = redact("secret-and-more | secret", {"SHORT": "secret", "LONG": "secret-and-more"})
+    assert out == "[redacted:LONG] | [redacted:SHORT]"
+
+
+def test_a_line_padded_with_blanks_counts_its_characters_only():
+    assert redact("x  ab  y", {"V": "zzzz\n  ab  "}) == "x  ab  y"
+
+
+@pytest.mark.parametrize("values", [{}, {"EMPTY": ""}])
+def test_nothing_to_redact_leaves_the_output_as_it_is(values):
+    assert redact("plain output\n", values) == "plain output\n"
+
+
+# --- check_name ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["FOO", "_", "_x", "a1_B2", "Path_Extra", "LDX", "X" * 128])
+def test_posix_names_are_accepted_as_they_are(name):
+    assert check_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "1ABC", "A-B", "A B", "A.B", "FOO\n", "\nFOO", "FOO ", "ÄBC", "A=B"])
+def test_anything_but_a_posix_name_is_refused(name):
+    with pytest.raises(ValueError, match="must be a POSIX name"):
+        check_name(name)
+
+
+def test_a_name_longer_than_128_characters_is_refused():
+    with pytest.raises(ValueError, match="at most 128 characters"):
+        check_name("X" * 129)
+
+
+@pytest.mark.parametrize("name", ["PATH", "path", "Home", "LD_PRELOAD", "ld_library_path", "DYLD_INSERT_LIBRARIES",
+                                  "BASH_ENV", "BASH_FUNC_x", "PYTHONPATH", "NODE_OPTIONS", "GLIBC_TUNABLES",
+                                  "VAULT_TOKEN", "BAO_ADDR", "ENVVARS_VAULT_ADDR", "envvars_anything"])
+def test_names_that_change_how_a_job_runs_are_reserved(name):
+    with pytest.raises(ValueError, match="is reserved"):
+        check_name(name)
+
+
+# --- Settings.from_env -----------------------------------------------------------------------------
+
+REQUIRED = {"ENVVARS_VAULT_ADDR": "https://vault.test:8200/", "ENVVARS_OIDC_ISSUER": "https://issuer.test",
+            "ENVVARS_OIDC_JWKS_URL": "https://issuer.test/keys"}
+INTEGERS = {"VAULT_TIMEOUT_SECONDS": 1, "MAX_WORKERS": 1, "JOB_UID_BASE": 1, "JOB_MEMORY_MB": 16,
+            "JOB_MAX_PROCESSES": 1, "JOB_CPU_SECONDS": 1, "JOB_OPEN_FILES": 16, "JOB_TMPFS_MB": 1,
+            "JOB_MAX_OUTPUT_BYTES": 1, "DEFAULT_TIMEOUT_SECONDS": 1, "MAX_TIMEOUT_SECONDS": 1,
+            "VALUE_MAX_BYTES": 1}
+
+
+def test_defaults():
+    s = Settings.from_env(dict(REQUIRED))
+    assert s.vault_addr == "https://vault.test:8200"  # no trailing slash
+    assert (s.oidc_issuer, s.oidc_jwks_url) == ("https://issuer.test", "https://issuer.test/keys")
+    assert (s.oidc_audience, s.oidc_client_id, s.oidc_client_secret, s.oidc_scopes) == \
+        ("env-vars", "env-vars", "", "openid")
+    assert (s.database_url, s.kv_mount, s.jwt_mount, s.jwt_role, s.approle_mount) == \
+        ("sqlite:///./envvars.db", "secret", "jwt", "user", "approle")
+    assert (s.approle_role_id, s.approle_secret_id, s.session_key, s.vault_ca_file) == ("", "", "", "")
+    assert (s.executor_backend, s.job_network, s.job_proc, s.unsafe_unsandboxed_jobs) == \
+        ("subprocess", "on", "private", False)
+    assert (s.vault_timeout_seconds, s.max_workers, s.default_timeout_seconds, s.max_timeout_seconds) == \
+        (10, 4, 300, 3600)
+    assert (s.job_memory_mb, s.job_max_processes, s.job_open_files, s.job_max_output_bytes) == \
+        (1024, 128, 1024, 1 << 20)
+    assert (s.rate_limit, s.value_max_bytes, s.public_url) == ("120/minute", 64 * 1024, "")
+
+
+def test_only_the_given_environment_is_read(monkeypatch):
+    monkeypatch.setenv("ENVVARS_KV_MOUNT", "from-the-process")
+    assert Settings.from_env(dict(REQUIRED)).kv_mount == "secret"
+
+
+def test_the_client_id_defaults_to_the_audience():
+    assert Settings.from_env({**REQUIRED, "ENVVARS_OIDC_AUDIENCE": "aud"}).oidc_client_id == "aud"
+
+
+def test_secrets_come_from_files_and_stay_out_of_repr(tmp_path):
+    files = {}
+    for key, value in (("APPROLE_SECRET_ID", "secret-id-value"), ("OIDC_CLIENT_SECRET", "client-secret-value"),
+                       ("SESSION_KEY", "session-key-value"), ("DATABASE_URL", "postgresql://u:pw@db/envvars"),
+                       ("APPROLE_ROLE_ID", "role-id-value")):
+        (tmp_path / key).write_text(value + "\n")
+        files[f"ENVVARS_{key}_FILE"] = str(tmp_path / key)
+    s = Settings.from_env({**REQUIRED, **files})
+    assert (s.approle_secret_id, s.oidc_client_secret, s.session_key) == \
+        ("secret-id-value", "client-secret-value", "session-key-value")
+    assert (s.database_url, s.approle_role_id) == ("postgresql://u:pw@db/envvars", "role-id-value")
+    for secret in ("secret-id-value", "client-secret-value", "session-key-value"):
+        assert secret not in repr(s)
+
+
+@pytest.mark.parametrize("key", sorted(k.removeprefix("ENVVARS_") for k in REQUIRED))
+def test_a_missing_required_setting_is_named(key):
+    env = {k: v for k, v in REQUIRED.items() if k != f"ENVVARS_{key}"}
+    with pytest.raises(SettingsError, match=f"^ENVVARS_{key} is required$"):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("EXECUTOR_BACKEND", "ssh"), ("JOB_NETWORK", "off"), ("JOB_PROC", "host"), ("UNSAFE_UNSANDBOXED_JOBS", "yes"),
+    ("RATE_LIMIT", "10/day"), ("RATE_LIMIT", "many"), ("PUBLIC_URL", "ftp://dash.test"),
+    ("PUBLIC_URL", "https://dash.test/?next=x"), ("PUBLIC_URL", "dash.test"),
+])
+def test_a_bad_choice_is_refused_naming_its_key(key, value):
+    with pytest.raises(SettingsError, match=f"^ENVVARS_{key} = "):
+        Settings.from_env({**REQUIRED, f"ENVVARS_{key}": value})
+
+
+@pytest.mark.parametrize("key", sorted(INTEGERS))
+@pytest.mark.parametrize("value", ["abc", "-1", "1.5", "", "\u0661"])  # the last: an Arabic-Indic digit one
+def test_a_bad_number_is_refused_naming_its_key(key, value):
+    with pytest.raises(SettingsError, match=f"^ENVVARS_{key} = .* must be a whole number >= {INTEGERS[key]}$"):
+        Settings.from_env({**REQUIRED, f"ENVVARS_{key}": value})
+
+
+@pytest.mark.parametrize("key", sorted(INTEGERS))
+def test_a_number_below_its_minimum_is_refused_and_the_minimum_accepted(key):
+    with pytest.raises(SettingsError, match=f"^ENVVARS_{key} = '{INTEGERS[key] - 1}'"):
+        Settings.from_env({**REQUIRED, f"ENVVARS_{key}": str(INTEGERS[key] - 1)})
+    s = Settings.from_env({**REQUIRED, f"ENVVARS_{key}": str(INTEGERS[key])})
+    assert getattr(s, key.lower()) == INTEGERS[key]
+
+
+def test_choices_are_taken():
+    s = Settings.from_env({**REQUIRED, "ENVVARS_EXECUTOR_BACKEND": "docker", "ENVVARS_JOB_NETWORK": "none",
+                           "ENVVARS_JOB_PROC": "none", "ENVVARS_UNSAFE_UNSANDBOXED_JOBS": "TRUE",
+                           "ENVVARS_RATE_LIMIT": "5/second", "ENVVARS_PUBLIC_URL": "https://dash.test/base/"})
+    assert (s.executor_backend, s.job_network, s.job_proc, s.unsafe_unsandboxed_jobs, s.rate_limit, s.public_url) == \
+        ("docker", "none", "none", True, "5/second", "https://dash.test/base")

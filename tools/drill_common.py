@@ -1,0 +1,76 @@
+"""What the DR drills (tools/drill.py, tools/raft_drills.py) share: one step clock, the stack's KV mount,
+every env var value of it hashed, and one report writer (JSON and Markdown)."""
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import subprocess
+import time
+
+import hvac
+
+CLOCK = {"t0": time.monotonic()}
+
+
+def step(text: str) -> None:
+    print(f"==> [+{time.monotonic() - CLOCK['t0']:6.1f}s] {text}", flush=True)
+
+
+def restart_clock() -> None:
+    CLOCK["t0"] = time.monotonic()
+
+
+class StepTimer:
+    """`with timer("name", "what is done"):` prints the step and records its seconds under `name`."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str, text: str):
+        step(text)
+        t = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.monotonic() - t, 2)
+
+
+def stack_kv_mount(stack: str, outputs: dict) -> str:
+    """The stack's KV mount: its `kv_path` output, else its `vault-envvars:kvPath` setting, else `secret`
+    (the default of stacks/config.py)."""
+    if outputs.get("kv_path"):
+        return outputs["kv_path"]
+    r = subprocess.run(["pulumi", "config", "get", "vault-envvars:kvPath", "--stack", stack],
+                       capture_output=True, text=True)
+    return (r.stdout.strip().strip("/") if r.returncode == 0 else "") or "secret"
+
+
+def kv_hashes(client: hvac.Client, mount: str) -> dict[str, str]:
+    """{"<user>/<env var id>": sha256 of the value} for every env var value in the KV mount."""
+    out: dict[str, str] = {}
+    kv = client.secrets.kv.v2
+    try:
+        users = kv.list_secrets(path="users", mount_point=mount)["data"]["keys"]
+    except hvac.exceptions.InvalidPath:
+        return out
+    for user in users:
+        for env_id in kv.list_secrets(path=f"users/{user}", mount_point=mount)["data"]["keys"]:
+            value = kv.read_secret_version(path=f"users/{user}{env_id}", mount_point=mount,
+                                           raise_on_deleted_version=True)["data"]["data"]["value"]
+            out[f"{user.rstrip('/')}/{env_id}"] = hashlib.sha256(value.encode()).hexdigest()
+    return out
+
+
+def write_report(report: dict, out_dir: str, kind: str, started: datetime.datetime, markdown: str) -> str:
+    """Writes <out_dir>/<kind>-<start time>.json and .md, prints where and the verdict; returns the path
+    without its suffix."""
+    os.makedirs(out_dir, exist_ok=True)
+    name = os.path.join(out_dir, f"{kind}-{started.strftime('%Y%m%dT%H%M%SZ')}")
+    with open(f"{name}.json", "w") as f:
+        json.dump(report, f, indent=2)
+    with open(f"{name}.md", "w") as f:
+        f.write(markdown)
+    step(f"report: {name}.json / .md: {'PASSED' if report.get('passed') else 'FAILED'}")
+    return name
