@@ -113,6 +113,8 @@ def bench_list(base, issuer, workdir) -> float:
 
 
 FIRST = "import time; print('START', repr(time.time()))"
+# The system's interpreter: a job sees only the system's files (its sandbox), so both sides use it.
+PYTHON = "/usr/bin/python3"
 
 
 def bench_execution(base, server, issuer, outputs, n) -> tuple[float, float]:
@@ -123,7 +125,7 @@ def bench_execution(base, server, issuer, outputs, n) -> tuple[float, float]:
     service = []
     for _ in range(n):
         t0 = time.time()
-        r = s.post(f"{base}/api/v2/execution", json={"command": [sys.executable, "-c", FIRST], "env_var_ids": ids},
+        r = s.post(f"{base}/api/v2/execution", json={"command": [PYTHON, "-c", FIRST], "env_var_ids": ids},
                    headers=h).json()
         while (body := s.get(f"{base}/api/v2/execution/{r['id']}", headers=h).json())["status"] in (
                 "queued", "running"):
@@ -137,7 +139,7 @@ def bench_execution(base, server, issuer, outputs, n) -> tuple[float, float]:
         env = {f"E{i}": approle.secrets.kv.v2.read_secret_version(
             path=f"users/bench-exec/{ids[i]}", mount_point="secret",
             raise_on_deleted_version=True)["data"]["data"]["value"] for i in range(20)}
-        out = subprocess.run([sys.executable, "-c", FIRST], env=env, capture_output=True, text=True).stdout
+        out = subprocess.run([PYTHON, "-c", FIRST], env=env, capture_output=True, text=True).stdout
         floor.append(float(out.split()[1]) - t0)
     return p50(service), p50(floor)
 
