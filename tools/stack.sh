@@ -13,6 +13,9 @@ case "$ACTION" in
     step "pulumi up ($STACK)"
     pulumi up --yes --non-interactive --skip-preview --suppress-progress
     done_step
+    step "checking what was deployed, as a user would (tools/stack_check.py)"
+    python tools/stack_check.py "$STACK" || die "stack $STACK was deployed but does not work (the failing check is above)"
+    done_step
     echo
     echo "Stack $STACK is up. In a shell with the toolchain (source .toolchain/env.sh):"
     if addr=$(pulumi stack output vault_address 2>/dev/null); then

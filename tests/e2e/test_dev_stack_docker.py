@@ -3,6 +3,9 @@ failover measured while writes go on, a restarted node unsealed by the next `up`
 leaving nothing behind."""
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import time
 
 import docker
@@ -12,6 +15,7 @@ import requests
 from pulumi import automation as auto
 
 from devkit.browser import shot, sign_in
+from tests.conftest import REPO_ROOT
 from tests.e2e.container_checks import check_container
 from tools.dev_token import id_token
 
@@ -88,8 +92,24 @@ def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack,
                     root_caps=SANDBOX_CAPS)
 
     assert s.changes_of_second_up() == {}
+    # What `make up` checks last passes; once the service cannot reach Vault it fails, naming the check,
+    # with the service's last log lines.
+    assert _stack_check(s).returncode == 0
+    api = engine.containers.get(f"{prefix}-envvars-api")
+    for network in api.attrs["NetworkSettings"]["Networks"]:
+        engine.networks.get(network).disconnect(api)
+    broken = _stack_check(s, wait=3)
+    assert broken.returncode == 1 and "CHECK FAILED: the service's /readyz" in broken.stderr, broken.stderr
+    assert f"last lines of {prefix}-envvars-api" in broken.stderr
     s.destroy()
     assert _leftovers(_engine(toolchain), s.name) == {"containers": [], "networks": [], "volumes": []}
+
+
+def _stack_check(s, wait: float = 30) -> subprocess.CompletedProcess:
+    """tools/stack_check.py on a throwaway stack, as `make up` runs it."""
+    return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "tools", "stack_check.py"), s.name,
+                           "--wait", str(wait)], cwd=s.work_dir, capture_output=True, text=True,
+                          env={**os.environ, **s.env, "PYTHONPATH": REPO_ROOT}, timeout=300)
 
 
 def _wait_execution(url, headers, execution_id, timeout=60) -> dict:
@@ -141,6 +161,8 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, toolchain, tmp_p
     autopilot = _client(nodes[0], root, ca_file).read("sys/storage/raft/autopilot/configuration")["data"]
     assert autopilot["cleanup_dead_servers"] is True and autopilot["min_quorum"] == 3
     assert s.changes_of_second_up() == {}
+    ok = _stack_check(s)  # every node over TLS with the stack's CA, the service, the sign-in
+    assert ok.returncode == 0 and ok.stdout.count("ok: Vault at") == 3, ok.stdout + ok.stderr
 
     prefix = f"dev-stack-{s.name}"
     for i in range(1, 4):

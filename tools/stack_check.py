@@ -1,0 +1,99 @@
+"""What `make up` checks before it says a stack is up, as a user would: Vault healthy and unsealed on every
+node, the service ready (its /readyz: Vault and its database reachable from inside), the dashboard's
+sign-in answering. A failed check exits 1 naming it, with the last log lines of the service's container.
+
+  python tools/stack_check.py STACK [--wait SECONDS]
+"""
+import argparse
+import sys
+import time
+from typing import Callable
+
+import docker
+import requests
+
+from infra import vault_ops
+from tools.dev_token import stack_outputs
+
+# Vault's health codes for an unsealed node: active, standby, performance standby.
+UNSEALED = (200, 429, 473)
+
+
+def _vault_node(address: str, verify) -> Callable[[], str]:
+    def check() -> str:
+        r = requests.get(f"{address}/v1/sys/health", params={"standbyok": "true"}, verify=verify, timeout=5)
+        if r.status_code in UNSEALED:
+            return ""
+        return {501: "not initialised", 503: "sealed"}.get(r.status_code, f"HTTP {r.status_code}")
+    return check
+
+
+def _service_ready(url: str) -> Callable[[], str]:
+    def check() -> str:
+        r = requests.get(f"{url}/readyz", timeout=5)
+        return "" if r.status_code == 200 else f"not ready: {r.text.strip()[:200]}"
+    return check
+
+
+def _sign_in(url: str) -> Callable[[], str]:
+    def check() -> str:
+        r = requests.get(f"{url}/dashboard/login", allow_redirects=False, timeout=5)
+        # The sign-in sends the browser to the identity provider.
+        return "" if r.status_code in (302, 303) and r.headers.get("location") else f"HTTP {r.status_code}"
+    return check
+
+
+def checks(outputs: dict) -> list[tuple[str, Callable[[], str]]]:
+    verify = vault_ops.ca_verify(outputs.get("vault_ca_cert") or None)
+    nodes = outputs.get("vault_nodes") or [outputs["vault_address"]]
+    found = [(f"Vault at {n} healthy and unsealed", _vault_node(n, verify)) for n in nodes]
+    if outputs.get("service_url"):
+        found += [(f"the service's /readyz at {outputs['service_url']}", _service_ready(outputs["service_url"])),
+                  ("the dashboard's sign-in", _sign_in(outputs["service_url"]))]
+    return found
+
+
+def run(name: str, check: Callable[[], str], wait: float) -> str:
+    """"" once the check passes within `wait` seconds; else what it last saw."""
+    deadline, last = time.monotonic() + wait, "no answer"
+    while True:
+        try:
+            last = check()
+        except requests.RequestException as e:
+            last = f"no answer ({type(e).__name__})"
+        if not last or time.monotonic() > deadline:
+            return last
+        time.sleep(1)
+
+
+def service_log(outputs: dict, lines: int = 20) -> str:
+    """The service's last log lines (JSON request and event lines: never a value or a token)."""
+    name = outputs.get("service_container")
+    if not name:
+        return ""
+    try:
+        return docker.from_env().containers.get(name).logs(tail=lines).decode(errors="replace")
+    except docker.errors.DockerException as e:
+        return f"(no log of {name}: {type(e).__name__})"
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("stack")
+    ap.add_argument("--wait", type=float, default=60, help="seconds each check may take to pass")
+    args = ap.parse_args(argv)
+    outputs = stack_outputs(args.stack)
+    for name, check in checks(outputs):
+        problem = run(name, check, args.wait)
+        if problem:
+            print(f"CHECK FAILED: {name}: {problem}", file=sys.stderr)
+            log = service_log(outputs)
+            if log:
+                print(f"last lines of {outputs['service_container']}:\n{log}", file=sys.stderr)
+            return 1
+        print(f"ok: {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
