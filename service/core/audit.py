@@ -1,14 +1,16 @@
 """The audit trail: who did what to which target, and how it ended. Never a value."""
 import json
 import logging
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from service.auth import Caller
-from service.components import Components
 from service.db import AuditEvent
+
+if TYPE_CHECKING:  # the executor writes audit rows too, and components import the executor
+    from service.components import Components
 
 log = logging.getLogger("service")
 
@@ -25,7 +27,7 @@ def audit(sessions: Callable[[], Session], actor: str, action: str, target: str,
         s.add(audit_row(actor, action, target, outcome, detail))
 
 
-def audit_failure(c: Components, who: Caller, action: str, target: str, outcome: str, detail: str = "") -> None:
+def audit_failure(c: "Components", who: Caller, action: str, target: str, outcome: str, detail: str = "") -> None:
     """The audit row of a failure; the database failing too must not hide what the caller is told."""
     try:
         audit(c.sessions, who.user, action, target, outcome, detail)

@@ -8,7 +8,8 @@ from typing import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from service.db import AuditEvent, EnvVar, Execution, ExecutionEnvVar, now
+from service.core.audit import audit
+from service.db import EnvVar, Execution, ExecutionEnvVar, now
 from service.metrics import Metrics
 from service.schemas import check_name
 from service.vault_access import ExecutorVault, SecretMissing, VaultDenied, VaultUnavailable
@@ -73,10 +74,6 @@ class Executor:
             event.set()
         self._pool.shutdown(wait=True, cancel_futures=False)
 
-    def _audit(self, owner: str, action: str, execution_id: str, outcome: str, detail: str) -> None:
-        with self._sessions.begin() as s:
-            s.add(AuditEvent(actor=owner, action=action, target=execution_id, outcome=outcome, detail=detail[:512]))
-
     def _finish(self, execution_id: str, **fields) -> None:
         with self._sessions.begin() as s:
             e = s.get(Execution, execution_id)
@@ -103,7 +100,7 @@ class Executor:
             foreign = [ref for ref, found, who, name in refs
                        if found is None or who != owner or not _injectable(name)]
             if foreign:
-                self._audit(owner, "execution.start", execution_id, "refused",
+                audit(self._sessions, owner, "execution.start", execution_id, "refused",
                             "env_var_ids=" + ",".join(sorted(foreign)))
                 return self._finish(execution_id, status="failed", error=(
                     f"env var {foreign[0]} does not exist or does not belong to {owner}; the job did not start"))
@@ -120,7 +117,7 @@ class Executor:
                     return self._finish(execution_id, status="failed",
                                         error=f"could not read env var {name} from Vault ({err}); "
                                               "the job did not start")
-            self._audit(owner, "execution.run", execution_id, "started", "env_vars=" + ",".join(sorted(values)))
+            audit(self._sessions, owner, "execution.run", execution_id, "started", "env_vars=" + ",".join(sorted(values)))
             result = self._backend.run(JobSpec(execution_id, command, values, timeout), cancel)
             output = redact(result.output.decode("utf-8", errors="replace"), values)
             del values

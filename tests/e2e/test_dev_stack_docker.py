@@ -15,6 +15,7 @@ import requests
 from pulumi import automation as auto
 
 from devkit.browser import shot, sign_in
+from devkit.service_process import wait_execution
 from tests.conftest import REPO_ROOT
 from tests.e2e.container_checks import check_container
 from tools.dev_token import id_token
@@ -57,7 +58,7 @@ def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack,
     run = requests.post(f"{url}/api/v2/execution", json={"command": ["python3", "-c", script],
                                                         "env_var_ids": [ev.json()["id"]]}, headers=alice, timeout=10)
     assert run.status_code == 202
-    done = _wait_execution(url, alice, run.json()["id"])
+    done = wait_execution(url, alice, run.json()["id"])
     assert done["status"] == "succeeded"
     assert hashlib.sha256(value.encode()).hexdigest() in done["output"] and value not in done["output"]
     # Inside the service's container, the job's sandbox hides the service's files and processes.
@@ -65,7 +66,7 @@ def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack,
              "print('uid', os.getuid(), 'pid', os.getpid())")
     run = requests.post(f"{url}/api/v2/execution", json={"command": ["python3", "-c", probe]}, headers=alice,
                         timeout=10)
-    seen = _wait_execution(url, alice, run.json()["id"])["output"]
+    seen = wait_execution(url, alice, run.json()["id"])["output"]
     assert "/run/envvars False" in seen and "/data False" in seen and "/app False" in seen, seen
     assert "/proc False" in seen and "uid 2000" in seen and "pid 2\n" in seen, seen  # its own PID namespace
     assert requests.get(f"{url}/api/v2/user/env-vars", headers=bob, timeout=10).json()["total"] == 0
@@ -110,16 +111,6 @@ def _stack_check(s, wait: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "tools", "stack_check.py"), s.name,
                            "--wait", str(wait)], cwd=s.work_dir, capture_output=True, text=True,
                           env={**os.environ, **s.env, "PYTHONPATH": REPO_ROOT}, timeout=300)
-
-
-def _wait_execution(url, headers, execution_id, timeout=60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = requests.get(f"{url}/api/v2/execution/{execution_id}", headers=headers, timeout=10).json()
-        if body["status"] not in ("queued", "running"):
-            return body
-        time.sleep(0.2)
-    raise AssertionError(f"execution {execution_id} did not finish")
 
 
 def _client(address, token, ca_file) -> hvac.Client:

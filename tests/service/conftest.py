@@ -37,14 +37,25 @@ def configure(pulumi_backend, server, issuer) -> tuple[ThrowawayStack, dict]:
     return s, {k: v.value for k, v in s.up().outputs.items()}
 
 
+def configured_vault(toolchain, pulumi_backend, issuer, workdir: str, *, breakable: bool = False):
+    """Yields (server, stack outputs): a dev server with the project's configuration, stopped afterwards.
+    A `breakable` one (a test may seal, stop or hang it) has its stack removed without a destroy, which
+    would need the server."""
+    server = start_dev_server(toolchain["bao"], workdir)
+    s, outputs = configure(pulumi_backend, server, issuer)
+    yield server, outputs
+    if breakable:
+        server.stop()
+        s.stack.workspace.remove_stack(s.name, force=True)
+    else:
+        s.destroy()
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def service_vault(toolchain, pulumi_backend, issuer, tmp_path_factory):
     """A dev server with the project's configuration; yields (server, stack outputs)."""
-    server = start_dev_server(toolchain["bao"], str(tmp_path_factory.mktemp("svc-bao")))
-    s, outputs = configure(pulumi_backend, server, issuer)
-    yield server, outputs
-    s.destroy()
-    server.stop()
+    yield from configured_vault(toolchain, pulumi_backend, issuer, str(tmp_path_factory.mktemp("svc-bao")))
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from devkit.net import free_port
-from devkit.vault_servers import start_dev_server
 from service.app import create_app
 from service.db import AuditEvent
-from tests.service.conftest import app_clients, bearer, configure, settings_for, wait_finished
+from tests.service.conftest import app_clients, bearer, configured_vault, settings_for, wait_finished
 
 pytestmark = pytest.mark.integration
 API = "/api/v2/user/env-vars"
@@ -28,11 +27,8 @@ API = "/api/v2/user/env-vars"
 @pytest.fixture(scope="module")
 def stoppable_vault(toolchain, pulumi_backend, issuer, tmp_path_factory):
     """A Vault of this module only, configured by the project, so a test can make it hang."""
-    server = start_dev_server(toolchain["bao"], str(tmp_path_factory.mktemp("stoppable-bao")))
-    stack, outputs = configure(pulumi_backend, server, issuer)
-    yield server, outputs
-    server.stop()
-    stack.stack.workspace.remove_stack(stack.name, force=True)
+    yield from configured_vault(toolchain, pulumi_backend, issuer, str(tmp_path_factory.mktemp("stoppable-bao")),
+                                breakable=True)
 
 
 @pytest.fixture

@@ -9,12 +9,11 @@ import pytest
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
 
-from devkit.vault_servers import start_dev_server
 from service.check import drift
 from service.executor.base import JobSpec
 from service.executor.docker_backend import DockerBackend
 from service.executor.kubernetes_backend import KubernetesBackend
-from tests.service.conftest import bearer, configure, settings_for, wait_finished
+from tests.service.conftest import bearer, configured_vault, settings_for, wait_finished
 
 pytestmark = pytest.mark.integration
 API = "/api/v2/user/env-vars"
@@ -51,11 +50,7 @@ def test_database_down_leaves_no_orphan_value(make_client, issuer, service_vault
 @pytest.fixture
 def fragile_vault(toolchain, pulumi_backend, issuer, tmp_path):
     """A Vault of this test only, so it can be sealed or stopped."""
-    server = start_dev_server(toolchain["bao"], str(tmp_path / "fragile"))
-    stack, outputs = configure(pulumi_backend, server, issuer)
-    yield server, outputs
-    server.stop()
-    stack.stack.workspace.remove_stack(stack.name, force=True)
+    yield from configured_vault(toolchain, pulumi_backend, issuer, str(tmp_path / "fragile"), breakable=True)
 
 
 def _client_on(server_outputs, issuer, tmp_path, database_url):

@@ -13,7 +13,7 @@ import docker
 import pytest
 import requests
 
-from devkit.service_process import start_service
+from devkit.service_process import start_service, wait_execution
 from tests.service.conftest import bearer, settings_for, wait_finished
 
 pytestmark = pytest.mark.integration
@@ -88,16 +88,6 @@ def _run(base, headers, command, env_var_ids=(), timeout=60) -> dict:
     return r.json()
 
 
-def _wait(base, headers, execution_id, timeout=60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = requests.get(f"{base}/api/v2/execution/{execution_id}", headers=headers, timeout=10).json()
-        if body["status"] not in ("queued", "running"):
-            return body
-        time.sleep(0.2)
-    raise AssertionError(f"execution {execution_id} did not finish")
-
-
 def _job_pids(service_pid: int) -> list[int]:
     """The host pids of the running jobs: the service's children, or the job containers' main processes."""
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(service_pid)], capture_output=True, text=True).stdout
@@ -129,9 +119,9 @@ def _attack(service_vault, issuer, tmp_path, destructive=True, **extra) -> tuple
                    "session_key_file": env["ENVVARS_SESSION_KEY_FILE"], "database_file": f"{tmp_path}/envvars.db",
                    "code_dir": os.path.join(REPO_ROOT, "service"), "bob_job_pid": bob_job_pid,
                    "vault": server.address, "role_id": outputs["executor_role_id"], "destructive": destructive}
-        attack = _wait(base, alice, _run(base, alice, ["python3", "-c", ATTACK, json.dumps(targets)])["id"])
+        attack = wait_execution(base, alice, _run(base, alice, ["python3", "-c", ATTACK, json.dumps(targets)])["id"])
         assert attack["status"] == "succeeded", (attack["exit_code"], attack["error"], attack["output"][-3000:])
-        bob_done = _wait(base, bob, bob_run["id"])
+        bob_done = wait_execution(base, bob, bob_run["id"])
         assert proc.poll() is None  # the service survived
         must_not_see = [bob_value, outputs["executor_secret_id"], open(env["ENVVARS_SESSION_KEY_FILE"]).read()]
         return json.loads(attack["output"]), attack["output"], bob_done, must_not_see
