@@ -5,6 +5,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -74,3 +75,30 @@ def test_committed_stack_files_carry_no_encryption_salt():
         committed = subprocess.run(["git", "show", f"HEAD:{name}"], cwd=REPO_ROOT, capture_output=True, text=True,
                                    check=True).stdout
         assert "encryptionsalt" not in committed and "secure:" not in committed, name
+
+
+def _engine_check(toolchain, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "tools/engine_check.py",
+                           "localhost/vault-envvars/debian-python:bookworm-r2", *args],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
+
+
+def test_engine_check_passes_on_the_toolchains_engine(toolchain):
+    out = _engine_check(toolchain)
+    assert out.returncode == 0, out.stderr
+    assert "container DNS by alias, init, published loopback ports: ok" in out.stdout
+
+
+def test_engine_check_refuses_a_network_without_container_dns(toolchain):
+    """A podman network with DNS disabled is what a CNI-backed podman gives every network: the stacks'
+    containers could not find Vault by name, so the check must stop the toolchain, naming the fix."""
+    name = f"nodns-{os.getpid()}"
+    subprocess.run(["podman", "network", "create", "--disable-dns", name], check=True, capture_output=True)
+    try:
+        out = _engine_check(toolchain, "--network", name)
+    finally:
+        subprocess.run(["podman", "network", "rm", "-f", name], check=True, capture_output=True)
+    assert out.returncode == 1
+    assert "cannot resolve each other by alias" in out.stderr and "aardvark-dns" in out.stderr
+    left = subprocess.run(["podman", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True).stdout
+    assert "engine-check-" not in left

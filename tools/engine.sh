@@ -19,8 +19,9 @@ P=$CACHE_DIR/podman
 SOCK=$P/podman.sock
 mkdir -p "$P/run" "$P/tmp" "$P/net" "$P/storage"
 # Named explicitly, recommended ones included: a podman installed without its recommends has no catatonit
-# (every `init: true` container fails) and falls back to CNI networking (no name resolution).
-apt_install podman runc catatonit netavark aardvark-dns >&2
+# (every `init: true` container fails) and falls back to CNI networking (no name resolution); netavark
+# runs iptables for every network (without it: "netavark: No such file or directory").
+apt_install podman runc catatonit netavark aardvark-dns iptables >&2
 cat > "$P/containers.conf" <<CONF
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]

@@ -5,7 +5,8 @@
 #   etcd + kube-apiserver for the prod stack's tests, built from Go modules (cached by version)
 #   PostgreSQL (Debian) for the service's tests, bubblewrap (Debian) for its jobs' sandbox, Chromium
 #   (Debian) for the dashboard's browser tests
-#   A Docker-compatible engine (a running Docker, else Podman serving the Docker API on a socket)
+#   A Docker-compatible engine (a running Docker, else Podman serving the Docker API on a socket), checked
+#   for what the stacks need (tools/engine_check.py: container DNS by alias, init, published loopback ports)
 #   The images no registry here can give (Debian+python base, OpenBao server)
 #   Offline Pulumi settings: local file backend, passphrase secrets, no update check, no plugin downloads
 # Everything a later command needs is written to .toolchain/env.sh (sourced by the Makefile).
@@ -72,6 +73,11 @@ done_step "$DOCKER_HOST"
 
 step "Images: Debian python base and OpenBao server"
 bash tools/images.sh | sed 's/^/    /'
+done_step
+
+step "The engine can run the stacks: container DNS by alias, init, published loopback ports"
+python tools/engine_check.py "${BASE_IMAGE:-localhost/vault-envvars/debian-python:bookworm-r2}" \
+  || die "the container engine at $DOCKER_HOST lacks what the stacks need (above)"
 done_step
 
 step "The service's wheels, for its image to install offline"
