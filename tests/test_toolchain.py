@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from stacks.config import DEFAULT_BASE_IMAGE
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.integration  # the real binaries the toolchain built
@@ -77,14 +78,14 @@ def test_committed_stack_files_carry_no_encryption_salt():
         assert "encryptionsalt" not in committed and "secure:" not in committed, name
 
 
-def _engine_check(toolchain, *args: str) -> subprocess.CompletedProcess:
+def _engine_check(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "tools/engine_check.py",
-                           "localhost/vault-envvars/debian-python:bookworm-r2", *args],
+                           DEFAULT_BASE_IMAGE, *args],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
 
 
 def test_engine_check_passes_on_the_toolchains_engine(toolchain):
-    out = _engine_check(toolchain)
+    out = _engine_check()
     assert out.returncode == 0, out.stderr
     assert "container DNS by alias, init, published loopback ports: ok" in out.stdout
 
@@ -95,7 +96,7 @@ def test_engine_check_refuses_a_network_without_container_dns(toolchain):
     name = f"nodns-{os.getpid()}"
     subprocess.run(["podman", "network", "create", "--disable-dns", name], check=True, capture_output=True)
     try:
-        out = _engine_check(toolchain, "--network", name)
+        out = _engine_check("--network", name)
     finally:
         subprocess.run(["podman", "network", "rm", "-f", name], check=True, capture_output=True)
     assert out.returncode == 1
