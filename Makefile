@@ -4,7 +4,7 @@ STACK ?= dev
 PYTEST_ARGS ?=
 WITH_ENV := source .toolchain/env.sh &&
 
-.PHONY: toolchain up down preview test test-unit test-e2e bench serve lint typecheck check
+.PHONY: toolchain up down preview test test-unit test-e2e test-k8s cluster cluster-down bench serve lint typecheck check
 
 toolchain:  ## build or reuse every piece of the toolchain (idempotent, cached outside the repo)
 	@bash tools/toolchain.sh
@@ -14,6 +14,12 @@ up: toolchain  ## deploy the stack (default dev) and print where it answers
 
 down: toolchain  ## destroy the stack's resources (the stack and its config stay)
 	@$(WITH_ENV) bash tools/stack.sh down $(STACK)
+
+cluster: toolchain  ## a local three-node Kubernetes for the prod-local stack (tools/cluster.sh; warm: seconds)
+	@$(WITH_ENV) bash tools/cluster.sh up
+
+cluster-down:  ## stop the local cluster and restore every host setting it changed
+	@{ source .toolchain/env.sh 2>/dev/null || true; } && bash tools/cluster.sh down
 
 preview: toolchain
 	@$(WITH_ENV) bash tools/stack.sh preview $(STACK)
@@ -32,6 +38,9 @@ typecheck: toolchain  ## mypy over infra/, stacks/, service/, tools/
 
 check: lint typecheck  ## the fast gate: lint, types and the unit tests (seconds once the toolchain is cached)
 	@$(WITH_ENV) python -m pytest -q -m unit tests/unit $(PYTEST_ARGS)
+
+test-k8s: toolchain  ## only the tests on the local Kubernetes cluster (started and stopped for the run)
+	@$(WITH_ENV) python -m pytest -m k8s $(PYTEST_ARGS)
 
 test-e2e: toolchain
 	@$(WITH_ENV) python -m pytest -m e2e $(PYTEST_ARGS)

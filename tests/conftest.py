@@ -12,6 +12,7 @@ from pulumi import automation as auto
 
 from devkit import procs
 from devkit.browser import CHROMIUM, CHROMIUM_ARGS
+from devkit.cluster import ensure_cluster
 from devkit.kube import start_kube_apiserver
 from devkit.stacks import ThrowawayStack
 from devkit.vault_servers import start_dev_server, start_raft_cluster
@@ -31,7 +32,7 @@ def pytest_configure(config):
     signal.signal(signal.SIGTERM, _terminated)
 
 
-TIERS = ("unit", "integration", "e2e", "browser")
+TIERS = ("unit", "integration", "e2e", "browser", "k8s")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -122,6 +123,17 @@ def kube_apiserver(toolchain, tmp_path_factory):
     server = start_kube_apiserver(toolchain["kube_bin"], str(tmp_path_factory.mktemp("kube")))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def local_cluster(toolchain):
+    """The local three-node Kubernetes (tools/cluster.sh): one per run, or the one `make cluster` started."""
+    missing = [v for v in ("KUBE_NODE_BIN", "COREDNS_BIN", "CRICTL_BIN", "PAUSE_BIN") if not os.environ.get(v)]
+    if missing:
+        pytest.fail(f"toolchain without the cluster's pieces ({', '.join(missing)}): run `make toolchain`")
+    cluster = ensure_cluster()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """Engine-neutral image helpers for tools/images.sh, through the Docker Engine API (docker SDK).
 
 Works the same against Docker and against Podman's compatible socket, so no `docker`/`podman` CLI is
-required. Usage: dockerctl.py exists IMAGE | import IMAGE (tar on stdin) | build CONTEXT IMAGE
+required. Usage: dockerctl.py exists IMAGE | id IMAGE | import IMAGE (tar on stdin) | save IMAGE (tar on
+stdout) | build CONTEXT IMAGE | build-file CONTEXT DOCKERFILE IMAGE [ARG=VALUE...]
 """
 import json
 import sys
@@ -29,9 +30,18 @@ def main(argv: list[str]) -> int:
             client.images.remove(f"{repo}:latest")
         client.images.get(args[0])  # raises if the import did not land
         return 0
-    if cmd == "build":
-        context, tag = args
-        _, logs = client.images.build(path=context, tag=tag, rm=True, forcerm=True)
+    if cmd == "id":
+        print(client.images.get(args[0]).id)
+        return 0
+    if cmd == "save":
+        for chunk in client.images.get(args[0]).save(named=True):
+            sys.stdout.buffer.write(chunk)
+        return 0
+    if cmd in ("build", "build-file"):
+        context, dockerfile, tag, build_args = (args[0], "Dockerfile", args[1], []) if cmd == "build" else \
+            (args[0], args[1], args[2], args[3:])
+        _, logs = client.images.build(path=context, dockerfile=dockerfile, tag=tag, rm=True, forcerm=True,
+                                      buildargs=dict(a.split("=", 1) for a in build_args))
         for chunk in logs:
             if "stream" in chunk:
                 sys.stderr.write(chunk["stream"])

