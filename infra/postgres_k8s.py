@@ -17,6 +17,7 @@ from urllib.parse import quote
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.kube_meta import annotated
 from infra.providers.random import RandomSecret
 
 # tools/images.sh's PG_IMAGE (Debian bookworm's PostgreSQL major, -rN the image's revision).
@@ -67,7 +68,7 @@ class PostgresKubernetes(pulumi.ComponentResource):
         annotations = {"pulumi.com/skipAwait": "true"} if args.skip_await else {}
 
         def meta(obj_name: str) -> dict:
-            return {"name": obj_name, "namespace": args.namespace, "labels": labels, "annotations": annotations}
+            return {"name": obj_name, "namespace": args.namespace, "labels": labels, **annotated(annotations)}
 
         child = pulumi.ResourceOptions(parent=self)
         password = RandomSecret(f"{name}-password", length=24, opts=child)  # 32 URL-safe characters

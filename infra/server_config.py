@@ -21,7 +21,8 @@ class RaftServerConfig:
     # Vault's production advice: 1 gives elections in seconds instead of ~15 s.
     performance_multiplier: int = 1
     cluster_name: str = "vault-envvars"
-    # Kubernetes: label pods vault-active/vault-sealed so the active and standby Services select them.
+    # Kubernetes: label pods openbao-active (HashiCorp Vault: vault-active), ...-sealed so the active and
+    # standby Services select them.
     kubernetes_service_registration: bool = False
     # Auto-unseal through another Vault's transit engine; None keeps Shamir keys (the default).
     transit_seal: Optional[dict] = None

@@ -12,6 +12,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.kube_meta import annotated
 from infra.providers.random import RandomSecret
 from infra.service_connection import SECRETS_DIR, ServiceConnection, secret_files, service_env
 
@@ -31,6 +32,9 @@ class ServiceKubernetesArgs:
     job_image: str = "python:3.12-slim"
     job_network: str = "on"  # "none": job pods may not open any connection
     skip_await: bool = False
+    # A fixed NodePort for the Service (0: ClusterIP only). For a cluster without an ingress controller,
+    # such as the local one, where NodePorts answer on the pod bridge's address only.
+    node_port: int = 0
 
 
 class ServiceKubernetes(pulumi.ComponentResource):
@@ -47,7 +51,7 @@ class ServiceKubernetes(pulumi.ComponentResource):
         annotations = {"pulumi.com/skipAwait": "true"} if args.skip_await else {}
 
         def meta(obj_name: str) -> dict:
-            return {"name": obj_name, "namespace": args.namespace, "labels": labels, "annotations": annotations}
+            return {"name": obj_name, "namespace": args.namespace, "labels": labels, **annotated(annotations)}
 
         child = pulumi.ResourceOptions(parent=self)
         # One session key for every replica: a dashboard session works whichever pod answers.
@@ -72,6 +76,8 @@ class ServiceKubernetes(pulumi.ComponentResource):
                 "spec": {
                     # Its token reaches only what the job runner's Role allows, in the jobs' namespace.
                     "serviceAccountName": "envvars", "automountServiceAccountToken": True,
+                    # No ENVVARS_PORT=tcp://... from the `envvars` Service: it is the service's own setting.
+                    "enableServiceLinks": False,
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
                                         "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
                     "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
@@ -98,8 +104,9 @@ class ServiceKubernetes(pulumi.ComponentResource):
         }, opts=pulumi.ResourceOptions(parent=self, depends_on=[secret, *runner]))
         k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=meta("envvars"), spec={
             "minAvailable": 1, "selector": {"matchLabels": labels}}, opts=child)
+        port = {"name": "http", "port": 80, "targetPort": 8080, **({"nodePort": args.node_port} if args.node_port else {})}
         svc = k8s.core.v1.Service(f"{name}-svc", metadata=meta("envvars"), spec={
-            "selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}, opts=child)
+            "selector": labels, "type": "NodePort" if args.node_port else "ClusterIP", "ports": [port]}, opts=child)
         self.internal_url = pulumi.Output.from_input(args.namespace).apply(lambda ns: f"http://envvars.{ns}.svc")
         self.url = pulumi.Output.from_input("")
         if args.ingress_host:
@@ -119,11 +126,11 @@ class ServiceKubernetes(pulumi.ComponentResource):
                     child: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         """The jobs' namespace, the service's ServiceAccount and the Role it holds there, and the job pods'
         NetworkPolicy."""
-        jobs = {"name": args.jobs_namespace, "labels": labels, "annotations": annotations}
+        jobs = {"name": args.jobs_namespace, "labels": labels, **annotated(annotations)}
         ns = k8s.core.v1.Namespace(f"{name}-jobs-namespace", metadata=jobs, opts=child)
         in_jobs = pulumi.ResourceOptions(parent=child.parent, depends_on=[ns])
         account = k8s.core.v1.ServiceAccount(f"{name}-account", metadata={
-            "name": "envvars", "namespace": args.namespace, "labels": labels, "annotations": annotations},
+            "name": "envvars", "namespace": args.namespace, "labels": labels, **annotated(annotations)},
             opts=child)
         role = k8s.rbac.v1.Role(f"{name}-job-runner", metadata={**jobs, "name": "envvars-job-runner",
                                                                "namespace": args.jobs_namespace}, rules=[

@@ -13,11 +13,18 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra import kube_forward
+from infra.kube_meta import annotated
 from infra.providers.tls import TlsBundle
 from infra.server_config import RaftServerConfig
 from infra.server_paths import CONFIG_DIR, DATA_DIR, LOGS_DIR, SERVER_HCL, TLS_DIR
 
 API_PORT, CLUSTER_PORT = 8200, 8201
+
+
+def internal_address(namespace: str, name: str = "vault") -> str:
+    """The active node's API as clients in the cluster reach it (the `<name>-active` Service)."""
+    return f"https://{name}-active.{namespace}.svc:{API_PORT}"
 UID, GID = 100, 1000
 
 
@@ -70,16 +77,17 @@ class VaultKubernetesArgs:
     # Namespaces whose pods may call the API (8200); the cluster port only ever talks to peers.
     client_namespaces: list[str] = field(default_factory=list)
     # Each pod's API as this machine reaches it (port-forwards, per-pod ingress), in pod order; empty:
-    # it cannot (yet), and `host_address` and `node_addresses` are empty.
+    # through the Kubernetes API (`k8s://` addresses, infra/kube_forward.py), needing only the kubeconfig.
     host_addresses: list[str] = field(default_factory=list)
     # Test API servers run no controllers: skip pulumi-kubernetes' readiness waits there.
     skip_await: bool = False
 
 
 class VaultKubernetes(pulumi.ComponentResource):
-    """Outputs, the clusters' shape: `host_address` and `node_addresses` (the first pod's and every pod's
-    API as this machine reaches them, from `host_addresses`), `internal_address` (the active Service, for
-    clients in the cluster), `ca_cert_pem`; and `statefulset_name`."""
+    """Outputs, the clusters' shape: `host_address` and `node_addresses` (the API as this machine reaches
+    it: from `host_addresses`, the first pod's and every pod's; without them, through the Kubernetes API,
+    the active Service's (`k8s://<ns>/svc/<name>-active:8200`) and every pod's (`k8s://<ns>/<name>-<i>:8200`)),
+    `internal_address` (the active Service, for clients in the cluster), `ca_cert_pem`; and `statefulset_name`."""
 
     host_address: pulumi.Output[str]
     node_addresses: pulumi.Output[list]
@@ -100,6 +108,8 @@ class VaultKubernetes(pulumi.ComponentResource):
         self._annotations = {"pulumi.com/skipAwait": "true"} if args.skip_await else {}
         self._child = pulumi.ResourceOptions(parent=self)
         self._headless = f"{n}-internal"
+        # The label service registration puts on each pod: OpenBao names its labels openbao-*.
+        self._active_label = "openbao-active" if args.flavor == "openbao" else "vault-active"
         self._pods = [f"{n}-{i}" for i in range(args.replicas)]
 
         sa = self._service_account()
@@ -109,24 +119,32 @@ class VaultKubernetes(pulumi.ComponentResource):
         self._disruption_budget_and_network_policy()
         self.statefulset = self._statefulset(tls_secret, depends_on=[config, sa, *tls_objects])
 
-        self.host_address = pulumi.Output.from_input(args.host_addresses[0] if args.host_addresses else "")
-        self.node_addresses = pulumi.Output.from_input(args.host_addresses)
+        if args.host_addresses:
+            self.host_address = pulumi.Output.from_input(args.host_addresses[0])
+            self.node_addresses = pulumi.Output.from_input(args.host_addresses)
+        else:
+            namespace = pulumi.Output.from_input(args.namespace)
+            self.host_address = namespace.apply(lambda ns: kube_forward.service_address(ns, f"{n}-active", API_PORT))
+            self.node_addresses = namespace.apply(
+                lambda ns: [kube_forward.pod_address(ns, p, API_PORT) for p in self._pods])
         self.internal_address = pulumi.Output.from_input(args.namespace).apply(
-            lambda ns: f"https://{n}-active.{ns}.svc:{API_PORT}")
+            lambda ns: internal_address(ns, n))
         self.statefulset_name = self.statefulset.metadata["name"]
         self.register_outputs({"host_address": self.host_address, "node_addresses": self.node_addresses,
                                "internal_address": self.internal_address, "ca_cert_pem": self.ca_cert_pem,
                                "statefulset_name": self.statefulset_name})
 
-    def _meta(self, obj_name: str) -> dict:
+    def _meta(self, obj_name: str, skip_await: bool = False) -> dict:
+        annotations = {**self._annotations, **({"pulumi.com/skipAwait": "true"} if skip_await else {})}
         return {"name": obj_name, "namespace": self._args.namespace, "labels": self._labels,
-                "annotations": self._annotations}
+                **annotated(annotations)}
 
     def _service_account(self) -> k8s.core.v1.ServiceAccount:
         name, n = self._name, self._args.name
         sa = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata=self._meta(n), automount_service_account_token=True,
                                         opts=self._child)
-        # Service registration labels its own pod (vault-active, vault-sealed...): get and patch pods only.
+        # Service registration labels its own pod (openbao-active / vault-active, ...-sealed...): get and
+        # patch pods only.
         role = k8s.rbac.v1.Role(f"{name}-discovery", metadata=self._meta(f"{n}-discovery"), rules=[
             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "update", "patch"]}], opts=self._child)
         k8s.rbac.v1.RoleBinding(f"{name}-discovery", metadata=self._meta(f"{n}-discovery"),
@@ -174,8 +192,8 @@ class VaultKubernetes(pulumi.ComponentResource):
         n, labels = self._args.name, self._labels
         return {
             n: {"selector": labels},
-            f"{n}-active": {"selector": {**labels, "vault-active": "true"}},
-            f"{n}-standby": {"selector": {**labels, "vault-active": "false"}},
+            f"{n}-active": {"selector": {**labels, self._active_label: "true"}},
+            f"{n}-standby": {"selector": {**labels, self._active_label: "false"}},
             # Stable per-pod DNS for retry_join, including pods that are not ready (sealed, joining).
             self._headless: {"clusterIP": "None", "publishNotReadyAddresses": True, "selector": labels},
         }
@@ -184,7 +202,9 @@ class VaultKubernetes(pulumi.ComponentResource):
         port_specs = [{"name": "https", "port": API_PORT, "targetPort": API_PORT},
                       {"name": "https-internal", "port": CLUSTER_PORT, "targetPort": CLUSTER_PORT}]
         for svc_name, spec in self._service_specs().items():
-            k8s.core.v1.Service(f"{self._name}-svc-{svc_name}", metadata=self._meta(svc_name),
+            # Never awaited: their endpoints are Ready pods, and a pod is Ready once unsealed, which only
+            # the bootstrap, after this component, does.
+            k8s.core.v1.Service(f"{self._name}-svc-{svc_name}", metadata=self._meta(svc_name, skip_await=True),
                                 spec={"ports": port_specs, **spec}, opts=self._child)
 
     def _disruption_budget_and_network_policy(self) -> None:
@@ -269,7 +289,8 @@ class VaultKubernetes(pulumi.ComponentResource):
 
     def _statefulset(self, tls_secret: str, depends_on: list[pulumi.Resource]) -> k8s.apps.v1.StatefulSet:
         args, n, labels = self._args, self._args.name, self._labels
-        return k8s.apps.v1.StatefulSet(f"{self._name}-sts", metadata=self._meta(n), spec={
+        # Never awaited, like the Services: its pods turn Ready once the bootstrap has unsealed them.
+        return k8s.apps.v1.StatefulSet(f"{self._name}-sts", metadata=self._meta(n, skip_await=True), spec={
             "serviceName": self._headless,
             "replicas": args.replicas,
             "podManagementPolicy": "Parallel",  # Raft peers must start together to form a quorum

@@ -14,6 +14,8 @@ from typing import Any, Callable, Optional
 import hvac
 import requests
 
+from infra import kube_forward
+
 # What a node answers while it starts, seals, elects or joins: worth another try, not a failure.
 TRANSIENT = (requests.RequestException, hvac.exceptions.VaultError, ValueError, KeyError)
 
@@ -49,11 +51,28 @@ def _remove(path: str) -> None:
 
 
 def client(address: str, token: str = "", ca: Any = None, timeout: float = 10) -> hvac.Client:
-    """An hvac client of one node. `token` is never taken from the environment (VAULT_TOKEN, ~/.vault-token)."""
-    c = hvac.Client(url=address, token=token, verify=ca_verify(ca), timeout=timeout)
+    """An hvac client of one node. `token` is never taken from the environment (VAULT_TOKEN, ~/.vault-token).
+    A `k8s://` address (a pod or Service reached through the Kubernetes API) goes through a local
+    port-forward (infra/kube_forward.py); every request of the project to a node is made here."""
+    c = hvac.Client(url=kube_forward.local_url(address), token=token, verify=ca_verify(ca), timeout=timeout)
     # REQUESTS_CA_BUNDLE in the environment would silently override `verify`.
     c.adapter.session.trust_env = False
+    if kube_forward.is_forwarded(address):
+        c.adapter.request = _saying_why(c.adapter.request, address)
     return c
+
+
+def _saying_why(request: Callable[..., Any], address: str) -> Callable[..., Any]:
+    """A forwarded connection that fails is only closed: name the reason (no pod, no Ready pod...)."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return request(*args, **kwargs)
+        except requests.ConnectionError as e:
+            why = kube_forward.last_error(address)
+            if not why:
+                raise
+            raise requests.ConnectionError(f"{address}: {why} ({type(e).__name__})") from None
+    return call
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, *, interval: float = 0.3,

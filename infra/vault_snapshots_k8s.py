@@ -8,6 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import snapshot_agent
+from infra.kube_meta import annotated
 
 CREDENTIAL_SECRET = "vault-snapshot-approle"  # noqa: S105 (a Secret's name)
 
@@ -41,7 +42,7 @@ class VaultSnapshotsKubernetes(pulumi.ComponentResource):
         annotations = {"pulumi.com/skipAwait": "true"} if args.skip_await else {}
 
         def meta(obj_name: str) -> dict:
-            return {"name": obj_name, "namespace": args.namespace, "labels": labels, "annotations": annotations}
+            return {"name": obj_name, "namespace": args.namespace, "labels": labels, **annotated(annotations)}
 
         child = pulumi.ResourceOptions(parent=self)
         with open(snapshot_agent.__file__) as f:

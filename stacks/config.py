@@ -166,8 +166,9 @@ class ProdConfig:
     kubeconfig: str  # a path or the content; empty: KUBECONFIG / ~/.kube/config
     render_dir: str  # non-empty: write manifests there instead of applying them to a cluster
     # How this stack reaches each pod's API for bootstrap and configuration (port-forwards, per-pod
-    # ingress); empty: deploy the Kubernetes objects only, bootstrap on a later run.
+    # ingress); empty: through the Kubernetes API server (port-forwards of its own, the kubeconfig only).
     vault_endpoints: list[str]
+    bootstrap: bool  # False: the Kubernetes objects only (API servers without kubelets, rendered manifests)
     transit_seal: Optional[TransitSealArgs]
     tls_secret: Optional[TlsSecretArgs]  # None: the cluster makes its own CA and certificate
     client_namespaces: list[str]
@@ -179,6 +180,13 @@ class ProdConfig:
     oidc_client_secret: Optional[pulumi.Output]  # the dashboard's OIDC client secret; None: a public client
     ingress_host: str
     ingress_tls_secret: str
+    job_image: str
+    jobs_namespace: str
+    # Local stand-ins for what a real cluster's owner brings (Pulumi.prod-local.yaml; not for production):
+    local_database: bool  # a PostgreSQL StatefulSet in the namespace instead of `databaseUrl`
+    dev_identity: bool  # Vault's own OIDC provider with demo users instead of the company's IdP
+    service_node_port: int  # the service's Service as a NodePort (0: ClusterIP)
+    service_public_url: str  # the dashboard's URL as browsers see it (its OIDC redirect URI)
 
     @classmethod
     def load(cls, config: Optional[pulumi.Config] = None) -> "ProdConfig":
@@ -200,6 +208,22 @@ class ProdConfig:
                                       key_name=r.string("transitSealKeyName", "vault-unseal"),
                                       token_secret_name=r.string("transitSealTokenSecret", "vault-transit-token"),
                                       mount_path=r.string("transitSealMountPath", "transit/"))
+        render_dir = r.string("renderDir", "")
+        bootstrap = r.boolean("bootstrap", not render_dir)
+        if bootstrap and render_dir:
+            raise ConfigError(f"stack config {r.key('bootstrap')} = true needs a cluster: "
+                              f"{r.key('renderDir')} only writes manifests")
+        local_database = r.boolean("localDatabase", False)
+        if local_database and r.has("databaseUrl"):
+            raise ConfigError(f"stack config: set {r.key('databaseUrl')} or {r.key('localDatabase')}, not both")
+        node_port = r.integer("serviceNodePort", 0, maximum=32767)
+        if 0 < node_port < 30000:
+            raise ConfigError(f"stack config {r.key('serviceNodePort')} = {node_port} is out of range; "
+                              "allowed values: 0 (no NodePort) or 30000-32767")
+        public_url = r.string("servicePublicUrl", "")
+        if public_url and not re.match(r"^https?://[^/\s]+$", public_url):
+            raise ConfigError(f"stack config {r.key('servicePublicUrl')} = {public_url!r} must be a URL without a path, "
+                              "like http://10.244.0.1:30080")
         tls_secret = None
         if r.has("tlsSecretName"):
             tls_secret = TlsSecretArgs(name=r.string("tlsSecretName", ""), ca_cert_pem=r.string("tlsCaCert", ""))
@@ -216,8 +240,9 @@ class ProdConfig:
             data_storage=r.string("dataStorage", "10Gi"),
             audit_storage=r.string("auditStorage", "10Gi"),
             kubeconfig=r.string("kubeconfig", ""),
-            render_dir=r.string("renderDir", ""),
+            render_dir=render_dir,
             vault_endpoints=endpoints,
+            bootstrap=bootstrap,
             transit_seal=transit,
             tls_secret=tls_secret,
             client_namespaces=r.string_list("clientNamespaces", []),
@@ -229,6 +254,12 @@ class ProdConfig:
             oidc_client_secret=r.secret("oidcClientSecret"),
             ingress_host=r.string("ingressHost", ""),
             ingress_tls_secret=r.string("ingressTlsSecret", ""),
+            job_image=r.string("jobImage", "python:3.12-slim"),
+            jobs_namespace=r.string("jobsNamespace", "env-vars-jobs"),
+            local_database=local_database,
+            dev_identity=r.boolean("devIdentity", False),
+            service_node_port=node_port,
+            service_public_url=public_url,
         )
 
 

@@ -1,16 +1,21 @@
-"""The `prod` stack on Kubernetes: an HA Raft cluster (TLS everywhere), scheduled snapshots, and,
-once the stack can reach the pods (`vaultEndpoints`), its bootstrap (root revoked) and configuration."""
+"""The `prod` stack on Kubernetes: an HA Raft cluster (TLS everywhere), its bootstrap (root revoked) and
+configuration, scheduled snapshots and the service, in one `up` from an empty cluster. The stack reaches
+the pods through the Kubernetes API server (infra/kube_forward.py), or where `vaultEndpoints` says;
+`bootstrap: false` (and `renderDir`) stop at the Kubernetes objects, for API servers without kubelets."""
 from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.dev_identity import DevIdentity, DevIdentityArgs, issuer_url, jwks_url
+from infra.postgres_k8s import DEFAULT_IMAGE as POSTGRES_IMAGE
+from infra.postgres_k8s import PostgresKubernetes, PostgresKubernetesArgs
 from infra.providers.vault import VaultConnection
 from infra.providers.vault_bootstrap import VaultBootstrap
 from infra.service_connection import ServiceConnection
 from infra.service_k8s import ServiceKubernetes, ServiceKubernetesArgs
 from infra.vault_configuration import VaultConfiguration, config_admin_policy
-from infra.vault_k8s import VaultKubernetes, VaultKubernetesArgs
+from infra.vault_k8s import API_PORT, VaultKubernetes, VaultKubernetesArgs, internal_address
 from infra.vault_snapshots_k8s import VaultSnapshotsKubernetes, VaultSnapshotsKubernetesArgs
 from stacks import export
 from stacks.config import ProdConfig, VaultSettings
@@ -19,7 +24,12 @@ from stacks.vault import configure_vault
 
 def deploy() -> dict[str, pulumi.Output]:
     cfg = ProdConfig.load()
-    settings: Optional[VaultSettings] = VaultSettings.load() if cfg.vault_endpoints else None
+    # devIdentity: Vault's own OIDC provider, named before the cluster exists. Vault reads its keys on
+    # loopback in each pod; the service reaches the issuer through the active Service.
+    internal = internal_address(cfg.namespace)
+    local_issuer = {"jwks_url": jwks_url(f"https://127.0.0.1:{API_PORT}"), "issuer": issuer_url(internal)}
+    settings: Optional[VaultSettings] = VaultSettings.load(
+        default_key_source=local_issuer if cfg.dev_identity else None) if cfg.bootstrap else None
     flavor = settings.server_flavor if settings else VaultSettings.flavor_only()
     provider = k8s.Provider("k8s", kubeconfig=cfg.kubeconfig or None,
                             render_yaml_to_directory=cfg.render_dir or None)
@@ -44,22 +54,34 @@ def deploy() -> dict[str, pulumi.Output]:
 
     vault: Optional[VaultConfiguration] = None
     if settings is None:
-        pulumi.log.info("vaultEndpoints is not set: Kubernetes objects only; bootstrap and configuration "
-                        "run on the first `up` that can reach the pods")
+        pulumi.log.info("bootstrap is false: Kubernetes objects only, no bootstrap, configuration or service")
     else:
         bootstrap = VaultBootstrap(
             "vault-bootstrap", node_addresses=cluster.node_addresses, ca_cert_pem=cluster.ca_cert_pem,
             admin_policy=config_admin_policy(settings.kv_path), key_shares=cfg.raft.key_shares,
             key_threshold=cfg.raft.key_threshold, revoke_root=True,
-            # The pods' addresses come from the stack's config, not from the cluster's objects: wait for those.
+            # The pods' addresses are names, not the cluster's objects' outputs: wait for those objects.
             opts=pulumi.ResourceOptions(depends_on=[cluster]))
-        vault = configure_vault("vault", settings,
-                                VaultConnection(cluster.host_address, bootstrap.admin_token, cluster.ca_cert_pem),
-                                manage_admin_policy=False, autopilot_min_quorum=cfg.raft.replicas)
-        outputs.update(vault_unseal_keys=bootstrap.unseal_keys, executor_role_id=vault.executor_role_id)
-        outputs.update(_service(cfg, settings, namespace, cluster, vault, k8s_opts))
+        admin = VaultConnection(cluster.host_address, bootstrap.admin_token, cluster.ca_cert_pem)
+        identity = DevIdentity("identity", DevIdentityArgs(
+            connection=admin, issuer_base_url=internal,
+            redirect_uris=[f"{cfg.service_public_url}/dashboard/callback"] if cfg.service_public_url else [],
+        )) if cfg.dev_identity else None
+        vault = configure_vault(
+            "vault", settings, admin, manage_admin_policy=False, autopilot_min_quorum=cfg.raft.replicas,
+            # Tokens of the dev provider carry its generated client id as their audience.
+            jwt_ca_pem=cluster.ca_cert_pem if identity else "",
+            audiences=identity.client_id.apply(lambda cid: [cid]) if identity else None,
+            opts=pulumi.ResourceOptions(depends_on=[identity]) if identity else None)
+        outputs.update(vault_nodes=cluster.node_addresses, vault_unseal_keys=bootstrap.unseal_keys,
+                       executor_role_id=vault.executor_role_id)
+        if identity:
+            outputs.update(vault_address=cluster.host_address, jwt_issuer=identity.issuer,
+                           oidc_client_id=identity.client_id, oidc_client_secret=identity.client_secret,
+                           demo_user_passwords=identity.demo_passwords)
+        outputs.update(_service(cfg, settings, namespace, cluster, vault, identity, k8s_opts))
 
-    # The first phase has no AppRole yet: the CronJob's credential Secret comes with the configuration.
+    # Without the bootstrap there is no AppRole: the CronJob's credential Secret comes with the configuration.
     VaultSnapshotsKubernetes("vault-snapshots", VaultSnapshotsKubernetesArgs(
         namespace=namespace, image=cfg.snapshot_image, vault_address=cluster.internal_address,
         ca_cert_pem=cluster.ca_cert_pem, schedule=cfg.snapshot_schedule, retain=cfg.raft.snapshot_retain,
@@ -70,19 +92,35 @@ def deploy() -> dict[str, pulumi.Output]:
 
 
 def _service(cfg: ProdConfig, settings: VaultSettings, namespace: pulumi.Output, cluster: VaultKubernetes,
-             vault: VaultConfiguration, k8s_opts: pulumi.ResourceOptions) -> dict[str, pulumi.Output]:
+             vault: VaultConfiguration, identity: Optional[DevIdentity],
+             k8s_opts: pulumi.ResourceOptions) -> dict[str, pulumi.Output]:
     """The service, once the stack has its database and its users' key source; its outputs."""
-    if cfg.database_url is None or not cfg.service_jwks_url:
+    database_url = cfg.database_url
+    if cfg.local_database:
+        database_url = PostgresKubernetes("postgres", PostgresKubernetesArgs(
+            namespace=namespace, image=POSTGRES_IMAGE, storage_class=cfg.storage_class, skip_await=cfg.skip_await),
+            opts=k8s_opts).database_url
+    internal = internal_address(cfg.namespace)
+    jwks = jwks_url(internal) if identity else cfg.service_jwks_url
+    if database_url is None or not jwks:
         pulumi.log.info("databaseUrl (secret) and serviceJwksUrl (or jwksUrl) are needed to deploy the service")
         return {}
-    public_url = f"{'https' if cfg.ingress_tls_secret else 'http'}://{cfg.ingress_host}" if cfg.ingress_host else ""
+    public_url = cfg.service_public_url or (
+        f"{'https' if cfg.ingress_tls_secret else 'http'}://{cfg.ingress_host}" if cfg.ingress_host else "")
+    connection = ServiceConnection(
+        vault_address=cluster.internal_address, vault_ca_pem=cluster.ca_cert_pem, oidc_issuer=settings.issuer,
+        oidc_jwks_url=jwks, oidc_audience=identity.client_id if identity else settings.audiences[0],
+        role_id=vault.executor_role_id, secret_id=vault.executor_secret_id,
+        oidc_client_secret=cfg.oidc_client_secret or "", public_url=public_url)
+    if identity:  # the dashboard signs users in through the dev provider
+        connection.oidc_ca_pem = cluster.ca_cert_pem
+        connection.oidc_client_secret = identity.client_secret
+        connection.oidc_scopes = "openid profile"
     service = ServiceKubernetes("envvars", ServiceKubernetesArgs(
-        namespace=namespace, image=cfg.service_image, connection=ServiceConnection(
-            vault_address=cluster.internal_address, vault_ca_pem=cluster.ca_cert_pem, oidc_issuer=settings.issuer,
-            oidc_jwks_url=cfg.service_jwks_url, oidc_audience=settings.audiences[0],
-            role_id=vault.executor_role_id, secret_id=vault.executor_secret_id,
-            oidc_client_secret=cfg.oidc_client_secret or "", public_url=public_url),
-        database_url=cfg.database_url, replicas=cfg.service_replicas, ingress_host=cfg.ingress_host,
-        ingress_tls_secret=cfg.ingress_tls_secret, skip_await=cfg.skip_await,
+        namespace=namespace, image=cfg.service_image, connection=connection, database_url=database_url,
+        replicas=cfg.service_replicas, ingress_host=cfg.ingress_host, ingress_tls_secret=cfg.ingress_tls_secret,
+        job_image=cfg.job_image, jobs_namespace=cfg.jobs_namespace, node_port=cfg.service_node_port, skip_await=cfg.skip_await,
     ), opts=k8s_opts)
-    return {"service_internal_url": service.internal_url, "service_url": service.url}
+    url = pulumi.Output.from_input(public_url) if public_url else service.url
+    return {"service_internal_url": service.internal_url, "service_url": url,
+            "dashboard_url": url.apply(lambda u: f"{u}/dashboard/" if u else "")}

@@ -72,7 +72,7 @@ def test_service_image_pins_agree_with_the_project():
 
 def test_committed_stack_files_carry_no_encryption_salt():
     """A salt belongs to one user's passphrase: committed, it breaks every other user's first `up`."""
-    for name in ("Pulumi.dev.yaml", "Pulumi.prod.yaml"):
+    for name in ("Pulumi.dev.yaml", "Pulumi.prod.yaml", "Pulumi.prod-local.yaml"):
         committed = subprocess.run(["git", "show", f"HEAD:{name}"], cwd=REPO_ROOT, capture_output=True, text=True,
                                    check=True).stdout
         assert "encryptionsalt" not in committed and "secure:" not in committed, name

@@ -6,11 +6,17 @@
 Guarded: resources whose replacement or deletion loses data or quorum — the Vault StatefulSet and
 every volume claim on Kubernetes; Vault's containers and volumes and the bootstrap on the container
 engine. Set ALLOW_DESTRUCTIVE=1 for a change that really means it.
+
+The stack's `vault-envvars:kubeconfig` setting (a path, relative to the project directory, or the content)
+becomes KUBECONFIG for `pulumi`: its dynamic providers reach the pods through that cluster's API.
 """
+import contextlib
 import os
 import re
 import subprocess
 import sys
+import tempfile
+from typing import Iterator, Optional
 
 GUARDED_TYPES = {
     "kubernetes:apps/v1:StatefulSet",
@@ -26,8 +32,38 @@ STEP_RE = re.compile(r"^\s*[-+~]*(?P<type>[\w:./-]+): \((?P<op>[\w-]+)\)")
 URN_RE = re.compile(r"\[urn=(?P<urn>[^\]]+)\]")
 
 
-def _pulumi(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
-    return subprocess.run(["pulumi", *args, "--non-interactive"], capture_output=capture, text=True)
+KUBECONFIG_KEY = "vault-envvars:kubeconfig"
+
+
+def _pulumi(*args: str, capture: bool = False, env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["pulumi", *args, "--non-interactive"], capture_output=capture, text=True, env=env)
+
+
+def is_kubeconfig_content(value: str) -> bool:
+    """Whether a `kubeconfig` setting is the file's content (YAML or JSON) rather than its path."""
+    return "\n" in value.strip() or value.lstrip().startswith("{") or "apiVersion:" in value
+
+
+@contextlib.contextmanager
+def kubeconfig_env(stack: str) -> Iterator[dict[str, str]]:
+    """The environment for `pulumi`, with KUBECONFIG from the stack's setting when it has one (content:
+    a private temporary file, removed afterwards)."""
+    env = dict(os.environ)
+    got = _pulumi("config", "get", KUBECONFIG_KEY, "--stack", stack, capture=True)
+    value = got.stdout.strip() if got.returncode == 0 else ""
+    if not value:
+        yield env
+    elif is_kubeconfig_content(value):
+        fd, path = tempfile.mkstemp(prefix="kubeconfig-", suffix=".yaml")  # 0600
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(value + "\n")
+            yield {**env, "KUBECONFIG": path}
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+    else:
+        yield {**env, "KUBECONFIG": os.path.abspath(os.path.expanduser(value))}
 
 
 def destructive_steps(diff_text: str) -> list[str]:
@@ -49,8 +85,8 @@ def destructive_steps(diff_text: str) -> list[str]:
     return found
 
 
-def guard(stack: str) -> int:
-    preview = _pulumi("preview", "--diff", "--stack", stack, capture=True)
+def guard(stack: str, env: Optional[dict[str, str]] = None) -> int:
+    preview = _pulumi("preview", "--diff", "--stack", stack, capture=True, env=env)
     sys.stdout.write(preview.stdout)
     sys.stderr.write(preview.stderr)
     bad = destructive_steps(preview.stdout)
@@ -68,10 +104,11 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     action, stack = argv
-    code = guard(stack)
-    if code or action == "preview":
-        return code
-    return _pulumi("up", "--yes", "--skip-preview", "--stack", stack).returncode
+    with kubeconfig_env(stack) as env:
+        code = guard(stack, env)
+        if code or action == "preview":
+            return code
+        return _pulumi("up", "--yes", "--skip-preview", "--stack", stack, env=env).returncode
 
 
 if __name__ == "__main__":

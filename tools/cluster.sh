@@ -9,6 +9,7 @@
 #                       keeps the PKI and the nodes' image stores for a fast next `up`
 #   cluster.sh wipe     down, then delete the state directory
 #   cluster.sh images   (re)import the images whose engine id changed
+#   cluster.sh volumes  offer again the local volumes whose claims were deleted (emptied first)
 #   cluster.sh status   exit 0 if the cluster answers and every node is Ready
 #   cluster.sh env      the KUBECONFIG export
 #   cluster.sh packages the Debian packages it needs (containerd, runc, CNI plugins, iptables, nftables...)
@@ -424,6 +425,7 @@ case "${1:-}" in
   down) down ;;
   wipe) down; rm -rf "$S"; echo "removed $S" ;;
   images) need_tools; images ;;
+  volumes) recycle_volumes ;;
   packages) apt_install $DEBIAN_PACKAGES ;;  # for tools/toolchain.sh
   status) status ;;
   env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;

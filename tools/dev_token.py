@@ -1,4 +1,4 @@
-"""Prints an OIDC ID token for a demo user of the dev stack, from the stack's own identity provider
+"""Prints an OIDC ID token for a demo user of the dev (or prod-local) stack, from the stack's own identity provider
 (Vault's OIDC provider): userpass login, then the authorization-code flow through the API.
 
   python tools/dev_token.py alice [--stack dev]
@@ -11,6 +11,7 @@ import sys
 
 import requests
 
+from infra import kube_forward
 from infra.dev_identity import CLI_REDIRECT_URI, PROVIDER_NAME
 
 
@@ -21,7 +22,7 @@ def stack_outputs(stack: str) -> dict:
 
 
 def id_token(outputs: dict, user: str, ca_file: str = "") -> str:
-    addr = outputs["vault_address"]
+    addr = kube_forward.local_url(outputs["vault_address"])  # a k8s:// address: through the API server
     verify = ca_file or True
     password = outputs["demo_user_passwords"][user]
     login = requests.post(f"{addr}/v1/auth/userpass/login/{user}", json={"password": password}, verify=verify,

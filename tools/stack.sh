@@ -8,6 +8,25 @@ STACK=${2:-dev}
 command -v pulumi >/dev/null || die "pulumi not on PATH: source .toolchain/env.sh (or run make $ACTION)"
 
 pulumi stack select "$STACK" --create --non-interactive >/dev/null
+# Dynamic providers (the prod bootstrap reaching the pods through the Kubernetes API) run under the CLI's
+# environment: KUBECONFIG must name the cluster of the stack's `kubeconfig` setting (a path, relative to
+# the repo root, or the content: then a private temporary file for this run).
+kubeconfig=$(pulumi config get vault-envvars:kubeconfig --non-interactive 2>/dev/null || true)
+if [ -n "$kubeconfig" ]; then
+  if [[ "$kubeconfig" == *$'\n'* || "$kubeconfig" == "{"* || "$kubeconfig" == *"apiVersion:"* ]]; then
+    KUBECONFIG=$(mktemp "${TMPDIR:-/tmp}/kubeconfig-XXXXXX")  # 0600
+    trap 'rm -f "$KUBECONFIG"' EXIT
+    printf '%s\n' "$kubeconfig" > "$KUBECONFIG"
+  else
+    case "$kubeconfig" in
+      /*) KUBECONFIG=$kubeconfig ;;
+      "~/"*) KUBECONFIG=$HOME/${kubeconfig#"~/"} ;;
+      *) KUBECONFIG=$REPO_ROOT/$kubeconfig ;;
+    esac
+  fi
+  export KUBECONFIG
+fi
+unset kubeconfig
 case "$ACTION" in
   up)
     step "pulumi up ($STACK)"
@@ -26,8 +45,11 @@ case "$ACTION" in
         pulumi stack output vault_ca_cert > "$ca"
         ca=" VAULT_CACERT=$ca"
       fi
-      echo "  Try it: export VAULT_ADDR=$addr$ca VAULT_TOKEN=\$(pulumi stack output --show-secrets vault_root_token -s $STACK)"
-      echo "          \$BAO_BIN kv put secret/hello who=you && \$BAO_BIN kv get secret/hello"
+      # Only where a root token is kept (dev); prod revokes it, and a k8s:// address is this tool's own.
+      if pulumi stack output vault_root_token >/dev/null 2>&1; then
+        echo "  Try it: export VAULT_ADDR=$addr$ca VAULT_TOKEN=\$(pulumi stack output --show-secrets vault_root_token -s $STACK)"
+        echo "          \$BAO_BIN kv put secret/hello who=you && \$BAO_BIN kv get secret/hello"
+      fi
     fi
     if url=$(pulumi stack output service_url 2>/dev/null); then
       echo "  Dashboard: $url/dashboard/   sign in with Method \"Username\": alice or bob; their passwords:"

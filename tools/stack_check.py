@@ -12,7 +12,7 @@ from typing import Callable
 import docker
 import requests
 
-from infra import vault_ops
+from infra import kube_forward, vault_ops
 from tools.dev_token import stack_outputs
 
 # Vault's health codes for an unsealed node: active, standby, performance standby.
@@ -21,7 +21,9 @@ UNSEALED = (200, 429, 473)
 
 def _vault_node(address: str, verify) -> Callable[[], str]:
     def check() -> str:
-        r = requests.get(f"{address}/v1/sys/health", params={"standbyok": "true"}, verify=verify, timeout=5)
+        # A k8s:// node (prod) through the Kubernetes API, as the stack reached it.
+        r = requests.get(f"{kube_forward.local_url(address)}/v1/sys/health", params={"standbyok": "true"},
+                         verify=verify, timeout=5)
         if r.status_code in UNSEALED:
             return ""
         return {501: "not initialised", 503: "sealed"}.get(r.status_code, f"HTTP {r.status_code}")

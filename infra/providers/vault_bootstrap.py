@@ -11,11 +11,12 @@ import hvac
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
-from infra import vault_ops
+from infra import kube_forward, vault_ops
 
 from .base import ManagedProvider, plain
 
 ADMIN_POLICY = "config-admin"
+FIRST_ANSWER_TIMEOUT = 300  # seconds
 
 
 class BootstrapError(Exception):
@@ -32,8 +33,13 @@ def _vault_says(path: str, address: str):
         raise BootstrapError(f"{path} on {address}: {type(e).__name__}: {said}"[:400]) from None
 
 
-def _wait(check, timeout: float, what: str) -> Any:
-    return vault_ops.wait_until(check, timeout, what, interval=0.5, error=BootstrapError)
+def _wait(check, timeout: float, what: str, address: str = "") -> Any:
+    try:
+        return vault_ops.wait_until(check, timeout, what, interval=0.5, error=BootstrapError)
+    except BootstrapError as e:
+        # Through the Kubernetes API, the client only sees a closed connection: say why it closed.
+        why = kube_forward.last_error(address) if kube_forward.is_forwarded(address) else None
+        raise BootstrapError(f"{e}; {why}" if why else str(e)) from None
 
 
 def _unseal(p: dict[str, Any], address: str, keys: list[str]) -> None:
@@ -58,7 +64,8 @@ class _BootstrapProvider(ManagedProvider):
         p = plain(props)
         nodes, ca = p["node_addresses"], p.get("ca_cert_pem")
         first = nodes[0]
-        status = _wait(lambda: vault_ops.seal_status(first, ca), 120, f"{first} to answer")
+        # The pods may still be scheduled, their volumes bound and their image pulled.
+        status = _wait(lambda: vault_ops.seal_status(first, ca), FIRST_ANSWER_TIMEOUT, f"{first} to answer", first)
         if status.get("initialized"):
             raise BootstrapError(
                 f"{first} is already initialised: this stack did not create it and holds none of its keys")

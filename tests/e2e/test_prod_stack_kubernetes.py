@@ -25,6 +25,7 @@ def prod_up(pulumi_backend, kube_apiserver):
         "vault-envvars:kubeconfig": auto.ConfigValue(kube_apiserver.kubeconfig),
         "vault-envvars:namespace": auto.ConfigValue(NS),
         "vault-envvars:skipAwait": auto.ConfigValue("true"),
+        "vault-envvars:bootstrap": auto.ConfigValue("false"),  # no kubelet: no pod ever runs to bootstrap
         "vault-envvars:clientNamespaces": auto.ConfigValue("env-vars"),
     })
     try:
@@ -108,8 +109,9 @@ def test_services(prod_up):
     core = kclient.CoreV1Api(api)
     headless = core.read_namespaced_service("vault-internal", NS).spec
     assert headless.cluster_ip == "None" and headless.publish_not_ready_addresses is True
-    assert core.read_namespaced_service("vault-active", NS).spec.selector["vault-active"] == "true"
-    assert core.read_namespaced_service("vault-standby", NS).spec.selector["vault-active"] == "false"
+    # OpenBao's service registration labels its pods openbao-active (HashiCorp Vault's: vault-active).
+    assert core.read_namespaced_service("vault-active", NS).spec.selector["openbao-active"] == "true"
+    assert core.read_namespaced_service("vault-standby", NS).spec.selector["openbao-active"] == "false"
     for name in ("vault", "vault-active", "vault-standby", "vault-internal"):
         assert {p.port for p in core.read_namespaced_service(name, NS).spec.ports} == {8200, 8201}
 

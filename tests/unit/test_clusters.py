@@ -43,7 +43,16 @@ def test_statefulset_defaults(mocks):
     assert c["resources"]["limits"] == {"cpu": "1", "memory": "512Mi"}
     assert not any(e["name"].endswith("_TOKEN") for e in c["env"])  # Shamir: no transit token
     assert "storageClassName" not in spec["volumeClaimTemplates"][0]["spec"]
-    assert mocks.named("vault-sts").inputs["metadata"]["annotations"] == {}
+    # Never awaited: its pods turn Ready once unsealed, which only the bootstrap, after it, does; so with
+    # the Services that select Ready pods. The other objects keep the default await.
+    assert mocks.named("vault-sts").inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+    services = mocks.of_type("core/v1:Service")
+    assert len(services) == 4 and all(
+        s.inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"} for s in services)
+    assert "annotations" not in mocks.named("vault-config").inputs["metadata"]
+    # OpenBao's service registration labels the pods openbao-active, openbao-sealed...
+    assert mocks.named("vault-svc-vault-active").inputs["spec"]["selector"]["openbao-active"] == "true"
+    assert mocks.named("vault-svc-vault-standby").inputs["spec"]["selector"]["openbao-active"] == "false"
     assert mocks.named("vault-pdb").inputs["spec"]["maxUnavailable"] == 1
     config = mocks.named("vault-config").inputs["data"]["server.hcl"]
     assert 'seal "transit"' not in config and 'service_registration "kubernetes"' in config
@@ -68,6 +77,7 @@ def test_settings_take_effect(mocks):
     config = mocks.named("vault-config").inputs["data"]["server.hcl"]
     assert 'seal "transit"' in config and 'key_name = "unseal"' in config
     assert 'audit "file"' not in config  # HashiCorp Vault: audit devices through the API
+    assert mocks.named("vault-svc-vault-active").inputs["spec"]["selector"]["vault-active"] == "true"
     assert "https://vault-4.vault-internal:8200" in config
     assert mocks.named("vault-sts").inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
     froms = mocks.named("vault-netpol").inputs["spec"]["ingress"][0]["from"]
@@ -179,8 +189,10 @@ K8S_HOST = ["https://127.0.0.1:18300", "https://127.0.0.1:18301", "https://127.0
       "nodes": ["https://127.0.0.1:18201", "https://127.0.0.1:18202", "https://127.0.0.1:18203"]}),
     (lambda: _k8s(namespace="secrets", host_addresses=K8S_HOST),
      {"host": K8S_HOST[0], "internal": "https://vault-active.secrets.svc:8200", "ca": "CA-PEM", "nodes": K8S_HOST}),
-    (lambda: _k8s(), {"host": "", "internal": "https://vault-active.vault.svc:8200", "ca": "CA-PEM", "nodes": []}),
-], ids=["dev-server", "raft-docker", "kubernetes", "kubernetes-not-reachable-yet"])
+    (lambda: _k8s(namespace="secrets"),
+     {"host": "k8s://secrets/svc/vault-active:8200", "internal": "https://vault-active.secrets.svc:8200",
+      "ca": "CA-PEM", "nodes": [f"k8s://secrets/vault-{i}:8200" for i in range(3)]}),
+], ids=["dev-server", "raft-docker", "kubernetes", "kubernetes-through-the-api-server"])
 def test_every_cluster_has_the_same_endpoint_shape(mocks, make, expected):
     seen = []
     run(lambda: _endpoints(make()).apply(seen.append))

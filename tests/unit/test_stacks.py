@@ -79,6 +79,11 @@ def test_prod_defaults_leave_tls_and_storage_class_to_the_cluster(mocks):
     ({"vaultEndpoints": "https://a"}, "lists 1 endpoints; give one per replica (3)"),
     ({"snapshotSchedule": "hourly"}, "vault-envvars:snapshotSchedule = 'hourly' is not a cron schedule"),
     ({"skipAwait": "yes"}, "vault-envvars:skipAwait = 'yes' is not allowed; allowed values: true, false"),
+    ({"localDatabase": "true", "databaseUrl": "postgresql://x"},
+     "set vault-envvars:databaseUrl or vault-envvars:localDatabase, not both"),
+    ({"serviceNodePort": "8080"},
+     "vault-envvars:serviceNodePort = 8080 is out of range; allowed values: 0 (no NodePort) or 30000-32767"),
+    ({"servicePublicUrl": "10.244.0.1:30080"}, "vault-envvars:servicePublicUrl = '10.244.0.1:30080' must be a URL"),
 ], indirect=["mocks"])
 def test_bad_prod_settings_name_the_key(mocks, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -215,7 +220,7 @@ def test_dev_service_host_port_setting_is_used_as_given(mocks):
     "jwksUrl": "https://idp.example/keys", "jwtIssuer": "https://idp.example", "databaseUrl": "postgresql://x",
     "ingressHost": "envvars.example",
 }], indirect=True)
-def test_prod_second_phase_bootstraps_configures_and_deploys_the_service(mocks):
+def test_prod_with_vault_endpoints_bootstraps_configures_and_deploys_the_service_through_them(mocks):
     outputs = {}
     run(lambda: outputs.update(deploy("prod")))
     boot = mocks.of_type("vault:Bootstrap")[0].inputs
@@ -227,8 +232,8 @@ def test_prod_second_phase_bootstraps_configures_and_deploys_the_service(mocks):
     assert env["ENVVARS_OIDC_JWKS_URL"] == "https://idp.example/keys"
     assert "postgresql://x" not in str(dep)
     assert mocks.named("envvars-credentials").inputs["stringData"]["database-url"] == "postgresql://x"
-    assert sorted(outputs) == ["executor_role_id", "namespace", "service_internal_url", "service_url",
-                               "vault_ca_cert", "vault_internal_address", "vault_unseal_keys"]
+    assert sorted(outputs) == ["dashboard_url", "executor_role_id", "namespace", "service_internal_url", "service_url",
+                               "vault_ca_cert", "vault_internal_address", "vault_nodes", "vault_unseal_keys"]
     # Bootstrap and configuration reach the pods where the stack's config says, with the cluster's own CA.
     assert boot["node_addresses"] == ["https://127.0.0.1:18200", "https://127.0.0.1:18201", "https://127.0.0.1:18202"]
     assert boot["ca_cert_pem"] == "CA-PEM"
@@ -236,16 +241,81 @@ def test_prod_second_phase_bootstraps_configures_and_deploys_the_service(mocks):
     assert (kv["address"], kv["token"], kv["ca_cert_pem"]) == ("https://127.0.0.1:18200", "admin-token-mock", "CA-PEM")
 
 
-def test_prod_first_phase_makes_only_kubernetes_objects(mocks):
-    run(lambda: deploy("prod"))
+PROD_IDP = {"jwksUrl": "https://idp.example/keys", "jwtIssuer": "https://idp.example"}
+
+
+@pytest.mark.parametrize("mocks", [{**PROD_IDP, "namespace": "vault-prod", "databaseUrl": "postgresql://x"}],
+                         indirect=True)
+def test_prod_by_default_reaches_the_pods_through_the_kubernetes_api_in_one_up(mocks):
+    seen = []
+    run(lambda: deploy("prod")["vault_nodes"].apply(seen.append))
+    boot = mocks.of_type("vault:Bootstrap")[0]
+    pods = [f"k8s://vault-prod/vault-{i}:8200" for i in range(3)]
+    assert boot.inputs["node_addresses"] == pods and boot.inputs["revoke_root"] is True
+    # It waits for the cluster's objects: none of them may wait for pods that only the bootstrap makes Ready.
+    for name in ("vault-sts", "vault-svc-vault-active", "vault-svc-vault"):
+        assert mocks.named(name).inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+    # Configuration talks to the active node, whichever pod leads, through the active Service.
+    kv = mocks.named("vault-kv").inputs
+    assert (kv["address"], kv["token"], kv["ca_cert_pem"]) == (
+        "k8s://vault-prod/svc/vault-active:8200", "admin-token-mock", "CA-PEM")
+    assert mocks.named("vault-snapshots-credential") and mocks.named("envvars-deployment")
+    assert seen == [pods]  # for tools/stack_check.py
+
+
+@pytest.mark.parametrize("mocks", [{"bootstrap": "false"}, {"renderDir": "/tmp/manifests"}], indirect=True,
+                         ids=["bootstrap-false", "render-dir"])
+def test_prod_objects_only_for_api_servers_without_kubelets(mocks):
+    outputs = {}
+    run(lambda: outputs.update(deploy("prod")))  # no identity provider needed: nothing is configured
     assert mocks.of_type("vault:Bootstrap") == [] and mocks.of_type("dynamic/vault:Endpoint") == []
     assert mocks.named("vault-sts") and mocks.named("vault-snapshots-cronjob")
-    assert not [r for r in mocks.resources if r.name == "vault-snapshots-credential"]  # no AppRole yet
+    assert not [r for r in mocks.resources if r.name == "vault-snapshots-credential"]  # no AppRole
+    assert sorted(outputs) == ["namespace", "vault_ca_cert", "vault_internal_address"]
 
 
-@pytest.mark.parametrize("mocks", [{"tlsSecretName": "corp-tls", "tlsCaCert": "CORP CA"}], indirect=True)
+@pytest.mark.parametrize("mocks,message", [
+    ({"renderDir": "/tmp/m", "bootstrap": "true"}, "vault-envvars:bootstrap = true needs a cluster"),
+    ({"bootstrap": "later"}, "vault-envvars:bootstrap = 'later' is not allowed; allowed values: true, false"),
+], indirect=["mocks"])
+def test_prod_bootstrap_setting_is_checked(mocks, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        ProdConfig.load()
+
+
+def test_prod_without_a_key_source_says_which_setting_it_needs(mocks):
+    with pytest.raises(ConfigError, match="set one of vault-envvars:oidcDiscoveryUrl"):
+        run(lambda: deploy("prod"))
+
+
+@pytest.mark.parametrize("mocks", [{"tlsSecretName": "corp-tls", "tlsCaCert": "CORP CA", "bootstrap": "false"}],
+                         indirect=True)
 def test_prod_with_a_given_tls_secret_makes_no_certificate_and_exports_its_ca(mocks):
     seen = []
     run(lambda: deploy("prod")["vault_ca_cert"].apply(seen.append))
     assert mocks.of_type("tls:TlsBundle") == [] and seen == ["CORP CA"]
     assert mocks.named("vault-snapshots-agent").inputs["data"]["ca.pem"] == "CORP CA"
+
+
+@pytest.mark.parametrize("mocks", [{"namespace": "vault", "localDatabase": "true", "devIdentity": "true",
+                                    "serviceNodePort": "30080", "servicePublicUrl": "http://10.244.0.1:30080",
+                                    "jobImage": "localhost/base:1"}], indirect=True)
+def test_prod_local_stand_ins_database_identity_and_node_port(mocks):
+    """Pulumi.prod-local.yaml's keys: a PostgreSQL StatefulSet, Vault's own OIDC provider, a NodePort."""
+    outputs = {}
+    run(lambda: outputs.update(deploy("prod-local")))
+    assert mocks.named("postgres-sts")
+    creds = mocks.named("envvars-credentials").inputs["stringData"]
+    assert creds["database-url"].startswith("postgresql+psycopg://envvars:")
+    dep = mocks.named("envvars-deployment").inputs["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in dep["containers"][0]["env"]}
+    # The service checks tokens of Vault's own provider, reached through the active Service.
+    issuer = "https://vault-active.vault.svc:8200/v1/identity/oidc/provider/envvars"
+    assert env["ENVVARS_OIDC_ISSUER"] == issuer and env["ENVVARS_OIDC_JWKS_URL"] == issuer + "/.well-known/keys"
+    assert env["ENVVARS_PUBLIC_URL"] == "http://10.244.0.1:30080" and env["ENVVARS_KUBERNETES_IMAGE"] == "localhost/base:1"
+    assert dep["enableServiceLinks"] is False  # else Kubernetes sets ENVVARS_PORT=tcp://... from the Service
+    jwt = mocks.named("vault-jwt-config").inputs["data"]
+    assert jwt["jwks_url"] == "https://127.0.0.1:8200/v1/identity/oidc/provider/envvars/.well-known/keys"
+    svc = mocks.named("envvars-svc").inputs["spec"]
+    assert svc["type"] == "NodePort" and svc["ports"][0]["nodePort"] == 30080
+    assert {"service_url", "dashboard_url", "demo_user_passwords", "oidc_client_id"} <= set(outputs)
