@@ -301,10 +301,12 @@ scratch_image() {  # scratch_image TAG BINARY
   local ctx; ctx=$(mktemp -d)
   cp "$2" "$ctx/"
   printf 'FROM scratch\nCOPY %s /%s\nUSER 65532:65532\nENTRYPOINT ["/%s"]\n' "$(basename "$2")" "$(basename "$2")" "$(basename "$2")" >"$ctx/Dockerfile"
-  "${DOCKER[@]}" build "$ctx" "$1" 2>/dev/null
+  "${DOCKER[@]}" build "$ctx" "$1" 2>"$S/images/$(basename "$2")-build.log" \
+    || die "building $1 failed; see $S/images/$(basename "$2")-build.log"
   rm -rf "$ctx"
 }
 images() {
+  mkdir -p "$S/images"
   step "images into the nodes' containerd (imported when the engine's copy changed)"
   scratch_image "$PAUSE_IMAGE" "$PAUSE_BIN/pause"
   scratch_image "$COREDNS_IMAGE" "$COREDNS_BIN/coredns"
@@ -314,7 +316,8 @@ images() {
   made=$(sed -n 's/^[a-z]* image: //p' <<<"$out")
   base=$(sed -n 's/^base image: //p' <<<"$out")
   bash "$REPO_ROOT/tools/service-wheels.sh" >/dev/null
-  "${DOCKER[@]}" build-file "$REPO_ROOT" service/Dockerfile "$service" "BASE=$base" 2>/dev/null
+  "${DOCKER[@]}" build-file "$REPO_ROOT" service/Dockerfile "$service" "BASE=$base" 2>"$S/images/service-build.log" \
+    || die "building $service failed; see $S/images/service-build.log"
   local img id n tar imported=""
   for img in "$PAUSE_IMAGE" "$COREDNS_IMAGE" $made "$service"; do
     id=$("${DOCKER[@]}" id "$img")

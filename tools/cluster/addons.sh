@@ -90,7 +90,8 @@ EOF
   local n i
   for n in "$@"; do
     for i in $(seq "$PV_PER_NODE"); do
-      mkdir -p "$S/volumes/$n/pv-$i"
+      # 0770: the pod's fsGroup gets the group's bits; others get nothing.
+      install -d -m 0770 "$S/volumes/$n/pv-$i"
       cat <<EOF
 ---
 apiVersion: v1

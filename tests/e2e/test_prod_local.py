@@ -1,0 +1,164 @@
+"""The prod composition on the local three-node cluster (tools/cluster.sh) with Pulumi.prod-local.yaml's
+settings, from an empty namespace, in one real `pulumi up`: three Vault pods on three nodes, Raft formed,
+bootstrap through the Kubernetes API (no port-forward by hand), configuration, the snapshot CronJob, the
+service on PostgreSQL behind a NodePort, jobs as Kubernetes Jobs. Then the running pods are checked the
+way testinfra would: users, read-only roots, listening ports, file modes, TLS, the audit log."""
+import hashlib
+import json
+import os
+import socket
+import ssl
+import time
+
+import pytest
+import requests
+import yaml
+
+from devkit.cluster import kubectl, run_cluster_sh
+from devkit.stacks import ThrowawayStack
+from infra import kube_forward, vault_ops
+from tests.conftest import REPO_ROOT
+from tools.dev_token import id_token
+
+pytestmark = [pytest.mark.e2e, pytest.mark.k8s]
+NS, JOBS_NS, NODE_PORT = "t-prod-local", "t-prod-local-jobs", 30091
+PUBLIC_URL = f"http://10.244.0.1:{NODE_PORT}"
+CANARY = "canary-k8s-7Qm2vX9pL4"
+
+
+@pytest.fixture(scope="module")
+def prod_local(pulumi_backend, local_cluster):
+    with open(os.path.join(REPO_ROOT, "Pulumi.prod-local.yaml")) as f:
+        config = dict(yaml.safe_load(f)["config"])
+    config.update({"vault-envvars:namespace": NS, "vault-envvars:jobsNamespace": JOBS_NS,
+                   "vault-envvars:kubeconfig": local_cluster.kubeconfig,
+                   "vault-envvars:serviceNodePort": str(NODE_PORT), "vault-envvars:servicePublicUrl": PUBLIC_URL})
+    # The dynamic providers (bootstrap, configuration) reach the pods with the kubeconfig in KUBECONFIG.
+    s = ThrowawayStack("e2e/programs/prod_stack", {**pulumi_backend, "KUBECONFIG": local_cluster.kubeconfig})
+    from pulumi import automation as auto
+    s.stack.set_all_config({k: auto.ConfigValue(str(v)) for k, v in config.items()})
+    kube_forward.use_kubeconfig(local_cluster.kubeconfig)
+    try:
+        started = time.monotonic()
+        s.up()
+        print(f"\nprod-local: one `up` from an empty namespace to a serving service: {time.monotonic() - started:.0f} s")
+        outputs = {k: v.value for k, v in s.stack.outputs().items()}
+        with open(os.path.join(str(local_cluster.kubeconfig) + ".ca-test.pem"), "w") as f:
+            f.write(outputs["vault_ca_cert"])
+        yield s, outputs, local_cluster
+    finally:
+        try:
+            s.destroy()
+        finally:
+            kube_forward.use_kubeconfig(None)
+            run_cluster_sh("volumes")  # the claims of the deleted namespace: their volumes offered again
+
+
+def pods(cluster, selector: str) -> list[dict]:
+    out = kubectl(cluster, "-n", NS, "get", "pods", "-l", selector, "-o", "json").stdout
+    return json.loads(out)["items"]
+
+
+def exec_in(cluster, pod: str, *command: str) -> str:
+    return kubectl(cluster, "-n", NS, "exec", pod, "--", *command).stdout
+
+
+def test_one_up_gives_three_unsealed_voters_on_three_nodes(prod_local):
+    _, outputs, cluster = prod_local
+    vault_pods = pods(cluster, "app.kubernetes.io/name=vault")
+    assert len(vault_pods) == 3
+    assert len({p["spec"]["nodeName"] for p in vault_pods}) == 3  # the required anti-affinity, met
+    ca = outputs["vault_ca_cert"]
+    for address in outputs["vault_nodes"]:
+        status = vault_ops.seal_status(address, ca=ca)
+        assert status["initialized"] and not status["sealed"], address
+    # One cluster: one active node, two standbys that forward to it (health needs no token).
+    health = [vault_ops.client(a, ca=ca).sys.read_health_status(standby_ok=True, method="GET")
+              for a in outputs["vault_nodes"]]
+    assert sorted(h["standby"] for h in health) == [False, True, True], health
+    assert len({h["cluster_id"] for h in health}) == 1
+    # Only Pulumi secrets hold the unseal keys; no root token is exported (it was revoked).
+    assert "vault_root_token" not in outputs and len(outputs["vault_unseal_keys"]) == 5
+
+
+def test_the_service_runs_a_job_with_a_users_variable_through_the_node_port(prod_local):
+    _, outputs, cluster = prod_local
+    assert requests.get(f"{PUBLIC_URL}/readyz", timeout=10).status_code == 200
+    ca_file = cluster.kubeconfig + ".ca-test.pem"
+    token = id_token(outputs, "alice", ca_file)
+    auth = {"Authorization": f"Bearer {token}"}
+    created = requests.post(f"{PUBLIC_URL}/api/v2/user/env-vars", headers=auth, timeout=20,
+                            json={"name": "K8S_CANARY", "value": CANARY, "description": "e2e"})
+    assert created.status_code == 201, created.text
+    job = requests.post(f"{PUBLIC_URL}/api/v2/execution", headers=auth, timeout=20, json={
+        # The value's digest, not the value: the command is stored, and the output would be redacted.
+        "command": ["sh", "-c", "python3 -c 'import hashlib, os; "
+                    "print(hashlib.sha256(os.environb[b\"K8S_CANARY\"]).hexdigest())'; "
+                    "ls /var/run/secrets/kubernetes.io 2>/dev/null || echo no-token"],
+        "env_var_ids": [created.json()["id"]]})
+    assert job.status_code == 202, job.text
+    deadline, state = time.monotonic() + 180, {}
+    while time.monotonic() < deadline:
+        state = requests.get(f"{PUBLIC_URL}/api/v2/execution/{job.json()['id']}", headers=auth, timeout=20).json()
+        if state["status"] in ("succeeded", "failed", "cancelled", "timed_out"):
+            break
+        time.sleep(1)
+    assert state["status"] == "succeeded" and state["exit_code"] == 0, state
+    # Byte-exact value, and no service-account token in the job's pod.
+    assert state["output"].split() == [hashlib.sha256(CANARY.encode()).hexdigest(), "no-token"], state
+    # The value lives in Vault only: not in the service's logs, nor in the database.
+    logs = kubectl(cluster, "-n", NS, "logs", "-l", "app.kubernetes.io/name=envvars", "--tail=-1").stdout
+    assert CANARY not in logs
+    dump = exec_in(cluster, "postgres-0", "pg_dumpall", "--data-only", "-U", "postgres")
+    assert "K8S_CANARY" in dump and CANARY not in dump
+
+
+def test_the_snapshot_cronjob_runs_and_verifies_a_snapshot(prod_local):
+    _, _, cluster = prod_local
+    kubectl(cluster, "-n", NS, "create", "job", "snapshot-now", "--from=cronjob/vault-snapshots")
+    kubectl(cluster, "-n", NS, "wait", "--for=condition=Complete", "job/snapshot-now", "--timeout=180s",
+            timeout=200)
+    report = kubectl(cluster, "-n", NS, "logs", "job/snapshot-now").stdout
+    assert '"status": "ok"' in report or '"status":"ok"' in report, report
+
+
+def test_vault_pods_as_testinfra_would_check_them(prod_local):
+    _, _, cluster = prod_local
+    pod = "vault-0"
+    assert exec_in(cluster, pod, "id", "-u").strip() == "100"
+    refused = kubectl(cluster, "-n", NS, "exec", pod, "--", "sh", "-c", "touch /usr/x", check=False)
+    assert refused.returncode != 0 and "Read-only file system" in refused.stderr + refused.stdout
+    # Listening TCP ports, from /proc/net/tcp (state 0A): the API and the cluster port only.
+    listening = exec_in(cluster, pod, "python3", "-c", (
+        "print(sorted({int(l.split()[1].split(':')[1], 16) for l in open('/proc/net/tcp').readlines()[1:] "
+        "if l.split()[3] == '0A'} | {int(l.split()[1].split(':')[1], 16) "
+        "for l in open('/proc/net/tcp6').readlines()[1:] if l.split()[3] == '0A'}))"))
+    assert json.loads(listening) == [8200, 8201], listening
+    # The key: the group's (fsGroup) to read, nobody else's; what Vault writes: its user's only.
+    files = ("/bao/tls/tls.key", "/bao/data/vault.db", "/bao/data/raft/raft.db", "/bao/data/raft", "/bao/logs/audit.log")
+    modes = dict(line.split(" ", 1) for line in exec_in(cluster, pod, "stat", "-L", "-c", "%n %a %U", *files).splitlines())
+    assert modes == {"/bao/tls/tls.key": "440 root", "/bao/data/vault.db": "600 bao", "/bao/data/raft/raft.db": "600 bao",
+                     "/bao/data/raft": "2700 bao", "/bao/logs/audit.log": "600 bao"}, modes
+    volumes = exec_in(cluster, pod, "stat", "-c", "%a", "/bao/data", "/bao/logs").split()
+    assert all(int(m, 8) & 0o007 == 0 for m in volumes), volumes  # the volumes' roots: nothing for others
+    audit = exec_in(cluster, pod, "sh", "-c", "wc -c < /bao/logs/audit.log")
+    assert int(audit.strip()) > 0
+    # TLS on both ports, through the API server's port-forward.
+    for port in (8200, 8201):
+        local = kube_forward.local_port(kube_forward.pod_address(NS, pod, port))
+        with socket.create_connection(("127.0.0.1", local), timeout=10) as raw:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            try:
+                with ctx.wrap_socket(raw) as tls:
+                    assert tls.version() in ("TLSv1.2", "TLSv1.3")
+            except ssl.SSLError as e:
+                # Raft's port answers only its own cluster's names and certificates, with a TLS alert; a
+                # plaintext server would fail the handshake with WRONG_VERSION_NUMBER instead.
+                assert port == 8201, e
+                assert str(e).startswith("[SSL: TLSV1_") and "WRONG_VERSION_NUMBER" not in str(e), e
+
+
+def test_a_second_up_changes_nothing(prod_local):
+    s, _, _ = prod_local
+    assert s.changes_of_second_up() == {}
