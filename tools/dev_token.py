@@ -5,6 +5,7 @@
 """
 import argparse
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import requests
 
 from infra import kube_forward
 from infra.dev_identity import CLI_REDIRECT_URI, PROVIDER_NAME
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def stack_outputs(stack: str) -> dict:
@@ -52,6 +55,12 @@ def main() -> int:
     ap.add_argument("--stack", default="dev")
     args = ap.parse_args()
     outputs = stack_outputs(args.stack)
+    # A prod-local stack's Vault is reached through the Kubernetes API, with the stack's own kubeconfig.
+    kubeconfig = subprocess.run(["pulumi", "config", "get", "vault-envvars:kubeconfig", "--stack", args.stack],
+                                capture_output=True, text=True, check=False).stdout.strip()
+    if kubeconfig:
+        kube_forward.use_kubeconfig(kubeconfig if "\n" in kubeconfig or os.path.isabs(kubeconfig)
+                                    else os.path.join(REPO_ROOT, kubeconfig))
     ca_file = ""
     if outputs.get("vault_ca_cert"):
         ca_file = f".pulumi/{args.stack}-ca.pem"

@@ -2,7 +2,6 @@
 pod, a Service's address leads to a Ready pod it selects and moves to another one when that pod is
 deleted, and a pod that is not there is a connection error with its reason."""
 import os
-import socket
 import time
 import uuid
 
@@ -11,6 +10,7 @@ import requests
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
 
+from devkit.net import greet_and_echo
 from infra import kube_forward, vault_ops
 from stacks.config import DEFAULT_BASE_IMAGE
 
@@ -69,17 +69,7 @@ def _ready(pod) -> bool:
 
 
 def _talk(address: str, payload: bytes) -> tuple[str, bytes]:
-    with socket.create_connection(("127.0.0.1", kube_forward.local_port(address)), timeout=30) as s:
-        f = s.makefile("rb")
-        hello = f.readline().decode().strip()
-        s.sendall(payload)
-        got = b""
-        while len(got) < len(payload):
-            chunk = f.read1(65536)
-            if not chunk:
-                break
-            got += chunk
-        return hello, got
+    return greet_and_echo(kube_forward.local_port(address), payload, timeout=30)
 
 
 def test_bytes_go_both_ways_through_the_api_server(greeters):

@@ -162,3 +162,74 @@ def test_vault_pods_as_testinfra_would_check_them(prod_local):
 def test_a_second_up_changes_nothing(prod_local):
     s, _, _ = prod_local
     assert s.changes_of_second_up() == {}
+
+
+def _health(outputs: dict) -> list[dict]:
+    ca = outputs["vault_ca_cert"]
+    return [vault_ops.client(a, ca=ca, timeout=5).sys.read_health_status(standby_ok=True, method="GET")
+            for a in outputs["vault_nodes"]]
+
+
+def test_failover_loses_no_acknowledged_write_and_the_next_up_unseals_the_pod(prod_local):
+    """Last: it leaves a sealed pod until its own `up`. A client writes through the service while the
+    active Vault pod is deleted; every write the service acknowledged is there afterwards, value included."""
+    s, outputs, cluster = prod_local
+    auth = {"Authorization": f"Bearer {id_token(outputs, 'bob', cluster.kubeconfig + '.ca-test.pem')}"}
+    active = next(f"vault-{i}" for i, h in enumerate(_health(outputs)) if not h["standby"])
+    acknowledged: dict[str, str] = {}  # id -> value
+    refused, slowest, deleted_at, i = 0, 0.0, 0.0, 0
+    # Writes before, during and for 30 s after the deletion (the pod's pre-stop delay, its step-down, the
+    # election), under the per-user rate limit (120/minute).
+    while not deleted_at or time.monotonic() - deleted_at < 30:
+        i += 1
+        value = f"value-{i}-{os.urandom(6).hex()}"
+        sent = time.monotonic()
+        try:
+            r = requests.post(f"{PUBLIC_URL}/api/v2/user/env-vars", headers=auth, timeout=30,
+                              json={"name": f"FAILOVER_{i}", "value": value})
+            ok = r.status_code == 201
+        except requests.RequestException:
+            ok = False
+        if ok:
+            acknowledged[r.json()["id"]] = value
+            if deleted_at:
+                slowest = max(slowest, time.monotonic() - sent)
+        else:
+            refused += 1
+        if i == 5:
+            kubectl(cluster, "-n", NS, "delete", "pod", active, "--wait=false")
+            deleted_at = time.monotonic()
+        time.sleep(0.7)
+    leader = vault_ops.wait_until(lambda: pods(cluster, "openbao-active=true"), 60, "a new active pod")
+    assert [p["metadata"]["name"] for p in leader] != [active], "the deleted pod is still the leader"
+    print(f"\nfailover: {active} deleted while a client wrote through the service: {refused} writes refused, "
+          f"{len(acknowledged)} acknowledged, the slowest acknowledged write after the deletion took {slowest:.1f} s; "
+          f"new leader {leader[0]['metadata']['name']}")
+    assert 0 < len(acknowledged) <= 100  # one job reads them all back
+    # Every acknowledged write is there, value included (a job reads them all back from Vault).
+    ids = list(acknowledged)
+    names = {f"FAILOVER_{n}" for n in range(1, i + 1)}
+    listing = requests.get(f"{PUBLIC_URL}/api/v2/user/env-vars", headers=auth, params={"q": "FAILOVER_", "limit": 1000},
+                           timeout=15).json()
+    by_id = {e["id"]: e["name"] for e in listing["items"]}
+    assert set(ids) <= set(by_id), "an acknowledged env var is missing"
+    assert set(by_id.values()) <= names  # and no write that was refused left a half-made env var
+    job = requests.post(f"{PUBLIC_URL}/api/v2/execution", headers=auth, timeout=20, json={
+        "command": ["python3", "-c", "import hashlib, os; print(' '.join(hashlib.sha256(os.environb[k]).hexdigest() "
+                    "for k in sorted(k for k in os.environb if k.startswith(b'FAILOVER_'))))"],
+        "env_var_ids": ids}).json()
+    while job["status"] in ("queued", "running"):
+        time.sleep(1)
+        job = requests.get(f"{PUBLIC_URL}/api/v2/execution/{job['id']}", headers=auth, timeout=20).json()
+    assert job["status"] == "succeeded", job
+    expected = [hashlib.sha256(acknowledged[x].encode()).hexdigest()
+                for x in sorted(ids, key=lambda x: by_id[x])]
+    assert job["output"].split() == expected
+    # The restarted pod is sealed until the next `up`, which unseals it; it rejoins the same cluster.
+    started = time.monotonic()
+    s.up()
+    health = vault_ops.wait_until(lambda: (h := _health(outputs)) and all(not x["sealed"] for x in h) and h,
+                                  120, "every pod unsealed")
+    print(f"the next `up` unsealed {active} in {time.monotonic() - started:.0f} s")
+    assert sorted(h["standby"] for h in health) == [False, True, True]
+    assert len({h["cluster_id"] for h in health}) == 1

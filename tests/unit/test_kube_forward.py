@@ -19,6 +19,7 @@ import requests
 from kubernetes import client as kclient
 from kubernetes.client.exceptions import ApiException
 
+from devkit.net import greet_and_echo
 from infra import kube_forward, vault_ops
 from infra.kube_forward import KubeForwardError, Target
 from infra.providers.tls import make_bundle
@@ -209,17 +210,7 @@ def greeter(name: str):
 
 
 def _talk(address: str, payload: bytes) -> tuple[str, bytes]:
-    with socket.create_connection(("127.0.0.1", kube_forward.local_port(address)), timeout=10) as s:
-        f = s.makefile("rb")
-        hello = f.readline().decode().strip()
-        s.sendall(payload)
-        got = b""
-        while len(got) < len(payload):
-            chunk = f.read1(65536)
-            if not chunk:
-                break
-            got += chunk
-        return hello, got
+    return greet_and_echo(kube_forward.local_port(address), payload, timeout=10)
 
 
 def test_bytes_go_both_ways_to_the_pod_named(pods):
