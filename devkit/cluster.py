@@ -33,10 +33,12 @@ def host_state() -> dict[str, Any]:
             return "-"
     nft = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False)  # nosec
     links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=False)  # nosec
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False)  # nosec
     with open("/proc/mounts") as f:
         mounts = sorted(line.split()[1] for line in f)
     return {"sysctls": {k: sysctl(k) for k in HOST_SYSCTLS},
             "nft_tables": sorted(nft.stdout.splitlines()),
+            "kube_rules": sorted({line for line in rules.stdout.splitlines() if "KUBE-" in line}),
             "links": sorted(line.split()[0] for line in links.stdout.splitlines()),
             "mounts": mounts,
             "host_paths": sorted(p for p in HOST_PATHS if os.path.exists(p))}

@@ -375,10 +375,11 @@ down() {
   stop_process kube-apiserver; stop_process etcd
   # kube-proxy's chains (its --cleanup), the kubelet's (KUBE-FIREWALL, canaries), our guard table. Read with
   # iptables-save and touch only what exists: any iptables-nft command creates the table it names.
+  # (Saved into a variable first: `iptables-save | grep -q` under pipefail fails when grep stops early.)
   for ipt in iptables ip6tables; do
-    "$ipt-save" 2>/dev/null | grep -q 'KUBE-' || continue
+    grep -q 'KUBE-' <<<"$("$ipt-save" 2>/dev/null || true)" || continue
     [ -z "${KUBE_NODE_BIN:-}" ] || "$KUBE_NODE_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
-    has() { "$ipt-save" -t "$1" 2>/dev/null | grep -q "^:$2 "; }
+    has() { grep -q "^:$2 " <<<"$("$ipt-save" -t "$1" 2>/dev/null || true)"; }
     if has filter KUBE-FIREWALL; then  # each kubelet adds its jumps
       while $ipt -D INPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
       while $ipt -D OUTPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
