@@ -115,6 +115,13 @@ def use_kubeconfig(kubeconfig: Optional[str]) -> None:
         _EXPLICIT = kubeconfig or None
 
 
+def api_client() -> Any:
+    """A `kubernetes` ApiClient for the cluster that `k8s://` addresses reach now (see the module's doc)."""
+    from kubernetes import client
+
+    return client.ApiClient(_configuration()[1])
+
+
 # --- the cluster ------------------------------------------------------------------------------------
 
 _LOCK = threading.Lock()

@@ -3,13 +3,14 @@ resource, the DR drills and the test bed: one way to reach a node (its CA, no en
 timeout), initialise, unseal, read health, seal and Raft state, take and restore snapshots, and wait for
 a cluster to settle. Keys and tokens go into requests only, never into an error or a log line."""
 import atexit
+import base64
 import contextlib
 import hashlib
 import os
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import hvac
 import requests
@@ -196,3 +197,39 @@ def force_restore_snapshot(c: hvac.Client, path: str) -> None:
     """Restores a snapshot of any cluster (another cluster's keys: the nodes seal, then open with those)."""
     with open(path, "rb") as f:
         c.sys.force_restore_raft_snapshot(f)
+
+
+@contextlib.contextmanager
+def break_glass_root(address: str, keys: list[str], token: str, ca: Any = None) -> Iterator[str]:
+    """A root token made from a quorum of unseal keys (one-time-pad encoded), for an operation that needs
+    more than any role grants (a drill reading every value and Raft's autopilot state); revoked when the
+    block ends. The bootstrap revokes the first root token, so this is the way back to root, and the audit
+    log records it. OpenBao (2.6 and later) asks for a token allowed `sys/generate-root-token/*` as well as
+    the keys (config-admin is); HashiCorp Vault takes the keys alone at `sys/generate-root`."""
+    c = client(address, token, ca, timeout=30)
+    prefix = "/v1/sys/generate-root-token"
+    try:
+        c.adapter.delete(f"{prefix}/attempt")  # an attempt someone left half-done would refuse a new one
+    except (hvac.exceptions.InvalidPath, hvac.exceptions.UnsupportedOperation):  # no such endpoint here
+        prefix = "/v1/sys/generate-root"
+    except hvac.exceptions.VaultError:
+        pass
+    # The authenticated endpoint answers in `data`, the unauthenticated one at the top level.
+    attempt = _body(c.adapter.put(f"{prefix}/attempt", json={}))
+    result: dict = {}
+    for key in keys[:attempt["required"]]:
+        result = _body(c.adapter.put(f"{prefix}/update", json={"key": key, "nonce": attempt["nonce"]}))
+    if not result.get("complete"):
+        c.adapter.delete(f"{prefix}/attempt")
+        raise RuntimeError("generating a root token did not complete: not enough unseal keys")
+    encoded = base64.b64decode(result["encoded_token"] + "=" * (-len(result["encoded_token"]) % 4))
+    root = bytes(a ^ b for a, b in zip(encoded, attempt["otp"].encode(), strict=True)).decode()
+    try:
+        yield root
+    finally:
+        with contextlib.suppress(*TRANSIENT):
+            client(address, root, ca, timeout=30).auth.token.revoke_self()
+
+
+def _body(response: dict) -> dict:
+    return response.get("data") or response

@@ -73,8 +73,9 @@ def deploy() -> dict[str, pulumi.Output]:
             jwt_ca_pem=cluster.ca_cert_pem if identity else "",
             audiences=identity.client_id.apply(lambda cid: [cid]) if identity else None,
             opts=pulumi.ResourceOptions(depends_on=[identity]) if identity else None)
+        # The admin token and the keys make a break-glass root token (tools/raft_drills.py, tools/drill.py).
         outputs.update(vault_nodes=cluster.node_addresses, vault_unseal_keys=bootstrap.unseal_keys,
-                       executor_role_id=vault.executor_role_id)
+                       vault_admin_token=bootstrap.admin_token, executor_role_id=vault.executor_role_id)
         if identity:
             outputs.update(vault_address=cluster.host_address, jwt_issuer=identity.issuer,
                            oidc_client_id=identity.client_id, oidc_client_secret=identity.client_secret,

@@ -8,6 +8,7 @@ from pulumi import automation as auto
 
 from devkit.stacks import ThrowawayStack
 from devkit.vault_servers import start_raft_cluster
+from infra import vault_ops
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +36,22 @@ def test_bootstrap_prod_style(pulumi_backend, fresh_cluster):
         # Root is gone: the admin can read its policy but not widen it, nor read the token store.
         with pytest.raises(hvac.exceptions.Forbidden):
             admin.sys.create_or_update_policy("config-admin", 'path "*" { capabilities = ["sudo"] }')
+        # Break-glass: the config-admin token and a quorum of keys make a root token, revoked afterwards;
+        # fewer keys, or no token allowed to ask, make none.
+        with vault_ops.break_glass_root(fresh_cluster.nodes[0], out["unseal_keys"], out["admin_token"],
+                                        fresh_cluster.ca_file) as root:
+            c = hvac.Client(url=fresh_cluster.nodes[0], token=root, verify=fresh_cluster.ca_file)
+            assert c.auth.token.lookup_self()["data"]["policies"] == ["root"]
+        with pytest.raises(hvac.exceptions.Forbidden):
+            c.auth.token.lookup_self()
+        with pytest.raises(RuntimeError, match="not enough unseal keys"):
+            with vault_ops.break_glass_root(fresh_cluster.nodes[0], out["unseal_keys"][:2], out["admin_token"],
+                                            fresh_cluster.ca_file):
+                pass
+        with pytest.raises(hvac.exceptions.Forbidden):
+            with vault_ops.break_glass_root(fresh_cluster.nodes[0], out["unseal_keys"], "s.not-a-token",
+                                            fresh_cluster.ca_file):
+                pass
         for key in out["unseal_keys"]:
             assert not s.stored_text_contains(key)
         assert not s.stored_text_contains(out["admin_token"])

@@ -233,7 +233,8 @@ def test_prod_with_vault_endpoints_bootstraps_configures_and_deploys_the_service
     assert "postgresql://x" not in str(dep)
     assert mocks.named("envvars-credentials").inputs["stringData"]["database-url"] == "postgresql://x"
     assert sorted(outputs) == ["dashboard_url", "executor_role_id", "namespace", "service_internal_url", "service_url",
-                               "vault_ca_cert", "vault_internal_address", "vault_nodes", "vault_unseal_keys"]
+                               "vault_admin_token", "vault_ca_cert", "vault_internal_address", "vault_nodes",
+                               "vault_unseal_keys"]
     # Bootstrap and configuration reach the pods where the stack's config says, with the cluster's own CA.
     assert boot["node_addresses"] == ["https://127.0.0.1:18200", "https://127.0.0.1:18201", "https://127.0.0.1:18202"]
     assert boot["ca_cert_pem"] == "CA-PEM"
