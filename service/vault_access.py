@@ -29,10 +29,40 @@ class SecretMissing(Exception):
     """The value of an env var is not in Vault."""
 
 
-def _client(addr: str, ca_file: str, token: str = "", timeout: int = 10) -> hvac.Client:
-    c = hvac.Client(url=addr, token=token or None, verify=ca_file or True, timeout=timeout)
-    c.adapter.session.trust_env = False  # REQUESTS_CA_BUNDLE must not override `verify`
-    return c
+# Answers of a cluster between leaders or of a node on its way out: 500 "local node not active", 502 from
+# a proxy, 503 sealed or standby. Vault's own Go client retries 5xx too.
+_RETRY_STATUSES = frozenset({500, 502, 503})
+
+
+class _RetryingSession(requests.Session):
+    """Rides through a leader election or a pod replaced behind the active Service: a request Vault
+    refused that way, or whose connection was refused (nothing sent), is sent again until `budget` seconds
+    have passed. A request sent without an answer is never repeated: its outcome stays unknown."""
+
+    def __init__(self, budget: float):
+        super().__init__()
+        self.trust_env = False  # REQUESTS_CA_BUNDLE must not override `verify`
+        self._budget = budget
+
+    def request(self, method, url, *args, **kwargs):
+        deadline, delay = time.monotonic() + self._budget, 0.2
+        while True:
+            try:
+                response = super().request(method, url, *args, **kwargs)
+                if response.status_code not in _RETRY_STATUSES or time.monotonic() + delay > deadline:
+                    return response
+            except requests.ConnectionError as e:
+                if (_unanswered(e) or isinstance(e, (requests.ConnectTimeout, requests.exceptions.SSLError))
+                        or time.monotonic() + delay > deadline):
+                    raise
+            time.sleep(delay)
+            delay = min(2 * delay, 2.0)
+
+
+def _client(addr: str, ca_file: str, token: str = "", timeout: int = 10, retry_seconds: float = 0) -> hvac.Client:
+    session = _RetryingSession(retry_seconds)
+    session.verify = ca_file or True  # hvac takes a given session's `verify` over its own argument
+    return hvac.Client(url=addr, token=token or None, verify=ca_file or True, timeout=timeout, session=session)
 
 
 def _unanswered(e: Exception) -> bool:
@@ -116,7 +146,7 @@ class ExecutorVault:
         self._expires = 0.0
 
     def _login(self) -> hvac.Client:
-        c = _client(self._g.addr, self._g.ca_file, timeout=self._g.timeout)
+        c = _client(self._g.addr, self._g.ca_file, timeout=self._g.timeout, retry_seconds=self._g.retry_seconds)
         auth = c.auth.approle.login(role_id=self._role_id, secret_id=self._secret_id,
                                     mount_point=self._g.approle_mount)["auth"]
         self._expires = time.monotonic() + auth["lease_duration"]
@@ -176,9 +206,11 @@ class ExecutorVault:
 
 class VaultGateway:
     def __init__(self, addr: str, ca_file: str = "", kv_mount: str = "secret", jwt_mount: str = "jwt",
-                 jwt_role: str = "user", approle_mount: str = "approle", timeout: int = 10):
+                 jwt_role: str = "user", approle_mount: str = "approle", timeout: int = 10,
+                 retry_seconds: float = 5.0):
         self.addr, self.ca_file, self.kv_mount = addr, ca_file, kv_mount
         self.timeout = timeout  # seconds per Vault request
+        self.retry_seconds = retry_seconds  # how long a request refused by a cluster in transition is retried
         self.jwt_mount, self.jwt_role, self.approle_mount = jwt_mount, jwt_role, approle_mount
         # The Vault token a user's JWT logged in to, kept in memory only (never on disk) until shortly
         # before it expires, keyed by a hash of that JWT: one login per JWT, not one per request.
@@ -195,7 +227,7 @@ class VaultGateway:
             for k in [k for k, (exp, _) in self._sessions.items() if exp <= now]:
                 del self._sessions[k]
         try:
-            c = _client(self.addr, self.ca_file, timeout=self.timeout)
+            c = _client(self.addr, self.ca_file, timeout=self.timeout, retry_seconds=self.retry_seconds)
             auth = c.auth.jwt.jwt_login(role=self.jwt_role, jwt=jwt, path=self.jwt_mount)["auth"]
         except (InvalidRequest, Forbidden) as e:
             raise VaultDenied("Vault refused the user's token") from e
