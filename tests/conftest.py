@@ -125,15 +125,33 @@ def kube_apiserver(toolchain, tmp_path_factory):
     server.stop()
 
 
+_CLUSTER: dict = {}  # the run's local cluster, and the id of the last test that uses it
+
+
+def pytest_collection_finish(session):
+    users = [item.nodeid for item in session.items if "local_cluster" in getattr(item, "fixturenames", ())]
+    _CLUSTER["last_user"] = users[-1] if users else None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """The idle cluster (three kubelets and containerds, the control plane) costs the rest of the run CPU:
+    it stops after the last test that uses it (and that test's module fixtures), not at the run's end."""
+    yield
+    if item.nodeid == _CLUSTER.get("last_user") and _CLUSTER.get("cluster"):
+        _CLUSTER.pop("cluster").stop()
+
+
 @pytest.fixture(scope="session")
 def local_cluster(toolchain):
     """The local three-node Kubernetes (tools/cluster.sh): one per run, or the one `make cluster` started."""
     missing = [v for v in ("KUBE_NODE_BIN", "COREDNS_BIN", "CRICTL_BIN", "PAUSE_BIN") if not os.environ.get(v)]
     if missing:
         pytest.fail(f"toolchain without the cluster's pieces ({', '.join(missing)}): run `make toolchain`")
-    cluster = ensure_cluster()
-    yield cluster
-    cluster.stop()
+    _CLUSTER["cluster"] = ensure_cluster()
+    yield _CLUSTER["cluster"]
+    if _CLUSTER.get("cluster"):  # not stopped already after its last user (a run stopped early)
+        _CLUSTER.pop("cluster").stop()
 
 
 @pytest.fixture(scope="session")

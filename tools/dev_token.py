@@ -9,6 +9,7 @@ import os
 import secrets
 import subprocess
 import sys
+from typing import Optional
 
 import requests
 
@@ -22,6 +23,20 @@ def stack_outputs(stack: str) -> dict:
     out = subprocess.run(["pulumi", "stack", "output", "--json", "--show-secrets", "--stack", stack],
                          capture_output=True, text=True, check=True).stdout
     return json.loads(out)
+
+
+def use_stack_kubeconfig(stack: str) -> Optional[str]:
+    """A prod(-local) stack's Vault is reached through the Kubernetes API, with the stack's own kubeconfig
+    (its `kubeconfig` setting: a path, relative to the repository, or the content); none: KUBECONFIG.
+    Returns the kubeconfig used (a path or the content), or None."""
+    kubeconfig = subprocess.run(["pulumi", "config", "get", "vault-envvars:kubeconfig", "--stack", stack],
+                                capture_output=True, text=True, check=False).stdout.strip()
+    if not kubeconfig:
+        return None
+    if "\n" not in kubeconfig and not os.path.isabs(kubeconfig):
+        kubeconfig = os.path.join(REPO_ROOT, kubeconfig)
+    kube_forward.use_kubeconfig(kubeconfig)
+    return kubeconfig
 
 
 def id_token(outputs: dict, user: str, ca_file: str = "") -> str:
@@ -55,12 +70,7 @@ def main() -> int:
     ap.add_argument("--stack", default="dev")
     args = ap.parse_args()
     outputs = stack_outputs(args.stack)
-    # A prod-local stack's Vault is reached through the Kubernetes API, with the stack's own kubeconfig.
-    kubeconfig = subprocess.run(["pulumi", "config", "get", "vault-envvars:kubeconfig", "--stack", args.stack],
-                                capture_output=True, text=True, check=False).stdout.strip()
-    if kubeconfig:
-        kube_forward.use_kubeconfig(kubeconfig if "\n" in kubeconfig or os.path.isabs(kubeconfig)
-                                    else os.path.join(REPO_ROOT, kubeconfig))
+    use_stack_kubeconfig(args.stack)
     ca_file = ""
     if outputs.get("vault_ca_cert"):
         ca_file = f".pulumi/{args.stack}-ca.pem"

@@ -1,11 +1,12 @@
-"""Disaster-recovery drill for a Raft stack on the container engine: snapshot (with the
-snapshot-operator credential) and database backup of the source, a throwaway cluster, a forced
+"""Disaster-recovery drill for a Raft stack (dev-raft on the container engine, or a prod stack on
+Kubernetes): snapshot (with the snapshot-operator credential) and database backup of the source, a
+throwaway cluster (containers; on Kubernetes the stack's own component in a fresh namespace), a forced
 restore unsealed with the source's keys, a check by hash of every env var (in the stack's KV mount:
 its kvPath, `secret` by default), and the service's own drift check of its database backup against the
 restored cluster (with its AppRole credential, which the snapshot brings back). Prints each step with
 its elapsed time; writes a JSON and a Markdown report; exit 1 when anything does not match.
 
-  python tools/drill.py --stack dev-raft [--snapshot FILE] [--out DIR]
+  python tools/drill.py --stack dev-raft|prod-local [--snapshot FILE] [--out DIR]
 
 Values are read into this process's memory only to be hashed (SHA-256); no value is written anywhere.
 """
@@ -19,6 +20,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from typing import Callable, Optional, Protocol
 
 import docker
 import hvac
@@ -26,66 +28,102 @@ import pulumi
 import requests
 from pulumi import automation as auto
 
-from infra import vault_ops
+from infra import kube_forward, vault_ops
 from infra.vault_raft_docker import VaultRaftDocker, VaultRaftDockerArgs
 from service.check import drift
 from service.settings import Settings
-from tools.dev_token import stack_outputs
+from tools.dev_token import stack_outputs, use_stack_kubeconfig
 from tools.drill_common import StepTimer, kv_hashes, restart_clock, stack_kv_mount, step, write_report
+from tools.raft_drills import drill_token, stack_nodes
 
 
-def take_snapshot(outputs: dict, ca_file: str, path: str) -> None:
-    """A snapshot taken with the snapshot-operator credential, from the active node."""
+def source_address(outputs: dict, ca_file: str) -> str:
+    """The source's active node (any node while none answers as active)."""
     nodes = outputs.get("vault_nodes") or [outputs["vault_address"]]
-    c = vault_ops.client(nodes[max(0, vault_ops.active_index(nodes, ca_file))], ca=ca_file, timeout=120)
-    c.auth.approle.login(role_id=outputs["snapshot_role_id"], secret_id=outputs["snapshot_secret_id"])
+    return nodes[max(0, vault_ops.active_index(nodes, ca_file))]
+
+
+def take_snapshot(outputs: dict, ca_file: str, path: str, credential: tuple[str, str]) -> None:
+    """A snapshot taken with the snapshot-operator credential (role id, secret id), from the active node."""
+    c = vault_ops.client(source_address(outputs, ca_file), ca=ca_file, timeout=120)
+    c.auth.approle.login(role_id=credential[0], secret_id=credential[1])
     vault_ops.take_snapshot(c, path)
     c.auth.token.revoke_self()
 
 
-def backup_database(engine: docker.DockerClient, container_name: str, path: str) -> None:
-    """An online SQLite backup taken inside the service container, copied out through the API."""
-    c = engine.containers.get(container_name)
-    inside = "/tmp/drill-backup.db"  # noqa: S108 (the container's own private /tmp)
-    code, out = c.exec_run(["python3", "-c", "import sqlite3; s=sqlite3.connect('/data/envvars.db'); "
-                            f"d=sqlite3.connect('{inside}'); s.backup(d); d.close()"])
-    if code != 0:
-        raise RuntimeError(f"database backup failed: {out.decode()[:200]}")
-    stream, _ = c.get_archive(inside)
-    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-        with open(path, "wb") as f:
-            member = tar.extractfile("drill-backup.db")
-            if member is None:
-                raise RuntimeError("the database backup is missing from the container's archive")
-            f.write(member.read())
-    c.exec_run(["rm", "-f", inside])
+class DockerSource:
+    """A dev-raft stack on the container engine: the service's SQLite database and AppRole secret id from
+    its container, a throwaway cluster of containers."""
+
+    def __init__(self, outputs: dict, image: str, engine: docker.DockerClient):
+        self.outputs, self.image, self.engine = outputs, image, engine
+        self._container = engine.containers.get(outputs["service_container"])
+
+    def snapshot_credential(self) -> tuple[str, str]:
+        return self.outputs["snapshot_role_id"], self.outputs["snapshot_secret_id"]
+
+    def backup_database(self, work: str) -> tuple[set[str], str]:
+        """An online SQLite backup taken inside the service container, copied out through the API; its
+        rows ("owner/id") and a database URL of the copy."""
+        inside = "/tmp/drill-backup.db"  # noqa: S108 (the container's own private /tmp)
+        code, out = self._container.exec_run(["python3", "-c", "import sqlite3; s=sqlite3.connect('/data/envvars.db'); "
+                                              f"d=sqlite3.connect('{inside}'); s.backup(d); d.close()"])
+        if code != 0:
+            raise RuntimeError(f"database backup failed: {out.decode()[:200]}")
+        stream, _ = self._container.get_archive(inside)
+        path = os.path.join(work, "envvars.db")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            with open(path, "wb") as f:
+                member = tar.extractfile("drill-backup.db")
+                if member is None:
+                    raise RuntimeError("the database backup is missing from the container's archive")
+                f.write(member.read())
+        self._container.exec_run(["rm", "-f", inside])
+        with sqlite3.connect(path) as db:
+            rows = {f"{owner}/{env_id}" for owner, env_id in db.execute("select owner, id from env_vars")}
+        return rows, f"sqlite:///{path}"
+
+    def executor_secret_id(self) -> str:
+        """The service's AppRole secret id, read from its 0400 file into this process's memory only."""
+        code, out = self._container.exec_run(["cat", "/run/envvars/approle-secret-id"])
+        if code != 0:
+            raise RuntimeError("cannot read the service's AppRole secret id")
+        return out.decode().strip()
+
+    def throwaway_cluster(self, work: str) -> tuple[auto.Stack, list[str], str]:
+        image = self.image
+
+        def program():
+            cluster = VaultRaftDocker("drill", VaultRaftDockerArgs(image=image, labels={"vault-envvars.drill": "1"}))
+            pulumi.export("nodes", cluster.node_addresses)
+            pulumi.export("ca", cluster.ca_cert_pem)
+
+        return throwaway_stack(work, program)
+
+    def cleanup(self) -> None:
+        pass
 
 
-def executor_secret_id(engine: docker.DockerClient, container_name: str) -> str:
-    """The service's AppRole secret id, read from its 0400 file into this process's memory only."""
-    code, out = engine.containers.get(container_name).exec_run(["cat", "/run/envvars/approle-secret-id"])
-    if code != 0:
-        raise RuntimeError("cannot read the service's AppRole secret id")
-    return out.decode().strip()
+class Source(Protocol):
+    """Where the drill takes its snapshot credential, database backup and executor credential from, and
+    where it stands up a throwaway cluster (nodes' addresses, CA)."""
+
+    def snapshot_credential(self) -> tuple[str, str]: ...
+    def backup_database(self, work: str) -> tuple[set[str], str]: ...
+    def executor_secret_id(self) -> str: ...
+    def throwaway_cluster(self, work: str) -> tuple[auto.Stack, list[str], str]: ...
+    def cleanup(self) -> None: ...
 
 
-def db_rows(path: str) -> set[str]:
-    with sqlite3.connect(path) as db:
-        return {f"{owner}/{env_id}" for owner, env_id in db.execute("select owner, id from env_vars")}
-
-
-def throwaway_cluster(work: str, image: str) -> tuple[auto.Stack, dict]:
-    def program():
-        cluster = VaultRaftDocker("drill", VaultRaftDockerArgs(image=image, labels={"vault-envvars.drill": "1"}))
-        pulumi.export("nodes", cluster.node_addresses)
-        pulumi.export("ca", cluster.ca_cert_pem)
-
+def throwaway_stack(work: str, program: Callable[[], None], env: Optional[dict] = None) -> tuple[auto.Stack, list[str], str]:
+    """Runs `program` (exporting `nodes` and `ca`) as a stack of its own in `work`; returns it and them."""
     os.makedirs(f"{work}/state", exist_ok=True)
-    env = {"PULUMI_BACKEND_URL": f"file://{work}/state", "PULUMI_CONFIG_PASSPHRASE": secrets.token_hex(16)}
+    env = {"PULUMI_BACKEND_URL": f"file://{work}/state", "PULUMI_CONFIG_PASSPHRASE": secrets.token_hex(16),
+           **(env or {})}
     stack = auto.create_stack(f"drill-{secrets.token_hex(3)}", project_name="vault-envvars-drill", program=program,
                               opts=auto.LocalWorkspaceOptions(work_dir=work, env_vars=env))
     out = stack.up(on_output=lambda _l: None)
-    return stack, {k: v.value for k, v in out.outputs.items()}
+    return stack, out.outputs["nodes"].value, out.outputs["ca"].value
 
 
 def main(argv=None) -> int:
@@ -93,52 +131,69 @@ def main(argv=None) -> int:
     ap.add_argument("--stack", default="dev-raft")
     ap.add_argument("--snapshot", help="restore this snapshot (e.g. the newest scheduled one) instead of taking one")
     ap.add_argument("--out", default="drill-reports")
-    ap.add_argument("--image", default="localhost/vault-envvars/openbao:2.7.2")
+    ap.add_argument("--image", default="localhost/vault-envvars/openbao:2.7.2", help="containers: the nodes' image")
     args = ap.parse_args(argv)
     outputs = stack_outputs(args.stack)
-    return drill(outputs, args.stack, args.out, args.image, args.snapshot, stack_kv_mount(args.stack, outputs))[0]
+    kv_mount = stack_kv_mount(args.stack, outputs)
+    if not outputs.get("namespace"):
+        return drill(outputs, args.stack, args.out, args.image, args.snapshot, kv_mount)[0]
+    from tools.drill_kubernetes import KubeSource  # a prod stack on Kubernetes
+
+    kubeconfig = use_stack_kubeconfig(args.stack)
+    os.makedirs(args.out, exist_ok=True)
+    ca_file = os.path.join(args.out, f"{args.stack}-ca.pem")
+    with open(ca_file, "w") as f:
+        f.write(outputs["vault_ca_cert"])
+    nodes = stack_nodes(args.stack, outputs, ca_file)
+    with drill_token(nodes, outputs) as token:
+        return drill(outputs, args.stack, args.out, snapshot_file=args.snapshot, kv_mount=kv_mount, token=token,
+                     source=KubeSource(outputs, kubeconfig))[0]
 
 
-def drill(outputs: dict, stack_name: str, out_dir: str, image: str, snapshot_file: str = "",
-          kv_mount: str = "secret") -> tuple[int, dict]:
-    """Runs the drill against a stack's outputs, on the env vars of its KV mount; returns (exit code, report)."""
-    args = argparse.Namespace(stack=stack_name, out=out_dir, image=image, snapshot=snapshot_file)
+def drill(outputs: dict, stack_name: str, out_dir: str, image: str = "", snapshot_file: str = "",
+          kv_mount: str = "secret", token: str = "", source: Optional[Source] = None) -> tuple[int, dict]:
+    """Runs the drill against a stack's outputs, on the env vars of its KV mount; returns (exit code, report).
+    `token` reads every value of the source (default: the stack's root token); `source` defaults to the
+    dev-raft stack's containers, with throwaway nodes of `image`."""
+    args = argparse.Namespace(stack=stack_name, out=out_dir, snapshot=snapshot_file)
     started = datetime.datetime.now(datetime.timezone.utc)
     restart_clock()
     timer = StepTimer()
     report: dict = {"stack": args.stack, "started": started.isoformat(), "steps": timer.seconds}
     work = tempfile.mkdtemp(prefix="vault-drill-")
     stack = None
+    src: Optional[Source] = source
     try:
         step(f"source stack {args.stack}")
+        src = src or DockerSource(outputs, image, docker.from_env())
         ca_file = os.path.join(work, "source-ca.pem")
         with open(ca_file, "w") as f:
             f.write(outputs["vault_ca_cert"])
-        source = vault_ops.client(outputs["vault_address"], outputs["vault_root_token"], ca_file, timeout=30)
+        source_client = vault_ops.client(source_address(outputs, ca_file), token or outputs["vault_root_token"],
+                                         ca_file, timeout=30)
 
         snapshot = args.snapshot or os.path.join(work, "source.snap")
         with timer("hash_source", "hashing every value of the source" + (
                 " (the snapshot is older: changes since are mismatches)" if args.snapshot else "")):
-            expected = kv_hashes(source, kv_mount)
+            expected = kv_hashes(source_client, kv_mount)
         if args.snapshot:
             snapshot_time = datetime.datetime.fromtimestamp(os.path.getmtime(snapshot), datetime.timezone.utc)
         else:
             with timer("snapshot", "saving a Raft snapshot with the snapshot-operator credential"):
-                take_snapshot(outputs, ca_file, snapshot)
+                take_snapshot(outputs, ca_file, snapshot, src.snapshot_credential())
             snapshot_time = datetime.datetime.now(datetime.timezone.utc)
-        engine = docker.from_env()
         with timer("database_backup", "backing up the service's database"):
-            backup = os.path.join(work, "envvars.db")
-            backup_database(engine, outputs["service_container"], backup)
-            rows = db_rows(backup)
+            rows, backup_url = src.backup_database(work)
 
         with timer("throwaway_cluster", "standing up a throwaway 3-node cluster"):
-            stack, fresh = throwaway_cluster(work, args.image)
+            stack, nodes, fresh_ca_pem = src.throwaway_cluster(work)
             fresh_ca = os.path.join(work, "fresh-ca.pem")
             with open(fresh_ca, "w") as f:
-                f.write(fresh["ca"])
-            nodes = fresh["nodes"]
+                f.write(fresh_ca_pem)
             keys = outputs["vault_unseal_keys"]
+            # Pods start after `up` (containers with it): wait until the first one answers.
+            vault_ops.wait_until(lambda: vault_ops.seal_status(nodes[0], fresh_ca, timeout=5), 180,
+                                 "the throwaway cluster's first node to answer", interval=1)
             fresh_keys, fresh_root = vault_ops.initialize(nodes[0], len(keys), 3, fresh_ca)
             leader = vault_ops.unseal_until_serving(nodes, fresh_keys, fresh_ca)
             vault_ops.wait_until(lambda: vault_ops.healthy_voters(leader, fresh_root, fresh_ca) >= len(nodes), 120,
@@ -148,7 +203,8 @@ def drill(outputs: dict, stack_name: str, out_dir: str, image: str, snapshot_fil
             serving = vault_ops.unseal_until_serving(nodes, keys, fresh_ca)
         rto = timer.seconds["restore_to_serving"]
         with timer("verify", f"serving after {rto:.1f} s; verifying every env var by hash"):
-            restored = vault_ops.client(serving, outputs["vault_root_token"], fresh_ca, timeout=30)
+            # The restored cluster has the source's tokens: the one that read the source reads it too.
+            restored = vault_ops.client(serving, token or outputs["vault_root_token"], fresh_ca, timeout=30)
             got = {}
             for _ in range(30):  # the restored cluster may still settle its leadership
                 try:
@@ -159,10 +215,9 @@ def drill(outputs: dict, stack_name: str, out_dir: str, image: str, snapshot_fil
         with timer("service_check", "the service's own drift check: its database backup against the restored "
                                     "cluster, with its AppRole credential (restored with the snapshot)"):
             check = drift(Settings(
-                vault_addr=serving, vault_ca_file=fresh_ca, database_url=f"sqlite:///{backup}", kv_mount=kv_mount,
-                oidc_issuer="-", oidc_audience="-", oidc_jwks_url="-",  # not used by the check
-                approle_role_id=outputs["executor_role_id"],
-                approle_secret_id=executor_secret_id(engine, outputs["service_container"])))
+                vault_addr=kube_forward.local_url(serving), vault_ca_file=fresh_ca, database_url=backup_url,
+                kv_mount=kv_mount, oidc_issuer="-", oidc_audience="-", oidc_jwks_url="-",  # not used by the check
+                approle_role_id=outputs["executor_role_id"], approle_secret_id=src.executor_secret_id()))
         mismatched = sorted(k for k in expected if k in got and got[k] != expected[k])
         missing = sorted(set(expected) - set(got))
         rows_without_value = sorted(rows - set(got))
@@ -192,6 +247,8 @@ def drill(outputs: dict, stack_name: str, out_dir: str, image: str, snapshot_fil
             step("destroying the throwaway cluster")
             stack.destroy(on_output=lambda _l: None)
             stack.workspace.remove_stack(stack.name)
+        if src is not None:
+            src.cleanup()
         write_report(report, args.out, "drill", started, markdown(report))
 
 

@@ -1,7 +1,7 @@
 """Raft outage drills: the loss of one node, and the loss of quorum recovered with peers.json.
 
-  python tools/raft_drills.py node-loss   --stack dev-raft [--node N] [--out DIR]
-  python tools/raft_drills.py quorum-loss --stack dev-raft [--survivor N] [--out DIR]
+  python tools/raft_drills.py node-loss   --stack dev-raft|prod-local [--node N] [--lose-volume] [--out DIR]
+  python tools/raft_drills.py quorum-loss --stack dev-raft|prod-local [--survivor N] [--out DIR]
 
 node-loss: one node (the active one unless --node) is killed; the others elect a leader and take
 writes (timed); the node starts again, is unsealed, rejoins as a healthy voter; every value is checked
@@ -12,27 +12,32 @@ and the cluster has three healthy voters again. Runbooks: docs/runbook-node-loss
 docs/runbook-quorum-loss.md.
 
 Both drive nodes through `RaftNodes` (kill, start, write peers.json, wipe): the containers of a dev
-stack here (`DockerNodes`), the processes of a loopback cluster in the tests. Each step is printed with
+stack here (`DockerNodes`), the pods of a prod stack on Kubernetes (tools/kube_nodes.py; node loss there
+is meant with `--lose-volume`: the pod and its volume claims deleted), the processes of a loopback
+cluster in the tests. Each step is printed with
 its elapsed time; a JSON and a Markdown report are written; exit 1 on failure.
 """
 import argparse
+import contextlib
 import datetime
 import functools
 import json
 import os
 import sys
 import time
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 import docker
 import hvac
 import requests
 
+from infra import kube_forward
 from infra.providers.docker import copy_files
-from infra.vault_ops import active_index, healthy_voters, unseal_until_serving, wait_until
+from infra.vault_ops import active_index, break_glass_root, healthy_voters, unseal_until_serving, wait_until
 from infra.vault_ops import client as vault_client
-from tools.dev_token import stack_outputs
+from tools.dev_token import stack_outputs, use_stack_kubeconfig
 from tools.drill_common import kv_hashes, restart_clock, stack_kv_mount, step, write_report
+from tools.kube_nodes import KubeNodes
 
 MARKER_PATH = "drill/outage-marker"  # in the KV mount: writes made while a node is down
 
@@ -113,19 +118,25 @@ def _hashes(c: RaftNodes, token: str, mount: str) -> dict[str, str]:
     return wait_until(read, 60, "reading every value")[0]
 
 
-def node_loss(c: RaftNodes, token: str, keys: list[str], victim: int = -1, mount: str = "secret") -> dict:
-    """Kills one node (default: the active one), proves the others serve, brings it back."""
+def node_loss(c: RaftNodes, token: str, keys: list[str], victim: int = -1, mount: str = "secret",
+              lose_volume: bool = False) -> dict:
+    """Kills one node (default: the active one), proves the others serve, brings it back: with its data, or
+    (`lose_volume`) empty, to join again and catch up from the others."""
     report: dict = {"drill": "node-loss"}
     step("checking the cluster: every node a healthy voter")
     leader = wait_until(lambda: active_node(c) + 1, 30, "an active node") - 1
     wait_until(lambda: healthy_voters(c.nodes[leader], token, c.verify) == len(c.nodes), 60, "every voter healthy")
     expected = _hashes(c, token, mount)
     victim = leader if victim < 0 else victim
-    report.update(node=c.node_id(victim), was_active=victim == leader, values=len(expected))
+    report.update(node=c.node_id(victim), was_active=victim == leader, volume_lost=lose_volume,
+                  values=len(expected))
 
-    step(f"killing {c.node_id(victim)}{' (the active node)' if victim == leader else ''}")
+    step(f"killing {c.node_id(victim)}{' (the active node)' if victim == leader else ''}"
+         f"{' and deleting its data' if lose_volume else ''}")
     t_kill = time.monotonic()
     c.kill(victim)
+    if lose_volume:
+        c.wipe(victim)
     wait_until(lambda: _write_marker(c, token, mount, victim, "while-down-0"), 60,
                "a write accepted by the other nodes")
     report["seconds_to_first_write"] = round(time.monotonic() - t_kill, 2)
@@ -134,7 +145,7 @@ def node_loss(c: RaftNodes, token: str, keys: list[str], victim: int = -1, mount
         wait_until(functools.partial(_write_marker, c, token, mount, victim, f"while-down-{n}"), 30,
                    "writes while a node is down")
 
-    step(f"starting {c.node_id(victim)} again and unsealing it")
+    step(f"starting {c.node_id(victim)} again{' (empty: it joins again)' if lose_volume else ''} and unsealing it")
     t_back = time.monotonic()
     c.start(victim)
     unseal_until_serving(c.nodes, keys, c.verify)
@@ -203,14 +214,16 @@ def markdown(report: dict) -> str:
 
 
 def run(kind: str, c: RaftNodes, token: str, keys: list[str], out_dir: str, index: int,
-        kv_mount: str = "secret") -> tuple[int, dict]:
+        kv_mount: str = "secret", lose_volume: bool = False) -> tuple[int, dict]:
     """Runs one drill on the env vars of `kv_mount`; returns (exit code, report)."""
     started = datetime.datetime.now(datetime.timezone.utc)
     restart_clock()
     report: dict[str, Any] = {"drill": kind, "started": started.isoformat()}
-    drill = node_loss if kind == "node-loss" else quorum_loss
     try:
-        report.update(drill(c, token, keys, index, kv_mount))
+        if kind == "node-loss":
+            report.update(node_loss(c, token, keys, index, kv_mount, lose_volume))
+        else:
+            report.update(quorum_loss(c, token, keys, index, kv_mount))
     except Exception as e:  # noqa: BLE001 (the report says how it failed)
         report.update(passed=False, error=f"{type(e).__name__}: {e}"[:500])
     report["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
@@ -218,25 +231,51 @@ def run(kind: str, c: RaftNodes, token: str, keys: list[str], out_dir: str, inde
     return (0 if report.get("passed") else 1), report
 
 
+def stack_nodes(stack: str, outputs: dict, ca_file: str) -> RaftNodes:
+    """The stack's Raft nodes: the pods of a prod stack on Kubernetes, the containers of a dev-raft stack."""
+    if outputs.get("namespace"):
+        use_stack_kubeconfig(stack)
+        target = kube_forward.parse(outputs["vault_nodes"][0])
+        statefulset = target.name.rsplit("-", 1)[0] if target else "vault"
+        return KubeNodes(outputs["namespace"], statefulset, outputs["vault_nodes"], ca_file)
+    return DockerNodes(stack, outputs, ca_file, docker.from_env())
+
+
+@contextlib.contextmanager
+def drill_token(nodes: RaftNodes, outputs: dict) -> Iterator[str]:
+    """The stack's root token (dev), or, where the bootstrap revoked it (prod), a break-glass root token
+    made from the unseal keys with the config-admin token, revoked when the drill ends."""
+    if outputs.get("vault_root_token"):
+        yield outputs["vault_root_token"]
+        return
+    active = wait_until(lambda: active_node(nodes) + 1, 60, "an active node") - 1
+    with break_glass_root(nodes.nodes[active], outputs["vault_unseal_keys"], outputs["vault_admin_token"],
+                          nodes.verify) as token:
+        yield token
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("drill", choices=["node-loss", "quorum-loss"])
     ap.add_argument("--stack", default="dev-raft")
     ap.add_argument("--node", type=int, default=0, help="node-loss: the node to kill, 1-3 (default: the active one)")
+    ap.add_argument("--lose-volume", action="store_true",
+                    help="node-loss: its data is lost too (on Kubernetes: the pod's volume claims are deleted)")
     ap.add_argument("--survivor", type=int, default=1, help="quorum-loss: the node that survives, 1-3")
     ap.add_argument("--out", default="drill-reports")
     args = ap.parse_args(argv)
     outputs = stack_outputs(args.stack)
     if "vault_nodes" not in outputs:
-        ap.error(f"stack {args.stack} is not in raft mode (vault-envvars:vaultMode raft)")
+        ap.error(f"stack {args.stack} is not in raft mode (vault-envvars:vaultMode raft) nor a prod stack")
     ca_file = os.path.join(args.out, f"{args.stack}-ca.pem")
     os.makedirs(args.out, exist_ok=True)
     with open(ca_file, "w") as f:
         f.write(outputs["vault_ca_cert"])
-    nodes = DockerNodes(args.stack, outputs, ca_file, docker.from_env())
+    nodes = stack_nodes(args.stack, outputs, ca_file)
     index = (args.node - 1) if args.drill == "node-loss" else (args.survivor - 1)
-    return run(args.drill, nodes, outputs["vault_root_token"], outputs["vault_unseal_keys"], args.out, index,
-               stack_kv_mount(args.stack, outputs))[0]
+    with drill_token(nodes, outputs) as token:
+        return run(args.drill, nodes, token, outputs["vault_unseal_keys"], args.out, index,
+                   stack_kv_mount(args.stack, outputs), args.lose_volume)[0]
 
 
 if __name__ == "__main__":

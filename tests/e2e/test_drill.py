@@ -65,7 +65,7 @@ def test_a_value_changed_after_the_snapshot_is_reported(raft_stack, tmp_path):
     s, out, ids = raft_stack
     ca = out["ca_file"]
     snapshot = str(tmp_path / "before.snap")
-    drill_tool.take_snapshot(out, ca, snapshot)
+    drill_tool.take_snapshot(out, ca, snapshot, (out["snapshot_role_id"], out["snapshot_secret_id"]))
     changed = ids[("bob", 7)]
     r = requests.put(f"{out['service_url']}/api/v2/user/env-vars/{changed}", json={"value": "changed later"},
                      headers={"Authorization": f"Bearer {id_token(out, 'bob', ca)}"}, timeout=10)

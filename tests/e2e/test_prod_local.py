@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import ssl
+import threading
 import time
 
 import pytest
@@ -18,7 +19,12 @@ from devkit.cluster import kubectl, run_cluster_sh
 from devkit.stacks import ThrowawayStack
 from infra import kube_forward, vault_ops
 from tests.conftest import REPO_ROOT
+from tools import drill as drill_tool
+from tools import raft_drills, vault_upgrade
 from tools.dev_token import id_token
+from tools.drill_kubernetes import KubeSource
+from tools.kube_nodes import KubeNodes
+from tools.raft_drills import drill_token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.k8s]
 NS, JOBS_NS, NODE_PORT = "t-prod-local", "t-prod-local-jobs", 30091
@@ -233,3 +239,154 @@ def test_failover_loses_no_acknowledged_write_and_the_next_up_unseals_the_pod(pr
     print(f"the next `up` unsealed {active} in {time.monotonic() - started:.0f} s")
     assert sorted(h["standby"] for h in health) == [False, True, True]
     assert len({h["cluster_id"] for h in health}) == 1
+
+
+# --- operations on the running stack: each leaves the cluster whole (three unsealed voters) -------------
+
+def _nodes(outputs: dict, cluster) -> KubeNodes:
+    return KubeNodes(NS, "vault", outputs["vault_nodes"], cluster.kubeconfig + ".ca-test.pem")
+
+
+class _ServiceClient:
+    """Writes and reads env vars through the service in a thread until stopped, counting each failure."""
+
+    def __init__(self, outputs: dict, cluster, user: str):
+        self.auth = {"Authorization": f"Bearer {id_token(outputs, user, cluster.kubeconfig + '.ca-test.pem')}"}
+        self.ok, self.failed, self.errors, self.slowest = 0, 0, [], 0.0  # type: ignore[var-annotated]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            sent = time.monotonic()
+            try:
+                r = requests.post(f"{PUBLIC_URL}/api/v2/user/env-vars", headers=self.auth, timeout=30,
+                                  json={"name": f"ROLL_{n}_{os.urandom(3).hex()}", "value": os.urandom(8).hex()})
+                read = requests.get(f"{PUBLIC_URL}/api/v2/user/env-vars/{r.json()['id']}", headers=self.auth,
+                                    timeout=30) if r.status_code == 201 else r
+                good = r.status_code == 201 and read.status_code == 200
+            except (requests.RequestException, ValueError) as e:
+                good, r = False, e  # type: ignore[assignment]
+            if good:
+                self.ok += 1
+                self.slowest = max(self.slowest, time.monotonic() - sent)
+            else:
+                self.failed += 1
+                self.errors.append(f"{time.strftime('%H:%M:%S')} {getattr(r, 'status_code', '')} {getattr(r, 'text', r)}"[:300])
+            time.sleep(1.2)  # under the per-user rate limit (120/minute), two requests a round
+
+    def __enter__(self) -> "_ServiceClient":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+
+def test_rolling_upgrade_replaces_standbys_first_the_leader_last_with_the_service_serving(prod_local, tmp_path):
+    """A config change (the Vault pods' CPU request) reaches the StatefulSet; OnDelete leaves the pods as
+    they were; tools/vault_upgrade.py replaces them one at a time while a client writes and reads."""
+    s, outputs, cluster = prod_local
+    nodes = _nodes(outputs, cluster)
+    leader = vault_ops.active_index(nodes.nodes, nodes.verify)
+    from pulumi import automation as auto
+    s.stack.set_config("vault-envvars:vaultCpuRequest", auto.ConfigValue("200m"))
+    s.up()
+    sts = nodes.apps.read_namespaced_stateful_set("vault", NS)
+    assert sts.status.update_revision != sts.status.current_revision
+    assert all(nodes.revision(i) != sts.status.update_revision for i in range(3))  # OnDelete: not rolled yet
+    with _ServiceClient(outputs, cluster, "alice") as traffic, drill_token(nodes, outputs) as token:
+        code, report = vault_upgrade.run(nodes, token, outputs["vault_unseal_keys"], str(tmp_path))
+        time.sleep(5)  # and a little after the last pod
+    print(f"\nrolling upgrade: {report.get('pods')} s per pod, order {report.get('replaced')}; through the "
+          f"service meanwhile: {traffic.ok} write+read rounds ok (the slowest {traffic.slowest:.1f} s), "
+          f"{traffic.failed} failed {traffic.errors[:5]}")
+    assert code == 0, report
+    assert report["replaced"][-1] == f"vault-{leader}" and len(report["replaced"]) == 3  # the leader last
+    assert all(nodes.revision(i) == sts.status.update_revision for i in range(3))
+    assert traffic.ok > 10 and traffic.failed == 0, traffic.errors
+    cpu = nodes.core.read_namespaced_pod("vault-0", NS).spec.containers[0].resources.requests["cpu"]
+    assert cpu == "200m"
+
+
+def test_drain_evicts_one_vault_pod_at_a_time(prod_local):
+    """`kubectl drain` of a node evicts its Vault pod; while that pod is not back (its volume is on the
+    cordoned node), the PDB refuses to evict another one, so a second drain cannot finish."""
+    _, outputs, cluster = prod_local
+    nodes = _nodes(outputs, cluster)
+    postgres_node = pods(cluster, "app.kubernetes.io/name=envvars-postgres")[0]["spec"]["nodeName"]
+    vault_nodes = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in pods(cluster, "app.kubernetes.io/name=vault")}
+    first, second = sorted(n for n in vault_nodes.values() if n != postgres_node)[:2]
+    by_node = {n: p for p, n in vault_nodes.items()}
+    drain = ["drain", "--ignore-daemonsets", "--delete-emptydir-data", "--grace-period=20"]
+    try:
+        kubectl(cluster, *drain, "--timeout=120s", first, timeout=150)
+        evicted = by_node[first]
+        blocked = kubectl(cluster, *drain, "--timeout=25s", second, timeout=60, check=False)
+        assert blocked.returncode != 0
+        assert "disruption budget" in blocked.stdout + blocked.stderr, blocked.stderr[-1000:]
+        assert next(p for p in pods(cluster, "app.kubernetes.io/name=vault")
+                    if p["metadata"]["name"] == by_node[second])["status"]["phase"] == "Running"
+        pending = next(p for p in pods(cluster, "app.kubernetes.io/name=vault") if p["metadata"]["name"] == evicted)
+        assert pending["status"]["phase"] == "Pending"  # its volume is on the cordoned node
+        print(f"\ndrain: {first} drained ({evicted} evicted); drain of {second} refused by the PDB")
+    finally:
+        kubectl(cluster, "uncordon", first, second)
+    vault_ops.unseal_until_serving(nodes.nodes, outputs["vault_unseal_keys"], nodes.verify, timeout=180)
+    with drill_token(nodes, outputs) as token:
+        vault_ops.wait_until(lambda: vault_ops.healthy_voters(nodes.nodes[vault_ops.active_index(
+            nodes.nodes, nodes.verify)], token, nodes.verify) == 3, 180, "three healthy voters again")
+
+
+def test_node_loss_drill_the_active_pod_and_its_volume_claims_deleted(prod_local, tmp_path):
+    _, outputs, cluster = prod_local
+    nodes = _nodes(outputs, cluster)
+    victim = vault_ops.active_index(nodes.nodes, nodes.verify)
+    claim = nodes.core.read_namespaced_persistent_volume_claim(f"data-vault-{victim}", NS).metadata.uid
+    with drill_token(nodes, outputs) as token:
+        code, report = raft_drills.run("node-loss", nodes, token, outputs["vault_unseal_keys"], str(tmp_path), -1,
+                                       lose_volume=True)
+    print(f"\nnode loss on Kubernetes ({report.get('node')}, pod and claims deleted): a write after "
+          f"{report.get('seconds_to_first_write')} s, an empty pod a healthy voter after {report.get('seconds_to_rejoin')} s")
+    assert code == 0, report
+    assert report["was_active"] and report["volume_lost"] and report["values_verified"] == report["values"] > 0
+    assert nodes.core.read_namespaced_persistent_volume_claim(f"data-vault-{victim}", NS).metadata.uid != claim
+
+
+def test_quorum_loss_drill_two_pods_and_their_claims_lost(prod_local, tmp_path):
+    _, outputs, cluster = prod_local
+    nodes = _nodes(outputs, cluster)
+    with drill_token(nodes, outputs) as token:
+        code, report = raft_drills.run("quorum-loss", nodes, token, outputs["vault_unseal_keys"], str(tmp_path), 0)
+    print(f"\nquorum loss on Kubernetes: vault-0 alone serving after {report.get('rto_seconds')} s (peers.json), "
+          f"three voters after {report.get('seconds_to_full_cluster')} s more")
+    assert code == 0, report
+    assert report["outage_confirmed"] and report["verified_on_survivor"] == report["values_verified"] > 0
+    # The service kept its credentials through it: it still serves.
+    assert requests.get(f"{PUBLIC_URL}/readyz", timeout=10).status_code == 200
+
+
+def test_restore_drill_into_a_fresh_namespace(prod_local, tmp_path):
+    _, outputs, cluster = prod_local
+    nodes = _nodes(outputs, cluster)
+    auth = {"Authorization": f"Bearer {id_token(outputs, 'bob', cluster.kubeconfig + '.ca-test.pem')}"}
+    for n in range(3):  # values of its own, whatever ran before
+        r = requests.post(f"{PUBLIC_URL}/api/v2/user/env-vars", headers=auth, timeout=30,
+                          json={"name": f"RESTORED_{n}", "value": os.urandom(12).hex()})
+        assert r.status_code == 201, r.text
+    try:
+        with drill_token(nodes, outputs) as token:
+            code, report = drill_tool.drill(outputs, "prod-local", str(tmp_path), kv_mount="secret", token=token,
+                                            source=KubeSource(outputs, cluster.kubeconfig))
+    finally:
+        run_cluster_sh("volumes")  # the throwaway namespace's volumes offered again
+    print(f"\nrestore drill on Kubernetes: RTO {report.get('rto_seconds')} s, {report.get('values_verified')} values "
+          f"verified, throwaway cluster up in {report.get('cluster_seconds')} s; service check {report.get('service_check')}")
+    assert code == 0, report
+    assert report["values_verified"] == report["env_vars_in_database"] > 0
+    assert report["service_check"]["rows_without_value"] == report["service_check"]["values_without_row"] == 0
+    left = json.loads(kubectl(cluster, "get", "namespaces", "-o", "json").stdout)["items"]
+    assert not [n for n in left if n["metadata"]["name"].startswith("drill-")]

@@ -1,0 +1,102 @@
+"""The restore drill's source on Kubernetes (tools/drill.py --stack prod-local): a prod stack's
+credentials from its Secrets, its PostgreSQL database dumped (`pg_dump` in its pod) and its env_vars
+rows copied into SQLite for the service's drift check, and a throwaway cluster that is the
+stack's own Vault component (same image, storage class and sizes) in a fresh namespace, destroyed after.
+Everything goes through the Kubernetes API with the stack's kubeconfig: exec, port-forwards, Secrets."""
+import base64
+import datetime
+import json
+import os
+import secrets
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+from kubernetes import client
+from pulumi import automation as auto
+from sqlalchemy import DateTime, insert
+from sqlalchemy.engine import make_url
+
+from infra import kube_forward
+from infra.vault_k8s import VaultKubernetes, VaultKubernetesArgs
+from infra.vault_snapshots_k8s import CREDENTIAL_SECRET
+from service.db import EnvVar, make_engine, migrate
+from tools.drill import throwaway_stack
+from tools.kube_nodes import pod_exec
+
+SERVICE_SECRET, POSTGRES_POD = "envvars-credentials", "postgres-0"  # noqa: S105 (names)
+
+
+class KubeSource:
+    def __init__(self, outputs: dict, kubeconfig: Optional[str], statefulset: str = "vault"):
+        self.namespace, self.kubeconfig = outputs["namespace"], kubeconfig
+        api = kube_forward.api_client()
+        self.core = client.CoreV1Api(api)
+        sts = client.AppsV1Api(api).read_namespaced_stateful_set(statefulset, self.namespace)
+        container = sts.spec.template.spec.containers[0]
+        self.image, self.flavor = container.image, "openbao" if container.command[0] == "bao" else "vault"
+        claims = {t.metadata.name: t.spec for t in sts.spec.volume_claim_templates}
+        self.storage_class = claims["data"].storage_class_name
+        self.sizes = {name: spec.resources.requests["storage"] for name, spec in claims.items()}
+
+    def _secret(self, name: str, key: str) -> str:
+        data = self.core.read_namespaced_secret(name, self.namespace).data or {}
+        if key not in data:
+            raise RuntimeError(f"Secret {self.namespace}/{name} has no key {key}")
+        return base64.b64decode(data[key]).decode()
+
+    def snapshot_credential(self) -> tuple[str, str]:
+        """The snapshot CronJob's own AppRole credential."""
+        return self._secret(CREDENTIAL_SECRET, "role_id"), self._secret(CREDENTIAL_SECRET, "secret_id")
+
+    def executor_secret_id(self) -> str:
+        return self._secret(SERVICE_SECRET, "approle-secret-id")
+
+    def backup_database(self, work: str) -> tuple[set[str], str]:
+        """`pg_dump` of the service's database in the PostgreSQL pod (saved in `work`: the backup), and its
+        env_vars rows copied into a SQLite database of the service's own schema for the drift check (the
+        server admits the service's role only to its own database from the pod network, so a scratch copy
+        on that server could not be reached from here). The rows ("owner/id") and the copy's URL."""
+        database = str(make_url(self._secret(SERVICE_SECRET, "database-url")).database)
+        dump = self._in_postgres(["pg_dump", "--username=postgres", "--no-owner", "--no-privileges", "--inserts",
+                                  database])
+        with open(os.path.join(work, "envvars.sql"), "w") as f:
+            f.write(dump)
+        table = json.loads(self._in_postgres(["psql", "--username=postgres", "--no-psqlrc", "-At", "-d", database,
+                                              "-c", "SELECT coalesce(json_agg(e), '[]') FROM env_vars e"]))
+        copy = f"sqlite:///{os.path.join(work, 'envvars-check.db')}"
+        migrate(copy)
+        columns = EnvVar.__table__.columns
+        typed = [{k: datetime.datetime.fromisoformat(v) if v and isinstance(columns[k].type, DateTime) else v
+                  for k, v in row.items()} for row in table]
+        if typed:
+            with make_engine(copy).begin() as db:
+                db.execute(insert(EnvVar), typed)
+        return {f"{row['owner']}/{row['id']}" for row in table}, copy
+
+    def _in_postgres(self, command: list[str]) -> str:
+        code, out, err = pod_exec(self.core, self.namespace, POSTGRES_POD, command)
+        if code != 0:
+            raise RuntimeError(f"{command[0]} in {POSTGRES_POD} failed: {err.strip()[:200]}")
+        return out
+
+    def throwaway_cluster(self, work: str) -> tuple[auto.Stack, list[str], str]:
+        namespace = f"drill-{secrets.token_hex(3)}"
+        args = VaultKubernetesArgs(namespace=namespace, image=self.image, flavor=self.flavor,
+                                   storage_class=self.storage_class, data_storage=self.sizes["data"],
+                                   audit_storage=self.sizes["audit"])
+        kubeconfig = self.kubeconfig
+
+        def program():
+            provider = k8s.Provider("k8s", kubeconfig=kubeconfig)
+            opts = pulumi.ResourceOptions(provider=provider)
+            ns = k8s.core.v1.Namespace("drill-namespace", metadata={
+                "name": namespace, "labels": {"app.kubernetes.io/part-of": "vault-envvars"}}, opts=opts)
+            cluster = VaultKubernetes("drill", args, opts=pulumi.ResourceOptions(provider=provider, depends_on=[ns]))
+            pulumi.export("nodes", cluster.node_addresses)
+            pulumi.export("ca", cluster.ca_cert_pem)
+
+        return throwaway_stack(work, program)
+
+    def cleanup(self) -> None:
+        pass  # the throwaway stack is destroyed by the drill; the database copies stay in its work folder
