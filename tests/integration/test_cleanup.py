@@ -51,7 +51,10 @@ def test_an_interrupted_run_stops_what_it_started(toolchain, tmp_path, sig):
         [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider",
          "--rootdir", str(tmp_path), str(tmp_path / "test_inner.py")],
         cwd=REPO_ROOT, env={**os.environ, "PIDS_FILE": str(pids_file)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # As started from a terminal: a run launched in the background (`cmd &` without job control, nohup)
+        # inherits SIGINT ignored, and Python then keeps ignoring it instead of raising KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while not pids_file.exists() and run.poll() is None and time.monotonic() < deadline:
