@@ -100,9 +100,6 @@ class DockerSource:
 
         return throwaway_stack(work, program)
 
-    def cleanup(self) -> None:
-        pass
-
 
 class Source(Protocol):
     """Where the drill takes its snapshot credential, database backup and executor credential from, and
@@ -112,7 +109,6 @@ class Source(Protocol):
     def backup_database(self, work: str) -> tuple[set[str], str]: ...
     def executor_secret_id(self) -> str: ...
     def throwaway_cluster(self, work: str) -> tuple[auto.Stack, list[str], str]: ...
-    def cleanup(self) -> None: ...
 
 
 def throwaway_stack(work: str, program: Callable[[], None], env: Optional[dict] = None) -> tuple[auto.Stack, list[str], str]:
@@ -247,8 +243,6 @@ def drill(outputs: dict, stack_name: str, out_dir: str, image: str = "", snapsho
             step("destroying the throwaway cluster")
             stack.destroy(on_output=lambda _l: None)
             stack.workspace.remove_stack(stack.name)
-        if src is not None:
-            src.cleanup()
         write_report(report, args.out, "drill", started, markdown(report))
 
 

@@ -97,6 +97,3 @@ class KubeSource:
             pulumi.export("ca", cluster.ca_cert_pem)
 
         return throwaway_stack(work, program)
-
-    def cleanup(self) -> None:
-        pass  # the throwaway stack is destroyed by the drill; the database copies stay in its work folder
