@@ -16,6 +16,10 @@ from infra.kube_meta import annotated
 from infra.providers.random import RandomSecret
 from infra.service_connection import SECRETS_DIR, ServiceConnection, secret_files, service_env
 
+# How long a stopping replica lets running jobs end (the service's ENVVARS_SHUTDOWN_GRACE_SECONDS); the
+# pod's termination grace is longer, so Kubernetes' SIGKILL never cuts that short.
+SHUTDOWN_GRACE_SECONDS = 20
+
 
 @dataclass
 class ServiceKubernetesArgs:
@@ -63,7 +67,7 @@ class ServiceKubernetes(pulumi.ComponentResource):
         env = service_env(args.connection, {
             "ENVVARS_DATABASE_URL_FILE": f"{SECRETS_DIR}/database-url", "ENVVARS_EXECUTOR_BACKEND": "kubernetes",
             "ENVVARS_KUBERNETES_NAMESPACE": args.jobs_namespace, "ENVVARS_KUBERNETES_IMAGE": args.job_image,
-            "ENVVARS_JOB_NETWORK": args.job_network})
+            "ENVVARS_JOB_NETWORK": args.job_network, "ENVVARS_SHUTDOWN_GRACE_SECONDS": str(SHUTDOWN_GRACE_SECONDS)})
         probe = lambda path, **t: {"httpGet": {"path": path, "port": 8080}, **t}  # noqa: E731
         self.deployment = k8s.apps.v1.Deployment(f"{name}-deployment", metadata=meta("envvars"), spec={
             "replicas": args.replicas,
@@ -78,6 +82,8 @@ class ServiceKubernetes(pulumi.ComponentResource):
                     "serviceAccountName": "envvars", "automountServiceAccountToken": True,
                     # No ENVVARS_PORT=tcp://... from the `envvars` Service: it is the service's own setting.
                     "enableServiceLinks": False,
+                    # SIGTERM, then the service's grace for running jobs, then its own shutdown, before SIGKILL.
+                    "terminationGracePeriodSeconds": SHUTDOWN_GRACE_SECONDS + 10,
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
                                         "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
                     "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{

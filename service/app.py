@@ -78,8 +78,10 @@ def create_app(components: Optional[Components] = None, settings: Optional[Setti
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
+        components.executor.start()
         yield
-        components.executor.shutdown()  # running jobs are cancelled, never left behind
+        # Running jobs get the grace period, then are stopped; unstarted ones go back to the queue.
+        components.executor.shutdown()
 
     app = FastAPI(title="env-vars service", version="2", lifespan=lifespan, description=(
         "Users declare environment variables (values write-only, kept only in Vault) and run jobs with a "

@@ -8,7 +8,7 @@ from sqlalchemy.orm import sessionmaker
 
 from service.auth import TokenVerifier
 from service.db import make_engine, migrate, session_factory
-from service.executor.runner import Executor
+from service.executor.runner import Executor, ExecutorTiming
 from service.executor.sandbox import Sandbox, SandboxLimits
 from service.identity import IdentityRegistry
 from service.metrics import Metrics
@@ -82,10 +82,9 @@ def build_components(settings: Settings, backend=None) -> Components:
             executor_vault = gateway.executor(settings.approle_role_id, settings.approle_secret_id)
         return executor_vault
 
-    executor = Executor(sessions, vault_for_executor, backend, metrics, settings.max_workers)
-    recovered = executor.recover()
-    if recovered:
-        log.warning(json.dumps({"event": "executions_interrupted", "count": recovered}))
+    executor = Executor(sessions, vault_for_executor, backend, metrics, settings.max_workers,
+                        ExecutorTiming(lease_seconds=settings.execution_lease_seconds,
+                                       grace_seconds=settings.shutdown_grace_seconds))
     return Components(settings=settings, sessions=sessions, gateway=gateway,
                       verifier=TokenVerifier(settings.oidc_jwks_url, settings.oidc_issuer, settings.oidc_audience,
                                              settings.oidc_ca_file),

@@ -4,7 +4,7 @@ import datetime
 import os
 import uuid
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
@@ -62,6 +62,11 @@ class Execution(Base):
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=now)
     started_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The replica that claimed it (service/executor/runner.py) owns it until lease_until, which it renews
+    # while the job runs; a queued row whose lease ran out never started and is queued again.
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True, default=None)
+    lease_until: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class ExecutionEnvVar(Base):

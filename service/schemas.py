@@ -1,7 +1,7 @@
 """Request and response bodies, with the validation rules users see as 422s naming the field."""
 import datetime
 import re
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -94,14 +94,25 @@ class ExecutionCreate(_Strict):
         return v
 
 
-class ExecutionOut(_Times):
+ExecutionStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
+
+
+class ExecutionSummary(_Times):
     id: str
-    status: str
+    status: str  # one of ExecutionStatus
     command: list[str]
     env_var_names: list[str]
     exit_code: Optional[int]
-    output: str
     error: str
     created_at: datetime.datetime
     started_at: Optional[datetime.datetime]
     finished_at: Optional[datetime.datetime]
+
+
+class ExecutionOut(ExecutionSummary):
+    output: str  # redacted
+
+
+class ExecutionList(BaseModel):
+    items: list[ExecutionSummary]  # without their output: GET /api/v2/execution/{id} has it
+    total: int

@@ -36,6 +36,10 @@ class Settings:
     approle_secret_id: str = field(default="", repr=False)
     executor_backend: str = "subprocess"
     max_workers: int = 4
+    # An execution's replica renews its lease while the job runs; one silent this long is taken as gone.
+    execution_lease_seconds: int = 15
+    # At shutdown (SIGTERM), for running jobs to end before they are stopped (the pod's grace is longer).
+    shutdown_grace_seconds: int = 20
     # Jobs' sandbox (service/executor/sandbox.py): network, the first of the jobs' uids, limits.
     job_network: str = "on"
     job_proc: str = "private"  # "none": jobs get no /proc (a container whose /proc is masked)
@@ -129,6 +133,8 @@ class Settings:
             approle_secret_id=_read_file(secret_id_file) if secret_id_file else "",
             executor_backend=backend,
             max_workers=integer("MAX_WORKERS", 4),
+            execution_lease_seconds=integer("EXECUTION_LEASE_SECONDS", 15, minimum=2),
+            shutdown_grace_seconds=integer("SHUTDOWN_GRACE_SECONDS", 20, minimum=0),
             job_network=network,
             job_proc=proc,
             job_uid_base=integer("JOB_UID_BASE", 200_000),

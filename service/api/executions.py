@@ -1,10 +1,12 @@
-"""/api/v2/execution: start a job with some of the caller's env vars, follow it, cancel it
-(service/core/executions.py)."""
-from fastapi import APIRouter
+"""/api/v2/execution: start a job with some of the caller's env vars, list the caller's jobs, follow one,
+cancel it (service/core/executions.py)."""
+from typing import Annotated, Optional
+
+from fastapi import APIRouter, Query
 
 from service.core import executions
 from service.dependencies import ComponentsDep, SessionDep
-from service.schemas import ExecutionCreate, ExecutionOut
+from service.schemas import ExecutionCreate, ExecutionList, ExecutionOut, ExecutionStatus
 
 from .deps import CallerDep
 
@@ -14,6 +16,15 @@ router = APIRouter(prefix="/api/v2/execution", tags=["executions"])
 @router.post("", response_model=ExecutionOut, status_code=202)
 def start_execution(body: ExecutionCreate, who: CallerDep, s: SessionDep, c: ComponentsDep) -> ExecutionOut:
     return executions.start_execution(s, c, who, body)
+
+
+@router.get("", response_model=ExecutionList)
+def list_executions(who: CallerDep, s: SessionDep,
+                    status: Annotated[Optional[ExecutionStatus], Query(description="only executions in it")] = None,
+                    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> ExecutionList:
+    """The caller's executions, newest first, without their output."""
+    return executions.list_executions(s, who, status, limit, offset)
 
 
 @router.get("/{execution_id}", response_model=ExecutionOut)

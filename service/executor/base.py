@@ -31,3 +31,6 @@ class JobResult:
 class Backend(Protocol):
     def run(self, job: JobSpec, cancel: threading.Event) -> JobResult:
         """Runs the job to its end, its timeout, or `cancel`; blocks until then."""
+
+    def abandon(self, execution_id: str) -> None:
+        """Stops what is left of the job of an execution whose replica went away (another replica calls it)."""

@@ -4,7 +4,7 @@ import threading
 import time
 
 import docker
-from docker.errors import APIError, ImageNotFound
+from docker.errors import APIError, ImageNotFound, NotFound
 
 from .base import BASE_ENV, MAX_OUTPUT_BYTES, JobResult, JobSpec
 from .sandbox import WORKDIR, Sandbox
@@ -19,6 +19,12 @@ class DockerBackend:
     def __init__(self, image: str, docker_host: str = "", sandbox: Sandbox = Sandbox()):
         self._image, self._sandbox = image, sandbox
         self._client = docker.DockerClient(base_url=docker_host) if docker_host else docker.from_env()
+
+    def abandon(self, execution_id: str) -> None:
+        try:
+            self._client.containers.get(f"envvars-job-{execution_id}").remove(force=True)
+        except NotFound:
+            pass
 
     def run(self, job: JobSpec, cancel: threading.Event) -> JobResult:
         try:

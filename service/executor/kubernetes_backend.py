@@ -80,6 +80,9 @@ class KubernetesBackend:
                 if e.status != 404:
                     raise
 
+    def abandon(self, execution_id: str) -> None:
+        self.delete(f"envvars-{execution_id}")
+
     def run(self, job: JobSpec, cancel: threading.Event) -> JobResult:
         name = self.submit(job)
         try:

@@ -32,6 +32,9 @@ class SubprocessBackend:
         finally:
             self._slots.put(slot)
 
+    def abandon(self, execution_id: str) -> None:
+        """Nothing is left: a sandboxed job dies with its replica (bubblewrap's --die-with-parent)."""
+
     def _run(self, job: JobSpec, argv: list[str], cancel: threading.Event, **popen) -> JobResult:
         try:
             proc = subprocess.Popen(argv, env={**BASE_ENV, **job.env}, stdin=subprocess.DEVNULL,

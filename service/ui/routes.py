@@ -8,7 +8,7 @@ import shlex
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Annotated, Optional
+from typing import Annotated, Optional, get_args
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
@@ -20,9 +20,9 @@ from service.components import Components
 from service.core.callers import admit
 from service.core.env_vars import create_env_var, delete_env_var, get_env_var, list_env_vars, update_env_var
 from service.core.errors import InvalidField, NameTaken, NotFound
-from service.core.executions import get_execution, recent_executions, start_execution
+from service.core.executions import get_execution, list_executions, start_execution
 from service.dependencies import ComponentsDep, SessionDep
-from service.schemas import EnvVarCreate, EnvVarUpdate, ExecutionCreate
+from service.schemas import EnvVarCreate, EnvVarUpdate, ExecutionCreate, ExecutionStatus
 
 from .oidc import IdentityProviderError, LoginAttempt
 from .pages import HOME, render
@@ -33,6 +33,7 @@ PAGE_SIZE = 50
 LOGIN_MAX_SECONDS = 600
 SESSION_MAX_SECONDS = 12 * 3600  # and never past the ID token's own expiry
 FormText = Annotated[str, Form()]
+JOB_STATUSES: tuple[str, ...] = get_args(ExecutionStatus)
 
 
 class LoginRequired(Exception):
@@ -262,7 +263,17 @@ def _job_form(request: Request, v: Viewer, s: Session, status_code: int = 200, *
     choices = list_env_vars(s, v.who, "", 1000, 0).items
     values = {"command": "", "timeout": "", "selected": [], "errors": {}, **values}
     return render(request, "execution_new.html", status_code, v=v, env_vars=choices,
-                  recent=recent_executions(s, v.who, 20), **values)
+                  recent=list_executions(s, v.who, None, 20, 0).items, **values)
+
+
+@router.get("/executions")
+def execution_list(request: Request, v: ViewerDep, s: SessionDep, status: str = "", page: int = 1) -> Response:
+    if status not in JOB_STATUSES:
+        status = ""  # an unknown filter shows every job, as the filter's "any" does
+    page = max(1, min(page, 100_000))
+    result = list_executions(s, v.who, status or None, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    return render(request, "executions.html", v=v, items=result.items, total=result.total, status=status,
+                  statuses=JOB_STATUSES, page=page, pages=max(1, -(-result.total // PAGE_SIZE)))
 
 
 @router.get("/executions/new")

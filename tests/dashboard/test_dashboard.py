@@ -134,6 +134,25 @@ def test_a_user_manages_env_vars_and_runs_a_job(dashboard, new_page):
     assert hashlib.sha256(canary.encode()).hexdigest() in output  # the job really had the value
     shot(page, "10-job-finished")
 
+    # The Jobs page lists it with its state, env var names and times, links to it, and filters by state.
+    job_url = page.url
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Jobs").click()
+    rows = page.get_by_test_id("jobs").locator("tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("succeeded")
+    expect(rows.first).to_contain_text("API_TOKEN, DB_PASSWORD")
+    expect(rows.first.locator("td").nth(4)).not_to_have_text("—")  # started
+    shot(page, "11-jobs")
+    page.get_by_label("State").select_option("failed")
+    page.get_by_role("button", name="Show").click()
+    expect(page).to_have_url(re.compile(r"status=failed"))
+    expect(page.get_by_text("No job is failed.")).to_be_visible()
+    page.get_by_label("State").select_option("succeeded")
+    page.get_by_role("button", name="Show").click()
+    expect(rows).to_have_count(1)
+    rows.first.get_by_role("link").click()
+    expect(page).to_have_url(job_url)
+
     # No planted value anywhere: pages, URLs (so history), responses, the service's log, its database.
     values = (canary, canary2, canary3)
     for v in values:
@@ -243,7 +262,7 @@ def test_every_page_passes_axe_accessibility_checks(dashboard, new_page):
     env_id = page.get_by_role("link", name="Edit AXE_CHECK").get_attribute("href").rsplit("/", 1)[1]
     pages.update({"list": "/dashboard/env-vars", "new": "/dashboard/env-vars/new",
                   "edit": f"/dashboard/env-vars/{env_id}", "delete": f"/dashboard/env-vars/{env_id}/delete",
-                  "job form": "/dashboard/executions/new"})
+                  "job form": "/dashboard/executions/new", "jobs (none)": "/dashboard/executions"})
     found = {}
     for name, path in pages.items():
         if path:
@@ -257,6 +276,9 @@ def test_every_page_passes_axe_accessibility_checks(dashboard, new_page):
     page.get_by_role("button", name="Run").click()
     expect(page.get_by_test_id("state")).to_have_text(re.compile("queued|running"))
     found["job status, running"] = axe.run(page).response["violations"]
+    page.goto(f"{dashboard.url}/dashboard/executions")
+    expect(page.get_by_test_id("jobs").locator("tbody tr")).to_have_count(1)
+    found["jobs"] = axe.run(page).response["violations"]
     problems = {name: [(v["id"], v["impact"], v["help"]) for v in violations]
                 for name, violations in found.items() if violations}
     assert problems == {}

@@ -2,6 +2,7 @@
 configuration (a real `pulumi up`), a JWT issuer serving its JWKS, SQLite and a real PostgreSQL."""
 import json
 import os
+import secrets
 
 import pytest
 from fastapi.testclient import TestClient
@@ -80,6 +81,20 @@ def settings_for(server, outputs, issuer, database_url: str, tmp_path, **extra) 
         **{f"ENVVARS_{k.upper()}": str(v) for k, v in extra.items()},
     }
     return Settings.from_env(env)
+
+
+def process_env(server, outputs, issuer, tmp_path, **extra) -> dict:
+    """The ENVVARS_* settings of a `python -m service` process on this Vault (SQLite in tmp_path unless
+    `extra` says otherwise), its secrets in 0400 files."""
+    settings_for(server, outputs, issuer, "", tmp_path)  # writes the AppRole secret id file (0400)
+    key_file = tmp_path / "session-key"
+    key_file.write_text(secrets.token_urlsafe(32))
+    key_file.chmod(0o400)
+    return {"ENVVARS_VAULT_ADDR": server.address, "ENVVARS_OIDC_ISSUER": issuer.iss,
+            "ENVVARS_OIDC_JWKS_URL": issuer.jwks_url, "ENVVARS_APPROLE_ROLE_ID": outputs["executor_role_id"],
+            "ENVVARS_APPROLE_SECRET_ID_FILE": str(tmp_path / "approle-secret-id"),
+            "ENVVARS_SESSION_KEY_FILE": str(key_file),
+            "ENVVARS_DATABASE_URL": f"sqlite:///{tmp_path}/envvars.db", **extra}
 
 
 def app_clients(server_outputs, issuer, tmp_path):

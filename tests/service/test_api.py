@@ -1,4 +1,5 @@
 """The env-vars API against a real OpenBao configured by the project, with SQLite and PostgreSQL."""
+import datetime
 import hashlib
 import json
 import secrets
@@ -224,15 +225,69 @@ def test_a_canary_value_appears_nowhere_but_in_vault(make_client, issuer, servic
     assert _stored(service_vault, "canary-alice", ev["id"]) == canary + "-2"
 
 
-def test_restart_fails_unfinished_executions(make_client, issuer, tmp_path):
-    url = f"sqlite:///{tmp_path}/restart.db"
+def test_a_replica_starting_leaves_a_live_siblings_job_alone_and_cancels_it(make_client, issuer, tmp_path):
+    url = f"sqlite:///{tmp_path}/replicas.db"
+    first = make_client(url)
+    alice = bearer(issuer, "replica-alice")
+    started = first.post("/api/v2/execution", json={"command": ["sleep", "30"]}, headers=alice).json()
+    _wait_status(first, alice, started["id"], "running")
+    second = make_client(url)  # a second replica on the same database, its sibling alive
+    assert second.get(f"/api/v2/execution/{started['id']}", headers=alice).json()["status"] == "running"
+    # The cancel reaches the replica that is not running the job; the owner stops it.
+    assert second.post(f"/api/v2/execution/{started['id']}/cancel", headers=alice).status_code == 202
+    body = wait_finished(second, alice, started["id"])
+    assert body["status"] == "cancelled" and body["error"] == ""
+
+
+def test_executions_of_a_gone_replica_are_taken_over(make_client, issuer, tmp_path):
+    """A replica that died left one job running and one claimed but not started, their leases expired: the
+    next replica fails the first, naming the replica, and runs the second (it never ran)."""
+    from service.db import Execution, make_engine, migrate, now, session_factory
+
+    url = f"sqlite:///{tmp_path}/gone.db"
+    migrate(url)
+    expired = now() - datetime.timedelta(seconds=60)
+    with session_factory(make_engine(url)).begin() as s:
+        for status, command in (("running", ["sleep", "30"]), ("queued", ["echo", "ran-once"])):
+            s.add(Execution(owner="gone-alice", command=command, status=status, timeout_seconds=60,
+                            claimed_by="pod-7-1234-abcdef", lease_until=expired))
     client = make_client(url)
-    alice = bearer(issuer, "restart-alice")
-    r = client.post("/api/v2/execution", json={"command": ["sleep", "30"]}, headers=alice)
+    alice = bearer(issuer, "gone-alice")
+    listed = client.get("/api/v2/execution", headers=alice).json()["items"]
+    by_command = {tuple(e["command"]): e for e in listed}
+    failed = by_command[("sleep", "30")]
+    assert failed["status"] == "failed"
+    assert "replica pod-7-1234-abcdef stopped renewing its lease" in failed["error"]
+    rerun = wait_finished(client, alice, by_command[("echo", "ran-once")]["id"])
+    assert rerun["status"] == "succeeded" and rerun["output"] == "ran-once\n"
+
+
+def test_listing_executions_newest_first_paged_and_by_status(client, issuer):
+    alice, bob = bearer(issuer, "list-alice"), bearer(issuer, "list-bob")
+    env = _create(client, alice, "LISTED", "v")
+    ids = []
+    for i in range(5):
+        r = client.post("/api/v2/execution", json={"command": ["sh", "-c", f"exit {i % 2}"],
+                                                   "env_var_ids": [env["id"]]}, headers=alice)
+        ids.append(r.json()["id"])
+        wait_finished(client, alice, ids[-1])
+    client.post("/api/v2/execution", json={"command": ["true"]}, headers=bob)
+    page = client.get("/api/v2/execution", params={"limit": 2}, headers=alice).json()
+    assert page["total"] == 5 and [e["id"] for e in page["items"]] == ids[::-1][:2]
+    assert page["items"][0]["env_var_names"] == ["LISTED"] and "output" not in page["items"][0]
+    rest = client.get("/api/v2/execution", params={"limit": 2, "offset": 4}, headers=alice).json()
+    assert [e["id"] for e in rest["items"]] == [ids[0]]
+    failed = client.get("/api/v2/execution", params={"status": "failed"}, headers=alice).json()
+    assert failed["total"] == 2 and {e["id"] for e in failed["items"]} == {ids[1], ids[3]}
+    bad = client.get("/api/v2/execution", params={"status": "done"}, headers=alice)
+    assert bad.status_code == 422 and "status" in bad.text
+    assert client.get("/api/v2/execution", headers=bob).json()["total"] == 1  # never another user's
+
+
+def _wait_status(client, headers, execution_id: str, status: str) -> None:
     import time
 
-    time.sleep(0.5)
-    again = make_client(url)  # a new process on the same database, the old one "died"
-    body = again.get(f"/api/v2/execution/{r.json()['id']}", headers=alice).json()
-    assert body["status"] == "failed" and "restart" in body["error"]
-    client.post(f"/api/v2/execution/{r.json()['id']}/cancel", headers=alice)
+    deadline = time.monotonic() + 30
+    while client.get(f"/api/v2/execution/{execution_id}", headers=headers).json()["status"] != status:
+        assert time.monotonic() < deadline, f"execution {execution_id} never became {status}"
+        time.sleep(0.05)

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from devkit.service_process import start_service, wait_execution
-from tests.service.conftest import bearer, settings_for, wait_finished
+from tests.service.conftest import bearer, process_env, wait_finished
 
 pytestmark = pytest.mark.integration
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -69,18 +69,6 @@ print(json.dumps(got))
 '''
 
 
-def _process_env(server, outputs, issuer, tmp_path, **extra) -> dict:
-    settings_for(server, outputs, issuer, "", tmp_path)  # writes the AppRole secret id file (0400)
-    key_file = tmp_path / "session-key"
-    key_file.write_text(secrets.token_urlsafe(32))
-    key_file.chmod(0o400)
-    return {"ENVVARS_VAULT_ADDR": server.address, "ENVVARS_OIDC_ISSUER": issuer.iss,
-            "ENVVARS_OIDC_JWKS_URL": issuer.jwks_url, "ENVVARS_APPROLE_ROLE_ID": outputs["executor_role_id"],
-            "ENVVARS_APPROLE_SECRET_ID_FILE": str(tmp_path / "approle-secret-id"),
-            "ENVVARS_SESSION_KEY_FILE": str(key_file),
-            "ENVVARS_DATABASE_URL": f"sqlite:///{tmp_path}/envvars.db", **extra}
-
-
 def _run(base, headers, command, env_var_ids=(), timeout=60) -> dict:
     r = requests.post(f"{base}/api/v2/execution", json={"command": command, "env_var_ids": list(env_var_ids)},
                       headers=headers, timeout=10)
@@ -103,7 +91,7 @@ def _attack(service_vault, issuer, tmp_path, destructive=True, **extra) -> tuple
     output, bob's execution, the secrets the attack must not see: bob's value, the service's secret id
     and session key)."""
     server, outputs = service_vault
-    env = _process_env(server, outputs, issuer, tmp_path, **extra)
+    env = process_env(server, outputs, issuer, tmp_path, **extra)
     proc, base = start_service(env, str(tmp_path), str(tmp_path / "service.log"))
     try:
         alice, bob = bearer(issuer, "attacker-alice"), bearer(issuer, "victim-bob")

@@ -152,3 +152,44 @@ def test_choices_are_taken():
                            "ENVVARS_RATE_LIMIT": "5/second", "ENVVARS_PUBLIC_URL": "https://dash.test/base/"})
     assert (s.executor_backend, s.job_network, s.job_proc, s.unsafe_unsandboxed_jobs, s.rate_limit, s.public_url) == \
         ("docker", "none", "none", True, "5/second", "https://dash.test/base")
+
+
+# --- executor take-over (a real SQLite file) ---------------------------------------------------------
+
+def test_only_expired_leases_are_taken_over_and_a_running_jobs_leftovers_are_stopped(tmp_path):
+    import datetime
+
+    from service.db import Execution, make_engine, migrate, now, session_factory
+    from service.executor.runner import Executor
+    from service.metrics import Metrics
+
+    url = f"sqlite:///{tmp_path}/t.db"
+    migrate(url)
+    sessions = session_factory(make_engine(url))
+    past, future = now() - datetime.timedelta(seconds=5), now() + datetime.timedelta(seconds=60)
+    rows = {"ran": dict(status="running", lease_until=past, started_at=past),
+            "waited": dict(status="queued", lease_until=past),
+            "asked": dict(status="running", lease_until=past, started_at=past, cancel_requested=True),
+            "live": dict(status="running", lease_until=future, started_at=past)}
+    with sessions.begin() as s:
+        for key, fields in rows.items():
+            s.add(Execution(id=key, owner="u", command=["x"], timeout_seconds=5, claimed_by="gone-1-abc", **fields))
+
+    class Backend:
+        abandoned: list[str] = []
+
+        def run(self, job, cancel):
+            raise AssertionError("nothing runs here")
+
+        def abandon(self, execution_id):
+            self.abandoned.append(execution_id)
+
+    backend = Backend()
+    assert Executor(sessions, lambda: None, backend, Metrics()).take_over_expired() == 3
+    with sessions() as s:
+        got = {e.id: e for e in s.query(Execution)}
+    assert got["ran"].status == "failed" and "replica gone-1-abc stopped renewing its lease" in got["ran"].error
+    assert (got["waited"].status, got["waited"].claimed_by) == ("queued", None)  # any replica may run it
+    assert got["asked"].status == "cancelled"
+    assert (got["live"].status, got["live"].claimed_by) == ("running", "gone-1-abc")  # its owner is alive
+    assert sorted(backend.abandoned) == ["asked", "ran"]

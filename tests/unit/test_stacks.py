@@ -230,6 +230,8 @@ def test_prod_with_vault_endpoints_bootstraps_configures_and_deploys_the_service
     env = {e["name"]: e["value"] for e in dep["template"]["spec"]["containers"][0]["env"]}
     assert env["ENVVARS_VAULT_ADDR"] == "https://vault-active.vault.svc:8200"
     assert env["ENVVARS_OIDC_JWKS_URL"] == "https://idp.example/keys"
+    # A stopping pod's running jobs get the service's grace to end before Kubernetes kills the pod.
+    assert dep["template"]["spec"]["terminationGracePeriodSeconds"] > int(env["ENVVARS_SHUTDOWN_GRACE_SECONDS"]) > 0
     assert "postgresql://x" not in str(dep)
     assert mocks.named("envvars-credentials").inputs["stringData"]["database-url"] == "postgresql://x"
     assert sorted(outputs) == ["dashboard_url", "executor_role_id", "namespace", "service_internal_url", "service_url",
