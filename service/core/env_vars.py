@@ -11,16 +11,18 @@ across a Vault call (a hung Vault must not block other users' writes):
 A change finding the row claimed waits for nothing: Busy (retry), or NotFound when the row is being deleted.
 A Vault write that got no answer may still be applied later: a create's is undone in the background.
 """
+import json
 import uuid
+from typing import Sequence
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from service.auth import Caller
 from service.components import Components
 from service.db import EnvVar, now
-from service.schemas import EnvVarCreate, EnvVarList, EnvVarOut, EnvVarUpdate
+from service.schemas import EnvVarCreate, EnvVarList, EnvVarOut, EnvVarUpdate, iso_utc
 from service.vault_access import UserVault, VaultDenied, VaultUnanswered, VaultUnavailable
 
 from . import errors
@@ -54,16 +56,31 @@ def _owned(s: Session, who: Caller, env_var_id: str) -> EnvVar:
     return e
 
 
-def list_env_vars(s: Session, who: Caller, q: str, limit: int, offset: int) -> EnvVarList:
-    """A page of the caller's env vars by name (`q`: a substring of the name or description) and how
-    many there are in all."""
+def _page(s: Session, who: Caller, q: str, limit: int, offset: int) -> tuple[Sequence[Row], int]:
     where = [EnvVar.owner == who.user, EnvVar.visible()]
     if q:
         like = f"%{q.lower()}%"
         where.append(func.lower(EnvVar.name).like(like) | func.lower(EnvVar.description).like(like))
     total = s.execute(select(func.count()).select_from(EnvVar).where(*where)).scalar_one()
-    rows = s.scalars(select(EnvVar).where(*where).order_by(EnvVar.name).limit(limit).offset(offset)).all()
-    return EnvVarList(items=[_out(e) for e in rows], total=total)
+    # Columns, not ORM objects: building 1,000 of those was most of a large page's time (bench/).
+    rows = s.execute(select(EnvVar.id, EnvVar.name, EnvVar.description, EnvVar.created_at, EnvVar.updated_at)
+                     .where(*where).order_by(EnvVar.name).limit(limit).offset(offset)).all()
+    return rows, total
+
+
+def list_env_vars(s: Session, who: Caller, q: str, limit: int, offset: int) -> EnvVarList:
+    """A page of the caller's env vars by name (`q`: a substring of the name or description) and how
+    many there are in all."""
+    return EnvVarList.of_rows(*_page(s, who, q, limit, offset))
+
+
+def list_env_vars_json(s: Session, who: Caller, q: str, limit: int, offset: int) -> bytes:
+    """The same page as list_env_vars, as the JSON of an EnvVarList, encoded straight from the rows: a
+    model per row and its encoding were most of a 1,000-row page's time (bench/)."""
+    rows, total = _page(s, who, q, limit, offset)
+    return json.dumps({"items": [{"id": i, "name": n, "description": d, "created_at": iso_utc(c),
+                                  "updated_at": iso_utc(u)} for i, n, d, c, u in rows], "total": total},
+                      ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def get_env_var(s: Session, who: Caller, env_var_id: str) -> EnvVarOut:

@@ -7,6 +7,7 @@ import secrets
 import hvac
 import pytest
 
+from service.schemas import EnvVarList
 from tests.service.conftest import bearer, wait_finished
 
 pytestmark = pytest.mark.integration
@@ -40,8 +41,13 @@ def test_env_var_lifecycle_never_returns_a_value(make_client, issuer, service_va
     assert set(created) == {"id", "name", "description", "created_at", "updated_at"}
     assert _stored(service_vault, user, created["id"]) == value
 
-    listed = client.get(API, headers=alice).json()
-    assert listed["total"] == 1 and listed["items"][0]["name"] == "API_TOKEN"
+    _create(client, alice, "ZONE_NOTE", f"v-{secrets.token_hex(8)}", "ünïcode — and \"quotes\"\n")
+    page = client.get(API, headers=alice)
+    listed = page.json()
+    assert listed["total"] == 2 and listed["items"][0] == created  # the same fields and timestamps as a create
+    # The list is encoded from the rows (service/core/env_vars.py): byte for byte the schema's own encoding.
+    assert EnvVarList.model_validate_json(page.content).model_dump_json().encode() == page.content
+    client.delete(f"{API}/{listed['items'][1]['id']}", headers=alice)
     assert client.get(f"{API}/{created['id']}", headers=alice).json()["description"] == "for the deploy job"
     assert client.get(API, params={"q": "deploy"}, headers=alice).json()["total"] == 1
     assert client.get(API, params={"q": "nothing-like-it"}, headers=alice).json()["total"] == 0

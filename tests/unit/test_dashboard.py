@@ -45,3 +45,20 @@ def test_field_errors_name_the_field_in_the_apis_words():
     assert errors == {"name": "must be a POSIX name", "description": "String should have at most 1024 characters"}
     assert field_errors([{"loc": ("name",), "msg": "String should have at least 1 character",
                           "type": "string_too_short"}]) == {"name": "is required"}
+
+
+@pytest.mark.parametrize("page,pages,links", [(1, 1, []), (1, 3, ["Next"]), (2, 3, ["Previous", "Next"]),
+                                              (3, 3, ["Previous"])])
+def test_the_pager_keeps_the_pages_filter_in_its_links(page, pages, links):
+    import html as markup
+    import re
+
+    from service.ui.pages import templates
+
+    pager = templates.env.get_template("_macros.html").module.pager  # type: ignore[attr-defined]
+    html = str(pager(page, pages, {"status": "failed"}))
+    found = dict((text, href) for href, text in re.findall(r'<a href="([^"]+)">(\w+)</a>', html))
+    assert list(found) == links
+    for text, href in found.items():
+        assert markup.unescape(href) == f"?status=failed&page={page - 1 if text == 'Previous' else page + 1}"
+    assert (f"Page {page} of {pages}" in html) == (pages > 1)
