@@ -1,18 +1,20 @@
 """Engine-neutral image helpers for tools/images.sh, through the Docker Engine API (docker SDK).
 
 Works the same against Docker and against Podman's compatible socket, so no `docker`/`podman` CLI is
-required. Usage: dockerctl.py exists IMAGE | id IMAGE | import IMAGE (tar on stdin) | save IMAGE (tar on
-stdout) | build CONTEXT IMAGE | build-file CONTEXT DOCKERFILE IMAGE [ARG=VALUE...]
+required. Usage: dockerctl.py exists IMAGE | missing IMAGE... (prints the absent ones) | id IMAGE |
+import IMAGE (tar on stdin) | save IMAGE (tar on stdout) | build CONTEXT IMAGE |
+build-file CONTEXT DOCKERFILE IMAGE [ARG=VALUE...]
 """
 import json
 import sys
 
-import docker
 from docker.errors import ImageNotFound
+
+from infra import engine_api
 
 
 def main(argv: list[str]) -> int:
-    client = docker.from_env(timeout=600)
+    client = engine_api.client(timeout=600)
     cmd, *args = argv
     if cmd == "exists":
         try:
@@ -20,6 +22,13 @@ def main(argv: list[str]) -> int:
             return 0
         except ImageNotFound:
             return 1
+    if cmd == "missing":  # one engine connection for several images (tools/images.sh, every toolchain run)
+        for image in args:
+            try:
+                client.images.get(image)
+            except ImageNotFound:
+                print(image)
+        return 0
     if cmd == "import":
         repo, tag = args[0].rsplit(":", 1)
         result = client.api.import_image_from_stream(sys.stdin.buffer, repository=repo, tag=tag)

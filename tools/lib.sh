@@ -3,6 +3,8 @@
 set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The tools' Python scripts import the repository's modules (infra.engine_api), as after sourcing env.sh.
+case ":${PYTHONPATH:-}:" in *":$REPO_ROOT:"*) ;; *) export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" ;; esac
 # Slow builds are cached outside the repo, keyed by version, so a fresh clone reuses them.
 CACHE_DIR=${TOOLCHAIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vault-envvars-toolchain}
 # Everything a run needs at run time (PATH, DOCKER_HOST, Pulumi settings) is written here and sourced.

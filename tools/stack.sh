@@ -35,23 +35,29 @@ case "$ACTION" in
     step "checking what was deployed, as a user would (tools/stack_check.py)"
     python tools/stack_check.py "$STACK" || die "stack $STACK was deployed but does not work (the failing check is above)"
     done_step
+    # The outputs read once (secrets stay "[secret]", as `pulumi stack output NAME` prints them).
+    outputs=$(pulumi stack output --json 2>/dev/null || echo '{}')
+    output() {  # output NAME: prints that output, or fails when the stack has none of that name
+      python3 -c 'import json, sys; o, n = json.loads(sys.argv[1]), sys.argv[2]; print(o[n]) if n in o else sys.exit(1)' \
+        "$outputs" "$1"
+    }
     echo
     echo "Stack $STACK is up. In a shell with the toolchain (source .toolchain/env.sh):"
-    if addr=$(pulumi stack output vault_address 2>/dev/null); then
+    if addr=$(output vault_address); then
       echo "  Vault:  $addr"
       ca=""
-      if pulumi stack output vault_ca_cert >/dev/null 2>&1; then
+      if output vault_ca_cert >/dev/null; then
         ca=".pulumi/$STACK-ca.pem"
-        pulumi stack output vault_ca_cert > "$ca"
+        output vault_ca_cert > "$ca"
         ca=" VAULT_CACERT=$ca"
       fi
       # Only where a root token is kept (dev); prod revokes it, and a k8s:// address is this tool's own.
-      if pulumi stack output vault_root_token >/dev/null 2>&1; then
+      if output vault_root_token >/dev/null; then
         echo "  Try it: export VAULT_ADDR=$addr$ca VAULT_TOKEN=\$(pulumi stack output --show-secrets vault_root_token -s $STACK)"
         echo "          \$BAO_BIN kv put secret/hello who=you && \$BAO_BIN kv get secret/hello"
       fi
     fi
-    if url=$(pulumi stack output service_url 2>/dev/null); then
+    if url=$(output service_url); then
       echo "  Dashboard: $url/dashboard/   sign in with Method \"Username\": alice or bob; their passwords:"
       echo "          pulumi stack output --show-secrets demo_user_passwords -s $STACK"
       echo "  Service: $url   (OpenAPI: $url/docs)"

@@ -81,8 +81,9 @@ bash tools/images.sh | sed 's/^/    /'
 done_step
 
 step "The engine can run the stacks: container DNS by alias, init, published loopback ports"
+# Containers only when something the outcome depends on changed since the last pass (see engine_check.py).
 python tools/engine_check.py "${BASE_IMAGE:-localhost/vault-envvars/debian-python:bookworm-r2}" \
-  || die "the container engine at $DOCKER_HOST lacks what the stacks need (above)"
+  --stamp .toolchain/engine-check.stamp || die "the container engine at $DOCKER_HOST lacks what the stacks need (above)"
 done_step
 
 step "The service's wheels, for its image to install offline"
