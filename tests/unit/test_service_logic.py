@@ -193,3 +193,31 @@ def test_only_expired_leases_are_taken_over_and_a_running_jobs_leftovers_are_sto
     assert got["asked"].status == "cancelled"
     assert (got["live"].status, got["live"].claimed_by) == ("running", "gone-1-abc")  # its owner is alive
     assert sorted(backend.abandoned) == ["asked", "ran"]
+
+
+def test_the_lease_migration_fails_what_an_earlier_version_left_unfinished_and_keeps_the_rest(tmp_path):
+    import os
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+
+    import service.db
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    cfg = Config()
+    cfg.set_main_option("script_location", os.path.join(os.path.dirname(service.db.__file__), "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url)
+    command.upgrade(cfg, "0003")  # the schema of the version before leases
+    engine = create_engine(url)
+    with engine.begin() as c:
+        for key, status in (("q", "queued"), ("r", "running"), ("s", "succeeded")):
+            c.execute(text("insert into executions (id, owner, command, status, timeout_seconds, exit_code, output, "
+                           "error, created_at) values (:id, 'u', '[]', :status, 5, null, '', '', '2026-12-01 10:00:00')"),
+                      {"id": key, "status": status})
+    command.upgrade(cfg, "head")
+    with service.db.session_factory(service.db.make_engine(url))() as s:
+        got = {e.id: e for e in s.query(service.db.Execution)}
+    assert got["q"].status == got["r"].status == "failed" and "upgraded" in got["r"].error
+    assert got["r"].finished_at is not None and got["r"].claimed_by is None
+    assert (got["s"].status, got["s"].error, got["s"].finished_at) == ("succeeded", "", None)

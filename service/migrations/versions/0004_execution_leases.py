@@ -2,9 +2,14 @@
 claimed it for as long as that replica renews its lease, and a cancel is a state every replica sees.
 Indexes for claiming the oldest queued execution and for listing an owner's executions, newest first.
 
+Executions still queued or running under the earlier version belong to no replica (they lived in a
+process's memory): they are failed, saying so, as that version's own start did. None is run twice.
+
 Revision ID: 0004
 Revises: 0003
 """
+import datetime
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -21,6 +26,12 @@ def upgrade() -> None:
         t.add_column(sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()))
     op.create_index("ix_executions_status_created", "executions", ["status", "created_at"])
     op.create_index("ix_executions_owner_created", "executions", ["owner", "created_at"])
+    executions = sa.table("executions", sa.column("status", sa.String), sa.column("error", sa.Text),
+                          sa.column("finished_at", sa.DateTime(timezone=True)))
+    op.execute(executions.update().where(executions.c.status.in_(("queued", "running"))).values(
+        status="failed", finished_at=datetime.datetime.now(datetime.timezone.utc),
+        error="the service was upgraded while this execution was queued or running; it was not run to its end "
+              "under the new version: start it again"))
 
 
 def downgrade() -> None:
