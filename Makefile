@@ -24,8 +24,8 @@ cluster-down:  ## stop the local cluster and restore every host setting it chang
 preview: toolchain
 	@$(WITH_ENV) bash tools/stack.sh preview $(STACK)
 
-test: toolchain  ## the whole suite: unit (mocks), then e2e (real CLI, server, engine)
-	@$(WITH_ENV) python -m pytest $(PYTEST_ARGS)
+test: toolchain  ## every test but the local cluster's (make test-k8s; CI runs both): unit, integration, e2e, browser
+	@$(WITH_ENV) python -m pytest -m "not k8s" $(PYTEST_ARGS)
 
 test-unit: toolchain
 	@$(WITH_ENV) python -m pytest tests/unit $(PYTEST_ARGS)
@@ -39,7 +39,7 @@ typecheck: toolchain  ## mypy over infra/, stacks/, service/, tools/
 check: lint typecheck  ## the fast gate: lint, types and the unit tests (seconds once the toolchain is cached)
 	@$(WITH_ENV) python -m pytest -q -m unit tests/unit $(PYTEST_ARGS)
 
-test-k8s: toolchain  ## only the tests on the local Kubernetes cluster (started and stopped for the run)
+test-k8s: toolchain  ## the tests on the local three-node Kubernetes (started and stopped for the run; it changes host settings)
 	@$(WITH_ENV) python -m pytest -m k8s $(PYTEST_ARGS)
 
 test-e2e: toolchain

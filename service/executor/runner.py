@@ -162,6 +162,8 @@ class Executor:
             except SQLAlchemyError as err:  # the next round tries again; a lease outlives a few rounds
                 log.warning(json.dumps({"event": "executor_database_error", "error": type(err).__name__,
                                         "sqlstate": getattr(getattr(err, "orig", None), "sqlstate", None)}))
+            except Exception:  # noqa: BLE001 (the loop renews every lease of this replica: it must go on)
+                log.exception("executor loop round failed")
 
     # --- claims ---------------------------------------------------------------------------------------------
 
