@@ -75,6 +75,8 @@ class ExecutionEnvVar(Base):
     execution_id: Mapped[str] = mapped_column(ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True)
     env_var_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(128))  # as it was when the execution started
+    # False: its value was too short to be searched for in the output (service/executor/redaction.py).
+    redacted: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 class User(Base):

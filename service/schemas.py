@@ -124,6 +124,8 @@ class ExecutionSummary(_Times):
 
 class ExecutionOut(ExecutionSummary):
     output: str  # redacted
+    # Env vars whose value is too short (under 4 characters) to be searched for in the output.
+    unredacted_env_vars: list[str] = []
 
 
 class ExecutionList(BaseModel):

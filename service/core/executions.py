@@ -21,9 +21,10 @@ def _summary(e: Execution, env_var_names: list[str]) -> dict:
 
 
 def _out(s: Session, e: Execution) -> ExecutionOut:
-    names = s.scalars(select(ExecutionEnvVar.name).where(ExecutionEnvVar.execution_id == e.id)
-                      .order_by(ExecutionEnvVar.name)).all()
-    return ExecutionOut(**_summary(e, list(names)), output=e.output)
+    rows = s.execute(select(ExecutionEnvVar.name, ExecutionEnvVar.redacted)
+                     .where(ExecutionEnvVar.execution_id == e.id).order_by(ExecutionEnvVar.name)).all()
+    return ExecutionOut(**_summary(e, [name for name, _ in rows]), output=e.output,
+                        unredacted_env_vars=[name for name, redacted in rows if not redacted])
 
 
 def _owned(s: Session, who: Caller, execution_id: str) -> Execution:

@@ -39,6 +39,7 @@ from service.schemas import check_name
 from service.vault_access import ExecutorVault, SecretMissing, VaultDenied, VaultUnavailable
 
 from .base import Backend, JobSpec
+from .redaction import redact, unredacted
 
 log = logging.getLogger("service.executor")
 ACTIVE = ("queued", "running")
@@ -51,18 +52,6 @@ def _injectable(name: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def redact(output: str, values: dict[str, str]) -> str:
-    """Every injected value, and every line of a multiline one, replaced by a marker naming the env var."""
-    pieces = []
-    for name, value in values.items():
-        if value:
-            pieces.append((value, name))
-            pieces += [(line, name) for line in value.splitlines() if len(line.strip()) >= 4 and line != value]
-    for piece, name in sorted(pieces, key=lambda p: -len(p[0])):
-        output = output.replace(piece, f"[redacted:{name}]")
-    return output
 
 
 def _when(t: Optional[datetime.datetime]) -> str:
@@ -320,8 +309,9 @@ class Executor:
         else:  # its lease ran out and another replica ended it: that state stands
             log.warning(json.dumps({"event": "execution_taken_over", "execution": execution_id}))
 
-    def _begin(self, execution_id: str) -> bool:
-        """Marks it running, unless it was cancelled or this replica is stopping (it goes back to the queue)."""
+    def _begin(self, execution_id: str, unredacted_names: list[str]) -> bool:
+        """Marks it running, unless it was cancelled or this replica is stopping (it goes back to the queue),
+        and which of its env vars the output cannot hide."""
         job = self._jobs[execution_id]
         with self._sessions.begin() as s:
             if self._stopping.is_set():
@@ -331,6 +321,10 @@ class Executor:
             if matched(s, update(Execution).where(self._mine(execution_id), Execution.status == "queued",
                                                   Execution.cancel_requested.is_(False))
                        .values(status="running", started_at=now())):
+                if unredacted_names:
+                    s.execute(update(ExecutionEnvVar).where(ExecutionEnvVar.execution_id == execution_id,
+                                                            ExecutionEnvVar.name.in_(unredacted_names))
+                              .values(redacted=False))
                 return True
             cancelled = s.scalar(select(Execution.cancel_requested).where(self._mine(execution_id)))
         if cancelled:
@@ -384,7 +378,7 @@ class Executor:
                 self._metrics.vault_errors.labels(operation="executor_read").inc()
                 return self._finish(execution_id, "failed", error=(
                     f"could not read env var {name} from Vault ({err}); the job did not start"))
-        if not self._begin(execution_id):
+        if not self._begin(execution_id, unredacted(values)):
             return
         audit(self._sessions, owner, "execution.run", execution_id, "started", "env_vars=" + ",".join(sorted(values)))
         result = self._backend.run(JobSpec(execution_id, command, values, timeout), job.stop)

@@ -152,6 +152,45 @@ def test_execution_injects_values_byte_exact_and_stores_them_redacted(client, is
         assert f"[redacted:{name}]" in done["output"]
 
 
+# The job prints each common encoding of each value given in argv order, one per line, and a digest.
+PRINT_ENCODED = r"""
+import base64, hashlib, json, os, sys, urllib.parse
+for name in sys.argv[1:]:
+    v = os.environb[name.encode()]
+    s = v.decode()
+    for form in (base64.b64encode(v), base64.b64encode(v).rstrip(b"="), base64.urlsafe_b64encode(v),
+                 base64.urlsafe_b64encode(v).rstrip(b"="), v.hex().encode(), v.hex().upper().encode(),
+                 urllib.parse.quote(s, safe="").encode(), urllib.parse.quote_plus(s).encode(),
+                 json.dumps(s)[1:-1].encode(), json.dumps(s, ensure_ascii=False)[1:-1].encode()):
+        print(name, form.decode())
+    print(name, "sha256", hashlib.sha256(v).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("backend", ["subprocess", "docker"])
+def test_encoded_forms_of_a_value_never_reach_the_stored_output(make_client, issuer, backend):
+    """A job printing base64, hex, percent- and JSON-encoded forms of a canary: none is stored. Redaction is
+    the executor's, whatever the backend; both backends that run without a cluster are used."""
+    client = make_client(executor_backend=backend)
+    alice = bearer(issuer, f"encoded-{backend}")
+    canary = f"c4n4ry-{secrets.token_hex(6)} \"q\" é/+~?>\nsecond-line-{secrets.token_hex(4)}"
+    values = {"CANARY": canary, "FLAG": "on"}
+    ids = [_create(client, alice, name, value)["id"] for name, value in values.items()]
+    r = client.post("/api/v2/execution", json={"command": ["python3", "-c", PRINT_ENCODED, *values],
+                                               "env_var_ids": ids}, headers=alice)
+    done = wait_finished(client, alice, r.json()["id"], timeout=60)
+    assert done["status"] == "succeeded", done
+    lines = done["output"].splitlines()
+    assert f"CANARY sha256 {hashlib.sha256(canary.encode()).hexdigest()}" in lines  # the job had the value
+    canary_forms = [line.split(" ", 1)[1] for line in lines if line.startswith("CANARY ") and "sha256" not in line]
+    assert canary_forms and set(canary_forms) == {"[redacted:CANARY]"}, canary_forms
+    for line in canary.splitlines():
+        assert line not in done["output"]
+    # "on" is too short to search for: its forms stay (its base64 is "b24="), and the execution says so.
+    assert done["unredacted_env_vars"] == ["FLAG"]
+    assert "FLAG b24=" in lines
+
+
 def test_a_missing_value_fails_before_the_job_starts_naming_it(client, issuer, service_vault, tmp_path):
     alice = bearer(issuer, "missing-alice")
     ev = _create(client, alice, "GONE", "will vanish")

@@ -1,7 +1,7 @@
 """The service's pure logic, no server: output redaction, env var names, settings from the environment."""
 import pytest
 
-from service.executor.runner import redact
+from service.executor.redaction import redact, unredacted
 from service.schemas import check_name
 from service.settings import Settings, SettingsError
 
@@ -34,6 +34,43 @@ def test_a_line_padded_with_blanks_counts_its_characters_only():
 @pytest.mark.parametrize("values", [{}, {"EMPTY": ""}])
 def test_nothing_to_redact_leaves_the_output_as_it_is(values):
     assert redact("plain output\n", values) == "plain output\n"
+
+
+def _forms(value: str) -> dict[str, str]:
+    import base64
+    import json
+    import urllib.parse
+
+    raw = value.encode()
+    return {"base64": base64.b64encode(raw).decode(), "base64, no padding": base64.b64encode(raw).decode().rstrip("="),
+            "base64url": base64.urlsafe_b64encode(raw).decode(),
+            "base64url, no padding": base64.urlsafe_b64encode(raw).decode().rstrip("="),
+            "hex": raw.hex(), "HEX": raw.hex().upper(), "percent": urllib.parse.quote(value, safe=""),
+            "form": urllib.parse.quote_plus(value), "json": json.dumps(value)[1:-1],
+            "json, ascii": json.dumps(value, ensure_ascii=True)[1:-1]}
+
+
+# ~?> in the value: its base64 differs from its base64url; quotes, a space and é: the escapes differ too.
+ENCODED = 'c4n4ry "quoted" é~?>/+ end'
+
+
+@pytest.mark.parametrize("form", sorted(_forms(ENCODED)))
+def test_each_encoded_form_of_a_value_is_hidden(form):
+    encoded = _forms(ENCODED)[form]
+    assert redact(f"leak: {encoded} :end", {"TOKEN": ENCODED}) == "leak: [redacted:TOKEN] :end"
+
+
+def test_each_line_of_a_multiline_value_is_hidden_in_its_encoded_forms_too():
+    value = "-----BEGIN KEY-----\nline-two-of-key\n-----END KEY-----"
+    out = redact("\n".join(_forms("line-two-of-key").values()), {"KEY": value})
+    assert set(out.split("\n")) == {"[redacted:KEY]"}
+
+
+def test_a_value_shorter_than_the_minimum_is_not_searched_for_and_is_named():
+    values = {"FLAG": "on", "PADDED": "  ab ", "TOKEN": "long-enough"}
+    assert redact("turn on: on, ab, long-enough", values) == "turn on: on, ab, [redacted:TOKEN]"
+    assert unredacted(values) == ["FLAG", "PADDED"]
+    assert unredacted({"EMPTY": ""}) == []  # nothing to hide
 
 
 # --- check_name ------------------------------------------------------------------------------------
