@@ -80,12 +80,6 @@ class EnvVarList(BaseModel):
     items: list[EnvVarOut]
     total: int
 
-    @classmethod
-    def of_rows(cls, rows, total: int) -> "EnvVarList":
-        """From trusted (id, name, description, created_at, updated_at) rows of the database."""
-        return cls(total=total, items=[EnvVarOut(id=i, name=n, description=d, created_at=c, updated_at=u)
-                                       for i, n, d, c, u in rows])
-
 
 class ExecutionCreate(_Strict):
     command: list[str] = Field(min_length=1, max_length=64)

@@ -71,7 +71,9 @@ def _page(s: Session, who: Caller, q: str, limit: int, offset: int) -> tuple[Seq
 def list_env_vars(s: Session, who: Caller, q: str, limit: int, offset: int) -> EnvVarList:
     """A page of the caller's env vars by name (`q`: a substring of the name or description) and how
     many there are in all."""
-    return EnvVarList.of_rows(*_page(s, who, q, limit, offset))
+    rows, total = _page(s, who, q, limit, offset)
+    return EnvVarList(total=total, items=[EnvVarOut(id=i, name=n, description=d, created_at=c, updated_at=u)
+                                          for i, n, d, c, u in rows])
 
 
 def list_env_vars_json(s: Session, who: Caller, q: str, limit: int, offset: int) -> bytes:
