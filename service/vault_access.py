@@ -288,4 +288,5 @@ class VaultGateway:
                 cert = tls.getpeercert()
         except (OSError, ssl.SSLError):
             return None
-        return float(ssl.cert_time_to_seconds(cert["notAfter"])) if cert else None
+        not_after = cert.get("notAfter") if cert else None
+        return float(ssl.cert_time_to_seconds(not_after)) if isinstance(not_after, str) else None
