@@ -22,7 +22,7 @@ class Unauthenticated(Exception):
         self.reason = reason
 
 
-def _reason(e: "jwt.PyJWTError") -> str:
+def _reason(e: jwt.PyJWTError) -> str:
     # Subclasses first: InvalidSignatureError is a DecodeError, the connection error a PyJWKClientError.
     for kind, reason in ((jwt.PyJWKClientConnectionError, "jwks_unavailable"), (jwt.PyJWKClientError, "unknown_key"),
                          (jwt.InvalidSignatureError, "bad_signature"), (jwt.DecodeError, "malformed"),
