@@ -184,3 +184,27 @@ def test_vault_state_and_certificate_expiry_as_the_service_sees_them(tls_dev_vau
         assert [sample(samples, f"envvars_vault_{g}") for g in ("reachable", "sealed", "active")] == [0.0, 0.0, 0.0]
         assert sample(samples, expiry, certificate="vault_server") is None  # no handshake, no guess
         assert sample(samples, expiry, certificate="vault_ca") == _not_after(tls_dev_vault.ca_file)
+
+
+def test_a_dashboard_session_outliving_its_token_is_counted_as_expired(client, issuer):
+    codec = client.app.state.components.cookies
+    stale = codec.dump({"t": issuer.token("metrics-dash-alice", ttl=-60), "c": "csrf", "n": "alice"})
+    client.cookies.set("envvars_session", stale, path="/dashboard")
+    r = client.get("/dashboard/env-vars", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/dashboard/login")
+    _, samples = scrape(client)
+    assert sample(samples, "envvars_auth_failures_total", reason="expired") == 1.0
+
+
+def test_rate_limited_and_not_found_requests_by_route_template(make_client, issuer):
+    client = make_client(rate_limit="3/minute")
+    alice = bearer(issuer, "metrics-busy-alice")
+    unknown = f"{API}/{secrets.token_hex(16)}"
+    statuses = [client.get(unknown, headers=alice).status_code for _ in range(5)]
+    assert statuses == [404, 404, 404, 429, 429]
+    text, samples = scrape(client)
+    assert sample(samples, "envvars_rate_limited_total") == 2.0
+    route = f"{API}/{{env_var_id}}"  # the template: never the id asked for
+    assert sample(samples, "envvars_http_request_seconds_count", method="GET", route=route, status="404") == 3.0
+    assert sample(samples, "envvars_http_request_seconds_count", method="GET", route=route, status="429") == 2.0
+    assert unknown.rsplit("/", 1)[1] not in text and "metrics-busy-alice" not in text
