@@ -9,8 +9,29 @@ from jwt import PyJWKClient
 USER_RE = re.compile(r"[A-Za-z0-9._@-]{1,128}")
 
 
+# Why a token was refused: the `reason` label of envvars_auth_failures_total, a fixed set (never the token,
+# its subject or the library's message).
+AUTH_FAILURE_REASONS = ("missing_token", "malformed", "unknown_key", "jwks_unavailable", "bad_signature",
+                        "expired", "not_yet_valid", "wrong_audience", "wrong_issuer", "missing_claim",
+                        "bad_subject", "invalid", "vault_login_refused", "vault_token_refused")
+
+
 class Unauthenticated(Exception):
-    pass
+    def __init__(self, message: str, reason: str = "invalid"):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _reason(e: jwt.PyJWTError) -> str:
+    # Subclasses first: InvalidSignatureError is a DecodeError, the connection error a PyJWKClientError.
+    for kind, reason in ((jwt.PyJWKClientConnectionError, "jwks_unavailable"), (jwt.PyJWKClientError, "unknown_key"),
+                         (jwt.InvalidSignatureError, "bad_signature"), (jwt.DecodeError, "malformed"),
+                         (jwt.ExpiredSignatureError, "expired"), (jwt.ImmatureSignatureError, "not_yet_valid"),
+                         (jwt.InvalidAudienceError, "wrong_audience"), (jwt.InvalidIssuerError, "wrong_issuer"),
+                         (jwt.MissingRequiredClaimError, "missing_claim")):
+        if isinstance(e, kind):
+            return reason
+    return "invalid"
 
 
 @dataclass(frozen=True)
@@ -28,7 +49,7 @@ class TokenVerifier:
     def verify(self, authorization: str) -> Caller:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise Unauthenticated("a Bearer token is required")
+            raise Unauthenticated("a Bearer token is required", "missing_token")
         return Caller(user=self.claims(token)["sub"], token=token)
 
     def claims(self, token: str) -> dict:
@@ -39,10 +60,10 @@ class TokenVerifier:
                                 audience=self._audience, issuer=self._issuer,
                                 options={"require": ["exp", "iat", "sub", "iss", "aud"]})
         except jwt.PyJWKClientError as e:
-            raise Unauthenticated("the token's signing key is unknown") from e
+            raise Unauthenticated("the token's signing key is unknown", _reason(e)) from e
         except jwt.PyJWTError as e:
-            raise Unauthenticated(f"invalid token: {type(e).__name__}") from e
+            raise Unauthenticated(f"invalid token: {type(e).__name__}", _reason(e)) from e
         claims["sub"] = str(claims["sub"])
         if not USER_RE.fullmatch(claims["sub"]):
-            raise Unauthenticated("the token's subject is not a usable user id")
+            raise Unauthenticated("the token's subject is not a usable user id", "bad_subject")
         return claims

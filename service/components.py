@@ -11,7 +11,7 @@ from service.db import make_engine, migrate, session_factory
 from service.executor.runner import Executor, ExecutorTiming
 from service.executor.sandbox import Sandbox, SandboxLimits
 from service.identity import IdentityRegistry
-from service.metrics import Metrics
+from service.metrics import Metrics, StateCollector
 from service.rate_limit import RateLimit
 from service.settings import Settings
 from service.ui.oidc import OidcClient
@@ -74,6 +74,8 @@ def build_components(settings: Settings, backend=None) -> Components:
     gateway = VaultGateway(settings.vault_addr, settings.vault_ca_file, settings.kv_mount, settings.jwt_mount,
                            settings.jwt_role, settings.approle_mount, timeout=settings.vault_timeout_seconds)
     metrics = Metrics()
+    metrics.watch(StateCollector(sessions, gateway.status, gateway.server_certificate_expiry,
+                                 tls_cert_file=settings.tls_cert_file, vault_ca_file=settings.vault_ca_file))
     executor_vault = None
 
     def vault_for_executor():

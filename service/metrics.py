@@ -1,5 +1,28 @@
-"""Prometheus metrics of the service (never a value, never a user's env var name in a label)."""
+"""Prometheus metrics of the service (never a value, never a user's env var name, never a user id in a label).
+
+Counters and the latency histogram are updated where things happen. The state the alerts need (env vars
+per user, Vault's seal state as this replica sees it, certificate expiry) is read when /metrics is scraped
+(`StateCollector`), so it is as fresh as the scrape and costs nothing between scrapes."""
+import json
+import logging
+from typing import Callable, Iterator, Optional
+
+from cryptography import x509
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import sessionmaker
+
+from service.auth import AUTH_FAILURE_REASONS
+from service.db import EnvVar
+
+log = logging.getLogger("service")
+
+# Buckets of envvars_env_vars_per_user: how many users hold up to 1, 2, 5, ... env vars. A fixed number of
+# series whatever the number of users (one series per user would grow without bound and name users).
+PER_USER_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
 class Metrics:
@@ -16,3 +39,75 @@ class Metrics:
                                         registry=self.registry)
         self.rate_limited = Counter("envvars_rate_limited_total", "Requests refused by the rate limit",
                                     registry=self.registry)
+        self.auth_failures = Counter("envvars_auth_failures_total",
+                                     "Refused authentications (API tokens, dashboard sign-ins, Vault logins) by reason",
+                                     ["reason"], registry=self.registry)
+        for reason in AUTH_FAILURE_REASONS:  # every series exists from the start: rate() sees the first failure
+            self.auth_failures.labels(reason=reason)
+
+    def auth_failed(self, reason: str) -> None:
+        self.auth_failures.labels(reason=reason if reason in AUTH_FAILURE_REASONS else "invalid").inc()
+
+    def watch(self, state: "StateCollector") -> None:
+        self.registry.register(state)
+
+
+def certificate_expiry(pem_file: str) -> Optional[float]:
+    """The earliest notAfter (unix seconds) of the certificates in a PEM file (a bundle expires with its
+    first certificate); None when there is none or the file cannot be read."""
+    try:
+        with open(pem_file, "rb") as f:
+            certs = x509.load_pem_x509_certificates(f.read())
+    except (OSError, ValueError):
+        return None
+    return min(c.not_valid_after_utc.timestamp() for c in certs) if certs else None
+
+
+class StateCollector(Collector):
+    """Read at each scrape: env vars per user (one grouped query), Vault's state as this replica sees it
+    (its /v1/sys/health), and the expiry of the certificates the service serves and trusts."""
+
+    def __init__(self, sessions: sessionmaker, vault_status: Callable, vault_server_expiry: Callable[[], Optional[float]],
+                 tls_cert_file: str = "", vault_ca_file: str = ""):
+        self._sessions, self._vault_status, self._vault_server_expiry = sessions, vault_status, vault_server_expiry
+        self._tls_cert_file, self._vault_ca_file = tls_cert_file, vault_ca_file
+
+    def collect(self) -> Iterator[Metric]:
+        per_user = self._per_user()
+        if per_user is not None:
+            yield per_user
+        status = self._vault_status()
+        for name, doc, value in (
+                ("envvars_vault_reachable", "1 if Vault answered the service's health check", status.reachable),
+                ("envvars_vault_sealed", "1 if the Vault node the service talks to answered sealed", status.sealed),
+                ("envvars_vault_active", "1 if the Vault node the service talks to answered as the active node",
+                 status.active)):
+            yield GaugeMetricFamily(name, doc, value=int(value))
+        expiry = GaugeMetricFamily("envvars_tls_certificate_expiry_timestamp_seconds",
+                                   "When a certificate expires (unix seconds): the service's own (service), the "
+                                   "CA it trusts for Vault (vault_ca), the one Vault presents (vault_server)",
+                                   labels=["certificate"])
+        for label, when in (("service", self._tls_cert_file and certificate_expiry(self._tls_cert_file)),
+                            ("vault_ca", self._vault_ca_file and certificate_expiry(self._vault_ca_file)),
+                            ("vault_server", self._vault_server_expiry())):
+            if when:
+                expiry.add_metric([label], when)
+        yield expiry
+
+    def _per_user(self) -> Optional[HistogramMetricFamily]:
+        """How many users hold how many env vars, counted by the database: one row per distinct count."""
+        per_owner = select(func.count().label("n")).select_from(EnvVar).group_by(EnvVar.owner).subquery()
+        try:
+            with self._sessions() as s:
+                rows = s.execute(select(per_owner.c.n, func.count()).group_by(per_owner.c.n)).all()
+        except SQLAlchemyError as err:  # the scrape still reports the rest
+            log.warning(json.dumps({"event": "metrics_database_error", "error": type(err).__name__}))
+            return None
+        buckets, users, total = [], sum(u for _, u in rows), sum(n * u for n, u in rows)
+        for bound in PER_USER_BUCKETS:
+            buckets.append((str(float(bound)), sum(u for n, u in rows if n <= bound)))
+        buckets.append(("+Inf", users))
+        return HistogramMetricFamily("envvars_env_vars_per_user",
+                                     "Users by the number of env vars they hold (count: users with any; sum: env vars)",
+                                     buckets=buckets, sum_value=total)
+

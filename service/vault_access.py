@@ -2,8 +2,12 @@
 log names the user); the executor reads with its AppRole, renewing its token and logging in again when it
 expires. Errors carry no value and no token."""
 import hashlib
+import socket
+import ssl
 import threading
 import time
+import urllib.parse
+from dataclasses import dataclass
 from typing import Optional
 
 import hvac
@@ -204,6 +208,14 @@ class ExecutorVault:
             raise _translate(e) from e
 
 
+@dataclass(frozen=True)
+class VaultStatus:
+    """What the Vault address answers on /v1/sys/health: the node behind it, as the service sees it."""
+    reachable: bool
+    sealed: bool = False
+    active: bool = False
+
+
 class VaultGateway:
     def __init__(self, addr: str, ca_file: str = "", kv_mount: str = "secret", jwt_mount: str = "jwt",
                  jwt_role: str = "user", approle_mount: str = "approle", timeout: int = 10,
@@ -246,13 +258,35 @@ class VaultGateway:
     def executor(self, role_id: str, secret_id: str) -> ExecutorVault:
         return ExecutorVault(self, role_id, secret_id)
 
+    def status(self) -> VaultStatus:
+        # Without standbyok: 200 active, 429 standby, 473 performance standby, 503 sealed, 501 uninitialised.
+        try:
+            r = requests.get(f"{self.addr}/v1/sys/health", timeout=3, verify=self.ca_file or True)
+        except requests.RequestException:
+            return VaultStatus(reachable=False)
+        if r.status_code in (200, 429, 473):
+            return VaultStatus(reachable=True, active=r.status_code == 200)
+        if r.status_code == 503:
+            return VaultStatus(reachable=True, sealed=True)
+        return VaultStatus(reachable=False)
+
     def health(self) -> str:
         """"ok", "sealed" or "unreachable"."""
+        status = self.status()
+        return "sealed" if status.sealed else "ok" if status.reachable else "unreachable"
+
+    def server_certificate_expiry(self) -> Optional[float]:
+        """notAfter (unix seconds) of the certificate Vault presents, verified as every call verifies it;
+        None over plain HTTP or when no verified handshake is possible."""
+        url = urllib.parse.urlsplit(self.addr)
+        if url.scheme != "https" or not url.hostname:
+            return None
+        ctx = ssl.create_default_context(cafile=self.ca_file or None)
         try:
-            r = requests.get(f"{self.addr}/v1/sys/health", params={"standbyok": "true"}, timeout=3,
-                             verify=self.ca_file or True)
-        except requests.RequestException:
-            return "unreachable"
-        if r.status_code in (200, 429, 473):
-            return "ok"
-        return "sealed" if r.status_code == 503 else "unreachable"
+            with socket.create_connection((url.hostname, url.port or 443), timeout=3) as raw, \
+                    ctx.wrap_socket(raw, server_hostname=url.hostname) as tls:
+                cert = tls.getpeercert()
+        except (OSError, ssl.SSLError):
+            return None
+        not_after = cert.get("notAfter") if cert else None
+        return float(ssl.cert_time_to_seconds(not_after)) if isinstance(not_after, str) else None

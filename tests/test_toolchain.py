@@ -103,3 +103,16 @@ def test_engine_check_refuses_a_network_without_container_dns(toolchain):
     assert "cannot resolve each other by alias" in out.stderr and "aardvark-dns" in out.stderr
     left = subprocess.run(["podman", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True).stdout
     assert "engine-check-" not in left
+
+
+def test_promtool_and_amtool_installed_without_their_daemons(toolchain):
+    """Debian's prometheus and prometheus-alertmanager give the rules' tests their tools; their daemons
+    were not enabled for boot (tools/lib.sh, apt_install_tools; that the install starts none is its
+    policy-rc.d's doing, not checkable afterwards on a machine whose tests run Prometheus themselves)."""
+    for tool in ("promtool", "amtool"):
+        out = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+    sysv = os.listdir("/etc/rc2.d") if os.path.isdir("/etc/rc2.d") else []
+    for unit in ("prometheus", "prometheus-alertmanager", "prometheus-node-exporter"):
+        assert not os.path.exists(f"/etc/systemd/system/multi-user.target.wants/{unit}.service"), unit
+        assert not [f for f in sysv if re.fullmatch(rf"S\d\d{re.escape(unit)}", f)], unit

@@ -36,3 +36,32 @@ apt_install() {  # apt_install PKG...: installs only the missing ones
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 }
+apt_install_tools() {  # apt_install_tools PKG...: packages wanted for their command-line tools only
+  # Their daemons must not run on the developer's machine (a Prometheus on :9090 would also take a port
+  # the stacks may publish). Their postinst starts them through invoke-rc.d (SysV) or deb-systemd-invoke
+  # (systemd), both of which ask /usr/sbin/policy-rc.d: one refusing every start (exit 101) is in place
+  # for the install unless the host has its own, and what the postinst enabled for boot is disabled.
+  # Recommends (prometheus recommends prometheus-node-exporter, another daemon) are not installed.
+  local missing=() p policy=/usr/sbin/policy-rc.d ours="" rc=0
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  need apt-get "install Debian packages ${missing[*]} by hand on a non-Debian system"
+  if [ ! -e "$policy" ]; then
+    # removed however the install ends, an interruption too (later installs must start their daemons)
+    trap "as_root rm -f $policy" EXIT
+    as_root sh -c "printf '#!/bin/sh\\nexit 101\\n' > $policy && chmod 0755 $policy"
+    ours=1
+  fi
+  as_root apt-get update -qq || rc=$?
+  [ $rc -eq 0 ] && { DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null || rc=$?; }
+  [ -n "$ours" ] && { as_root rm -f "$policy"; trap - EXIT; }
+  [ $rc -eq 0 ] || die "apt-get install ${missing[*]} failed (exit $rc)"
+  for p in "${missing[@]}"; do
+    # systemctl edits the links without a running systemd; without systemctl, the link is all there is
+    if command -v systemctl >/dev/null 2>&1; then as_root systemctl disable --quiet "$p.service" >/dev/null 2>&1 || true
+    else as_root rm -f "/etc/systemd/system/multi-user.target.wants/$p.service"; fi
+    [ -x "/etc/init.d/$p" ] && { as_root update-rc.d "$p" disable >/dev/null 2>&1 || true; }
+  done
+  return 0
+}

@@ -4,7 +4,7 @@
 #   Pulumi engine + Python language host + kubernetes plugin, built from Go modules (cached by version)
 #   etcd + kube-apiserver for the prod stack's tests, built from Go modules (cached by version)
 #   PostgreSQL (Debian) for the service's tests, bubblewrap (Debian) for its jobs' sandbox, Chromium
-#   (Debian) for the dashboard's browser tests
+#   (Debian) for the dashboard's browser tests, promtool and amtool (Debian) for the alert rules' tests
 #   A Docker-compatible engine (a running Docker, else Podman serving the Docker API on a socket), checked
 #   for what the stacks need (tools/engine_check.py: container DNS by alias, init, published loopback ports)
 #   The images no registry here can give (Debian+python base, OpenBao server)
@@ -65,6 +65,10 @@ done_step "$(bwrap --version)"
 step "Chromium (Debian) for the dashboard's browser tests (Playwright drives it; it downloads no browser)"
 apt_install chromium
 done_step "$(/usr/bin/chromium --version 2>/dev/null)"
+
+step "promtool and amtool (Debian prometheus, prometheus-alertmanager) for the alert rules' unit tests"
+apt_install_tools prometheus prometheus-alertmanager
+done_step "$(promtool --version 2>&1 | head -n1 | cut -d' ' -f1-3), $(amtool --version 2>&1 | head -n1 | cut -d' ' -f1-3)"
 
 step "containerd, runc, CNI plugins, iptables, nftables, conntrack (Debian) for the local cluster"
 bash tools/cluster.sh packages

@@ -13,6 +13,7 @@ def caller(request: Request, c: ComponentsDep) -> Caller:
     try:
         who = c.verifier.verify(request.headers.get("authorization", ""))
     except Unauthenticated as e:
+        c.metrics.auth_failed(e.reason)
         raise HTTPException(401, str(e), headers={"WWW-Authenticate": "Bearer"}) from None
     return admit(c, who)
 

@@ -14,6 +14,7 @@ def user_vault(c: Components, who: Caller) -> UserVault:
         c.metrics.vault_errors.labels(operation="login").inc()
         raise errors.VaultUnavailable(f"{err}; nothing was changed") from None
     except VaultDenied:
+        c.metrics.auth_failed("vault_login_refused")
         raise errors.VaultRefused("Vault refused your token (revoked or expired); sign in again") from None
 
 
@@ -26,4 +27,5 @@ def vault_error(err: Exception, outcome: str) -> errors.DomainError:
 def vault_failed(c: Components, who: Caller, operation: str, err: Exception) -> None:
     c.metrics.vault_errors.labels(operation=operation).inc()
     if isinstance(err, VaultDenied):
+        c.metrics.auth_failed("vault_token_refused")
         c.gateway.forget(who.token)  # a revoked or unknown session: the next request logs in afresh

@@ -364,6 +364,8 @@ class Executor:
         if foreign:
             audit(self._sessions, owner, "execution.start", execution_id, "refused",
                   "env_var_ids=" + ",".join(sorted(foreign)))
+            if any(found is None for _ref, found, _who, _name in refs):  # deleted after the job was queued
+                self._metrics.missing_env_vars.inc()
             return self._finish(execution_id, "failed", error=(
                 f"env var {foreign[0]} does not exist or does not belong to {owner}; the job did not start"))
         values = {}

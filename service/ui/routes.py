@@ -57,7 +57,8 @@ def viewer(request: Request, c: ComponentsDep) -> Viewer:
         raise LoginRequired(next_path)
     try:
         claims = c.verifier.claims(data["t"])
-    except Unauthenticated:
+    except Unauthenticated as e:  # most often a session outliving its token: counted, then a fresh sign-in
+        c.metrics.auth_failed(e.reason)
         raise LoginRequired(next_path) from None
     return Viewer(admit(c, Caller(claims["sub"], data["t"])), data["c"], data["n"])
 
@@ -149,6 +150,7 @@ def callback(request: Request, c: ComponentsDep, code: str = "", state: str = ""
     except IdentityProviderError as e:
         return render(request, "message.html", 502, title="Sign-in failed", message=str(e), link=again)
     except Unauthenticated as e:
+        c.metrics.auth_failed(e.reason)
         return render(request, "message.html", 401, title="Sign-in failed", message=f"The ID token was refused: {e}.",
                       link=again)
     if not hmac.compare_digest(str(claims.get("nonce", "")).encode(), attempt.nonce.encode()):
