@@ -152,9 +152,9 @@ class ImportEntry(BaseModel):
     line: int = Field(description="The line the entry starts on (1-based)")
     name: Optional[str] = Field(description="None for a line that is not NAME=value")
     status: ImportStatus
-    reason: str = Field("", description="Why an invalid, reserved or duplicate entry is refused")
-    env_var_id: Optional[str] = Field(None, description="An existing name's env var")
-    decision: Optional[ImportDecision] = Field(None, description="The decision given for an existing name")
+    reason: str = Field(default="", description="Why an invalid, reserved or duplicate entry is refused")
+    env_var_id: Optional[str] = Field(default=None, description="An existing name's env var")
+    decision: Optional[ImportDecision] = Field(default=None, description="The decision given for an existing name")
 
 
 class ImportPreview(BaseModel):

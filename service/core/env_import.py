@@ -33,8 +33,18 @@ from sqlalchemy.orm import Session
 from service.auth import Caller
 from service.components import Components
 from service.db import EnvVar, now
-from service.schemas import (MAX_NAME, NAME_RE, ImportDecision, ImportedEntry, ImportEntry, ImportPreview,
-                             ImportResult, check_name, reserved)
+from service.schemas import (
+    MAX_NAME,
+    NAME_RE,
+    ImportDecision,
+    ImportedEntry,
+    ImportEntry,
+    ImportPreview,
+    ImportResult,
+    ImportStatus,
+    check_name,
+    reserved,
+)
 from service.vault_access import UserVault, VaultDenied, VaultUnanswered, VaultUnavailable
 
 from . import errors
@@ -101,15 +111,15 @@ def _usable(name: str) -> bool:
     return bool(NAME_RE.fullmatch(name)) and len(name) <= MAX_NAME
 
 
-def _name_problem(name: str) -> tuple[str, str]:
-    """("", "") for a usable name, else (status, why)."""
+def _name_problem(name: str) -> tuple[ImportStatus, str]:
+    """("new", "") for a usable name, else (status, why)."""
     if _usable(name) and reserved(name):
         return "reserved", "is reserved (it would change how a job runs)"
     try:
         check_name(name)
     except ValueError as e:
         return "invalid", f"name {e}"
-    return "", ""
+    return "new", ""
 
 
 def _value_problem(value: str, max_bytes: int) -> str:
@@ -145,7 +155,9 @@ def plan(s: Session, c: Components, who: Caller, text: str, decisions: dict[str,
     if len(parsed) > MAX_ENTRIES:
         raise errors.InvalidField("text", f"has {len(parsed)} entries; an import takes at most {MAX_ENTRIES}")
     existing = _existing(s, who, {p.name for p in parsed if p.name and _usable(p.name)})
-    entries, problems, first_line = [], [], {}
+    entries: list[ImportEntry] = []
+    problems: list[tuple[list, str]] = []
+    first_line: dict[str, int] = {}
     for p in parsed:
         e = ImportEntry(line=p.line, name=_shown(p.name) if p.name is not None else None, status="new")
         if p.name is None:
@@ -155,9 +167,10 @@ def plan(s: Session, c: Components, who: Caller, text: str, decisions: dict[str,
         else:
             first_line[p.name] = p.line
             status, why = _name_problem(p.name)
-            why = why or _value_problem(p.value or "", c.settings.value_max_bytes)
+            if not why:
+                status, why = "invalid", _value_problem(p.value or "", c.settings.value_max_bytes)
             if why:
-                e.status, e.reason = status or "invalid", why
+                e.status, e.reason = status, why
             elif p.name in existing:
                 e.status, e.env_var_id, e.decision = "existing", existing[p.name], decisions.get(p.name)
         entries.append(e)
@@ -197,7 +210,7 @@ def apply(s: Session, c: Components, who: Caller, text: str, decisions: dict[str
     if p.problems:
         raise ImportRefused(p.problems)
     steps, skipped = [], []
-    for parsed, e in zip(p.parsed, p.entries):
+    for parsed, e in zip(p.parsed, p.entries, strict=True):
         assert parsed.name is not None and parsed.value is not None  # noqa: S101 (no problems: every entry has both)
         if decisions.get(parsed.name) == "skip":  # an existing name, or one given a decision anyway
             skipped.append(ImportedEntry(line=e.line, name=parsed.name, env_var_id=e.env_var_id, action="skipped"))
