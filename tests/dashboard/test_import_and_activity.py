@@ -1,19 +1,26 @@
 """The Import page and the Activity page in Chromium: paste a .env file, preview it (names and statuses only),
 be refused until an existing name is decided, choose overwrite, import; upload a file with CR LF inside a
-value; the values reach a job byte-exact (by hash); the activity lists it all, paged. No planted value ever
+value; the values reach a job byte-exact (by hash); the activity lists it all, paged for a busy user. No planted value ever
 reaches a page, a URL, a response, the service's log or its database; axe-core checks every state."""
 import hashlib
+import os
 import re
 import secrets
 
 import pytest
 from playwright.sync_api import expect
 
-from devkit.browser import shot
+from devkit.browser import ARTIFACTS
 from tests.dashboard.conftest import login
 from tests.dashboard.test_dashboard import _canary, _create, _watch
 
 pytestmark = pytest.mark.browser
+
+
+def shot(page, name: str) -> None:
+    """devkit.browser.shot, the pasted text masked: planted values stay out of the artifacts too."""
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    page.screenshot(path=os.path.join(ARTIFACTS, f"{name}.png"), full_page=True, mask=[page.locator("textarea")])
 
 
 def _job_hashes(page, names: list[str]) -> str:
@@ -51,7 +58,7 @@ def test_a_user_imports_a_env_file_and_follows_it_in_the_activity(dashboard, new
     expect(rows).to_have_count(3)
     expect(rows.nth(0)).to_have_text(re.compile(rf"^\s*2\s+{a}\s+new\s+create\s*$"))
     expect(rows.nth(1)).to_have_text(re.compile(rf"^\s*4\s+{b}\s+new\s+create\s*$"))
-    expect(rows.nth(2)).to_have_text(re.compile(rf"^\s*5\s+{old}\s+existing\s+Skip\s+Overwrite\s*$"))
+    expect(rows.nth(2)).to_have_text(re.compile(rf"^\s*5\s+{old}\s+existing\s+{old} \(line 5\)\s+Skip\s+Overwrite\s*$"))
     expect(page.get_by_label("Paste the file")).to_have_value(text)  # still in the form, never sent back
     shot(page, "20-import-preview")
 
