@@ -112,6 +112,29 @@ def test_a_user_imports_a_env_file_and_follows_it_in_the_activity(dashboard, new
             assert v.encode() not in f.read()
 
 
+def test_without_scripts_the_preview_asks_for_the_text_again_and_never_shows_it(dashboard, new_page):
+    sfx = secrets.token_hex(3).upper()
+    signed_in = new_page()
+    login(signed_in, dashboard, "alice")  # the identity provider's page needs scripts; the dashboard does not
+    page = new_page(java_script_enabled=False, storage_state=signed_in.context.storage_state())
+    seen = _watch(page)
+    value = _canary()
+    text = f"NOJS_{sfx}=\"{value}\"\n"
+    page.goto(f"{dashboard.url}/dashboard/import")
+    page.get_by_label("Paste the file").fill(text)
+    page.get_by_role("button", name="Preview").click()
+    expect(page).to_have_url(re.compile(r"/dashboard/import/preview$"))
+    expect(page.get_by_test_id("import-preview").locator("tbody tr")).to_have_text(
+        re.compile(rf"^\s*1\s+NOJS_{sfx}\s+new\s+create\s*$"))
+    expect(page.get_by_label("Paste the file")).to_have_value("")  # not sent back
+    expect(page.locator("#import-again")).to_contain_text("paste it or choose it again")
+    page.get_by_label("Paste the file").fill(text)
+    page.get_by_role("button", name="Import").click()
+    expect(page.get_by_role("status")).to_have_text("Imported the .env file: 1 created, 0 overwritten, 0 skipped.")
+    assert not any(value.encode() in body for body in seen["bodies"])
+    assert value not in page.content()
+
+
 def test_another_user_sees_none_of_the_first_users_activity_and_pages_through_their_own(dashboard, new_page):
     sfx = secrets.token_hex(3).upper()
     alice = new_page()

@@ -314,3 +314,16 @@ def test_a_sign_in_vault_refused_is_in_the_users_activity(make_client, issuer):
     (event,) = client.get(ACTIVITY, headers=alice).json()["items"]
     assert (event["action"], event["outcome"], event["env_var"]) == ("sign_in.vault", "refused", None)
     assert client.get(ACTIVITY, headers=bearer(issuer, "act-someone-else")).json()["total"] == 0
+
+
+def test_the_subject_of_a_refused_but_genuinely_signed_token_is_known(issuer):
+    """Whose dashboard sign-in failed: known when the issuer signed the token (expired, another audience),
+    never taken from a token whose signature is not the issuer's."""
+    from service.auth import TokenVerifier
+
+    verifier = TokenVerifier(issuer.jwks_url, issuer.iss, issuer.audience)
+    assert verifier.signed_subject(issuer.token("late-alice", ttl=-60)) == "late-alice"
+    assert verifier.signed_subject(issuer.token("other-aud", audience="another-client")) == "other-aud"
+    assert verifier.signed_subject(issuer.token("forged", key=issuer.other_key())) is None
+    assert verifier.signed_subject(issuer.token("elsewhere", iss="https://other.invalid")) is None
+    assert verifier.signed_subject("not-a-jwt") is None
