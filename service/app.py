@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
-from service.api import env_vars, executions, health
+from service.api import activity, env_import, env_vars, executions, health
 from service.api.errors import domain_error_response, validation_error_response
 from service.components import Components, build_components
 from service.core.database import database_error
@@ -118,7 +118,9 @@ def create_app(components: Optional[Components] = None, settings: Optional[Setti
         return await http_exception_handler(request, exc)
 
     app.add_middleware(NoStoreAndMetrics, components=components)
+    app.include_router(env_import.router)  # before env_vars: its paths are under env_vars' prefix
     app.include_router(env_vars.router)
+    app.include_router(activity.router)
     app.include_router(executions.router)
     app.include_router(health.router)
     app.include_router(dashboard.router)

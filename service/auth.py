@@ -2,6 +2,7 @@
 import re
 import ssl
 from dataclasses import dataclass
+from typing import Optional
 
 import jwt
 from jwt import PyJWKClient
@@ -67,3 +68,16 @@ class TokenVerifier:
         if not USER_RE.fullmatch(claims["sub"]):
             raise Unauthenticated("the token's subject is not a usable user id", "bad_subject")
         return claims
+
+    def signed_subject(self, token: str) -> Optional[str]:
+        """The `sub` of a token the issuer really signed, though refused for another reason (expired, another
+        audience): whose sign-in failed. None when the signature itself cannot be trusted."""
+        try:
+            key = self._jwks.get_signing_key_from_jwt(token)
+            claims = jwt.decode(token, key.key, algorithms=["RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA"],
+                                issuer=self._issuer, options={"verify_exp": False, "verify_aud": False,
+                                                              "verify_iat": False, "verify_nbf": False})
+        except jwt.PyJWTError:
+            return None
+        sub = str(claims.get("sub", ""))
+        return sub if USER_RE.fullmatch(sub) else None

@@ -33,6 +33,7 @@ class Components:
     oidc: OidcClient  # the dashboard's login
     cookies: CookieCodec  # the dashboard's session
     identities: IdentityRegistry
+    import_rate_limit: RateLimit  # .env imports (service/core/env_import.py)
 
 
 def job_sandbox(settings: Settings) -> Sandbox:
@@ -93,4 +94,5 @@ def build_components(settings: Settings, backend=None) -> Components:
                       executor=executor, metrics=metrics, rate_limit=RateLimit(settings.rate_limit),
                       oidc=OidcClient(settings.oidc_issuer, settings.oidc_client_id, settings.oidc_client_secret,
                                       settings.oidc_ca_file, settings.oidc_authorization_url, settings.oidc_scopes),
-                      cookies=CookieCodec(settings.session_key), identities=IdentityRegistry(sessions))
+                      cookies=CookieCodec(settings.session_key), identities=IdentityRegistry(sessions),
+                      import_rate_limit=RateLimit(settings.import_rate_limit))

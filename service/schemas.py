@@ -17,13 +17,20 @@ RESERVED_PREFIXES = ("LD_", "DYLD_", "BASH_FUNC_", "VAULT_", "BAO_", "ENVVARS_")
 MAX_NAME, MAX_DESCRIPTION = 128, 1024
 
 
+RESERVED_MESSAGE = "is reserved (it would change how the job runs); choose another name"
+
+
+def reserved(name: str) -> bool:
+    return name.upper() in RESERVED_NAMES or name.upper().startswith(RESERVED_PREFIXES)
+
+
 def check_name(name: str) -> str:
     if not NAME_RE.fullmatch(name):
         raise ValueError("must be a POSIX name: a letter or _, then letters, digits or _")
     if len(name) > MAX_NAME:
         raise ValueError(f"must be at most {MAX_NAME} characters")
-    if name.upper() in RESERVED_NAMES or name.upper().startswith(RESERVED_PREFIXES):
-        raise ValueError("is reserved (it would change how the job runs); choose another name")
+    if reserved(name):
+        raise ValueError(RESERVED_MESSAGE)
     return name
 
 
@@ -124,4 +131,78 @@ class ExecutionOut(ExecutionSummary):
 
 class ExecutionList(BaseModel):
     items: list[ExecutionSummary]  # without their output: GET /api/v2/execution/{id} has it
+    total: int
+
+
+# --- .env import (service/core/env_import.py) --------------------------------------------------------
+
+ImportDecision = Literal["skip", "overwrite"]
+ImportStatus = Literal["new", "existing", "invalid", "reserved", "duplicate"]
+
+
+class EnvImportRequest(_Strict):
+    text: str = Field(repr=False, description="The .env file's text (UTF-8), parsed like python-dotenv does, "
+                                              "without `${VAR}` expansion")
+    decisions: dict[str, ImportDecision] = Field(
+        default_factory=dict, description="What to do with each name you already have: skip or overwrite "
+                                          "(required for every such name when applying)")
+
+
+class ImportEntry(BaseModel):
+    line: int = Field(description="The line the entry starts on (1-based)")
+    name: Optional[str] = Field(description="None for a line that is not NAME=value")
+    status: ImportStatus
+    reason: str = Field(default="", description="Why an invalid, reserved or duplicate entry is refused")
+    env_var_id: Optional[str] = Field(default=None, description="An existing name's env var")
+    decision: Optional[ImportDecision] = Field(default=None, description="The decision given for an existing name")
+
+
+class ImportPreview(BaseModel):
+    entries: list[ImportEntry]  # never a value
+    ready: bool = Field(description="Whether applying this text with these decisions would be accepted")
+    problems: list[str] = Field(description="What stops it being ready: refused entries, undecided names")
+
+
+class ImportedEntry(BaseModel):
+    line: int
+    name: str
+    env_var_id: Optional[str]  # None for a skipped new name
+    action: Literal["created", "overwritten", "skipped"]
+
+
+class ImportResult(BaseModel):
+    entries: list[ImportedEntry]
+    created: int
+    overwritten: int
+    skipped: int
+
+
+# --- activity (service/core/activity.py) -----------------------------------------------------------
+
+class ActivityEnvVar(BaseModel):
+    id: str
+    name: Optional[str] = Field(description="Its name now, or when it was created if it no longer exists")
+    exists: bool
+
+
+class ActivityEvent(BaseModel):
+    id: int
+    at: datetime.datetime
+    action: str = Field(description="env_var.create, env_var.update, env_var.delete, env_var.import, "
+                                    "execution.start, execution.run, execution.cancel, sign_in.dashboard, "
+                                    "sign_in.vault, ...")
+    outcome: str
+    detail: str = Field(description="What else the audit row says (never a value)")
+    env_var: Optional[ActivityEnvVar] = Field(description="The env var an env_var.* event is about")
+    execution_id: Optional[str] = Field(description="The job an execution.* event is about")
+    env_vars: list[ActivityEnvVar] = Field(description="The env vars that job was given")
+
+    @field_validator("at", mode="after")
+    @classmethod
+    def _zone(cls, v):
+        return as_utc(v)
+
+
+class ActivityList(BaseModel):
+    items: list[ActivityEvent]
     total: int

@@ -55,6 +55,7 @@ class Settings:
     default_timeout_seconds: int = 300
     max_timeout_seconds: int = 3600
     rate_limit: str = "120/minute"
+    import_rate_limit: str = "10/minute"  # .env imports and their previews, per user, on top of rate_limit
     value_max_bytes: int = 64 * 1024
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -105,6 +106,9 @@ class Settings:
         rate = get("RATE_LIMIT", "120/minute")
         if not re.fullmatch(r"\d+/(second|minute|hour)", rate):
             raise SettingsError(f"ENVVARS_RATE_LIMIT = {rate!r} must look like 120/minute")
+        import_rate = get("IMPORT_RATE_LIMIT", "10/minute")
+        if not re.fullmatch(r"\d+/(second|minute|hour)", import_rate):
+            raise SettingsError(f"ENVVARS_IMPORT_RATE_LIMIT = {import_rate!r} must look like 10/minute")
         # Secrets come from files (a mounted Secret, a 0400 file), never from the process environment.
         database_url_file = get("DATABASE_URL_FILE", "")  # a URL with a password: from a file
         secret_id_file = get("APPROLE_SECRET_ID_FILE", "")
@@ -148,6 +152,7 @@ class Settings:
             default_timeout_seconds=integer("DEFAULT_TIMEOUT_SECONDS", 300),
             max_timeout_seconds=integer("MAX_TIMEOUT_SECONDS", 3600),
             rate_limit=rate,
+            import_rate_limit=import_rate,
             value_max_bytes=integer("VALUE_MAX_BYTES", 64 * 1024),
             tls_cert_file=get("TLS_CERT_FILE", ""),
             tls_key_file=get("TLS_KEY_FILE", ""),

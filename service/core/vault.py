@@ -5,6 +5,7 @@ from service.components import Components
 from service.vault_access import UserVault, VaultDenied, VaultUnavailable
 
 from . import errors
+from .audit import audit_failure
 
 
 def user_vault(c: Components, who: Caller) -> UserVault:
@@ -15,6 +16,8 @@ def user_vault(c: Components, who: Caller) -> UserVault:
         raise errors.VaultUnavailable(f"{err}; nothing was changed") from None
     except VaultDenied:
         c.metrics.auth_failed("vault_login_refused")
+        # A failed sign-in of a known user (the service verified the token): on their activity page.
+        audit_failure(c, who, "sign_in.vault", "", "refused", "Vault's JWT login refused the token")
         raise errors.VaultRefused("Vault refused your token (revoked or expired); sign in again") from None
 
 

@@ -11,17 +11,23 @@ from dataclasses import dataclass
 from typing import Annotated, Optional, get_args
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
 
 from service.auth import Caller, Unauthenticated
 from service.components import Components
+from service.core import env_import
+from service.core.activity import list_activity
+from service.core.audit import audit_failure
 from service.core.callers import admit
 from service.core.env_vars import create_env_var, delete_env_var, get_env_var, list_env_vars, update_env_var
 from service.core.errors import InvalidField, NameTaken, NotFound
 from service.core.executions import get_execution, list_executions, start_execution
 from service.dependencies import ComponentsDep, SessionDep
+from service.request_body import read_capped
 from service.schemas import EnvVarCreate, EnvVarUpdate, ExecutionCreate, ExecutionStatus
 
 from .oidc import IdentityProviderError, LoginAttempt
@@ -146,16 +152,20 @@ def callback(request: Request, c: ComponentsDep, code: str = "", state: str = ""
     attempt = LoginAttempt(started["s"], started["n"], started["v"])
     try:
         id_token = c.oidc.exchange(code, attempt, _redirect_uri(c, request))
-        claims = c.verifier.claims(id_token)
     except IdentityProviderError as e:
         return render(request, "message.html", 502, title="Sign-in failed", message=str(e), link=again)
+    try:
+        claims = c.verifier.claims(id_token)
     except Unauthenticated as e:
         c.metrics.auth_failed(e.reason)
+        _signed_in(c, c.verifier.signed_subject(id_token), "refused", str(e))
         return render(request, "message.html", 401, title="Sign-in failed", message=f"The ID token was refused: {e}.",
                       link=again)
     if not hmac.compare_digest(str(claims.get("nonce", "")).encode(), attempt.nonce.encode()):
+        _signed_in(c, claims["sub"], "refused", "the ID token was not issued for this sign-in (nonce)")
         return render(request, "message.html", 401, title="Sign-in failed",
                       message="The ID token was not issued for this sign-in.", link=again)
+    _signed_in(c, claims["sub"], "ok")
     name = str(claims.get("preferred_username") or claims.get("email") or claims["sub"])[:128]
     response = RedirectResponse(_safe_next(started.get("next")), 303)
     max_age = max(1, min(SESSION_MAX_SECONDS, int(claims["exp"] - time.time())))
@@ -163,6 +173,13 @@ def callback(request: Request, c: ComponentsDep, code: str = "", state: str = ""
                         max_age=max_age, **_cookie_args(c, request))
     response.delete_cookie(LOGIN_COOKIE, path="/dashboard")
     return response
+
+
+def _signed_in(c: Components, sub: Optional[str], outcome: str, detail: str = "") -> None:
+    """A dashboard sign-in in the user's activity: done, or refused with a token the issuer signed for them
+    (its subject is known). A token whose signature is not trusted names no one."""
+    if sub:
+        audit_failure(c, Caller(sub, ""), "sign_in.dashboard", "", outcome, detail)
 
 
 @router.post("/logout")
@@ -185,11 +202,14 @@ def signed_out(request: Request) -> Response:
 
 @router.get("/env-vars")
 def env_var_list(request: Request, v: ViewerDep, s: SessionDep, q: str = "", page: int = 1, created: str = "",
-                 updated: str = "", deleted: str = "") -> Response:
+                 updated: str = "", deleted: str = "", imported: str = "") -> Response:
     q, page = q.strip()[:128], max(1, min(page, 100_000))
     result = list_env_vars(s, v.who, q, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    counts = re.fullmatch(r"(\d{1,4})-(\d{1,4})-(\d{1,4})", imported)
     notice = (f"Created {created}." if created else f"Saved {updated}." if updated else
-              f"Deleted {deleted}." if deleted else "")
+              f"Deleted {deleted}." if deleted else
+              "Imported the .env file: {} created, {} overwritten, {} skipped.".format(*counts.groups()) if counts
+              else "")
     return render(request, "env_vars.html", v=v, items=result.items, total=result.total, q=q, page=page,
                   pages=max(1, -(-result.total // PAGE_SIZE)), notice=notice[:200])
 
@@ -317,3 +337,109 @@ def execution_status(request: Request, execution_id: str, v: ViewerDep, s: Sessi
     execution = get_execution(s, v.who, execution_id)
     return render(request, "execution.html", v=v, execution=execution, command=shlex.join(execution.command),
                   running=execution.status in ("queued", "running"))
+
+
+# --- .env import ----------------------------------------------------------------------------------
+# The pasted text (or uploaded file) is never rendered back: values appear in no page. With scripts,
+# Preview and Import are sent by dashboard.js and only the preview section of the answer is swapped in,
+# so the text stays in the form the user filled; without them, the preview page asks for it again.
+
+@dataclass
+class ImportForm:
+    text: str
+    decisions: dict
+    errors: dict[str, str]
+
+
+async def _import_form(request: Request, v: Viewer, c: Components) -> ImportForm:
+    env_import.admit_import(c, v.who)
+    await read_capped(request, env_import.MAX_BODY_BYTES)  # the form parser then reads it from memory
+    async with request.form(max_files=1, max_fields=env_import.MAX_ENTRIES + 8,
+                            max_part_size=env_import.MAX_BODY_BYTES) as form:
+        check_csrf(v.csrf, str(form.get("csrf_token") or ""))
+        errors: dict[str, str] = {}
+        pasted = form.get("text")
+        text = pasted.replace("\r\n", "\n") if isinstance(pasted, str) else ""  # a textarea is sent with CR LF
+        upload = form.get("file")
+        raw = await upload.read() if isinstance(upload, UploadFile) else b""
+        if raw and text.strip():
+            errors["form"] = "paste the file or upload it, not both"
+        elif raw:
+            try:
+                text = raw.decode("utf-8")  # bytes as they are: a file keeps its line breaks
+            except UnicodeDecodeError:
+                errors["file"] = "must be UTF-8 text"
+        elif not text.strip():
+            errors["text"] = "paste a .env file or choose one to upload"
+        decisions = {}
+        for key, choice in form.multi_items():
+            if key.startswith("decision.") and choice in ("skip", "overwrite"):
+                decisions[key.removeprefix("decision.")] = choice
+    return ImportForm(text, decisions, errors)
+
+
+def _import_page(request: Request, v: Viewer, status_code: int = 200, **values) -> Response:
+    values = {"preview": None, "errors": {}, "again": False, **values}
+    return render(request, "env_import.html", status_code, v=v, max_entries=env_import.MAX_ENTRIES,
+                  max_kib=env_import.MAX_BODY_BYTES // 1024, **values)
+
+
+def _preview(c: Components, who: Caller, form: ImportForm):
+    with c.sessions() as s:
+        return env_import.preview(s, c, who, form.text, form.decisions)
+
+
+def _apply(c: Components, who: Caller, form: ImportForm):
+    with c.sessions() as s:
+        return env_import.apply(s, c, who, form.text, form.decisions)
+
+
+@router.get("/import")
+def import_page(request: Request, v: ViewerDep) -> Response:
+    return _import_page(request, v)
+
+
+@router.post("/import/preview")
+async def import_preview(request: Request, v: ViewerDep, c: ComponentsDep) -> Response:
+    form = await _import_form(request, v, c)
+    if form.errors:
+        return _import_page(request, v, 422, errors=form.errors)
+    try:
+        preview = await run_in_threadpool(_preview, c, v.who, form)
+    except InvalidField as e:
+        return _import_page(request, v, 422, errors=refused_field(e))
+    return _import_page(request, v, preview=preview, again=True)
+
+
+@router.post("/import")
+async def import_apply(request: Request, v: ViewerDep, c: ComponentsDep) -> Response:
+    form = await _import_form(request, v, c)
+    if form.errors:
+        return _import_page(request, v, 422, errors=form.errors)
+    try:
+        result = await run_in_threadpool(_apply, c, v.who, form)
+    except env_import.ImportRefused:
+        # The same check as the preview's: each refused entry and undecided name, in its row.
+        preview = await run_in_threadpool(_preview, c, v.who, form)
+        return _import_page(request, v, 422, preview=preview, again=True,
+                            errors={"form": "Nothing was imported: see the entries below."})
+    except InvalidField as e:
+        return _import_page(request, v, 422, errors=refused_field(e))
+    done = f"{result.created}-{result.overwritten}-{result.skipped}"
+    return RedirectResponse(f"{HOME}?{urllib.parse.urlencode({'imported': done})}", 303)
+
+
+# --- activity -------------------------------------------------------------------------------------
+
+ACTIONS = {"env_var.create": "Created", "env_var.update": "Changed", "env_var.delete": "Deleted",
+           "env_var.import": "Imported a .env file", "execution.start": "Started a job",
+           "execution.run": "Job received its env vars", "execution.cancel": "Cancelled a job",
+           "sign_in.dashboard": "Dashboard sign-in", "sign_in.vault": "Vault sign-in"}
+
+
+@router.get("/activity")
+def activity_page(request: Request, v: ViewerDep, s: SessionDep, page: int = 1) -> Response:
+    page = max(1, min(page, 100_000))
+    result = list_activity(s, v.who, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    return render(request, "activity.html", v=v, items=result.items, total=result.total, page=page,
+                  pages=max(1, -(-result.total // PAGE_SIZE)), actions=ACTIONS)

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_no_server_errors_and_schema_conformance(make_client, issuer):
-    client = make_client(rate_limit="100000/minute")
+    client = make_client(rate_limit="100000/minute", import_rate_limit="100000/minute")
     schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
     headers = bearer(issuer, "fuzzer")
     tested = []

@@ -2,7 +2,7 @@
 // tabs), so a typed value never outlives the form it was typed into.
 (function () {
   function clearSecrets() {
-    document.querySelectorAll("input[data-secret]").forEach(function (el) { el.value = ""; });
+    document.querySelectorAll("[data-secret]").forEach(function (el) { el.value = ""; });
   }
   window.addEventListener("pagehide", clearSecrets);
   window.addEventListener("pageshow", clearSecrets);
@@ -40,4 +40,33 @@
     }, delay);
   }
   document.addEventListener("DOMContentLoaded", function () { refresh(); });
+
+  // The .env import form: Preview and Import are sent from here and only the answer's preview section is
+  // swapped in, so the pasted text or chosen file stays in the form (the server never sends it back).
+  // Once imported, the answer is a redirect to the env vars list: followed.
+  document.addEventListener("submit", function (e) {
+    var form = e.target;
+    if (!form.hasAttribute || !form.hasAttribute("data-import")) return;
+    e.preventDefault();
+    var action = (e.submitter && e.submitter.getAttribute("formaction")) || form.getAttribute("action");
+    var section = document.getElementById("import-preview");
+    var again = document.getElementById("import-again");
+    if (again) again.remove();
+    fetch(action, {method: "POST", body: new FormData(form), credentials: "same-origin", cache: "no-store"})
+      .then(function (r) {
+        if (r.redirected) { window.location.assign(r.url); return; }
+        return r.text().then(function (html) {
+          var doc = new DOMParser().parseFromString(html, "text/html");
+          var fresh = doc.getElementById("import-preview");
+          if (fresh) {
+            section.innerHTML = fresh.innerHTML;
+          } else {  // an error page (rate limit, Vault unavailable, ...): shown as it is
+            document.querySelector("main").innerHTML = doc.querySelector("main").innerHTML;
+          }
+        });
+      })
+      .catch(function () {
+        section.innerHTML = '<p class="error" role="alert">The dashboard could not be reached; try again.</p>';
+      });
+  });
 })();
