@@ -6,8 +6,7 @@ from fastapi import APIRouter, Query, Response
 
 from service.core import env_vars, versions
 from service.dependencies import ComponentsDep, SessionDep
-from service.schemas import (EnvVarCreate, EnvVarList, EnvVarOut, EnvVarRollback, EnvVarRolledBack, EnvVarUpdate,
-                             EnvVarVersions)
+from service.schemas import EnvVarCreate, EnvVarList, EnvVarOut, EnvVarRollback, EnvVarRolledBack, EnvVarUpdate, EnvVarVersions
 
 from .deps import CallerDep
 

@@ -34,9 +34,10 @@ from .vault import user_vault, vault_error, vault_failed
 WRITES = {"env_var.create": "create", "env_var.update": "update", "env_var.rollback": "rollback",
           "env_var.restore": "restore"}
 _FIELD = re.compile(r"(?:^| )(version|from|for)=(\S+)")
+Author = tuple[Optional[str], Optional[str], Optional[str], Optional[int]]  # author, user, action, copied from
 
 
-def _authors(s: Session, env_var_id: str) -> dict[int, tuple[str, str, str, Optional[int]]]:
+def _authors(s: Session, env_var_id: str) -> dict[int, Author]:
     """version -> (author, user, action, rolled back from), from the audit rows of the env var's writes."""
     try:
         rows = s.execute(select(AuditEvent.actor, AuditEvent.action, AuditEvent.detail).where(
@@ -46,7 +47,7 @@ def _authors(s: Session, env_var_id: str) -> dict[int, tuple[str, str, str, Opti
     except SQLAlchemyError as err:
         s.rollback()
         raise database_error(err) from None
-    out = {}
+    out: dict[int, Author] = {}
     for actor, action, detail in rows:
         fields = dict(_FIELD.findall(detail or ""))
         if not fields.get("version", "").isdigit():
@@ -77,10 +78,10 @@ def list_versions(s: Session, c: Components, who: Caller, env_var_id: str) -> En
     for v in history.versions:
         author, user, action, source = authors.get(v.version, (None, None, None, None))
         current = v.version == history.current
-        items.append(EnvVarVersion(
+        items.append(EnvVarVersion.model_validate(dict(  # validated: the author and action literals
             version=v.version, created_at=v.created, current=current, deleted=v.deleted, destroyed=v.destroyed,
             author=author, user=user or None, action=action, rolled_back_from=source,
-            restorable=not (current or v.deleted or v.destroyed)))
+            restorable=not (current or v.deleted or v.destroyed))))
     return EnvVarVersions(env_var_id=row.id, current_version=history.current, oldest_version=history.oldest,
                           items=items)
 
