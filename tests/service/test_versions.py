@@ -207,3 +207,69 @@ def test_the_vault_path_migration_fills_existing_rows(postgres, tmp_path, databa
         assert len(c.execute(text("select * from env_vars")).keys()) == 8 and \
             "vault_path" not in c.execute(text("select * from env_vars")).keys()
     engine.dispose()
+
+
+def test_a_rollback_whose_database_half_fails_is_undone_and_the_undo_names_the_service(
+        make_client, issuer, service_vault, tmp_path, monkeypatch):
+    """The database refuses the rollback's row change (another writer holds SQLite's lock from just after
+    the Vault write until the service writes the previous value back): the old current value is current
+    again, and the version the service wrote says so."""
+    import sqlite3
+
+    from service.vault_access import UserVault
+
+    db_file = tmp_path / "locked.db"
+    client = make_client(f"sqlite:///{db_file}")
+    user = "ver-locked"
+    alice = bearer(issuer, user)
+    ev = _create(client, alice, "UNDONE", "first")
+    client.put(f"{API}/{ev['id']}", json={"value": "second"}, headers=alice)
+    # The request runs in the app's worker thread: the lock holder is shared with it.
+    other = sqlite3.connect(db_file, isolation_level=None, check_same_thread=False)
+    real_write, writes = UserVault.write, []
+
+    def write(self, env_var_id, value):
+        writes.append(env_var_id)
+        if len(writes) == 2:  # the service writing the previous value back: the lock goes first
+            other.execute("ROLLBACK")
+        version = real_write(self, env_var_id, value)
+        if len(writes) == 1:  # the rollback's own write: then the database is locked
+            other.execute("BEGIN IMMEDIATE")
+        return version
+
+    monkeypatch.setattr(UserVault, "write", write)
+    try:
+        r = client.post(f"{API}/{ev['id']}/rollback", json={"version": 1}, headers=alice)
+    finally:
+        if other.in_transaction:
+            other.execute("ROLLBACK")
+        other.close()
+    assert r.status_code == 503 and r.json()["detail"] == \
+        "the database is busy (a lock wait timed out); nothing was changed; retry", r.text
+    assert len(writes) == 2 and _stored(service_vault, user, ev["id"]) == "second"
+    items = _versions(client, alice, ev["id"])["items"]
+    assert [(v["version"], v["author"], v["user"], v["action"], v["rolled_back_from"]) for v in items] == [
+        (4, "service", user, "restore", 2),  # the previous current value, written back by the service
+        (3, None, None, None, None),  # the rollback's write, whose row change (and audit row) did not happen
+        (2, "user", user, "update", None), (1, "user", user, "create", None)]
+
+
+def test_an_unreachable_vault_fails_both_closed_with_503(make_client, issuer, service_vault, tmp_path):
+    from types import SimpleNamespace
+
+    from fastapi.testclient import TestClient
+
+    from devkit.net import free_port
+    from service.app import create_app
+    from tests.service.conftest import settings_for
+
+    url = f"sqlite:///{tmp_path}/shared.db"
+    alice = bearer(issuer, "ver-unreachable")
+    ev = _create(make_client(url), alice, "KEPT", "one")
+    _, outputs = service_vault
+    nowhere = SimpleNamespace(address=f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    with TestClient(create_app(settings=settings_for(nowhere, outputs, issuer, url, tmp_path))) as client:
+        listed = client.get(f"{API}/{ev['id']}/versions", headers=alice)
+        rolled = client.post(f"{API}/{ev['id']}/rollback", json={"version": 1}, headers=alice)
+    for r in (listed, rolled):
+        assert r.status_code == 503 and r.json()["detail"] == "Vault is unreachable or sealed; nothing was changed"
