@@ -237,7 +237,7 @@ def env_var_edit(request: Request, env_var_id: str, v: ViewerDep, s: SessionDep,
                  rolled_back: str = "", version: str = "") -> Response:
     item = get_env_var(s, v.who, env_var_id)
     notice = (f"Rolled back to version {rolled_back}: its value is now the current version, {version}."
-              if rolled_back.isdecimal() and version.isdecimal() else "")
+              if (rolled_back + version).isascii() and rolled_back.isdecimal() and version.isdecimal() else "")
     return _edit_page(request, v, s, c, item, notice=notice[:200])
 
 
