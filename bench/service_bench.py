@@ -136,8 +136,9 @@ def bench_create(base, server, issuer, n, workdir) -> str:
         vault.secrets.kv.v2.create_or_update_secret(path=f"users/bench-floor/{env_id}", secret={"value": f"v{i}"},
                                                     mount_point="secret")
         t = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
-        db.execute("insert into env_vars (id, owner, name, description, created_at, updated_at) "
-                   "values (?, ?, ?, ?, ?, ?)", (env_id, "bench-floor", f"V{i}", "", t, t))
+        db.execute("insert into env_vars (id, owner, name, description, created_at, updated_at, vault_path) "
+                   "values (?, ?, ?, ?, ?, ?, ?)", (env_id, "bench-floor", f"V{i}", "", t, t,
+                                                    f"users/bench-floor/{env_id}"))
         db.commit()
 
     service, floor = alternate(service_create, floor_create, n, warmup=5)

@@ -17,6 +17,12 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def kv_path(owner: str, env_var_id: str) -> str:
+    """Where an env var's value lives under the KV v2 mount (the API path is <mount>/data/<this>): by ids,
+    never by name, so a rename moves nothing. Migration 0006 fills older rows with the same expression."""
+    return f"users/{owner}/{env_var_id}"
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -31,6 +37,10 @@ class EnvVar(Base):
     description: Mapped[str] = mapped_column(String(1024), default="")
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=now)
     updated_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=now)
+    # kv_path(owner, id), stored with the row when it is inserted (see _store_vault_path below) so that an
+    # operator reading the database knows where the value is, and `python -m service check` can tell a
+    # row that points elsewhere.
+    vault_path: Mapped[str] = mapped_column(String(256))
     # A change in flight on the row's Vault value, claimed by one request ("create:<uuid>", "update:<uuid>",
     # "delete:<uuid>") until pending_until: a logical claim instead of a database lock held across a Vault
     # call. The lease lets another request take over the claim of a request that died.
@@ -46,6 +56,14 @@ class EnvVar(Base):
     @property
     def being_created(self) -> bool:
         return (self.pending or "").startswith("create:")
+
+
+@event.listens_for(EnvVar, "before_insert")
+def _store_vault_path(_mapper, _connection, row: EnvVar) -> None:
+    # Every way of inserting a row through the ORM stores the path, derived from the final id and owner.
+    if row.id is None:
+        row.id = new_id()
+    row.vault_path = kv_path(row.owner, row.id)
 
 
 class Execution(Base):

@@ -88,6 +88,46 @@ class EnvVarList(BaseModel):
     total: int
 
 
+class EnvVarVersion(BaseModel):
+    """One kept KV version of an env var's value: when and by whom it was written; never the value."""
+    version: int
+    created_at: datetime.datetime
+    current: bool
+    deleted: bool = Field(description="soft-deleted in Vault: its value cannot be read")
+    destroyed: bool = Field(description="destroyed in Vault: its value is gone for good")
+    author: Optional[Literal["user", "service"]] = Field(
+        description="user: written by a request of `user`; service: written back by the service undoing "
+                    "that user's failed change; null: not recorded (written outside the service)")
+    user: Optional[str]
+    action: Optional[Literal["create", "update", "rollback", "restore"]]
+    rolled_back_from: Optional[int] = Field(default=None, description="the version a rollback copied")
+    restorable: bool = Field(description="an older version whose value can be made current by a rollback")
+
+    @field_validator("created_at", mode="after")
+    @classmethod
+    def _zone(cls, v):
+        return as_utc(v)
+
+
+class EnvVarVersions(BaseModel):
+    env_var_id: str
+    current_version: Optional[int]  # null: no value in Vault (see `python -m service check`)
+    oldest_version: Optional[int] = Field(
+        description="versions below it were pruned: Vault keeps the newest kvMaxVersions of each value")
+    items: list[EnvVarVersion]  # newest first
+
+
+class EnvVarRollback(_Strict):
+    version: int = Field(ge=1, le=2**31 - 1, strict=True,
+                         description="the kept version whose value becomes the newest version")
+
+
+class EnvVarRolledBack(BaseModel):
+    env_var: EnvVarOut
+    version: int  # the new current version, holding the value of rolled_back_from
+    rolled_back_from: int
+
+
 class ExecutionCreate(_Strict):
     command: list[str] = Field(min_length=1, max_length=64)
     env_var_ids: list[str] = Field(default_factory=list, max_length=100)

@@ -15,6 +15,8 @@ import requests
 from hvac.exceptions import Forbidden, InvalidPath, InvalidRequest, VaultDown, VaultError
 from urllib3.exceptions import ProtocolError
 
+from service.db import kv_path
+
 
 class VaultUnavailable(Exception):
     """Vault cannot serve the request now (down, sealed, unreachable): a 503."""
@@ -90,6 +92,22 @@ def _translate(e: Exception) -> Exception:
     return e
 
 
+@dataclass(frozen=True)
+class KvVersion:
+    """One version of a value as KV v2's metadata tells it: never the value."""
+    version: int
+    created: str  # RFC 3339, as Vault gives it
+    deleted: bool  # soft-deleted (Vault can undelete it; the service never does)
+    destroyed: bool
+
+
+@dataclass(frozen=True)
+class KvHistory:
+    current: int
+    oldest: int  # versions below it were pruned (the mount's max_versions: the stack's kvMaxVersions)
+    versions: list[KvVersion]  # the kept ones, newest first
+
+
 class UserVault:
     """One user's Vault session, logged in with the user's own OIDC/JWT token."""
 
@@ -98,7 +116,7 @@ class UserVault:
         self.expires = expires  # time.monotonic() when the session's Vault token is no longer used
 
     def _path(self, env_var_id: str) -> str:
-        return f"users/{self.user}/{env_var_id}"
+        return kv_path(self.user, env_var_id)
 
     def write(self, env_var_id: str, value: str) -> int:
         try:
@@ -128,6 +146,21 @@ class UserVault:
             return None
         except Exception as e:
             raise _translate(e) from e
+
+    def history(self, env_var_id: str) -> Optional[KvHistory]:
+        """The kept versions of a value (its KV metadata); None when there is no value."""
+        try:
+            meta = self._c.secrets.kv.v2.read_secret_metadata(path=self._path(env_var_id),
+                                                              mount_point=self._g.kv_mount)["data"]
+        except InvalidPath:
+            return None
+        except Exception as e:
+            raise _translate(e) from e
+        versions = [KvVersion(int(n), str(v.get("created_time", "")), bool(v.get("deletion_time")),
+                              bool(v.get("destroyed"))) for n, v in (meta.get("versions") or {}).items()]
+        versions.sort(key=lambda v: v.version, reverse=True)
+        current = int(meta["current_version"])
+        return KvHistory(current, min((v.version for v in versions), default=current), versions)
 
     def destroy(self, env_var_id: str) -> None:
         """Deletes every version and the metadata: the value is gone for good."""
@@ -185,7 +218,7 @@ class ExecutorVault:
     def read(self, user: str, env_var_id: str) -> str:
         try:
             r = self._call(lambda c: c.secrets.kv.v2.read_secret_version(
-                path=f"users/{user}/{env_var_id}", mount_point=self._g.kv_mount, raise_on_deleted_version=True))
+                path=kv_path(user, env_var_id), mount_point=self._g.kv_mount, raise_on_deleted_version=True))
             return r["data"]["data"]["value"]
         except InvalidPath as e:
             raise SecretMissing(env_var_id) from e

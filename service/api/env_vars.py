@@ -4,9 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from service.core import env_vars
+from service.core import env_vars, versions
 from service.dependencies import ComponentsDep, SessionDep
-from service.schemas import EnvVarCreate, EnvVarList, EnvVarOut, EnvVarUpdate
+from service.schemas import EnvVarCreate, EnvVarList, EnvVarOut, EnvVarRollback, EnvVarRolledBack, EnvVarUpdate, EnvVarVersions
 
 from .deps import CallerDep
 
@@ -42,3 +42,18 @@ def update_env_var(env_var_id: str, body: EnvVarUpdate, who: CallerDep, s: Sessi
 def delete_env_var(env_var_id: str, who: CallerDep, s: SessionDep, c: ComponentsDep) -> Response:
     env_vars.delete_env_var(s, c, who, env_var_id)
     return Response(status_code=204)
+
+
+@router.get("/{env_var_id}/versions", response_model=EnvVarVersions)
+def list_versions(env_var_id: str, who: CallerDep, s: SessionDep, c: ComponentsDep) -> EnvVarVersions:
+    """The kept KV versions of the value, newest first: when, by whom, deleted or destroyed; never a value."""
+    return versions.list_versions(s, c, who, env_var_id)
+
+
+@router.post("/{env_var_id}/rollback", response_model=EnvVarRolledBack)
+def rollback(env_var_id: str, body: EnvVarRollback, who: CallerDep, s: SessionDep,
+             c: ComponentsDep) -> EnvVarRolledBack:
+    """The value of a kept older version becomes the newest version (copied inside the service, as the
+    caller, in Vault). 422 naming `version` for one that does not exist, is current, pruned, deleted or
+    destroyed."""
+    return versions.rollback(s, c, who, env_var_id, body.version)

@@ -1,7 +1,7 @@
 """The audit trail: who did what to which target, and how it ended. Never a value."""
 import json
 import logging
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Optional
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -13,11 +13,20 @@ if TYPE_CHECKING:  # the executor writes audit rows too, and components import t
     from service.components import Components
 
 log = logging.getLogger("service")
+SERVICE = "service"  # the actor of a write the service made on its own (undoing a failed change)
 
 
 def audit_row(actor: str, action: str, target: str, outcome: str, detail: str = "") -> AuditEvent:
     """An audit row to add to a successful operation's own transaction."""
     return AuditEvent(actor=actor, action=action, target=target, outcome=outcome, detail=detail[:512])
+
+
+def written(version: int, copied_from: Optional[int] = None, user: str = "") -> str:
+    """The detail of a value write's audit row: the KV version it made, so the versions of a value can
+    name who wrote each (service/core/versions.py); a rollback or restore adds the version it copied, a
+    restore the user whose change it undid."""
+    return " ".join([f"version={version}"] + ([f"from={copied_from}"] if copied_from else [])
+                    + ([f"for={user}"] if user else []))
 
 
 def audit(sessions: Callable[[], Session], actor: str, action: str, target: str, outcome: str,

@@ -5,17 +5,30 @@ import logging
 import threading
 import time
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.auth import Caller
 from service.components import Components
 from service.vault_access import UserVault, VaultDenied, VaultUnavailable
+
+from .audit import SERVICE, audit, written
 
 log = logging.getLogger("service")
 UNDO_SECONDS = 600  # how long an unanswered create is undone in the background, at most
 
 
-def restore(vault: UserVault, env_var_id: str, version: int) -> None:
+def restore(c: Components, who: Caller, vault: UserVault, env_var_id: str, version: int) -> None:
+    """Writes the value of `version` back as the newest version (a change's database half failed), with an
+    audit row naming the service as that version's author when the database takes one."""
     old = vault.read_version(env_var_id, version)
-    if old is not None:
-        vault.write(env_var_id, old)
+    if old is None:
+        return
+    new = vault.write(env_var_id, old)
+    try:
+        audit(c.sessions, SERVICE, "env_var.restore", env_var_id, "ok", written(new, version, who.user))
+    except SQLAlchemyError as err:
+        log.warning(json.dumps({"event": "audit_not_written", "action": "env_var.restore",
+                                "error": type(err).__name__}))
 
 
 def compensate(action, env_var_id: str, c: Components) -> None:

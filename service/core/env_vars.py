@@ -26,7 +26,7 @@ from service.schemas import EnvVarCreate, EnvVarList, EnvVarOut, EnvVarUpdate, i
 from service.vault_access import UserVault, VaultDenied, VaultUnanswered, VaultUnavailable
 
 from . import errors
-from .audit import audit_failure, audit_row
+from .audit import audit_failure, audit_row, written
 from .claims import change, claim, lease, release, still_there
 from .compensation import compensate, restore, undo, undo_in_background
 from .database import database_error, matched
@@ -97,7 +97,7 @@ def create_env_var(s: Session, c: Components, who: Caller, body: EnvVarCreate) -
                  pending=token, pending_until=now() + lease(c))
     _insert_claimed(s, who, row, vault, c)
     try:
-        vault.write(row.id, body.value)
+        version = vault.write(row.id, body.value)
     except (VaultUnavailable, VaultDenied) as err:
         vault_failed(c, who, "write", err)
         release(c, row.id, token, drop=True)
@@ -109,7 +109,7 @@ def create_env_var(s: Session, c: Components, who: Caller, body: EnvVarCreate) -
         done = matched(s, update(EnvVar).where(EnvVar.id == row.id, EnvVar.pending == token)
                        .values(pending=None, pending_until=None))
         if done:
-            s.add(audit_row(who.user, "env_var.create", row.id, "ok", f"name={row.name}"))
+            s.add(audit_row(who.user, "env_var.create", row.id, "ok", f"name={row.name} {written(version)}"))
         s.commit()
     except SQLAlchemyError as err:
         s.rollback()
@@ -176,7 +176,7 @@ def update_env_var(s: Session, c: Components, who: Caller, env_var_id: str, body
     try:
         previous = vault.current_version(row.id)
         sent = True
-        vault.write(row.id, body.value)  # a new KV version; the old ones stay until max_versions
+        version = vault.write(row.id, body.value)  # a new KV version; the old ones stay until max_versions
     except (VaultUnavailable, VaultDenied) as err:
         vault_failed(c, who, "write", err)
         release(c, row.id, token)
@@ -190,12 +190,12 @@ def update_env_var(s: Session, c: Components, who: Caller, env_var_id: str, body
                        .values(pending=None, pending_until=None, **changes))
         if done:
             s.add(audit_row(who.user, "env_var.update", row.id, "ok",
-                            "value" if body.description is None else "value,description"))
+                            ("value " if body.description is None else "value,description ") + written(version)))
         s.commit()
     except SQLAlchemyError as err:
         s.rollback()
         if previous is not None:  # the row keeps its claim until the lease ends; the old value comes back
-            compensate(lambda i: restore(vault, i, previous), row.id, c)
+            compensate(lambda i: restore(c, who, vault, i, previous), row.id, c)
         raise database_error(err, "the env var was not changed") from None
     if not done:
         # This request's claim ran out and another change took the row over. If that was a delete, the

@@ -24,11 +24,12 @@ from service.core.activity import list_activity
 from service.core.audit import audit_failure
 from service.core.callers import admit
 from service.core.env_vars import create_env_var, delete_env_var, get_env_var, list_env_vars, update_env_var
-from service.core.errors import InvalidField, NameTaken, NotFound
+from service.core.errors import InvalidField, NameTaken, NotFound, VaultRefused, VaultUnavailable
 from service.core.executions import get_execution, list_executions, start_execution
+from service.core.versions import list_versions, rollback
 from service.dependencies import ComponentsDep, SessionDep
 from service.request_body import read_capped
-from service.schemas import EnvVarCreate, EnvVarUpdate, ExecutionCreate, ExecutionStatus
+from service.schemas import EnvVarCreate, EnvVarOut, EnvVarUpdate, ExecutionCreate, ExecutionStatus
 
 from .oidc import IdentityProviderError, LoginAttempt
 from .pages import HOME, render
@@ -241,11 +242,25 @@ def env_var_create(request: Request, v: ViewerDep, s: SessionDep, c: ComponentsD
                   errors=errors)
 
 
+def _edit_page(request: Request, v: Viewer, s: Session, c: Components, item: EnvVarOut, status_code: int = 200,
+               **values) -> Response:
+    """The edit form and the value's history panel. Vault failing to list the versions leaves the form usable."""
+    try:
+        history, history_error = list_versions(s, c, v.who, item.id), ""
+    except (VaultUnavailable, VaultRefused) as e:
+        history, history_error = None, f"The history cannot be shown now: {e}"
+    values = {"name": item.name, "description": item.description, "errors": {}, "notice": "", **values}
+    return render(request, "env_var_form.html", status_code, v=v, item=item, history=history,
+                  history_error=history_error, **values)
+
+
 @router.get("/env-vars/{env_var_id}")
-def env_var_edit(request: Request, env_var_id: str, v: ViewerDep, s: SessionDep) -> Response:
+def env_var_edit(request: Request, env_var_id: str, v: ViewerDep, s: SessionDep, c: ComponentsDep,
+                 rolled_back: str = "", version: str = "") -> Response:
     item = get_env_var(s, v.who, env_var_id)
-    return render(request, "env_var_form.html", v=v, item=item, name=item.name, description=item.description,
-                  errors={})
+    notice = (f"Rolled back to version {rolled_back}: its value is now the current version, {version}."
+              if (rolled_back + version).isascii() and rolled_back.isdecimal() and version.isdecimal() else "")
+    return _edit_page(request, v, s, c, item, notice=notice[:200])
 
 
 @router.post("/env-vars/{env_var_id}")
@@ -261,8 +276,7 @@ def env_var_update(request: Request, env_var_id: str, v: ViewerDep, s: SessionDe
         errors = field_errors(e.errors())
     except InvalidField as e:
         errors = refused_field(e)
-    return render(request, "env_var_form.html", 422, v=v, item=item, name=item.name, description=description,
-                  errors=errors)
+    return _edit_page(request, v, s, c, item, 422, description=description, errors=errors)
 
 
 @router.get("/env-vars/{env_var_id}/delete")
@@ -277,6 +291,43 @@ def env_var_delete(env_var_id: str, v: ViewerDep, s: SessionDep, c: ComponentsDe
     name = get_env_var(s, v.who, env_var_id).name
     delete_env_var(s, c, v.who, env_var_id)
     return RedirectResponse(f"{HOME}?{urllib.parse.urlencode({'deleted': name})}", 303)
+
+
+def _version_number(text: str) -> int:
+    """A version from a query or form field (the dashboard's own links and forms send a positive number)."""
+    text = text.strip()
+    if not (text.isascii() and text.isdecimal()) or not 1 <= int(text) < 2**31:
+        raise InvalidField("version", "must be a version number (1 or more)")
+    return int(text)
+
+
+@router.get("/env-vars/{env_var_id}/rollback")
+def env_var_confirm_rollback(request: Request, env_var_id: str, v: ViewerDep, s: SessionDep, c: ComponentsDep,
+                             version: str = "") -> Response:
+    item = get_env_var(s, v.who, env_var_id)
+    try:
+        number = _version_number(version)
+        history = list_versions(s, c, v.who, item.id)
+        chosen = next((x for x in history.items if x.version == number and x.restorable), None)
+        if chosen is None:
+            raise InvalidField("version", f"version {number} cannot be rolled back to: it is current, no longer "
+                                          "kept, deleted or destroyed")
+    except InvalidField as e:
+        return _edit_page(request, v, s, c, item, 422, rollback_error=str(e))
+    return render(request, "confirm_rollback.html", v=v, item=item, chosen=chosen, current=history.current_version)
+
+
+@router.post("/env-vars/{env_var_id}/rollback")
+def env_var_rollback(request: Request, env_var_id: str, v: ViewerDep, s: SessionDep, c: ComponentsDep,
+                     version: FormText = "", csrf_token: FormText = "") -> Response:
+    check_csrf(v.csrf, csrf_token)
+    item = get_env_var(s, v.who, env_var_id)
+    try:
+        done = rollback(s, c, v.who, item.id, _version_number(version))
+    except InvalidField as e:
+        return _edit_page(request, v, s, c, item, 422, rollback_error=str(e))
+    query = urllib.parse.urlencode({"rolled_back": done.rolled_back_from, "version": done.version})
+    return RedirectResponse(f"/dashboard/env-vars/{item.id}?{query}", 303)
 
 
 # --- jobs -----------------------------------------------------------------------------------------

@@ -122,9 +122,16 @@ def test_user_manages_only_own_env_vars(configured_dev, bao_dev_server, issuer):
                                           raise_on_deleted_version=True)["data"]["data"] == {"value": "a1"}
     assert path.split("/")[-1] in _kv(alice).list_secrets(path="users/alice", mount_point="secret")["data"]["keys"]
     _kv(alice).create_or_update_secret(path=path, secret={"value": "a2"}, mount_point="secret")
+    # Versions and rollback (service/core/versions.py): an older version's value and the metadata listing
+    # the versions, read as the user.
+    assert _kv(alice).read_secret_version(path=path, version=1, mount_point="secret",
+                                          raise_on_deleted_version=True)["data"]["data"] == {"value": "a1"}
+    assert set(_kv(alice).read_secret_metadata(path=path, mount_point="secret")["data"]["versions"]) == {"1", "2"}
 
     for attempt in (
         lambda: _kv(bob).read_secret_version(path=path, mount_point="secret", raise_on_deleted_version=True),
+        lambda: _kv(bob).read_secret_version(path=path, version=1, mount_point="secret",
+                                             raise_on_deleted_version=True),
         lambda: _kv(bob).create_or_update_secret(path=path, secret={"value": "b"}, mount_point="secret"),
         lambda: _kv(bob).list_secrets(path="users/alice", mount_point="secret"),
         lambda: _kv(bob).read_secret_metadata(path=path, mount_point="secret"),
