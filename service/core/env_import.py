@@ -48,7 +48,7 @@ from service.schemas import (
 from service.vault_access import UserVault, VaultDenied, VaultUnanswered, VaultUnavailable
 
 from . import errors
-from .audit import audit_failure, audit_row
+from .audit import audit_failure, audit_row, written
 from .claims import lease
 from .compensation import compensate, restore, undo, undo_in_background
 from .database import database_error, matched
@@ -203,6 +203,7 @@ class _Step:
     kind: str  # "create" or "overwrite"
     previous: Optional[int] = None  # an overwritten value's version before this import
     attempted: bool = False  # its write was sent (it may have landed)
+    version: int = 0  # the KV version its write made (named in its audit row: the value's history)
 
 
 def apply(s: Session, c: Components, who: Caller, text: str, decisions: dict[str, ImportDecision]) -> ImportResult:
@@ -295,20 +296,20 @@ def _write_all(c: Components, who: Caller, steps: list[_Step], tokens: dict, vau
             if st.kind == "overwrite":
                 st.previous = vault.current_version(st.env_var_id)
             st.attempted = True
-            vault.write(st.env_var_id, st.value)
+            st.version = vault.write(st.env_var_id, st.value)
         except (VaultUnavailable, VaultDenied) as err:
             vault_failed(c, who, "write", err)
             undone = sum(x.attempted for x in steps if x is not st)
             # A write refused is not there; one that got no answer may be, now or later: undone too.
             st.attempted = isinstance(err, VaultUnanswered)
-            _undo(c, steps, vault, unanswered=st if st.attempted else None)
+            _undo(c, who, steps, vault, unanswered=st if st.attempted else None)
             _release(c, who, tokens)
             audit_failure(c, who, "env_var.import", import_id, "vault_error", f"{type(err).__name__} at line {st.line}")
             raise vault_error(err, f"nothing was imported (the write of {st.name}, line {st.line}, failed; "
                                    f"the {undone} value(s) written before it were undone)") from None
         if time.monotonic() - renewed_at > renew_every:
             if not _renew(c, who, steps, tokens):
-                _undo(c, steps, vault)
+                _undo(c, who, steps, vault)
                 _release(c, who, tokens)
                 raise errors.Busy(f"nothing was imported: {TOOK_OVER}")
             renewed_at = time.monotonic()
@@ -327,9 +328,10 @@ def _finish(s: Session, c: Components, who: Caller, steps: list[_Step], tokens: 
                                 .values(pending=None, pending_until=None, updated_at=t)) == len(overwrites)
         if done:
             for st in steps:
-                s.add(audit_row(who.user, "env_var.create", st.env_var_id, "ok", f"name={st.name} import={import_id}")
+                made = f"import={import_id} {written(st.version)}"
+                s.add(audit_row(who.user, "env_var.create", st.env_var_id, "ok", f"name={st.name} {made}")
                       if st.kind == "create" else
-                      audit_row(who.user, "env_var.update", st.env_var_id, "ok", f"value import={import_id}"))
+                      audit_row(who.user, "env_var.update", st.env_var_id, "ok", f"value {made}"))
             s.add(audit_row(who.user, "env_var.import", import_id, "ok",
                             f"created={len(creates)} overwritten={len(overwrites)} skipped={skipped}"))
             s.commit()
@@ -337,16 +339,16 @@ def _finish(s: Session, c: Components, who: Caller, steps: list[_Step], tokens: 
             s.rollback()
     except SQLAlchemyError as err:
         s.rollback()
-        _undo(c, steps, vault)
+        _undo(c, who, steps, vault)
         _release(c, who, tokens)
         raise database_error(err, "nothing was imported (the values written were undone)") from None
     if not done:  # a claim ran out while Vault was slow and another change took its row over
-        _undo(c, steps, vault)
+        _undo(c, who, steps, vault)
         _release(c, who, tokens)
         raise errors.Busy(f"nothing was imported: {TOOK_OVER}")
 
 
-def _undo(c: Components, steps: list[_Step], vault: UserVault, unanswered: Optional[_Step] = None) -> None:
+def _undo(c: Components, who: Caller, steps: list[_Step], vault: UserVault, unanswered: Optional[_Step] = None) -> None:
     """The Vault half of this import undone: new values destroyed, overwritten ones given back their
     previous value (a new version holding it, as an update's compensation does). A write that got no
     answer may land later: a new one is destroyed until it is surely gone."""
@@ -358,7 +360,7 @@ def _undo(c: Components, steps: list[_Step], vault: UserVault, unanswered: Optio
             if st is unanswered:
                 undo_in_background(vault, st.env_var_id, c)
         elif st.previous is not None:
-            compensate(lambda i, v=st.previous: restore(vault, i, v), st.env_var_id, c)
+            compensate(lambda i, v=st.previous: restore(c, who, vault, i, v), st.env_var_id, c)
         else:  # the row had no value in Vault (drift the check reports): it has none again
             undo(vault, st.env_var_id, c)
     log.info(json.dumps({"event": "import_undone", "user": vault.user,

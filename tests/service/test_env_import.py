@@ -145,6 +145,10 @@ def test_an_existing_name_without_a_decision_is_refused_naming_it(make_client, i
     ids = {e["name"]: e["env_var_id"] for e in r.json()["entries"]}
     assert _stored(service_vault, user, ids["FRESH"]) == "3" and _stored(service_vault, user, kept["id"]) == "4"
     assert _rows(client, user) == [("FRESH", None), ("TAKEN", None)]
+    # The history names the user as the author of each imported version.
+    history = client.get(f"/api/v2/user/env-vars/{kept['id']}/versions", headers=alice).json()["items"]
+    assert [(v["version"], v["author"], v["user"], v["action"]) for v in history] == [
+        (2, "user", user, "update"), (1, "user", user, "create")]
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
