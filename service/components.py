@@ -74,6 +74,9 @@ def build_components(settings: Settings, backend=None) -> Components:
     gateway = VaultGateway(settings.vault_addr, settings.vault_ca_file, settings.kv_mount, settings.jwt_mount,
                            settings.jwt_role, settings.approle_mount, timeout=settings.vault_timeout_seconds)
     metrics = Metrics()
+    from service.core.env_vars import expiry_counts  # here: service.core imports this module
+
+    metrics.expiry.watch(lambda: expiry_counts(sessions))
     executor_vault = None
 
     def vault_for_executor():

@@ -125,6 +125,19 @@ class UserVault:
         except Exception as e:
             raise _translate(e) from e
 
+    def readable_versions(self, env_var_id: str) -> set[int]:
+        """The versions of the value still readable (neither deleted, destroyed nor pruned), from the
+        metadata: no value is read. Empty when the value is gone."""
+        try:
+            meta = self._c.secrets.kv.v2.read_secret_metadata(path=self._path(env_var_id),
+                                                              mount_point=self._g.kv_mount)
+        except InvalidPath:
+            return set()
+        except Exception as e:
+            raise _translate(e) from e
+        return {int(n) for n, v in meta["data"]["versions"].items()
+                if not v.get("destroyed") and not v.get("deletion_time")}
+
     def destroy(self, env_var_id: str) -> None:
         """Deletes every version and the metadata: the value is gone for good."""
         try:
@@ -179,10 +192,16 @@ class ExecutorVault:
         return request(self._session())
 
     def read(self, user: str, env_var_id: str) -> str:
+        return self.read_versioned(user, env_var_id)[0]
+
+    def read_versioned(self, user: str, env_var_id: str, version: Optional[int] = None) -> tuple[str, int]:
+        """The value and its KV version: the newest, or exactly `version` (SecretMissing when that version
+        was deleted, destroyed or pruned by the mount's max_versions)."""
         try:
             r = self._call(lambda c: c.secrets.kv.v2.read_secret_version(
-                path=f"users/{user}/{env_var_id}", mount_point=self._g.kv_mount, raise_on_deleted_version=True))
-            return r["data"]["data"]["value"]
+                path=f"users/{user}/{env_var_id}", version=version, mount_point=self._g.kv_mount,
+                raise_on_deleted_version=True))
+            return r["data"]["data"]["value"], int(r["data"]["metadata"]["version"])
         except InvalidPath as e:
             raise SecretMissing(env_var_id) from e
         except Exception as e:
