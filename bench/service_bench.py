@@ -189,10 +189,10 @@ def bench_list(base, issuer, n, workdir) -> str:
     def floor_list(_i: int) -> None:
         total = db.execute(f"select count(*) from env_vars e where {visible}", ("bench-list",)).fetchone()[0]  # noqa: S608
         rows = db.execute(f"select e.id, e.name, e.description, e.created_at, e.updated_at, e.expires_at, "  # noqa: S608
-                          "l.started_at, l.id from env_vars e left join executions l on l.id = ("
-                          " select j.execution_id from execution_env_vars j join executions r on r.id = j.execution_id"
-                          " where j.env_var_id = e.id and r.started_at is not null"
-                          " order by r.started_at desc, r.id limit 1)"
+                          "l.used_at, l.execution_id from env_vars e left join execution_env_vars l"
+                          " on l.env_var_id = e.id and l.execution_id = (select j.execution_id from execution_env_vars j"
+                          " where j.env_var_id = e.id and j.used_at is not null"
+                          " order by j.used_at desc, j.execution_id desc limit 1)"
                           f" where {visible} order by e.name limit ? offset ?", ("bench-list", 1000, 0)).fetchall()
         items = [{"id": i, "name": n, "description": d, "created_at": _stamp(c), "updated_at": _stamp(u),
                   "expires_at": x and _stamp(x), "last_used_at": la and _stamp(la), "last_used_execution_id": le}

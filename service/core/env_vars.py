@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from service.auth import Caller
 from service.components import Components
-from service.db import EnvVar, Execution, ExecutionEnvVar, now
+from service.db import EnvVar, ExecutionEnvVar, now
 from service.schemas import EnvVarCreate, EnvVarList, EnvVarOut, EnvVarUpdate, iso_utc
 from service.vault_access import UserVault, VaultDenied, VaultUnanswered, VaultUnavailable
 
@@ -42,19 +42,21 @@ def _out(e: EnvVar, **changed) -> EnvVarOut:
     return EnvVarOut(**{**fields, **changed})
 
 
-# The newest execution that started with the outer query's env var: a correlated subquery, one lookup of
-# the junction's env_var_id index per listed row. Built once: a fresh alias per request made SQLAlchemy
-# rebuild its columns and miss its statement cache (1 ms of a 1,000-row page's 4 ms query, measured).
-_RUN = aliased(Execution, name="run")
-_LAST_RUN_ID = (select(ExecutionEnvVar.execution_id).join(_RUN, _RUN.id == ExecutionEnvVar.execution_id)
-                .where(ExecutionEnvVar.env_var_id == EnvVar.id, _RUN.started_at.is_not(None))
-                .order_by(_RUN.started_at.desc(), _RUN.id).limit(1).correlate(EnvVar).scalar_subquery())
-_LAST = aliased(Execution, name="last_run")
+# The newest execution that started with the outer query's env var: one backward step in the junction's
+# (env_var_id, used_at, execution_id) index per listed row, however often the env var was used. Built
+# once: a fresh alias per request made SQLAlchemy rebuild its columns and miss its statement cache.
+_USE = aliased(ExecutionEnvVar, name="use")
+_LAST_EXECUTION_ID = (select(_USE.execution_id)
+                      .where(_USE.env_var_id == EnvVar.id, _USE.used_at.is_not(None))
+                      .order_by(_USE.used_at.desc(), _USE.execution_id.desc()).limit(1)
+                      .correlate(EnvVar).scalar_subquery())
+_LAST = aliased(ExecutionEnvVar, name="last_use")
+_LAST_JOIN = (_LAST.env_var_id == EnvVar.id) & (_LAST.execution_id == _LAST_EXECUTION_ID)  # its primary key
 
 
 def _last_use(s: Session, env_var_id: str) -> dict:
-    row = s.execute(select(_LAST.started_at, _LAST.id).select_from(EnvVar)
-                    .join(_LAST, _LAST.id == _LAST_RUN_ID).where(EnvVar.id == env_var_id)).first()
+    row = s.execute(select(_LAST.used_at, _LAST.execution_id).select_from(EnvVar)
+                    .join(_LAST, _LAST_JOIN).where(EnvVar.id == env_var_id)).first()
     return {"last_used_at": row[0], "last_used_execution_id": row[1]} if row else {}
 
 
@@ -86,8 +88,8 @@ def _page(s: Session, who: Caller, q: str, limit: int, offset: int,
     # Columns, not ORM objects: building 1,000 of those was most of a large page's time (bench/). The last
     # use comes in the same query (a join on a correlated subquery), never a query per row.
     rows = s.execute(select(EnvVar.id, EnvVar.name, EnvVar.description, EnvVar.created_at, EnvVar.updated_at,
-                            EnvVar.expires_at, _LAST.started_at, _LAST.id)
-                     .outerjoin(_LAST, _LAST.id == _LAST_RUN_ID)
+                            EnvVar.expires_at, _LAST.used_at, _LAST.execution_id)
+                     .outerjoin(_LAST, _LAST_JOIN)
                      .where(*where).order_by(EnvVar.name).limit(limit).offset(offset)).all()
     return rows, total
 

@@ -318,9 +318,10 @@ class Executor:
                 matched(s, update(Execution).where(self._mine(execution_id), Execution.status == "queued")
                         .values(claimed_by=None, lease_until=None))
                 return False
+            started = now()
             if matched(s, update(Execution).where(self._mine(execution_id), Execution.status == "queued",
                                                   Execution.cancel_requested.is_(False))
-                       .values(status="running", started_at=now())):
+                       .values(status="running", started_at=started)):
                 if unredacted_names:
                     s.execute(update(ExecutionEnvVar).where(ExecutionEnvVar.execution_id == execution_id,
                                                             ExecutionEnvVar.name.in_(unredacted_names))
@@ -328,7 +329,7 @@ class Executor:
                 for env_var_id, version in versions.items():  # in the transaction that marks it running
                     s.execute(update(ExecutionEnvVar).where(ExecutionEnvVar.execution_id == execution_id,
                                                             ExecutionEnvVar.env_var_id == env_var_id)
-                              .values(kv_version=version))
+                              .values(kv_version=version, used_at=started))
                 return True
             cancelled = s.scalar(select(Execution.cancel_requested).where(self._mine(execution_id)))
         if cancelled:

@@ -56,13 +56,16 @@ def test_the_migration_keeps_earlier_executions_with_no_recorded_version(tmp_pat
         c.execute(text("insert into env_vars (id, owner, name, description, created_at, updated_at) "
                        "values ('e', 'u', 'A', '', '2026-12-01 10:00:00', '2026-12-01 10:00:00')"))
         c.execute(text("insert into executions (id, owner, command, status, timeout_seconds, output, error, "
-                       "created_at) values ('x', 'u', '[]', 'succeeded', 5, '', '', '2026-12-01 10:00:00')"))
+                       "created_at, started_at) values ('x', 'u', '[]', 'succeeded', 5, '', '', "
+                       "'2026-12-01 10:00:00', '2026-12-01 10:00:05')"))
         c.execute(text("insert into execution_env_vars (execution_id, env_var_id, name) values ('x', 'e', 'A')"))
     command.upgrade(cfg, "head")
     with engine.connect() as c:
-        assert c.execute(text("select kv_version from execution_env_vars")).scalar_one() is None
+        # No version was recorded then; when it was used is known (its execution's start).
+        assert tuple(c.execute(text("select kv_version, used_at from execution_env_vars")).one()) == (
+            None, "2026-12-01 10:00:05")
         assert c.execute(text("select expires_at from env_vars")).scalar_one() is None
     indexes = {i["name"] for t in ("env_vars", "execution_env_vars") for i in inspect(engine).get_indexes(t)}
-    assert {"ix_env_vars_expires_at", "ix_execution_env_vars_env_var_id"} <= indexes
+    assert {"ix_env_vars_expires_at", "ix_execution_env_vars_last_use"} <= indexes
     command.downgrade(cfg, "0005")
     assert "kv_version" not in {col["name"] for col in inspect(create_engine(url)).get_columns("execution_env_vars")}
