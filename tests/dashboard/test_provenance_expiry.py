@@ -6,7 +6,9 @@ import datetime
 import hashlib
 import re
 import secrets
+import sqlite3
 
+import hvac
 import pytest
 from playwright.sync_api import expect
 
@@ -118,6 +120,19 @@ def test_expiry_field_list_columns_job_versions_and_run_again(dashboard, new_pag
     expect(last_used).not_to_have_text("never")
     last_used.get_by_role("link").click()
     expect(page).to_have_url(latest_job)
+
+    # Version 1 destroyed: the same versions cannot run again, and the job's page says which env var.
+    page.goto(f"{dashboard.url}/dashboard/env-vars")
+    env_id = page.get_by_role("link", name=f"Edit {token}").get_attribute("href").rsplit("/", 1)[1]
+    with sqlite3.connect(dashboard.db_path) as db:
+        owner = db.execute("select owner from env_vars where id = ?", (env_id,)).fetchone()[0]
+    hvac.Client(url=dashboard.vault_url, token=dashboard.vault_token).secrets.kv.v2.destroy_secret_versions(
+        path=f"users/{owner}/{env_id}", versions=[1], mount_point="secret")
+    page.goto(first_job)
+    page.get_by_role("button", name="Run again with the same versions").click()
+    expect(page.get_by_test_id("rerun-error")).to_contain_text(f"version 1 of env var {token}")
+    expect(page).to_have_url(re.compile(f"{first_job}/rerun$"))
+    shot(page, "prov-05-run-again-refused")
 
     for v in (first, second, rejected):
         assert v not in page.content()
