@@ -10,8 +10,9 @@ samples alternate, so load on the shared cores falls on both alike.
    timing, on a kept-alive connection (one hvac.Client), plus one insert and commit on a warm SQLite
    connection (a SQLite file with the service's schema and its SQLite settings: WAL, synchronous=NORMAL).
 2. list 1,000 env vars of one user (target p50 <= 2x). Floor: a direct query of the same rows in the same
-   database the service uses (the count and the page), encoded to the same JSON bytes as the service's
-   response (checked), with the standard library's encoder; no HTTP.
+   database the service uses (the count and the page, each row's last use by the same correlated
+   subquery), encoded to the same JSON bytes as the service's response (checked), with the standard
+   library's encoder; no HTTP.
 3. start an execution with 20 env vars: POST until the child's first instruction runs (target p50 <= 1.1x).
    Floor: AppRole reads of the 20 values (logged in once, kept-alive) and a bare start of the same command
    in the same job sandbox the service uses (service.executor.sandbox.Sandbox.wrap and popen_identity, as
@@ -178,7 +179,7 @@ def bench_list(base, issuer, n, workdir) -> str:
     s = requests.Session()
     h = {"Authorization": f"Bearer {issuer.token('bench-list', ttl=3600)}"}
     db = sqlite3.connect(f"{workdir}/envvars.db")
-    visible = "owner = ? and (pending is null or pending not like 'create:%')"
+    visible = "e.owner = ? and (e.pending is null or e.pending not like 'create:%')"
     got: dict[str, bytes] = {}
 
     def service_list(_i: int) -> None:
@@ -187,11 +188,16 @@ def bench_list(base, issuer, n, workdir) -> str:
         got["service"] = r.content
 
     def floor_list(_i: int) -> None:
-        total = db.execute(f"select count(*) from env_vars where {visible}", ("bench-list",)).fetchone()[0]  # noqa: S608
-        rows = db.execute(f"select id, name, description, created_at, updated_at from env_vars where {visible} "  # noqa: S608
-                          "order by name limit ? offset ?", ("bench-list", 1000, 0)).fetchall()
-        items = [{"id": i, "name": n, "description": d, "created_at": _stamp(c), "updated_at": _stamp(u)}
-                 for i, n, d, c, u in rows]
+        total = db.execute(f"select count(*) from env_vars e where {visible}", ("bench-list",)).fetchone()[0]  # noqa: S608
+        rows = db.execute(f"select e.id, e.name, e.description, e.created_at, e.updated_at, e.expires_at, "  # noqa: S608
+                          "l.used_at, l.execution_id from env_vars e left join execution_env_vars l"
+                          " on l.env_var_id = e.id and l.execution_id = (select j.execution_id from execution_env_vars j"
+                          " where j.env_var_id = e.id and j.used_at is not null"
+                          " order by j.used_at desc, j.execution_id desc limit 1)"
+                          f" where {visible} order by e.name limit ? offset ?", ("bench-list", 1000, 0)).fetchall()
+        items = [{"id": i, "name": n, "description": d, "created_at": _stamp(c), "updated_at": _stamp(u),
+                  "expires_at": x and _stamp(x), "last_used_at": la and _stamp(la), "last_used_execution_id": le}
+                 for i, n, d, c, u, x, la, le in rows]
         got["floor"] = json.dumps({"items": items, "total": total}, separators=(",", ":"),
                                   ensure_ascii=False).encode()
 

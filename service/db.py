@@ -46,6 +46,9 @@ class EnvVar(Base):
     # call. The lease lets another request take over the claim of a request that died.
     pending: Mapped[str | None] = mapped_column(String(48), nullable=True, default=None)
     pending_until: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Past it, an execution selecting this env var fails before the job starts (migration 0007).
+    expires_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True,
+                                                                 index=True, default=None)
 
     @classmethod
     def visible(cls):
@@ -89,12 +92,19 @@ class Execution(Base):
 
 class ExecutionEnvVar(Base):
     __tablename__ = "execution_env_vars"
+    # An env var's last use is one backward step in this index, however often it was used (migration 0007).
+    __table_args__ = (Index("ix_execution_env_vars_last_use", "env_var_id", "used_at", "execution_id"),)
 
     execution_id: Mapped[str] = mapped_column(ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True)
     env_var_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(128))  # as it was when the execution started
     # False: its value was too short to be searched for in the output (service/executor/redaction.py).
     redacted: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The KV v2 version of the value the job received, recorded when it starts (migration 0007); set at
+    # creation for a rerun of the same versions, which the executor then reads exactly.
+    kv_version: Mapped[int | None] = mapped_column(Integer, nullable=True, default=None)
+    # When the job started with the value (its execution's started_at); null while it has not.
+    used_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, default=None)
 
 
 class User(Base):

@@ -8,6 +8,7 @@ STATUS: dict[type[errors.DomainError], int] = {
     errors.NotFound: 404,
     errors.NameTaken: 409,
     errors.Busy: 409,
+    errors.CannotRerun: 409,
     errors.InvalidField: 422,
     errors.VaultRefused: 403,
     errors.IdentityCollision: 403,

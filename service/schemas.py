@@ -3,7 +3,7 @@ import datetime
 import re
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Names that would change how the job runs rather than what it reads: refused.
@@ -48,8 +48,22 @@ def iso_utc(value: datetime.datetime) -> str:
     return value.isoformat() + "Z"  # isoformat, not strftime: 4x faster over a page
 
 
+def future_utc(value: Optional[datetime.datetime]) -> Optional[datetime.datetime]:
+    """An expiry as given (ISO 8601 with a zone), in UTC: SQLite would store another zone's wall time."""
+    if value is None:
+        return None
+    try:
+        value = value.astimezone(datetime.timezone.utc)
+    except OverflowError:  # year 9999 at -14:00 is past the last representable time
+        raise ValueError("is out of range") from None
+    if value <= datetime.datetime.now(datetime.timezone.utc):
+        raise ValueError("must be in the future")
+    return value
+
+
 class _Times(BaseModel):
-    @field_validator("created_at", "updated_at", "started_at", "finished_at", mode="after", check_fields=False)
+    @field_validator("created_at", "updated_at", "started_at", "finished_at", "expires_at", "last_used_at",
+                     mode="after", check_fields=False)
     @classmethod
     def _zone(cls, v):
         return as_utc(v)
@@ -63,16 +77,31 @@ class EnvVarCreate(_Strict):
     name: str = Field(min_length=1)
     description: str = Field(default="", max_length=MAX_DESCRIPTION)
     value: str = Field(repr=False)
+    expires_at: Optional[AwareDatetime] = Field(
+        default=None, description="ISO 8601 with a time zone, in the future; past it, jobs selecting it fail")
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         return check_name(v)
 
+    @field_validator("expires_at")
+    @classmethod
+    def _expires(cls, v: Optional[datetime.datetime]) -> Optional[datetime.datetime]:
+        return future_utc(v)
+
 
 class EnvVarUpdate(_Strict):
     description: Optional[str] = Field(default=None, max_length=MAX_DESCRIPTION)
     value: Optional[str] = Field(default=None, repr=False)
+    # Absent: unchanged; null: cleared (model_fields_set tells the two apart).
+    expires_at: Optional[AwareDatetime] = Field(
+        default=None, description="ISO 8601 with a time zone, in the future; null clears it")
+
+    @field_validator("expires_at")
+    @classmethod
+    def _expires(cls, v: Optional[datetime.datetime]) -> Optional[datetime.datetime]:
+        return future_utc(v)
 
 
 class EnvVarOut(_Times):
@@ -81,6 +110,10 @@ class EnvVarOut(_Times):
     description: str
     created_at: datetime.datetime
     updated_at: datetime.datetime
+    expires_at: Optional[datetime.datetime] = None
+    # The newest execution that started with it (its values were injected), and when it started.
+    last_used_at: Optional[datetime.datetime] = None
+    last_used_execution_id: Optional[str] = None
 
 
 class EnvVarList(BaseModel):
@@ -163,10 +196,25 @@ class ExecutionSummary(_Times):
     finished_at: Optional[datetime.datetime]
 
 
+class ExecutionEnvVarOut(BaseModel):
+    id: str
+    name: str  # as it was when the execution was created
+    # The KV version of the value the job received; null until the job starts, for a job that never
+    # started, and for executions recorded before versions were. A rerun of the same versions has its
+    # versions from creation on.
+    kv_version: Optional[int]
+
+
 class ExecutionOut(ExecutionSummary):
     output: str  # redacted
     # Env vars whose value is too short (under 4 characters) to be searched for in the output.
     unredacted_env_vars: list[str] = []
+    env_vars: list[ExecutionEnvVarOut] = []  # by name
+
+
+class ExecutionRerun(_Strict):
+    versions: Literal["same", "latest"] = Field(
+        default="latest", description="same: exactly the KV versions the execution received; latest: the newest")
 
 
 class ExecutionList(BaseModel):

@@ -162,6 +162,12 @@ class UserVault:
         current = int(meta["current_version"])
         return KvHistory(current, min((v.version for v in versions), default=current), versions)
 
+    def readable_versions(self, env_var_id: str) -> set[int]:
+        """The versions of the value still readable (neither deleted, destroyed nor pruned), from the
+        metadata: no value is read. Empty when the value is gone."""
+        history = self.history(env_var_id)
+        return {v.version for v in history.versions if not v.deleted and not v.destroyed} if history else set()
+
     def destroy(self, env_var_id: str) -> None:
         """Deletes every version and the metadata: the value is gone for good."""
         try:
@@ -216,10 +222,16 @@ class ExecutorVault:
         return request(self._session())
 
     def read(self, user: str, env_var_id: str) -> str:
+        return self.read_versioned(user, env_var_id)[0]
+
+    def read_versioned(self, user: str, env_var_id: str, version: Optional[int] = None) -> tuple[str, int]:
+        """The value and its KV version: the newest, or exactly `version` (SecretMissing when that version
+        was deleted, destroyed or pruned by the mount's max_versions)."""
         try:
             r = self._call(lambda c: c.secrets.kv.v2.read_secret_version(
-                path=kv_path(user, env_var_id), mount_point=self._g.kv_mount, raise_on_deleted_version=True))
-            return r["data"]["data"]["value"]
+                path=kv_path(user, env_var_id), version=version, mount_point=self._g.kv_mount,
+                raise_on_deleted_version=True))
+            return r["data"]["data"]["value"], int(r["data"]["metadata"]["version"])
         except InvalidPath as e:
             raise SecretMissing(env_var_id) from e
         except Exception as e:

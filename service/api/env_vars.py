@@ -1,6 +1,6 @@
 """/api/v2/user/env-vars: the caller's env vars (service/core/env_vars.py). Values are write-only: no
 route ever returns one."""
-from typing import Annotated
+from typing import Annotated, Optional
 
 from fastapi import APIRouter, Query, Response
 
@@ -17,9 +17,13 @@ router = APIRouter(prefix="/api/v2/user/env-vars", tags=["env-vars"])
 def list_env_vars(who: CallerDep, s: SessionDep,
                   q: Annotated[str, Query(max_length=128, description="substring of the name or description")] = "",
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                  offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> Response:
+                  offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+                  expiring_within_days: Annotated[Optional[int], Query(
+                      ge=0, le=3650, description="only env vars expiring within so many days, or expired")] = None,
+                  ) -> Response:
     # Encoded by the core from the rows (the schema above documents it; tests check they agree).
-    return Response(env_vars.list_env_vars_json(s, who, q, limit, offset), media_type="application/json")
+    return Response(env_vars.list_env_vars_json(s, who, q, limit, offset, expiring_within_days),
+                    media_type="application/json")
 
 
 @router.post("", response_model=EnvVarOut, status_code=201)

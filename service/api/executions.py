@@ -1,12 +1,12 @@
 """/api/v2/execution: start a job with some of the caller's env vars, list the caller's jobs, follow one,
-cancel it (service/core/executions.py)."""
+cancel it, run it again (service/core/executions.py)."""
 from typing import Annotated, Optional
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Query
 
 from service.core import executions
 from service.dependencies import ComponentsDep, SessionDep
-from service.schemas import ExecutionCreate, ExecutionList, ExecutionOut, ExecutionStatus
+from service.schemas import ExecutionCreate, ExecutionList, ExecutionOut, ExecutionRerun, ExecutionStatus
 
 from .deps import CallerDep
 
@@ -35,3 +35,12 @@ def get_execution(execution_id: str, who: CallerDep, s: SessionDep) -> Execution
 @router.post("/{execution_id}/cancel", response_model=ExecutionOut, status_code=202)
 def cancel_execution(execution_id: str, who: CallerDep, s: SessionDep, c: ComponentsDep) -> ExecutionOut:
     return executions.cancel_execution(s, c, who, execution_id)
+
+
+@router.post("/{execution_id}/rerun", response_model=ExecutionOut, status_code=202,
+             responses={409: {"description": "an env var, or (versions: same) a version it used, is gone"}})
+def rerun_execution(execution_id: str, who: CallerDep, s: SessionDep, c: ComponentsDep,
+                    body: Annotated[Optional[ExecutionRerun], Body()] = None) -> ExecutionOut:
+    """A new execution of the same command, timeout and env vars, with their newest values (`versions`:
+    latest, the default) or exactly the KV versions this one received (same)."""
+    return executions.rerun_execution(s, c, who, execution_id, body or ExecutionRerun())

@@ -11,17 +11,18 @@ across a Vault call (a hung Vault must not block other users' writes):
 A change finding the row claimed waits for nothing: Busy (retry), or NotFound when the row is being deleted.
 A Vault write that got no answer may still be applied later: a create's is undone in the background.
 """
+import datetime
 import json
 import uuid
-from typing import Sequence
+from typing import Optional, Sequence
 
 from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from service.auth import Caller
 from service.components import Components
-from service.db import EnvVar, now
+from service.db import EnvVar, ExecutionEnvVar, now
 from service.schemas import EnvVarCreate, EnvVarList, EnvVarOut, EnvVarUpdate, iso_utc
 from service.vault_access import UserVault, VaultDenied, VaultUnanswered, VaultUnavailable
 
@@ -36,8 +37,27 @@ TOOK_OVER = "another change to this env var took over while Vault was slow; chec
 
 
 def _out(e: EnvVar, **changed) -> EnvVarOut:
-    fields = dict(id=e.id, name=e.name, description=e.description, created_at=e.created_at, updated_at=e.updated_at)
+    fields = dict(id=e.id, name=e.name, description=e.description, created_at=e.created_at, updated_at=e.updated_at,
+                  expires_at=e.expires_at)
     return EnvVarOut(**{**fields, **changed})
+
+
+# The newest execution that started with the outer query's env var: one backward step in the junction's
+# (env_var_id, used_at, execution_id) index per listed row, however often the env var was used. Built
+# once: a fresh alias per request made SQLAlchemy rebuild its columns and miss its statement cache.
+_USE = aliased(ExecutionEnvVar, name="use")
+_LAST_EXECUTION_ID = (select(_USE.execution_id)
+                      .where(_USE.env_var_id == EnvVar.id, _USE.used_at.is_not(None))
+                      .order_by(_USE.used_at.desc(), _USE.execution_id.desc()).limit(1)
+                      .correlate(EnvVar).scalar_subquery())
+_LAST = aliased(ExecutionEnvVar, name="last_use")
+_LAST_JOIN = (_LAST.env_var_id == EnvVar.id) & (_LAST.execution_id == _LAST_EXECUTION_ID)  # its primary key
+
+
+def _last_use(s: Session, env_var_id: str) -> dict:
+    row = s.execute(select(_LAST.used_at, _LAST.execution_id).select_from(EnvVar)
+                    .join(_LAST, _LAST_JOIN).where(EnvVar.id == env_var_id)).first()
+    return {"last_used_at": row[0], "last_used_execution_id": row[1]} if row else {}
 
 
 def _check_value(value: str, c: Components) -> None:
@@ -56,37 +76,64 @@ def _owned(s: Session, who: Caller, env_var_id: str) -> EnvVar:
     return e
 
 
-def _page(s: Session, who: Caller, q: str, limit: int, offset: int) -> tuple[Sequence[Row], int]:
+def _page(s: Session, who: Caller, q: str, limit: int, offset: int,
+          expiring_within_days: Optional[int] = None) -> tuple[Sequence[Row], int]:
     where = [EnvVar.owner == who.user, EnvVar.visible()]
     if q:
         like = f"%{q.lower()}%"
         where.append(func.lower(EnvVar.name).like(like) | func.lower(EnvVar.description).like(like))
+    if expiring_within_days is not None:  # the expired ones included: they are the most urgent
+        where.append(EnvVar.expires_at <= now() + datetime.timedelta(days=expiring_within_days))
     total = s.execute(select(func.count()).select_from(EnvVar).where(*where)).scalar_one()
-    # Columns, not ORM objects: building 1,000 of those was most of a large page's time (bench/).
-    rows = s.execute(select(EnvVar.id, EnvVar.name, EnvVar.description, EnvVar.created_at, EnvVar.updated_at)
+    # Columns, not ORM objects: building 1,000 of those was most of a large page's time (bench/). The last
+    # use comes in the same query (a join on a correlated subquery), never a query per row.
+    rows = s.execute(select(EnvVar.id, EnvVar.name, EnvVar.description, EnvVar.created_at, EnvVar.updated_at,
+                            EnvVar.expires_at, _LAST.used_at, _LAST.execution_id)
+                     .outerjoin(_LAST, _LAST_JOIN)
                      .where(*where).order_by(EnvVar.name).limit(limit).offset(offset)).all()
     return rows, total
 
 
-def list_env_vars(s: Session, who: Caller, q: str, limit: int, offset: int) -> EnvVarList:
-    """A page of the caller's env vars by name (`q`: a substring of the name or description) and how
-    many there are in all."""
-    rows, total = _page(s, who, q, limit, offset)
-    return EnvVarList(total=total, items=[EnvVarOut(id=i, name=n, description=d, created_at=c, updated_at=u)
-                                          for i, n, d, c, u in rows])
+def list_env_vars(s: Session, who: Caller, q: str, limit: int, offset: int,
+                  expiring_within_days: Optional[int] = None) -> EnvVarList:
+    """A page of the caller's env vars by name (`q`: a substring of the name or description;
+    `expiring_within_days`: only those expiring within so many days, or expired) and how many in all."""
+    rows, total = _page(s, who, q, limit, offset, expiring_within_days)
+    return EnvVarList(total=total, items=[
+        EnvVarOut(id=i, name=n, description=d, created_at=c, updated_at=u, expires_at=x, last_used_at=la,
+                  last_used_execution_id=le) for i, n, d, c, u, x, la, le in rows])
 
 
-def list_env_vars_json(s: Session, who: Caller, q: str, limit: int, offset: int) -> bytes:
+def _iso(t: Optional[datetime.datetime]) -> Optional[str]:
+    return None if t is None else iso_utc(t)
+
+
+def list_env_vars_json(s: Session, who: Caller, q: str, limit: int, offset: int,
+                       expiring_within_days: Optional[int] = None) -> bytes:
     """The same page as list_env_vars, as the JSON of an EnvVarList, encoded straight from the rows: a
     model per row and its encoding were most of a 1,000-row page's time (bench/)."""
-    rows, total = _page(s, who, q, limit, offset)
+    rows, total = _page(s, who, q, limit, offset, expiring_within_days)
     return json.dumps({"items": [{"id": i, "name": n, "description": d, "created_at": iso_utc(c),
-                                  "updated_at": iso_utc(u)} for i, n, d, c, u in rows], "total": total},
-                      ensure_ascii=False, separators=(",", ":")).encode()
+                                  "updated_at": iso_utc(u), "expires_at": _iso(x), "last_used_at": _iso(la),
+                                  "last_used_execution_id": le} for i, n, d, c, u, x, la, le in rows],
+                       "total": total}, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def expiry_counts(sessions: sessionmaker) -> tuple[int, int]:
+    """Every user's env vars (expired, expiring within 7 days but not yet), for the metrics at scrape time."""
+    t = now()
+    soon = t + datetime.timedelta(days=7)
+    with sessions() as s:
+        expired, upcoming = s.execute(select(
+            func.count().filter(EnvVar.expires_at <= t),
+            func.count().filter(EnvVar.expires_at > t, EnvVar.expires_at <= soon))
+            .where(EnvVar.expires_at.is_not(None), EnvVar.expires_at <= soon, EnvVar.visible())).one()
+    return int(expired), int(upcoming)
 
 
 def get_env_var(s: Session, who: Caller, env_var_id: str) -> EnvVarOut:
-    return _out(_owned(s, who, env_var_id))
+    row = _owned(s, who, env_var_id)
+    return _out(row, **_last_use(s, row.id))
 
 
 def create_env_var(s: Session, c: Components, who: Caller, body: EnvVarCreate) -> EnvVarOut:
@@ -94,7 +141,7 @@ def create_env_var(s: Session, c: Components, who: Caller, body: EnvVarCreate) -
     vault = user_vault(c, who)
     token = f"create:{uuid.uuid4()}"
     row = EnvVar(id=str(uuid.uuid4()), owner=who.user, name=body.name, description=body.description,
-                 pending=token, pending_until=now() + lease(c))
+                 expires_at=body.expires_at, pending=token, pending_until=now() + lease(c))
     _insert_claimed(s, who, row, vault, c)
     try:
         version = vault.write(row.id, body.value)
@@ -161,14 +208,20 @@ def _reclaim_name(s: Session, who: Caller, name: str, vault: UserVault, c: Compo
 
 def update_env_var(s: Session, c: Components, who: Caller, env_var_id: str, body: EnvVarUpdate) -> EnvVarOut:
     row = _owned(s, who, env_var_id)
-    if body.description is None and body.value is None:
-        raise errors.InvalidField(None, "give a new description, a new value, or both")
+    new_expiry = "expires_at" in body.model_fields_set  # null included: it clears the expiry
+    if body.description is None and body.value is None and not new_expiry:
+        raise errors.InvalidField(None, "give a new description, a new value, a new expires_at, or some of them")
     changes: dict[str, object] = {"updated_at": now()}
     if body.description is not None:
         changes["description"] = body.description
+    if new_expiry:
+        changes["expires_at"] = body.expires_at
+    changed = ",".join(f for f, given in (("value", body.value is not None),
+                                          ("description", body.description is not None),
+                                          ("expires_at", new_expiry)) if given)
     if body.value is None:  # the row only: one conditional update, no Vault call, no claim to hold
-        change(s, who, row.id, changes, audit_row(who.user, "env_var.update", row.id, "ok", "description"))
-        return _out(row, **changes)
+        change(s, who, row.id, changes, audit_row(who.user, "env_var.update", row.id, "ok", changed))
+        return _out(row, **changes, **_last_use(s, row.id))
     _check_value(body.value, c)
     vault = user_vault(c, who)
     token = claim(s, who, row.id, "update", c)
@@ -189,8 +242,7 @@ def update_env_var(s: Session, c: Components, who: Caller, env_var_id: str, body
         done = matched(s, update(EnvVar).where(EnvVar.id == row.id, EnvVar.pending == token)
                        .values(pending=None, pending_until=None, **changes))
         if done:
-            s.add(audit_row(who.user, "env_var.update", row.id, "ok",
-                            ("value " if body.description is None else "value,description ") + written(version)))
+            s.add(audit_row(who.user, "env_var.update", row.id, "ok", f"{changed} {written(version)}"))
         s.commit()
     except SQLAlchemyError as err:
         s.rollback()
@@ -204,7 +256,7 @@ def update_env_var(s: Session, c: Components, who: Caller, env_var_id: str, body
             undo_in_background(vault, row.id, c)
             raise errors.NotFound("env var not found (it was deleted meanwhile)")
         raise errors.Busy(TOOK_OVER)
-    return _out(row, **changes)
+    return _out(row, **changes, **_last_use(s, row.id))
 
 
 def delete_env_var(s: Session, c: Components, who: Caller, env_var_id: str) -> None:

@@ -21,6 +21,11 @@ class Busy(DomainError):
     """Another change to the same env var holds it, or took it over: check and retry."""
 
 
+class CannotRerun(DomainError):
+    """An execution cannot run again as asked: one of its env vars, or the version of a value it received,
+    is gone (the message names it)."""
+
+
 class InvalidField(DomainError):
     """A field that the request's own validation cannot judge (a configured limit, the value's bytes);
     `field` None: the request as a whole."""

@@ -1,6 +1,6 @@
 """Executions: a job started with some of the caller's env vars (the executor reads their values from
 Vault and runs it), followed and cancelled by its owner only."""
-from typing import Optional
+from typing import Optional, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -9,10 +9,12 @@ from service.auth import Caller
 from service.components import Components
 from service.db import EnvVar, Execution, ExecutionEnvVar
 from service.executor.runner import ACTIVE
-from service.schemas import ExecutionCreate, ExecutionList, ExecutionOut, ExecutionSummary
+from service.schemas import ExecutionCreate, ExecutionEnvVarOut, ExecutionList, ExecutionOut, ExecutionRerun, ExecutionSummary
+from service.vault_access import VaultDenied, VaultUnavailable
 
 from . import errors
 from .audit import audit, audit_row
+from .vault import user_vault, vault_error, vault_failed
 
 
 def _summary(e: Execution, env_var_names: list[str]) -> dict:
@@ -21,10 +23,13 @@ def _summary(e: Execution, env_var_names: list[str]) -> dict:
 
 
 def _out(s: Session, e: Execution) -> ExecutionOut:
-    rows = s.execute(select(ExecutionEnvVar.name, ExecutionEnvVar.redacted)
+    rows = s.execute(select(ExecutionEnvVar.env_var_id, ExecutionEnvVar.name, ExecutionEnvVar.redacted,
+                            ExecutionEnvVar.kv_version)
                      .where(ExecutionEnvVar.execution_id == e.id).order_by(ExecutionEnvVar.name)).all()
-    return ExecutionOut(**_summary(e, [name for name, _ in rows]), output=e.output,
-                        unredacted_env_vars=[name for name, redacted in rows if not redacted])
+    return ExecutionOut(**_summary(e, [r.name for r in rows]), output=e.output,
+                        unredacted_env_vars=[r.name for r in rows if not r.redacted],
+                        env_vars=[ExecutionEnvVarOut(id=r.env_var_id, name=r.name, kv_version=r.kv_version)
+                                  for r in rows])
 
 
 def _owned(s: Session, who: Caller, execution_id: str) -> Execution:
@@ -34,35 +39,89 @@ def _owned(s: Session, who: Caller, execution_id: str) -> Execution:
     return e
 
 
+def _env_vars(s: Session, who: Caller, ids: Sequence[str]) -> dict[str, EnvVar]:
+    """The caller's env vars among `ids` (not one still being created), by id."""
+    rows = s.scalars(select(EnvVar).where(EnvVar.id.in_(ids), EnvVar.owner == who.user, EnvVar.visible())).all()
+    return {r.id: r for r in rows}
+
+
 def start_execution(s: Session, c: Components, who: Caller, body: ExecutionCreate) -> ExecutionOut:
     timeout = body.timeout_seconds or c.settings.default_timeout_seconds
     if timeout > c.settings.max_timeout_seconds:
         raise errors.InvalidField("timeout_seconds", f"must be at most {c.settings.max_timeout_seconds}")
-    rows = s.scalars(select(EnvVar).where(EnvVar.id.in_(body.env_var_ids), EnvVar.owner == who.user,
-                                          EnvVar.visible())).all()  # not a row still being created
-    found = {r.id: r for r in rows}
+    found = _env_vars(s, who, body.env_var_ids)
     missing = [i for i in body.env_var_ids if i not in found]
     if missing:  # unknown and someone else's look the same
         raise errors.NotFound(f"env var not found: {missing[0]}")
+    return _create(s, c, who, body.command, timeout, list(found.values()), {}, "")
+
+
+def _create(s: Session, c: Components, who: Caller, command: list[str], timeout: int, rows: list[EnvVar],
+            versions: dict[str, int], detail: str) -> ExecutionOut:
+    """Inserts the execution and its env vars (`versions`: the KV version to read of each, by id; the
+    newest otherwise) and hands it to the executor."""
     # With a free worker here, the row is inserted claimed by this replica and starts at once; otherwise
     # it is queued for the first replica with a free worker.
     reservation = c.executor.reserve()
     try:
-        execution = Execution(owner=who.user, command=body.command, status="queued", timeout_seconds=timeout,
+        execution = Execution(owner=who.user, command=command, status="queued", timeout_seconds=timeout,
                               claimed_by=reservation and reservation.replica,
                               lease_until=reservation and reservation.lease_until)
         s.add(execution)
         s.flush()
         for r in rows:
-            s.add(ExecutionEnvVar(execution_id=execution.id, env_var_id=r.id, name=r.name))
+            s.add(ExecutionEnvVar(execution_id=execution.id, env_var_id=r.id, name=r.name,
+                                  kv_version=versions.get(r.id)))
         s.add(audit_row(who.user, "execution.start", execution.id, "queued",
-                        "env_vars=" + ",".join(sorted(r.name for r in rows))))
+                        (detail + "env_vars=" + ",".join(sorted(r.name for r in rows)))[:512]))
         s.commit()
     except BaseException:
         c.executor.unreserve(reservation)
         raise
     c.executor.created(execution.id, reservation)
     return _out(s, execution)
+
+
+def rerun_execution(s: Session, c: Components, who: Caller, execution_id: str, body: ExecutionRerun) -> ExecutionOut:
+    """A new execution of the same command, timeout and env vars: with the newest value of each, or with
+    exactly the KV versions the first one received. Refused before anything runs, naming the env var,
+    when one was deleted or (same versions) when its version is no longer readable."""
+    e = _owned(s, who, execution_id)
+    refs = s.execute(select(ExecutionEnvVar.env_var_id, ExecutionEnvVar.name, ExecutionEnvVar.kv_version)
+                     .where(ExecutionEnvVar.execution_id == e.id).order_by(ExecutionEnvVar.name)).all()
+    found = _env_vars(s, who, [r.env_var_id for r in refs])
+    for r in refs:
+        if r.env_var_id not in found:
+            raise errors.CannotRerun(f"env var {r.name} was deleted since this job ran; it cannot run again")
+    versions: dict[str, int] = {}
+    if body.versions == "same":
+        for r in refs:
+            if r.kv_version is None:
+                raise errors.CannotRerun(
+                    f"no version of env var {r.name} was recorded for this job (it did not start, or ran before "
+                    "versions were recorded); run it again with the latest versions")
+            versions[r.env_var_id] = r.kv_version
+        s.commit()  # no transaction stays open across the Vault calls
+        if refs:
+            _check_readable(c, who, refs)
+    return _create(s, c, who, list(e.command), e.timeout_seconds, [found[r.env_var_id] for r in refs], versions,
+                   f"rerun={e.id},versions={body.versions};")
+
+
+def _check_readable(c: Components, who: Caller, refs: Sequence) -> None:
+    """Each recorded version still readable, asked of Vault as the caller (metadata only, no value): a
+    refusal names the env var now rather than a job failing later. The executor checks again as it reads."""
+    vault = user_vault(c, who)
+    for r in refs:
+        try:
+            readable = vault.readable_versions(r.env_var_id)
+        except (VaultUnavailable, VaultDenied) as err:
+            vault_failed(c, who, "read_metadata", err)
+            raise vault_error(err, "the job was not run again") from None
+        if r.kv_version not in readable:
+            raise errors.CannotRerun(
+                f"version {r.kv_version} of env var {r.name} is no longer in Vault (deleted, destroyed, or pruned "
+                "as the mount keeps a bounded number of versions); run it again with the latest versions")
 
 
 def get_execution(s: Session, who: Caller, execution_id: str) -> ExecutionOut:

@@ -35,7 +35,7 @@ from service.core.audit import audit
 from service.core.database import matched
 from service.db import EnvVar, Execution, ExecutionEnvVar, now
 from service.metrics import Metrics
-from service.schemas import check_name
+from service.schemas import as_utc, check_name
 from service.vault_access import ExecutorVault, SecretMissing, VaultDenied, VaultUnavailable
 
 from .base import Backend, JobSpec
@@ -309,22 +309,27 @@ class Executor:
         else:  # its lease ran out and another replica ended it: that state stands
             log.warning(json.dumps({"event": "execution_taken_over", "execution": execution_id}))
 
-    def _begin(self, execution_id: str, unredacted_names: list[str]) -> bool:
+    def _begin(self, execution_id: str, unredacted_names: list[str], versions: dict[str, int]) -> bool:
         """Marks it running, unless it was cancelled or this replica is stopping (it goes back to the queue),
-        and which of its env vars the output cannot hide."""
+        which of its env vars the output cannot hide, and the KV version of each value (by env var id)."""
         job = self._jobs[execution_id]
         with self._sessions.begin() as s:
             if self._stopping.is_set():
                 matched(s, update(Execution).where(self._mine(execution_id), Execution.status == "queued")
                         .values(claimed_by=None, lease_until=None))
                 return False
+            started = now()
             if matched(s, update(Execution).where(self._mine(execution_id), Execution.status == "queued",
                                                   Execution.cancel_requested.is_(False))
-                       .values(status="running", started_at=now())):
+                       .values(status="running", started_at=started)):
                 if unredacted_names:
                     s.execute(update(ExecutionEnvVar).where(ExecutionEnvVar.execution_id == execution_id,
                                                             ExecutionEnvVar.name.in_(unredacted_names))
                               .values(redacted=False))
+                for env_var_id, version in versions.items():  # in the transaction that marks it running
+                    s.execute(update(ExecutionEnvVar).where(ExecutionEnvVar.execution_id == execution_id,
+                                                            ExecutionEnvVar.env_var_id == env_var_id)
+                              .values(kv_version=version, used_at=started))
                 return True
             cancelled = s.scalar(select(Execution.cancel_requested).where(self._mine(execution_id)))
         if cancelled:
@@ -354,12 +359,13 @@ class Executor:
             if e is None:
                 return
             owner, command, timeout = e.owner, list(e.command), e.timeout_seconds
-            refs = s.execute(select(ExecutionEnvVar.env_var_id, EnvVar.id, EnvVar.owner, EnvVar.name)
+            refs = s.execute(select(ExecutionEnvVar.env_var_id, EnvVar.id, EnvVar.owner, EnvVar.name,
+                                    ExecutionEnvVar.kv_version, EnvVar.expires_at)
                              .outerjoin(EnvVar, EnvVar.id == ExecutionEnvVar.env_var_id)
                              .where(ExecutionEnvVar.execution_id == execution_id)).all()
         # Defence in depth: the junction rows alone are not trusted. Every env var must exist and
         # belong to the execution's owner now, and carry a name a job may be given.
-        foreign = [ref for ref, found, who, name in refs
+        foreign = [ref for ref, found, who, name, _v, _x in refs
                    if found is None or who != owner or not _injectable(name)]
         if foreign:
             audit(self._sessions, owner, "execution.start", execution_id, "refused",
@@ -368,19 +374,27 @@ class Executor:
                 self._metrics.missing_env_vars.inc()
             return self._finish(execution_id, "failed", error=(
                 f"env var {foreign[0]} does not exist or does not belong to {owner}; the job did not start"))
-        values = {}
-        for _ref, env_var_id, _owner, name in refs:
-            try:
-                values[name] = self._vault().read(owner, env_var_id)
+        t = now()
+        expired = sorted((name, at) for _r, _i, _o, name, _v, x in refs if (at := as_utc(x)) is not None and at <= t)
+        if expired:  # fails closed like a missing value: its owner set a date past which it must not be used
+            self._metrics.expiry.failures.inc()
+            return self._finish(execution_id, "failed",
+                                error=f"env var {expired[0][0]} expired at {_when(expired[0][1])}; the job did not start")
+        values, versions = {}, {}
+        for _ref, env_var_id, _owner, name, pinned, _x in refs:
+            try:  # `pinned`: a rerun of the same versions reads exactly the recorded one
+                values[name], versions[env_var_id] = self._vault().read_versioned(owner, env_var_id, pinned)
             except SecretMissing:
                 self._metrics.missing_env_vars.inc()
-                return self._finish(execution_id, "failed",
-                                    error=f"env var {name} has no value in Vault; the job did not start")
+                return self._finish(execution_id, "failed", error=(
+                    f"env var {name} has no value in Vault; the job did not start" if pinned is None else
+                    f"version {pinned} of env var {name} is no longer in Vault (deleted, destroyed or pruned); "
+                    "the job did not start"))
             except (VaultUnavailable, VaultDenied) as err:
                 self._metrics.vault_errors.labels(operation="executor_read").inc()
                 return self._finish(execution_id, "failed", error=(
                     f"could not read env var {name} from Vault ({err}); the job did not start"))
-        if not self._begin(execution_id, unredacted(values)):
+        if not self._begin(execution_id, unredacted(values), versions):
             return
         audit(self._sessions, owner, "execution.run", execution_id, "started", "env_vars=" + ",".join(sorted(values)))
         result = self._backend.run(JobSpec(execution_id, command, values, timeout), job.stop)

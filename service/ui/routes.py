@@ -1,6 +1,7 @@
 """/dashboard: env-var management and job pages over the service's own operations (service/core: the
 API's validation, consistency between the database and Vault, and audit rows); pages add the OIDC login,
 an encrypted session cookie and a CSRF token on every form. Values go in (POST bodies) and never come out."""
+import datetime
 import hmac
 import re
 import secrets
@@ -24,12 +25,12 @@ from service.core.activity import list_activity
 from service.core.audit import audit_failure
 from service.core.callers import admit
 from service.core.env_vars import create_env_var, delete_env_var, get_env_var, list_env_vars, update_env_var
-from service.core.errors import InvalidField, NameTaken, NotFound, VaultRefused, VaultUnavailable
-from service.core.executions import get_execution, list_executions, start_execution
+from service.core.errors import CannotRerun, InvalidField, NameTaken, NotFound, VaultRefused, VaultUnavailable
+from service.core.executions import get_execution, list_executions, rerun_execution, start_execution
 from service.core.versions import list_versions, rollback
 from service.dependencies import ComponentsDep, SessionDep
 from service.request_body import read_capped
-from service.schemas import EnvVarCreate, EnvVarOut, EnvVarUpdate, ExecutionCreate, ExecutionStatus
+from service.schemas import EnvVarCreate, EnvVarOut, EnvVarUpdate, ExecutionCreate, ExecutionRerun, ExecutionStatus
 
 from .oidc import IdentityProviderError, LoginAttempt
 from .pages import HOME, render
@@ -201,32 +202,59 @@ def signed_out(request: Request) -> Response:
 
 # --- env vars -------------------------------------------------------------------------------------
 
+EXPIRING_DAYS = 7  # the list's "expiring soon" filter, as the metric's window
+
+
 @router.get("/env-vars")
 def env_var_list(request: Request, v: ViewerDep, s: SessionDep, q: str = "", page: int = 1, created: str = "",
-                 updated: str = "", deleted: str = "", imported: str = "") -> Response:
+                 updated: str = "", deleted: str = "", imported: str = "", expiring: str = "") -> Response:
     q, page = q.strip()[:128], max(1, min(page, 100_000))
-    result = list_env_vars(s, v.who, q, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    expiring = "1" if expiring else ""  # any value turns the filter on
+    result = list_env_vars(s, v.who, q, PAGE_SIZE, (page - 1) * PAGE_SIZE, EXPIRING_DAYS if expiring else None)
     counts = re.fullmatch(r"(\d{1,4})-(\d{1,4})-(\d{1,4})", imported)
     notice = (f"Created {created}." if created else f"Saved {updated}." if updated else
               f"Deleted {deleted}." if deleted else
               "Imported the .env file: {} created, {} overwritten, {} skipped.".format(*counts.groups()) if counts
               else "")
     return render(request, "env_vars.html", v=v, items=result.items, total=result.total, q=q, page=page,
-                  pages=max(1, -(-result.total // PAGE_SIZE)), notice=notice[:200])
+                  pages=max(1, -(-result.total // PAGE_SIZE)), notice=notice[:200], expiring=expiring,
+                  expiring_days=EXPIRING_DAYS, now=datetime.datetime.now(datetime.timezone.utc))
+
+
+def expiry_input(t: Optional[datetime.datetime]) -> str:
+    """An expiry as the form's datetime-local input shows it: UTC, to the minute."""
+    return t.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M") if t else ""
+
+
+def parse_expiry(text: str) -> datetime.datetime | None:
+    """The form's expiry: empty for none; a date and time without a zone is UTC (the form says so)."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        t = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("must be a date and time, e.g. 2030-01-31T12:00") from None
+    return t if t.tzinfo else t.replace(tzinfo=datetime.timezone.utc)
 
 
 @router.get("/env-vars/new")
 def env_var_new(request: Request, v: ViewerDep) -> Response:
-    return render(request, "env_var_form.html", v=v, item=None, name="", description="", errors={})
+    return render(request, "env_var_form.html", v=v, item=None, name="", description="", expires_at="", errors={})
 
 
 @router.post("/env-vars/new")
 def env_var_create(request: Request, v: ViewerDep, s: SessionDep, c: ComponentsDep, name: FormText = "",
-                   description: FormText = "", value: FormText = "", csrf_token: FormText = "") -> Response:
+                   description: FormText = "", value: FormText = "", expires_at: FormText = "",
+                   csrf_token: FormText = "") -> Response:
     check_csrf(v.csrf, csrf_token)
     errors = {} if value else {"value": "is required"}
     try:
-        body = EnvVarCreate(name=name, description=description, value=value)
+        expiry = parse_expiry(expires_at)
+    except ValueError as e:
+        expiry, errors["expires_at"] = None, str(e)
+    try:
+        body = EnvVarCreate(name=name, description=description, value=value, expires_at=expiry)
     except ValidationError as e:
         errors = {**field_errors(e.errors()), **errors}
     if not errors:
@@ -239,7 +267,7 @@ def env_var_create(request: Request, v: ViewerDep, s: SessionDep, c: ComponentsD
             errors = {"name": "you already have an env var with this name"}
     # The value is never sent back: the user types it again.
     return render(request, "env_var_form.html", 422, v=v, item=None, name=name, description=description,
-                  errors=errors)
+                  expires_at=expires_at, errors=errors)
 
 
 def _edit_page(request: Request, v: Viewer, s: Session, c: Components, item: EnvVarOut, status_code: int = 200,
@@ -249,7 +277,8 @@ def _edit_page(request: Request, v: Viewer, s: Session, c: Components, item: Env
         history, history_error = list_versions(s, c, v.who, item.id), ""
     except (VaultUnavailable, VaultRefused) as e:
         history, history_error = None, f"The history cannot be shown now: {e}"
-    values = {"name": item.name, "description": item.description, "errors": {}, "notice": "", **values}
+    values = {"name": item.name, "description": item.description, "expires_at": expiry_input(item.expires_at),
+              "errors": {}, "notice": "", **values}
     return render(request, "env_var_form.html", status_code, v=v, item=item, history=history,
                   history_error=history_error, **values)
 
@@ -265,18 +294,25 @@ def env_var_edit(request: Request, env_var_id: str, v: ViewerDep, s: SessionDep,
 
 @router.post("/env-vars/{env_var_id}")
 def env_var_update(request: Request, env_var_id: str, v: ViewerDep, s: SessionDep, c: ComponentsDep,
-                   description: FormText = "", value: FormText = "", csrf_token: FormText = "") -> Response:
+                   description: FormText = "", value: FormText = "", expires_at: FormText = "",
+                   csrf_token: FormText = "") -> Response:
     check_csrf(v.csrf, csrf_token)
     item = get_env_var(s, v.who, env_var_id)
     try:
-        body = EnvVarUpdate(description=description, value=value or None)  # an empty value keeps the old one
-        update_env_var(s, c, v.who, env_var_id, body)
-        return RedirectResponse(f"{HOME}?{urllib.parse.urlencode({'updated': item.name})}", 303)
-    except ValidationError as e:
-        errors = field_errors(e.errors())
-    except InvalidField as e:
-        errors = refused_field(e)
-    return _edit_page(request, v, s, c, item, 422, description=description, errors=errors)
+        # The expiry only when changed: an unchanged past one must not block saving a description.
+        expiry = {} if expires_at.strip() == expiry_input(item.expires_at) else {"expires_at": parse_expiry(expires_at)}
+    except ValueError as e:
+        errors = {"expires_at": str(e)}
+    else:
+        try:
+            body = EnvVarUpdate(description=description, value=value or None, **expiry)  # empty value: kept
+            update_env_var(s, c, v.who, env_var_id, body)
+            return RedirectResponse(f"{HOME}?{urllib.parse.urlencode({'updated': item.name})}", 303)
+        except ValidationError as e:
+            errors = field_errors(e.errors())
+        except InvalidField as e:
+            errors = refused_field(e)
+    return _edit_page(request, v, s, c, item, 422, description=description, expires_at=expires_at, errors=errors)
 
 
 @router.get("/env-vars/{env_var_id}/delete")
@@ -385,9 +421,28 @@ def execution_start(request: Request, v: ViewerDep, s: SessionDep, c: Components
 
 @router.get("/executions/{execution_id}")
 def execution_status(request: Request, execution_id: str, v: ViewerDep, s: SessionDep) -> Response:
-    execution = get_execution(s, v.who, execution_id)
-    return render(request, "execution.html", v=v, execution=execution, command=shlex.join(execution.command),
-                  running=execution.status in ("queued", "running"))
+    return _job_page(request, v, get_execution(s, v.who, execution_id))
+
+
+def _job_page(request: Request, v: Viewer, execution, status_code: int = 200, rerun_error: str = "") -> Response:
+    return render(request, "execution.html", status_code, v=v, execution=execution,
+                  command=shlex.join(execution.command), running=execution.status in ("queued", "running"),
+                  rerun_error=rerun_error)
+
+
+@router.post("/executions/{execution_id}/rerun")
+def execution_rerun(request: Request, execution_id: str, v: ViewerDep, s: SessionDep, c: ComponentsDep,
+                    versions: FormText = "latest", csrf_token: FormText = "") -> Response:
+    check_csrf(v.csrf, csrf_token)
+    try:
+        body = ExecutionRerun(versions=versions)  # type: ignore[arg-type]  # checked here
+    except ValidationError:
+        raise HTTPException(422, "versions must be same or latest") from None
+    try:
+        started = rerun_execution(s, c, v.who, execution_id, body)
+    except CannotRerun as e:  # shown on the job's page, by the control that was used
+        return _job_page(request, v, get_execution(s, v.who, execution_id), 409, rerun_error=str(e))
+    return RedirectResponse(f"/dashboard/executions/{started.id}", 303)
 
 
 # --- .env import ----------------------------------------------------------------------------------

@@ -180,6 +180,10 @@ def test_executor_reads_any_user_and_writes_nothing(configured_dev, bao_dev_serv
     assert _kv(executor).read_secret_version(path=path, mount_point="secret",
                                              raise_on_deleted_version=True)["data"]["data"]["value"] == "for the job"
     assert "alice/" in _kv(executor).list_secrets(path="users", mount_point="secret")["data"]["keys"]
+    # A rerun of the same versions reads an older version exactly (read on the data path covers ?version=).
+    _kv(alice).create_or_update_secret(path=path, secret={"value": "second"}, mount_point="secret")
+    old = _kv(executor).read_secret_version(path=path, version=1, mount_point="secret", raise_on_deleted_version=True)
+    assert (old["data"]["data"]["value"], old["data"]["metadata"]["version"]) == ("for the job", 1)
     for attempt in (
         lambda: _kv(executor).create_or_update_secret(path=path, secret={"value": "x"}, mount_point="secret"),
         lambda: _kv(executor).delete_metadata_and_all_versions(path=path, mount_point="secret"),

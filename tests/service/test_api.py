@@ -38,7 +38,8 @@ def test_env_var_lifecycle_never_returns_a_value(make_client, issuer, service_va
     user = f"alice-{database}"
     value = f"v-{secrets.token_hex(8)}"
     created = _create(client, alice, "API_TOKEN", value, "for the deploy job")
-    assert set(created) == {"id", "name", "description", "created_at", "updated_at"}
+    assert set(created) == {"id", "name", "description", "created_at", "updated_at", "expires_at", "last_used_at",
+                            "last_used_execution_id"}
     assert _stored(service_vault, user, created["id"]) == value
 
     _create(client, alice, "ZONE_NOTE", f"v-{secrets.token_hex(8)}", "ünïcode — and \"quotes\"\n")
