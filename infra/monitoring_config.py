@@ -24,7 +24,7 @@ ALERTMANAGER_DATA = "/alertmanager"
 PUSHGATEWAY_DATA = "/pushgateway"
 VAULT_CA_FILE = f"{CONFIG_DIR}/vault-ca.pem"
 # The monitoring image's user (tools/monitoring/install.sh).
-UID = GID = 9090
+UID = GID = 990
 # The node's name from its address: vault-1:8200 -> vault-1, vault-0.vault-internal.ns.svc:8200 -> vault-0.
 NODE_FROM_ADDRESS = r"([^.:]+).*"
 

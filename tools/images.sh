@@ -103,13 +103,13 @@ fi
 echo "postgres image: $PG_IMAGE"
 
 # Monitoring (Debian's Prometheus 2.42, Alertmanager 0.25, Pushgateway; infra/monitoring_docker.py and
-# monitoring_k8s.py give each container its command and configuration). Non-root: uid/gid 9090.
+# monitoring_k8s.py give each container its command and configuration). Non-root: uid/gid 990.
 if missing "$MONITORING_IMAGE"; then
   MON_BUILD=$(mktemp -d); BUILDS+=("$MON_BUILD")
   debs_into monitoring "$MON_BUILD" prometheus prometheus-alertmanager prometheus-pushgateway
   cp "$REPO_ROOT/tools/monitoring/install.sh" "$MON_BUILD/"
   "${COMMIT[@]}" "$BASE_IMAGE" "$MONITORING_IMAGE" "$MON_BUILD" install.sh \
-    "USER 9090:9090" "WORKDIR /prometheus" "EXPOSE 9090 9091 9093" 'ENTRYPOINT []' \
+    "USER 990:990" "WORKDIR /prometheus" "EXPOSE 9090" "EXPOSE 9091" "EXPOSE 9093" 'ENTRYPOINT []' \
     'CMD ["prometheus", "--version"]' >/dev/null 2>"$CACHE_DIR/monitoring-image.log" \
     || die "building $MONITORING_IMAGE failed; see $CACHE_DIR/monitoring-image.log"
   rm -rf "$MON_BUILD"

@@ -1,6 +1,7 @@
 """What `make up` checks before it says a stack is up, as a user would: Vault healthy and unsealed on every
 node, the service ready (its /readyz: Vault and its database reachable from inside), the dashboard's
-sign-in answering, Prometheus answering with every Vault node an up target, the Alertmanager answering. A failed check exits 1 naming it, with the last log lines of the service's container.
+sign-in answering, Prometheus answering with every Vault node an up target, the Alertmanager answering. A
+failed check exits 1 naming it, with the last log lines of the service's container.
 
   python tools/stack_check.py STACK [--wait SECONDS]
 """

@@ -182,7 +182,7 @@ def test_monitoring_objects(prod_up):
     apps, core = kclient.AppsV1Api(api), kclient.CoreV1Api(api)
     for name, port in (("prometheus", 9090), ("alertmanager", 9093), ("pushgateway", 9091)):
         pod = apps.read_namespaced_deployment(name, NS).spec.template.spec
-        assert pod.security_context.run_as_non_root is True and pod.security_context.run_as_user == 9090
+        assert pod.security_context.run_as_non_root is True and pod.security_context.run_as_user == 990
         assert pod.automount_service_account_token is False and pod.service_account_name == "monitoring"
         (c,) = pod.containers
         assert c.security_context.read_only_root_filesystem is True and c.security_context.capabilities.drop == ["ALL"]

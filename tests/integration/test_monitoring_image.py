@@ -1,5 +1,5 @@
 """The monitoring image (tools/images.sh, tools/monitoring/install.sh) on the real engine: Debian's
-Prometheus 2.42, Alertmanager 0.25 and Pushgateway, one image and three commands, run as uid 9090 with a
+Prometheus 2.42, Alertmanager 0.25 and Pushgateway, one image and three commands, run as uid 990 with a
 read-only root and no capability; Prometheus accepts the configuration infra/monitoring_config.py renders,
 with every rule file of the repository."""
 import docker
@@ -32,7 +32,7 @@ def _once(engine, command: list[str]) -> tuple[int, str]:
         container.remove(force=True)
 
 
-def test_one_image_three_commands_as_uid_9090(engine):
+def test_one_image_three_commands_as_uid_990(engine):
     assert engine.images.get(DEFAULT_MONITORING_IMAGE).attrs["Config"]["User"] == f"{mc.UID}:{mc.GID}"
     for command, version in (("prometheus", "version 2.42"), ("prometheus-alertmanager", "version 0.25"),
                              ("prometheus-pushgateway", "version 1.")):

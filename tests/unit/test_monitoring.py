@@ -86,7 +86,7 @@ def test_docker_monitoring(mocks):
     containers = {c.name: c.inputs for c in mocks.of_type("docker:Container")}
     assert sorted(containers) == ["mon-alertmanager", "mon-prometheus", "mon-pushgateway"]
     for role, c in containers.items():
-        assert c["user"] == "9090:9090" and c["read_only"] is True and c["cap_drop"] == ["ALL"]
+        assert c["user"] == "990:990" and c["read_only"] is True and c["cap_drop"] == ["ALL"]
         assert c["networks"] == [{"name": "net", "aliases": [role.removeprefix("mon-")]}]
         assert all(not p.get("host_ip") for p in c["ports"])  # the provider's default: 127.0.0.1
     prom = containers["mon-prometheus"]
@@ -128,7 +128,7 @@ def test_kubernetes_monitoring(mocks):
     assert sorted(deployments) == ["monitoring-alertmanager", "monitoring-prometheus", "monitoring-pushgateway"]
     for spec in deployments.values():
         pod = spec["template"]["spec"]
-        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 9090
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 990
         assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"] == "monitoring"
         (c,) = pod["containers"]
         assert c["securityContext"] == {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
@@ -201,9 +201,14 @@ def test_dev_raft_stack_scrapes_every_node_and_the_snapshot_agent_pushes(mocks):
     assert prom["networks"][0]["name"] == "vault-envvars-dev-vault-net"
     am = mocks.named("monitoring-alertmanager").inputs["files"]["/config/alertmanager.yml"]["content"]
     assert yaml.safe_load(am)["receivers"][0]["webhook_configs"][0]["url"] == "http://receiver:8080/"
-    cmd = mocks.named("vault-snapshots-agent").inputs["command"]
+    cmd = _agent_command(mocks)
     assert cmd[cmd.index("--pushgateway") + 1] == "http://pushgateway:9091"
     assert {"prometheus_url", "alertmanager_url"} <= set(outputs)
+
+
+def _agent_command(mocks) -> list:
+    (agent,) = [c for c in mocks.of_type("docker:Container") if c.name == "vault-snapshots-agent"]
+    return agent.inputs["command"]
 
 
 @pytest.mark.parametrize("mocks", [{"monitoring": "false", "vaultMode": "raft"}], indirect=True)
@@ -211,7 +216,7 @@ def test_monitoring_can_be_switched_off(mocks):
     outputs = {}
     run(lambda: outputs.update(deploy("dev")))
     assert not mocks.of_type("MonitoringDocker") and "prometheus_url" not in outputs
-    cmd = mocks.named("vault-snapshots-agent").inputs["command"]
+    cmd = _agent_command(mocks)
     assert cmd[cmd.index("--pushgateway") + 1] == ""
 
 

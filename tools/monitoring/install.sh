@@ -4,7 +4,7 @@
 # what the base lacks for them) under one unprivileged user at a fixed uid/gid (the containers' and pods'
 # user). One image, three commands: prometheus, prometheus-alertmanager, prometheus-pushgateway.
 set -eu
-MON_UID=9090
+MON_UID=990  # a system uid (under 1000): the packages' adduser --system accepts it
 # Made before the packages, whose maintainer scripts then find it and make no user of their own.
 groupadd --system --gid "$MON_UID" prometheus
 useradd --system --uid "$MON_UID" --gid "$MON_UID" --home-dir /var/lib/prometheus --no-create-home \
