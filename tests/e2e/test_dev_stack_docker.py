@@ -100,6 +100,13 @@ def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack,
     _wait(lambda: _targets(out["prometheus_url"], "vault") == {"vault": "up"}, 60)
     _wait(lambda: _targets(out["prometheus_url"], "envvars-service") == {"envvars": "up"}, 60)
     assert requests.get(f"{out['alertmanager_url']}/-/ready", timeout=5).status_code == 200
+    # Vault's metrics, open to any caller on its network, and what Prometheus stored: no value in them.
+    metrics = requests.get(f"{out['vault_address']}/v1/sys/metrics", params={"format": "prometheus"}, timeout=5)
+    assert metrics.status_code == 200 and "vault_core_unsealed" in metrics.text
+    stored = requests.get(f"{out['prometheus_url']}/api/v1/query", params={"query": '{job=~"vault|envvars-service"}'},
+                          timeout=10).text
+    for text in (metrics.text, stored):
+        assert value not in text and json.dumps(value)[1:-1] not in text
     for role, port in (("prometheus", 9090), ("alertmanager", 9093), ("pushgateway", 9091)):
         check_container(f"{prefix}-monitoring-{role}", {port}, {})
 
