@@ -67,8 +67,10 @@ class MonitoringDocker(pulumi.ComponentResource):
                              f"--storage.path={mc.ALERTMANAGER_DATA}/data", f"--web.listen-address=:{mc.ALERTMANAGER_PORT}",
                              "--cluster.listen-address="],  # one instance: no gossip port
             {"alertmanager-config": mc.CONFIG_DIR, "alertmanager-data": mc.ALERTMANAGER_DATA},
-            {f"{mc.CONFIG_DIR}/alertmanager.yml": {"content": mc.alertmanager_config(args.routing), "mode": 0o440},
-             f"{mc.ALERTMANAGER_DATA}/data": {"directory": True, "mode": 0o750}},
+            # A secret: a webhook URL often carries a token (encrypted in the state, never in the container's config).
+            pulumi.Output.secret({
+                f"{mc.CONFIG_DIR}/alertmanager.yml": {"content": mc.alertmanager_config(args.routing), "mode": 0o440},
+                f"{mc.ALERTMANAGER_DATA}/data": {"directory": True, "mode": 0o750}}),
             (mc.ALERTMANAGER_PORT, args.alertmanager_host_port), "128m")
         prometheus_yml = mc.prometheus_config(args.targets, interval_seconds=args.interval_seconds)
         rules = mc.rule_files()

@@ -1,5 +1,6 @@
 """Prometheus, Alertmanager and a Pushgateway on Kubernetes, from the monitoring image (Debian's packages):
-a Deployment and a Service each, their configuration and every monitoring/rules/*.yml in ConfigMaps,
+a Deployment and a Service each, their configuration and every monitoring/rules/*.yml in ConfigMaps (the
+Alertmanager's in a Secret: its webhook URL may carry a token),
 Prometheus' samples on a volume claim; non-root, read-only roots, every capability dropped, no service
 account token (nothing here talks to the Kubernetes API). Each service replica is scraped on its own,
 through a headless Service whose DNS names every Ready replica.
@@ -75,8 +76,10 @@ class MonitoringKubernetes(pulumi.ComponentResource):
             "prometheus.yml": prometheus_yml, "vault-ca.pem": args.vault_ca_pem}, opts=child)
         rules_map = k8s.core.v1.ConfigMap(f"{name}-prometheus-rules", metadata=meta("prometheus-rules"), data=rules,
                                           opts=child)
-        am_config = k8s.core.v1.ConfigMap(f"{name}-alertmanager-config", metadata=meta("alertmanager-config"),
-                                          data={"alertmanager.yml": alertmanager_yml}, opts=child)
+        # A Secret: a webhook URL often carries a token.
+        am_config = k8s.core.v1.Secret(f"{name}-alertmanager-config", metadata=meta("alertmanager-config"),
+                                       type="Opaque", string_data={"alertmanager.yml": pulumi.Output.secret(alertmanager_yml)},
+                                       opts=child)
         claim = k8s.core.v1.PersistentVolumeClaim(f"{name}-prometheus-data", metadata=meta("prometheus-data"), spec={
             "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": args.storage}},
             **({"storageClassName": args.storage_class} if args.storage_class else {}),
@@ -104,8 +107,8 @@ class MonitoringKubernetes(pulumi.ComponentResource):
             "prometheus-alertmanager", f"--config.file={mc.CONFIG_DIR}/alertmanager.yml",
             f"--storage.path={mc.ALERTMANAGER_DATA}", f"--web.listen-address=:{mc.ALERTMANAGER_PORT}",
             "--cluster.listen-address="],  # one replica: no gossip port
-            mc.ALERTMANAGER_PORT, hashlib.sha256(alertmanager_yml.encode()).hexdigest(),
-            mounts=[("config", mc.CONFIG_DIR, {"configMap": {"name": "alertmanager-config", "defaultMode": 0o444}}),
+            mc.ALERTMANAGER_PORT, pulumi.Output.secret(hashlib.sha256(alertmanager_yml.encode()).hexdigest()),
+            mounts=[("config", mc.CONFIG_DIR, {"secret": {"secretName": "alertmanager-config", "defaultMode": 0o440}}),
                     ("data", mc.ALERTMANAGER_DATA, {"emptyDir": {"sizeLimit": "64Mi"}})],
             resources={"requests": {"cpu": "20m", "memory": "32Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}},
             meta=meta, depends_on=[account, am_config])
@@ -151,7 +154,9 @@ class MonitoringKubernetes(pulumi.ComponentResource):
                         "resources": resources,
                         "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
                                             "capabilities": {"drop": ["ALL"]}},
-                        "volumeMounts": [{"name": v, "mountPath": path, **({"readOnly": True} if "configMap" in src else {})}
+                        # Configuration (ConfigMaps, Secrets) read-only; data volumes writable.
+                        "volumeMounts": [{"name": v, "mountPath": path,
+                                          **({} if {"emptyDir", "persistentVolumeClaim"} & set(src) else {"readOnly": True})}
                                          for v, path, src in mounts],
                     }],
                     "volumes": [{"name": v, **src} for v, _, src in mounts],

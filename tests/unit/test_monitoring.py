@@ -98,6 +98,9 @@ def test_docker_monitoring(mocks):
     am = containers["mon-alertmanager"]
     assert am["command"][0] == "prometheus-alertmanager" and am["ports"] == [{"internal": 9093, "external": 0}]
     assert "http://hook:1/" in am["files"]["/config/alertmanager.yml"]["content"]
+    # The webhook URL may carry a token: the Alertmanager's files are a secret (encrypted in the state).
+    assert "files" in mocks.named("mon-alertmanager").secret_inputs
+    assert "http://hook:1/" not in str(am["command"]) + str(am["env"]) + str(am["labels"])
     assert containers["mon-pushgateway"]["ports"] == []  # reached on the network only
     assert len(mocks.of_type("docker:Volume")) == 6
 
@@ -144,6 +147,13 @@ def test_kubernetes_monitoring(mocks):
     assert jobs["vault"]["static_configs"][0]["targets"] == [f"vault-{i}.vault-internal.vault.svc:8200" for i in range(3)]
     assert jobs["vault-snapshots"]["static_configs"][0]["targets"] == ["pushgateway.vault.svc:9091"]
     assert "vault.yml" in mocks.named("monitoring-prometheus-rules").inputs["data"]
+    am = mocks.named("monitoring-alertmanager-config")
+    assert am.typ == "kubernetes:core/v1:Secret" and "receivers" in am.inputs["stringData"]["alertmanager.yml"]
+    am_pod = deployments["monitoring-alertmanager"]["template"]["spec"]
+    assert {v["name"]: v for v in am_pod["volumes"]}["config"]["secret"]["secretName"] == "alertmanager-config"
+    # Its config checksum (in the pod template, so a changed config rolls the pod) is a secret too.
+    assert "spec" in mocks.named("monitoring-alertmanager").secret_inputs
+    assert "spec" not in mocks.named("monitoring-prometheus").secret_inputs
     headless = mocks.named("monitoring-service-metrics").inputs
     assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["selector"] == {"app.kubernetes.io/name": "envvars"}
     assert mocks.named("monitoring-prometheus-data").inputs["spec"]["storageClassName"] == "local"
