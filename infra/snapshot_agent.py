@@ -4,8 +4,13 @@ keep the newest N. Standard library only: it runs in the Debian base image besid
 (Docker) or as a CronJob (Kubernetes).
 
 Every run prints one JSON line (`"status": "ok"` or `"failed"`), rewrites `status.json` and the
-Prometheus text file `snapshot.prom` in the snapshot folder. With `--interval 0` it runs once and
-its exit code is the verdict; otherwise it loops and a failed run never stops the next one.
+Prometheus text file `snapshot.prom` in the snapshot folder and, with `--pushgateway URL`, pushes the same
+two gauges to that Prometheus Pushgateway (group `job="vault-snapshots"`):
+  vault_snapshot_last_success       unix time of the newest verified snapshot kept (absent: none yet)
+  vault_snapshot_last_run_success   1 if this run saved and verified a snapshot, else 0
+A failed push is reported in the JSON line and never fails the run (the snapshot is what counts). With
+`--interval 0` it runs once and its exit code is the verdict; otherwise it loops and a failed run never
+stops the next one.
 """
 import argparse
 import datetime
@@ -22,6 +27,7 @@ import time
 import urllib.request
 
 PREFIX = "vault-raft-"
+PUSH_JOB = "vault-snapshots"  # the Pushgateway group, and the scrape job's name (monitoring/rules rely on it)
 SUFFIX = ".snap"
 
 
@@ -93,25 +99,49 @@ def run_once(args: argparse.Namespace, ctx: ssl.SSLContext) -> dict:
             "seconds": round(time.monotonic() - started, 3), "retained": len(snapshots(args.dir))}
 
 
+def metrics_text(folder: str, ok: bool) -> str:
+    """The gauges of a run, in Prometheus' text format. A snapshot is in the folder only once verified, so
+    the newest one's time is the last success, whatever this run's outcome."""
+    kept = snapshots(folder)
+    lines = [
+        "# HELP vault_snapshot_last_run_success 1 if the last snapshot run saved and verified a snapshot.",
+        "# TYPE vault_snapshot_last_run_success gauge",
+        f"vault_snapshot_last_run_success {int(ok)}",
+    ]
+    if kept:
+        lines += [
+            "# HELP vault_snapshot_last_success Unix time of the newest verified snapshot kept.",
+            "# TYPE vault_snapshot_last_success gauge",
+            f"vault_snapshot_last_success {int(os.path.getmtime(os.path.join(folder, kept[-1])))}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def push(url: str, text: str, timeout: float = 10) -> None:
+    """Replaces the group's metrics on a Pushgateway (PUT: a gauge absent now does not linger)."""
+    # The URL is the configured Pushgateway (--pushgateway), never user input.
+    req = urllib.request.Request(f"{url.rstrip('/')}/metrics/job/{PUSH_JOB}", data=text.encode(),  # noqa: S310
+                                 method="PUT", headers={"Content-Type": "text/plain; version=0.0.4"})
+    with urllib.request.urlopen(req, timeout=timeout):  # noqa: S310
+        pass
+
+
 def record(args: argparse.Namespace, result: dict) -> None:
+    ok = result["status"] == "ok"
+    text = metrics_text(args.dir, ok)
+    if args.pushgateway:
+        try:
+            push(args.pushgateway, text)
+            result = {**result, "pushed": True}
+        except OSError as e:  # the run's verdict stands; the alert on a stale push shows it
+            result = {**result, "pushed": False, "push_error": f"{type(e).__name__}: {e}"[:300]}
     line = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(), "event": "raft-snapshot", **result}
     print(json.dumps(line), flush=True)
     with open(os.path.join(args.dir, "status.json.tmp"), "w") as f:
         json.dump(line, f)
     os.replace(os.path.join(args.dir, "status.json.tmp"), os.path.join(args.dir, "status.json"))
-    ok = result["status"] == "ok"
-    prom = [
-        "# HELP vault_snapshot_last_success 1 if the last snapshot run succeeded.",
-        "# TYPE vault_snapshot_last_success gauge",
-        f"vault_snapshot_last_success {int(ok)}",
-        "# HELP vault_snapshot_last_run_timestamp_seconds Unix time of the last run.",
-        "# TYPE vault_snapshot_last_run_timestamp_seconds gauge",
-        f"vault_snapshot_last_run_timestamp_seconds {int(time.time())}",
-    ]
-    if ok:
-        prom += ["# TYPE vault_snapshot_last_size_bytes gauge", f"vault_snapshot_last_size_bytes {result['bytes']}"]
     with open(os.path.join(args.dir, "snapshot.prom.tmp"), "w") as f:
-        f.write("\n".join(prom) + "\n")
+        f.write(text)
     os.replace(os.path.join(args.dir, "snapshot.prom.tmp"), os.path.join(args.dir, "snapshot.prom"))
 
 
@@ -124,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", required=True)
     p.add_argument("--retain", type=int, default=24)
     p.add_argument("--interval", type=int, default=0, help="seconds between runs; 0: run once")
+    p.add_argument("--pushgateway", default="", help="a Prometheus Pushgateway's URL to push each run's gauges to")
     args = p.parse_args(argv)
     if args.retain < 1:
         p.error("--retain must be at least 1")

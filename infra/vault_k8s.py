@@ -76,6 +76,9 @@ class VaultKubernetesArgs:
     transit_seal: Optional[TransitSealArgs] = None
     # Namespaces whose pods may call the API (8200); the cluster port only ever talks to peers.
     client_namespaces: list[str] = field(default_factory=list)
+    # A namespace other than the Vault one whose Prometheus pods (app.kubernetes.io/name=prometheus) scrape
+    # the API port's /v1/sys/metrics; pods of the Vault namespace are admitted anyway.
+    prometheus_namespace: str = ""
     # Each pod's API as this machine reaches it (port-forwards, per-pod ingress), in pod order; empty:
     # through the Kubernetes API (`k8s://` addresses, infra/kube_forward.py), needing only the kubeconfig.
     host_addresses: list[str] = field(default_factory=list)
@@ -214,6 +217,10 @@ class VaultKubernetes(pulumi.ComponentResource):
         api_from: list[dict] = [{"podSelector": {}}] + [
             {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
             for ns in self._args.client_namespaces]
+        if self._args.prometheus_namespace:
+            api_from.append({"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": self._args.prometheus_namespace}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}})
         k8s.networking.v1.NetworkPolicy(f"{self._name}-netpol", metadata=self._meta(n), spec={
             "podSelector": {"matchLabels": labels},
             "policyTypes": ["Ingress"],

@@ -24,6 +24,8 @@ class VaultSnapshotsDockerArgs:
     interval_seconds: int = 3600
     retain: int = 24
     labels: dict[str, str] = field(default_factory=dict)
+    # A Prometheus Pushgateway on that network to push each run's gauges to; empty: none.
+    pushgateway_url: pulumi.Input[str] = ""
     docker_host: Optional[str] = None
 
 
@@ -59,7 +61,8 @@ class VaultSnapshotsDocker(pulumi.ComponentResource):
             command=["python3", f"{AGENT_DIR}/snapshot_agent.py", "--vault-addr", args.vault_address,
                      "--ca-file", f"{AGENT_DIR}/ca.pem", "--role-id-file", f"{AGENT_DIR}/role_id",
                      "--secret-id-file", f"{AGENT_DIR}/secret_id", "--dir", SNAPSHOT_DIR,
-                     "--retain", str(args.retain), "--interval", str(args.interval_seconds)],
+                     "--retain", str(args.retain), "--interval", str(args.interval_seconds),
+                     "--pushgateway", args.pushgateway_url],
             networks=[{"name": args.network_name}],
             volumes=[{"source": f"{prefix}-data", "target": DATA_DIR},
                      {"source": f"{prefix}-agent", "target": AGENT_DIR}],

@@ -27,6 +27,8 @@ class VaultSnapshotsKubernetesArgs:
     role_id: Optional[pulumi.Input[str]] = None
     secret_id: Optional[pulumi.Input[str]] = None
     skip_await: bool = False
+    # A Prometheus Pushgateway to push each run's gauges to; empty: none.
+    pushgateway_url: pulumi.Input[str] = ""
 
 
 class VaultSnapshotsKubernetes(pulumi.ComponentResource):
@@ -77,7 +79,8 @@ class VaultSnapshotsKubernetes(pulumi.ComponentResource):
                             "command": ["python3", "/agent/snapshot_agent.py", "--vault-addr", args.vault_address,
                                         "--ca-file", "/agent/ca.pem", "--role-id-file", "/credential/role_id",
                                         "--secret-id-file", "/credential/secret_id", "--dir", "/snapshots",
-                                        "--retain", str(args.retain), "--interval", "0"],
+                                        "--retain", str(args.retain), "--interval", "0",
+                                        "--pushgateway", args.pushgateway_url],
                             "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                                           "limits": {"cpu": "500m", "memory": "256Mi"}},
                             "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,

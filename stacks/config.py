@@ -14,6 +14,7 @@ from infra.vault_k8s import ContainerResources, TlsSecretArgs, TransitSealArgs
 NAMESPACE = "vault-envvars"
 DEFAULT_BAO_IMAGE = "localhost/vault-envvars/openbao:2.7.2"
 DEFAULT_BASE_IMAGE = "localhost/vault-envvars/debian-python:bookworm-r2"
+DEFAULT_MONITORING_IMAGE = "localhost/vault-envvars/monitoring:bookworm-r1"
 
 
 class ConfigError(Exception):
@@ -125,6 +126,49 @@ class RaftSettings:
 
 
 @dataclass(frozen=True)
+class MonitoringSettings:
+    """Prometheus, Alertmanager and the Pushgateway (both stacks; README "Monitoring")."""
+
+    enabled: bool
+    image: str  # Debian's packages (tools/images.sh); prod: an image your cluster can pull
+    webhook_url: str  # where the Alertmanager sends alerts; empty: nowhere (a null receiver)
+    interval_seconds: int  # scrape and rule evaluation
+    retention: str  # how long Prometheus keeps samples
+    prometheus_host_port: int  # dev: 0 picks a free port on 127.0.0.1
+    alertmanager_host_port: int  # dev
+    storage: str  # prod: Prometheus' volume claim
+    namespace: str  # prod: empty for the Vault namespace
+
+    @classmethod
+    def load(cls, r: "_Reader") -> "MonitoringSettings":
+        webhook = r.string("alertWebhookUrl", "")
+        if webhook and not re.match(r"^https?://[^/\s]+(/\S*)?$", webhook):
+            raise ConfigError(f"stack config {r.key('alertWebhookUrl')} = {webhook!r} is not allowed; "
+                              "allowed values: an http:// or https:// URL, or unset (alerts go nowhere)")
+        interval = r.duration("scrapeInterval", "10s")
+        if not 5 <= interval <= 300:
+            raise ConfigError(f"stack config {r.key('scrapeInterval')} is out of range; allowed values: 5s-5m")
+        retention = r.string("prometheusRetention", "15d")
+        if not re.match(r"^[0-9]+[hdwy]$", retention):
+            raise ConfigError(f"stack config {r.key('prometheusRetention')} = {retention!r} is not allowed; "
+                              "allowed values: a number of hours, days, weeks or years (12h, 15d, 4w, 1y)")
+        namespace = r.string("monitoringNamespace", "")
+        if namespace and not re.match(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", namespace):
+            raise ConfigError(f"stack config {r.key('monitoringNamespace')} = {namespace!r} is not a namespace name")
+        return cls(
+            enabled=r.boolean("monitoring", True),
+            image=r.string("monitoringImage", DEFAULT_MONITORING_IMAGE),
+            webhook_url=webhook,
+            interval_seconds=interval,
+            retention=retention,
+            prometheus_host_port=r.port("prometheusHostPort", 0),
+            alertmanager_host_port=r.port("alertmanagerHostPort", 0),
+            storage=r.string("prometheusStorage", "10Gi"),
+            namespace=namespace,
+        )
+
+
+@dataclass(frozen=True)
 class DevConfig:
     """Settings of the `dev` stack (Pulumi.dev.yaml)."""
 
@@ -135,6 +179,7 @@ class DevConfig:
     service_host_port: int  # 0: the engine picks a free port, kept for the container's life
     service_rate_limit: str  # per user, e.g. 120/minute
     raft: RaftSettings
+    monitoring: MonitoringSettings
 
     @classmethod
     def load(cls, config: Optional[pulumi.Config] = None) -> "DevConfig":
@@ -147,6 +192,7 @@ class DevConfig:
             service_host_port=r.port("serviceHostPort", 0),
             service_rate_limit=r.string("serviceRateLimit", "120/minute"),
             raft=RaftSettings.load(r),
+            monitoring=MonitoringSettings.load(r),
         )
 
 
@@ -187,6 +233,7 @@ class ProdConfig:
     dev_identity: bool  # Vault's own OIDC provider with demo users instead of the company's IdP
     service_node_port: int  # the service's Service as a NodePort (0: ClusterIP)
     service_public_url: str  # the dashboard's URL as browsers see it (its OIDC redirect URI)
+    monitoring: MonitoringSettings
 
     @classmethod
     def load(cls, config: Optional[pulumi.Config] = None) -> "ProdConfig":
@@ -260,6 +307,7 @@ class ProdConfig:
             dev_identity=r.boolean("devIdentity", False),
             service_node_port=node_port,
             service_public_url=public_url,
+            monitoring=MonitoringSettings.load(r),
         )
 
 

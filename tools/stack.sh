@@ -64,6 +64,15 @@ case "$ACTION" in
       echo "  Try it: TOKEN=\$(python tools/dev_token.py alice --stack $STACK) && curl -s -H \"Authorization: Bearer \$TOKEN\" \\"
       echo "            -H 'Content-Type: application/json' -d '{\"name\":\"GREETING\",\"value\":\"hello\"}' $url/api/v2/user/env-vars"
     fi
+    # A k8s://<namespace>/svc/<name>:<port> address (prod) is a Service reached through the Kubernetes API.
+    for what in Prometheus Alertmanager; do
+      url=$(output "$(tr '[:upper:]' '[:lower:]' <<<"$what")_url") || continue
+      if [[ $url =~ ^k8s://([^/]+)/svc/([^:]+):([0-9]+)$ ]]; then
+        echo "  $what: $url   (kubectl -n ${BASH_REMATCH[1]} port-forward svc/${BASH_REMATCH[2]} ${BASH_REMATCH[3]}, then http://127.0.0.1:${BASH_REMATCH[3]})"
+      else
+        echo "  $what: $url"
+      fi
+    done
     ;;
   down)
     step "pulumi destroy ($STACK)"

@@ -1,6 +1,7 @@
 """What `make up` checks before it says a stack is up, as a user would: Vault healthy and unsealed on every
 node, the service ready (its /readyz: Vault and its database reachable from inside), the dashboard's
-sign-in answering. A failed check exits 1 naming it, with the last log lines of the service's container.
+sign-in answering, Prometheus answering with every Vault node an up target, the Alertmanager answering. A
+failed check exits 1 naming it, with the last log lines of the service's container.
 
   python tools/stack_check.py STACK [--wait SECONDS]
 """
@@ -45,6 +46,36 @@ def _sign_in(url: str) -> Callable[[], str]:
     return check
 
 
+def http_url(address: str) -> str:
+    """A monitoring address on this machine: a `k8s://` one (prod) through the Kubernetes API, over plain HTTP."""
+    return f"http://127.0.0.1:{kube_forward.local_port(address)}" if kube_forward.is_forwarded(address) else address
+
+
+def vault_targets(prometheus: str) -> dict[str, str]:
+    """Prometheus' targets of the `vault` job: {instance: health} (health: up, down, unknown)."""
+    r = requests.get(f"{http_url(prometheus)}/api/v1/targets", params={"state": "active"}, timeout=5)
+    r.raise_for_status()
+    return {t["labels"]["instance"]: t["health"] for t in r.json()["data"]["activeTargets"]
+            if t["labels"].get("job") == "vault"}
+
+
+def _prometheus(url: str, nodes: int) -> Callable[[], str]:
+    def check() -> str:
+        targets = vault_targets(url)
+        if len(targets) != nodes:
+            return f"{len(targets)} vault targets, expected {nodes}"
+        down = sorted(i for i, h in targets.items() if h != "up")
+        return f"vault targets not up: {', '.join(down)}" if down else ""
+    return check
+
+
+def _alertmanager(url: str) -> Callable[[], str]:
+    def check() -> str:
+        r = requests.get(f"{http_url(url)}/-/ready", timeout=5)
+        return "" if r.status_code == 200 else f"HTTP {r.status_code}"
+    return check
+
+
 def checks(outputs: dict) -> list[tuple[str, Callable[[], str]]]:
     verify = vault_ops.ca_verify(outputs.get("vault_ca_cert") or None)
     nodes = outputs.get("vault_nodes") or [outputs["vault_address"]]
@@ -52,6 +83,10 @@ def checks(outputs: dict) -> list[tuple[str, Callable[[], str]]]:
     if outputs.get("service_url"):
         found += [(f"the service's /readyz at {outputs['service_url']}", _service_ready(outputs["service_url"])),
                   ("the dashboard's sign-in", _sign_in(outputs["service_url"]))]
+    if outputs.get("prometheus_url"):
+        found += [(f"Prometheus at {outputs['prometheus_url']} with every Vault node an up target",
+                   _prometheus(outputs["prometheus_url"], len(nodes))),
+                  (f"the Alertmanager at {outputs['alertmanager_url']}", _alertmanager(outputs["alertmanager_url"]))]
     return found
 
 

@@ -1,6 +1,8 @@
 """The dev stack for real on the local engine, in both modes: `pulumi up`, the cluster's shape, a leader
-failover measured while writes go on, a restarted node unsealed by the next `up`, and `destroy`
-leaving nothing behind."""
+failover measured while writes go on, the node-down alert fired by the real Prometheus and delivered by the
+real Alertmanager to a webhook receiver the test runs (timed), a restarted node unsealed by the next `up`,
+and `destroy` leaving nothing behind."""
+import contextlib
 import hashlib
 import json
 import os
@@ -16,6 +18,7 @@ from pulumi import automation as auto
 
 from devkit.browser import shot, sign_in
 from devkit.service_process import wait_execution
+from stacks.config import DEFAULT_BASE_IMAGE
 from tests.conftest import REPO_ROOT
 from tests.e2e.container_checks import check_container
 from tools.dev_token import id_token
@@ -92,6 +95,21 @@ def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack,
                                                      "/run/envvars/session-key": 0o400},
                     root_caps=SANDBOX_CAPS)
 
+    # The monitoring: Prometheus scrapes the dev server (no token: dev mode serves its metrics openly) and
+    # the service; the three monitoring containers run as their own user and listen on their port only.
+    _wait(lambda: _targets(out["prometheus_url"], "vault") == {"vault": "up"}, 60)
+    _wait(lambda: _targets(out["prometheus_url"], "envvars-service") == {"envvars": "up"}, 60)
+    assert requests.get(f"{out['alertmanager_url']}/-/ready", timeout=5).status_code == 200
+    # Vault's metrics, open to any caller on its network, and what Prometheus stored: no value in them.
+    metrics = requests.get(f"{out['vault_address']}/v1/sys/metrics", params={"format": "prometheus"}, timeout=5)
+    assert metrics.status_code == 200 and "vault_core_unsealed" in metrics.text
+    stored = requests.get(f"{out['prometheus_url']}/api/v1/query", params={"query": '{job=~"vault|envvars-service"}'},
+                          timeout=10).text
+    for text in (metrics.text, stored):
+        assert value not in text and json.dumps(value)[1:-1] not in text
+    for role, port in (("prometheus", 9090), ("alertmanager", 9093), ("pushgateway", 9091)):
+        check_container(f"{prefix}-monitoring-{role}", {port}, {})
+
     assert s.changes_of_second_up() == {}
     # What `make up` checks last passes; once the service cannot reach Vault it fails, naming the check,
     # with the service's last log lines.
@@ -128,11 +146,31 @@ def _write_anywhere(nodes, token, ca_file, path, value) -> bool:
     return False
 
 
-def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, toolchain, tmp_path, new_page):
+@pytest.fixture
+def alert_receiver(toolchain):
+    """alert_receiver(network, stack_name) -> a webhook receiver container on that network; removed at the
+    end (before the stack's destroy, which could not remove a network still in use)."""
+    engine, made = _engine(toolchain), []
+
+    def start(network: str, stack_name: str):
+        made.append(_start_receiver(engine, network, stack_name))
+        return made[-1]
+
+    yield start
+    for c in made:
+        with contextlib.suppress(docker.errors.NotFound):
+            c.remove(force=True)
+
+
+def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, alert_receiver, toolchain, tmp_path, new_page):
     engine = _engine(toolchain)
     s = throwaway_stack(PROGRAM)
     s.stack.set_config("vault-envvars:vaultMode", auto.ConfigValue("raft"))
+    # The Alertmanager delivers to a receiver this test runs on the stack's network (started after `up`
+    # makes the network; the Alertmanager retries until it answers).
+    s.stack.set_config("vault-envvars:alertWebhookUrl", auto.ConfigValue(f"http://{RECEIVER_ALIAS}:8080/alerts"))
     out = {k: v.value for k, v in s.up().outputs.items()}
+    receiver = alert_receiver(f"dev-stack-{s.name}-vault-net", s.name)
     ca_file = tmp_path / "ca.pem"
     ca_file.write_text(out["vault_ca_cert"])
     ca_file = str(ca_file)
@@ -152,8 +190,17 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, toolchain, tmp_p
     autopilot = _client(nodes[0], root, ca_file).read("sys/storage/raft/autopilot/configuration")["data"]
     assert autopilot["cleanup_dead_servers"] is True and autopilot["min_quorum"] == 3
     assert s.changes_of_second_up() == {}
-    ok = _stack_check(s)  # every node over TLS with the stack's CA, the service, the sign-in
+    ok = _stack_check(s)  # every node over TLS with the stack's CA, the service, the sign-in, Prometheus
     assert ok.returncode == 0 and ok.stdout.count("ok: Vault at") == 3, ok.stdout + ok.stderr
+    assert "ok: Prometheus at" in ok.stdout and "ok: the Alertmanager at" in ok.stdout, ok.stdout
+
+    # Prometheus scrapes every node over TLS with the stack's CA, without a token; the snapshot agent's
+    # first run (at its start) pushed the time of its verified snapshot to the Pushgateway.
+    _wait(lambda: _targets(out["prometheus_url"], "vault") == {f"vault-{i}": "up" for i in range(1, 4)}, 60)
+    pushed = {}
+    _wait(lambda: pushed.update(_query(out["prometheus_url"], 'vault_snapshot_last_success{job="vault-snapshots"}'))
+          or pushed, 60)
+    assert abs(float(pushed["value"][1]) - time.time()) < 600, pushed
 
     prefix = f"dev-stack-{s.name}"
     for i in range(1, 4):
@@ -191,6 +238,15 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, toolchain, tmp_p
         assert _write_anywhere(survivors, root, ca_file, f"users/failover/during-{i}", f"d{i}")
         written_during += 1
 
+    # The real Prometheus fires VaultNodeDown for the stopped node (its rule holds `up == 0` for 1m) and the
+    # real Alertmanager delivers it to the receiver, naming the node.
+    stopped_at = time.time()  # the receiver stamps each delivery with the same (the host's) clock
+    stopped_at -= time.monotonic() - t0
+    delivered = _wait_for_alert(receiver, "VaultNodeDown", leader_id, timeout=240)
+    print(f"\nalert: VaultNodeDown for {leader_id} delivered to the webhook {delivered - stopped_at:.1f} s "
+          "after its container was stopped")
+    receiver.remove(force=True)
+
     # The old leader restarts sealed; the next `up` unseals it and it rejoins.
     leader.start()
     assert s.up().summary.resource_changes.get("update") == 1
@@ -213,6 +269,65 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, toolchain, tmp_p
 
     s.destroy()
     assert _leftovers(engine, s.name) == {"containers": [], "networks": [], "volumes": []}
+
+
+RECEIVER_ALIAS = "alert-receiver"
+# A webhook receiver: one JSON line per POST, the body and the time it arrived.
+RECEIVER = """
+import http.server, json, sys, time
+class Receiver(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        print(json.dumps({"received": time.time(), "body": json.loads(body)}), flush=True)
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("", 8080), Receiver).serve_forever()
+"""
+
+
+def _start_receiver(engine, network: str, stack_name: str):
+    """The webhook receiver, on the stack's network as alert-receiver: the base image's python3."""
+    container = engine.containers.create(
+        DEFAULT_BASE_IMAGE, ["python3", "-u", "-c", RECEIVER], name=f"alert-receiver-{stack_name}",
+        user="65534:65534", read_only=True, cap_drop=["ALL"], network=network,
+        networking_config={network: engine.api.create_endpoint_config(aliases=[RECEIVER_ALIAS])},
+        labels={"vault-envvars.test": stack_name})
+    container.start()
+    return container
+
+
+def _deliveries(receiver) -> list[dict]:
+    return [json.loads(line) for line in receiver.logs(stdout=True, stderr=False).decode().splitlines()
+            if line.startswith("{")]
+
+
+def _wait_for_alert(receiver, alertname: str, instance: str, timeout: float) -> float:
+    """When (unix time) the receiver got a firing `alertname` for `instance`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for d in _deliveries(receiver):
+            for alert in d["body"].get("alerts", []):
+                if alert["status"] == "firing" and alert["labels"].get("alertname") == alertname \
+                        and alert["labels"].get("instance") == instance:
+                    return d["received"]
+        time.sleep(1)
+    raise AssertionError(f"no firing {alertname} for {instance} delivered within {timeout} s; "
+                         f"deliveries: {_deliveries(receiver)}")
+
+
+def _targets(prometheus: str, job: str) -> dict[str, str]:
+    """Prometheus' active targets of a job: {instance: health}."""
+    r = requests.get(f"{prometheus}/api/v1/targets", params={"state": "active"}, timeout=5)
+    return {t["labels"]["instance"]: t["health"] for t in r.json()["data"]["activeTargets"]
+            if t["labels"]["job"] == job}
+
+
+def _query(prometheus: str, expr: str) -> dict:
+    """The single sample of an instant query ({} when it has none)."""
+    result = requests.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=5).json()["data"]["result"]
+    return result[0] if result else {}
 
 
 def _node_containers(engine, stack_name) -> list:

@@ -128,6 +128,36 @@ def test_the_snapshot_cronjob_runs_and_verifies_a_snapshot(prod_local):
     assert '"status": "ok"' in report or '"status":"ok"' in report, report
 
 
+def test_prometheus_scrapes_every_vault_pod_each_replica_and_the_snapshot_push(prod_local):
+    """Prometheus in the cluster, reached through the Kubernetes API as `make up`'s check does: the three Vault
+    pods are up targets named by pod, each service replica is one, and the snapshot job's push arrived."""
+    from tools.stack_check import http_url, vault_targets
+
+    _, outputs, cluster = prod_local
+    prometheus = http_url(outputs["prometheus_url"])
+    kubectl(cluster, "-n", NS, "create", "job", "snapshot-push", "--from=cronjob/vault-snapshots")
+    kubectl(cluster, "-n", NS, "wait", "--for=condition=Complete", "job/snapshot-push", "--timeout=180s", timeout=200)
+    deadline, seen = time.monotonic() + 90, {}
+    while time.monotonic() < deadline:
+        try:
+            targets = requests.get(f"{prometheus}/api/v1/targets", params={"state": "active"}, timeout=10).json()
+            pushed = requests.get(f"{prometheus}/api/v1/query", timeout=10,
+                                  params={"query": 'vault_snapshot_last_success{job="vault-snapshots"}'}).json()
+            seen = {"vault": vault_targets(outputs["prometheus_url"]),
+                    "service": [t["health"] for t in targets["data"]["activeTargets"]
+                                if t["labels"]["job"] == "envvars-service"],
+                    "pushed": pushed["data"]["result"]}
+            if seen["vault"] == {f"vault-{i}": "up" for i in range(3)} and seen["service"] == ["up", "up"] \
+                    and seen["pushed"]:
+                break
+        except requests.RequestException as e:
+            seen = {"error": str(e)}
+        time.sleep(3)
+    assert seen.get("vault") == {f"vault-{i}": "up" for i in range(3)}, seen
+    assert seen["service"] == ["up", "up"] and seen["pushed"], seen
+    assert abs(float(seen["pushed"][0]["value"][1]) - time.time()) < 900, seen
+
+
 def test_vault_pods_as_testinfra_would_check_them(prod_local):
     _, _, cluster = prod_local
     pod = "vault-0"

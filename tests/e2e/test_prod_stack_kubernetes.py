@@ -171,3 +171,29 @@ def test_ci_preview_refuses_to_replace_the_statefulset(prod_up, pulumi_backend):
     finally:
         s.stack.remove_config("vault-envvars:vaultCpuLimit")
         s.stack.remove_config("vault-envvars:dataStorage")
+
+
+def test_monitoring_objects(prod_up):
+    """Prometheus, Alertmanager and the Pushgateway as the API server kept them: non-root, read-only, no
+    token; Prometheus' configuration scraping every Vault pod with the stack's CA, and the repository's rules."""
+    import yaml
+
+    _, api = prod_up
+    apps, core = kclient.AppsV1Api(api), kclient.CoreV1Api(api)
+    for name, port in (("prometheus", 9090), ("alertmanager", 9093), ("pushgateway", 9091)):
+        pod = apps.read_namespaced_deployment(name, NS).spec.template.spec
+        assert pod.security_context.run_as_non_root is True and pod.security_context.run_as_user == 990
+        assert pod.automount_service_account_token is False and pod.service_account_name == "monitoring"
+        (c,) = pod.containers
+        assert c.security_context.read_only_root_filesystem is True and c.security_context.capabilities.drop == ["ALL"]
+        assert c.ports[0].container_port == port
+        assert core.read_namespaced_service(name, NS).spec.ports[0].port == port
+    config = core.read_namespaced_config_map("prometheus-config", NS).data
+    jobs = {j["job_name"]: j for j in yaml.safe_load(config["prometheus.yml"])["scrape_configs"]}
+    assert sorted(jobs) == ["alertmanager", "envvars-service", "prometheus", "vault", "vault-snapshots"]
+    assert jobs["vault"]["static_configs"][0]["targets"] == [f"vault-{i}.vault-internal.{NS}.svc:8200" for i in range(3)]
+    assert "BEGIN CERTIFICATE" in config["vault-ca.pem"]
+    assert "VaultNodeDown" in core.read_namespaced_config_map("prometheus-rules", NS).data["vault.yml"]
+    cron = kclient.BatchV1Api(api).read_namespaced_cron_job("vault-snapshots", NS)
+    cmd = cron.spec.job_template.spec.template.spec.containers[0].command
+    assert cmd[cmd.index("--pushgateway") + 1] == f"http://pushgateway.{NS}.svc:9091"

@@ -56,7 +56,9 @@ def test_job_saves_verifies_and_keeps_the_newest(configured_raft, raft_cluster, 
     for name in kept:
         snapshot_agent.verify_snapshot(str(tmp_path / name))
     assert json.load(open(tmp_path / "status.json"))["status"] == "ok"
-    assert "vault_snapshot_last_success 1" in (tmp_path / "snapshot.prom").read_text()
+    prom = (tmp_path / "snapshot.prom").read_text()
+    newest = int(os.path.getmtime(tmp_path / kept[-1]))
+    assert "vault_snapshot_last_run_success 1" in prom and f"vault_snapshot_last_success {newest}\n" in prom
 
 
 def test_a_failed_run_is_visible(configured_raft, raft_cluster, tmp_path):
@@ -68,7 +70,9 @@ def test_a_failed_run_is_visible(configured_raft, raft_cluster, tmp_path):
     assert r.returncode == 1
     assert json.loads(r.stdout.strip())["status"] == "failed"
     assert "not-the-secret-id" not in r.stdout + r.stderr
-    assert "vault_snapshot_last_success 0" in (tmp_path / "snapshot.prom").read_text()
+    prom = (tmp_path / "snapshot.prom").read_text()
+    # No verified snapshot yet: no last-success time at all (the stale-snapshot alert sees it absent).
+    assert "vault_snapshot_last_run_success 0" in prom and "vault_snapshot_last_success" not in prom
     assert snapshot_agent.snapshots(str(tmp_path)) == []
 
 

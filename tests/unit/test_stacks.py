@@ -93,12 +93,13 @@ def test_bad_prod_settings_name_the_key(mocks, message):
 def test_dev_stack_composes_vault_identity_and_configuration(mocks):
     outputs = {}
     run(lambda: outputs.update(deploy("dev")))
-    assert sorted(outputs) == ["dashboard_url", "demo_user_passwords", "executor_role_id", "jwt_issuer", "oidc_client_id",
-                               "oidc_client_secret", "service_container", "service_url", "vault_address",
-                               "vault_root_token"]
+    assert sorted(outputs) == ["alertmanager_url", "dashboard_url", "demo_user_passwords", "executor_role_id",
+                               "jwt_issuer", "oidc_client_id", "oidc_client_secret", "prometheus_url",
+                               "service_container", "service_url", "vault_address", "vault_root_token"]
     components = sorted(r.typ for r in mocks.resources if r.typ.startswith("vault-envvars:"))
-    assert components == ["vault-envvars:infra:DevIdentity", "vault-envvars:infra:ServiceDocker",
-                          "vault-envvars:infra:VaultConfiguration", "vault-envvars:infra:VaultDevServer"]
+    assert components == ["vault-envvars:infra:DevIdentity", "vault-envvars:infra:MonitoringDocker",
+                          "vault-envvars:infra:ServiceDocker", "vault-envvars:infra:VaultConfiguration",
+                          "vault-envvars:infra:VaultDevServer"]
     # The dev identity provider is the JWT mount's key source, and KV v2 at secret/ is adopted.
     jwt_config = mocks.named("vault-jwt-config").inputs["data"]
     assert jwt_config["jwks_url"] == "http://127.0.0.1:8200/v1/identity/oidc/provider/envvars/.well-known/keys"
@@ -119,7 +120,7 @@ def test_dev_stack_exports_secrets_only_as_secrets(mocks):
     assert flags == {"demo_user_passwords": True, "vault_root_token": True, "oidc_client_secret": True,
                      "executor_role_id": False, "jwt_issuer": False, "vault_address": False,
                      "oidc_client_id": False, "service_url": False, "service_container": False,
-                     "dashboard_url": False}
+                     "dashboard_url": False, "prometheus_url": False, "alertmanager_url": False}
 
 
 DEV_SOURCE = {"jwks_url": "http://127.0.0.1:8200/keys", "issuer": "http://vault:8200/iss"}
@@ -234,9 +235,9 @@ def test_prod_with_vault_endpoints_bootstraps_configures_and_deploys_the_service
     assert dep["template"]["spec"]["terminationGracePeriodSeconds"] > int(env["ENVVARS_SHUTDOWN_GRACE_SECONDS"]) > 0
     assert "postgresql://x" not in str(dep)
     assert mocks.named("envvars-credentials").inputs["stringData"]["database-url"] == "postgresql://x"
-    assert sorted(outputs) == ["dashboard_url", "executor_role_id", "namespace", "service_internal_url", "service_url",
-                               "vault_admin_token", "vault_ca_cert", "vault_internal_address", "vault_nodes",
-                               "vault_unseal_keys"]
+    assert sorted(outputs) == ["alertmanager_url", "dashboard_url", "executor_role_id", "namespace",
+                               "prometheus_url", "service_internal_url", "service_url", "vault_admin_token",
+                               "vault_ca_cert", "vault_internal_address", "vault_nodes", "vault_unseal_keys"]
     # Bootstrap and configuration reach the pods where the stack's config says, with the cluster's own CA.
     assert boot["node_addresses"] == ["https://127.0.0.1:18200", "https://127.0.0.1:18201", "https://127.0.0.1:18202"]
     assert boot["ca_cert_pem"] == "CA-PEM"
@@ -274,7 +275,8 @@ def test_prod_objects_only_for_api_servers_without_kubelets(mocks):
     assert mocks.of_type("vault:Bootstrap") == [] and mocks.of_type("dynamic/vault:Endpoint") == []
     assert mocks.named("vault-sts") and mocks.named("vault-snapshots-cronjob")
     assert not [r for r in mocks.resources if r.name == "vault-snapshots-credential"]  # no AppRole
-    assert sorted(outputs) == ["namespace", "vault_ca_cert", "vault_internal_address"]
+    assert sorted(outputs) == ["alertmanager_url", "namespace", "prometheus_url", "vault_ca_cert",
+                               "vault_internal_address"]
 
 
 @pytest.mark.parametrize("mocks,message", [
