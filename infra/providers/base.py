@@ -1,7 +1,7 @@
 """Shared behaviour of the project's dynamic providers: input diffing and secret-safe errors."""
 from typing import Any
 
-from pulumi.dynamic import DiffResult, ResourceProvider
+from pulumi.dynamic import DiffResult, ResourceProvider, UpdateResult
 
 
 class ManagedProvider(ResourceProvider):
@@ -16,6 +16,10 @@ class ManagedProvider(ResourceProvider):
     serialize_as_secret_always = False
     managed: tuple[str, ...] = ()
     replace_on: tuple[str, ...] = ()
+    # How the provider reaches its server (an address, a token, a CA). When only these move (the same
+    # cluster behind new host ports), the state takes the new ones in place: a delete must reach the
+    # server where it is now, and nothing is re-created for it.
+    follows: tuple[str, ...] = ()
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         # An input this provider gained after the resource was made, left at its empty default, is no
@@ -23,11 +27,17 @@ class ManagedProvider(ResourceProvider):
         changed = [k for k in self.managed
                    if olds.get(k) != news.get(k) and not (k not in olds and not news.get(k))]
         replaces = [k for k in changed if k in self.replace_on]
+        moved = [k for k in self.follows if k in olds and olds.get(k) != news.get(k)]
         return DiffResult(
-            changes=bool(changed),
+            changes=bool(changed or moved),
             replaces=replaces,
             delete_before_replace=bool(replaces),
         )
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """Only `follows` moved (a provider whose managed inputs update in place has its own update):
+        the outputs stay, with the new connection."""
+        return UpdateResult({**olds, **{k: news[k] for k in self.follows if k in news}})
 
 
 def inputs_of(props: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:

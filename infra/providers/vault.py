@@ -40,10 +40,10 @@ def client(props: dict[str, Any], timeout: int = 30) -> hvac.Client:
 
 class _MountProvider(ManagedProvider):
     """A secrets engine (`sys/mounts`) or an auth method (`sys/auth`)."""
-
+    follows = CONNECTION
     managed = ("path", "type", "description", "options", "default_lease_ttl", "max_lease_ttl", "kind",
                "user_lockout")
-    replace_on = ("path", "type", "kind", "address")
+    replace_on = ("path", "type", "kind")
 
     def _api(self, props: dict[str, Any]) -> str:
         return "sys/auth" if props["kind"] == "auth" else "sys/mounts"
@@ -166,9 +166,9 @@ class Mount(Resource, module="vault", name="Mount"):
 
 class _EndpointProvider(ManagedProvider):
     """Writes `data` to `path`; refresh reads `path` back and reports the written keys as they are."""
-
+    follows = CONNECTION
     managed = ("path", "data")
-    replace_on = ("path", "address")
+    replace_on = ("path",)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         c = client(props)
@@ -249,8 +249,9 @@ class Endpoint(Resource, module="vault", name="Endpoint"):
 
 
 class _AuditDeviceProvider(ManagedProvider):
+    follows = CONNECTION
     managed = ("path", "type", "options", "description")
-    replace_on = managed + ("address",)
+    replace_on = managed
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         client(props).adapter.put(f"/v1/sys/audit/{props['path']}", json={
@@ -283,9 +284,9 @@ class AuditDevice(Resource, module="vault", name="AuditDevice"):
 
 class _AppRoleCredentialProvider(ManagedProvider):
     """The role id and one secret id of an AppRole role, for a deployment to log in with."""
-
+    follows = CONNECTION
     managed = ("mount", "role", "metadata")
-    replace_on = managed + ("address",)
+    replace_on = managed
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         c = client(props)

@@ -55,6 +55,23 @@ def test_an_input_emptied_is_a_change():
     assert r.changes is True
 
 
+
+def test_a_moved_connection_follows_in_place_and_keeps_the_outputs():
+    # The same cluster behind new host ports (its nodes replaced): the state must take the new address,
+    # or a later delete reaches the old one; nothing is re-created (a mount's replace would drop its data).
+    from infra.providers.vault import _AppRoleCredentialProvider, _MountProvider
+    olds = {"path": "secret", "type": "kv", "kind": "secret", "address": "https://127.0.0.1:1", "token": "t",
+            "ca_cert_pem": "ca"}
+    r = _MountProvider().diff("id", olds, {**olds, "address": "https://127.0.0.1:2"})
+    assert (r.changes, r.replaces, r.delete_before_replace) == (True, [], False)
+    cred = {"mount": "approle", "role": "executor", "metadata": {}, "address": "a1", "token": "t",
+            "ca_cert_pem": "ca", "role_id": "r", "secret_id": "s"}
+    p = _AppRoleCredentialProvider()
+    assert p.diff("id", cred, {**cred, "address": "a2"}).replaces == []
+    assert p.update("id", cred, {**cred, "address": "a2", "secret_id": None}).outs == {**cred, "address": "a2"}
+    assert _Provider().diff("id", {"name": "a", "address": "x"}, {"name": "a", "address": "y"}).changes is False
+
+
 # --- plain, inputs_of ------------------------------------------------------------------------------
 
 def test_plain_gives_whole_numbers_back_as_ints_deeply():
