@@ -34,6 +34,18 @@ def _watch(page) -> dict:
     return seen
 
 
+def assert_nowhere(values, page, seen: dict, dashboard) -> None:
+    """No planted value anywhere: the page, URLs (so history), responses, the service's log, its database."""
+    with open(dashboard.db_path, "rb") as f:
+        database = f.read()
+    for v in values:
+        assert v not in page.content()
+        assert not any(v in u for u in seen["urls"]), "a value reached a URL"
+        assert not any(v.encode() in b for b in seen["bodies"]), "a value reached a response"
+        assert v not in dashboard.log_text()
+        assert v.encode() not in database
+
+
 def _create(page, name: str, value: str, description: str = "") -> None:
     page.get_by_role("link", name=re.compile("New env var|Create your first env var")).first.click()
     page.get_by_label("Name").fill(name)
@@ -155,13 +167,7 @@ def test_a_user_manages_env_vars_and_runs_a_job(dashboard, new_page):
 
     # No planted value anywhere: pages, URLs (so history), responses, the service's log, its database.
     values = (canary, canary2, canary3)
-    for v in values:
-        assert v not in page.content()
-        assert not any(v in u for u in seen["urls"]), "a value reached a URL"
-        assert not any(v.encode() in b for b in seen["bodies"]), "a value reached a response"
-        assert v not in dashboard.log_text()
-        with open(dashboard.db_path, "rb") as f:
-            assert v.encode() not in f.read()
+    assert_nowhere(values, page, seen, dashboard)
 
 
 def test_a_second_user_sees_none_of_the_first_users_env_vars(dashboard, new_page):
