@@ -77,9 +77,6 @@ def build_components(settings: Settings, backend=None) -> Components:
     metrics = Metrics()
     metrics.watch(StateCollector(sessions, gateway.status, gateway.server_certificate_expiry,
                                  tls_cert_file=settings.tls_cert_file, vault_ca_file=settings.vault_ca_file))
-    from service.core.env_vars import expiry_counts  # here: service.core imports this module
-
-    metrics.expiry.watch(lambda: expiry_counts(sessions))
     executor_vault = None
 
     def vault_for_executor():

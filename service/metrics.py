@@ -3,6 +3,7 @@
 Counters and the latency histogram are updated where things happen. The state the alerts need (env vars
 per user, Vault's seal state as this replica sees it, certificate expiry) is read when /metrics is scraped
 (`StateCollector`), so it is as fresh as the scrape and costs nothing between scrapes."""
+import datetime
 import json
 import logging
 from typing import Callable, Iterator, Optional
@@ -13,10 +14,10 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.auth import AUTH_FAILURE_REASONS
-from service.db import EnvVar
+from service.db import EnvVar, now
 
 log = logging.getLogger("service")
 
@@ -39,7 +40,9 @@ class Metrics:
                                         registry=self.registry)
         self.rate_limited = Counter("envvars_rate_limited_total", "Requests refused by the rate limit",
                                     registry=self.registry)
-        self.expiry = ExpiryMetrics(self.registry)
+        self.expired_env_vars = Counter("envvars_expired_env_var_failures_total",
+                                        "Executions failed before start because a selected env var had expired",
+                                        registry=self.registry)
         self.auth_failures = Counter("envvars_auth_failures_total",
                                      "Refused authentications (API tokens, dashboard sign-ins, Vault logins) by reason",
                                      ["reason"], registry=self.registry)
@@ -74,9 +77,16 @@ class StateCollector(Collector):
         self._tls_cert_file, self._vault_ca_file = tls_cert_file, vault_ca_file
 
     def collect(self) -> Iterator[Metric]:
-        per_user = self._per_user()
-        if per_user is not None:
+        try:
+            with self._sessions() as s:
+                per_user, (expired, soon) = self._per_user(s), self._expiry(s)
+        except SQLAlchemyError as err:  # the scrape still reports the rest
+            log.warning(json.dumps({"event": "metrics_database_error", "error": type(err).__name__}))
+        else:
             yield per_user
+            yield GaugeMetricFamily("envvars_env_vars_expired", "Env vars past their expires_at", value=expired)
+            yield GaugeMetricFamily("envvars_env_vars_expiring_within_7d",
+                                    "Env vars not expired yet whose expires_at is within 7 days", value=soon)
         status = self._vault_status()
         for name, doc, value in (
                 ("envvars_vault_reachable", "1 if Vault answered the service's health check", status.reachable),
@@ -95,15 +105,11 @@ class StateCollector(Collector):
                 expiry.add_metric([label], when)
         yield expiry
 
-    def _per_user(self) -> Optional[HistogramMetricFamily]:
+    @staticmethod
+    def _per_user(s: Session) -> HistogramMetricFamily:
         """How many users hold how many env vars, counted by the database: one row per distinct count."""
         per_owner = select(func.count().label("n")).select_from(EnvVar).group_by(EnvVar.owner).subquery()
-        try:
-            with self._sessions() as s:
-                rows = s.execute(select(per_owner.c.n, func.count()).group_by(per_owner.c.n)).all()
-        except SQLAlchemyError as err:  # the scrape still reports the rest
-            log.warning(json.dumps({"event": "metrics_database_error", "error": type(err).__name__}))
-            return None
+        rows = s.execute(select(per_owner.c.n, func.count()).group_by(per_owner.c.n)).all()
         buckets, users, total = [], sum(u for _, u in rows), sum(n * u for n, u in rows)
         for bound in PER_USER_BUCKETS:
             buckets.append((str(float(bound)), sum(u for n, u in rows if n <= bound)))
@@ -112,40 +118,13 @@ class StateCollector(Collector):
                                      "Users by the number of env vars they hold (count: users with any; sum: env vars)",
                                      buckets=buckets, sum_value=total)
 
-
-# --- env var expiry (issue 16, item 4) ---------------------------------------------------------------------
-# Counts over every user's env vars, computed from the database at scrape time: no label names a user or
-# an env var.
-
-class ExpiryMetrics:
-    def __init__(self, registry: CollectorRegistry):
-        self.registry = registry
-        self.failures = Counter("envvars_expired_env_var_failures_total",
-                                "Executions failed before start because a selected env var had expired",
-                                registry=registry)
-
-    def watch(self, counts: Callable[[], tuple[int, int]]) -> None:
-        """Publishes the gauges from counts() -> (expired, expiring within 7 days), called at each scrape."""
-        self.registry.register(_ExpiryCollector(counts))
-
-
-class _ExpiryCollector(Collector):
-    def __init__(self, counts: Callable[[], tuple[int, int]]):
-        self._counts = counts
-
-    def describe(self) -> list:
-        return []  # no sample at registration: the database is only asked at a scrape
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        counts: Optional[tuple[int, int]] = None
-        try:
-            counts = self._counts()
-        except Exception as err:  # noqa: BLE001 (a database down must not fail the scrape of every other metric)
-            logging.getLogger("service").warning(json.dumps({"event": "expiry_metrics_failed",
-                                                             "error": type(err).__name__}))
-        if counts is None:
-            return
-        expired, soon = counts
-        yield GaugeMetricFamily("envvars_env_vars_expired", "Env vars past their expires_at", value=expired)
-        yield GaugeMetricFamily("envvars_env_vars_expiring_within_7d",
-                                "Env vars not expired yet whose expires_at is within 7 days", value=soon)
+    @staticmethod
+    def _expiry(s: Session) -> tuple[int, int]:
+        """Every user's env vars expired, and expiring within 7 days but not yet."""
+        t = now()
+        soon = t + datetime.timedelta(days=7)
+        expired, upcoming = s.execute(select(
+            func.count().filter(EnvVar.expires_at <= t),
+            func.count().filter(EnvVar.expires_at > t, EnvVar.expires_at <= soon))
+            .where(EnvVar.expires_at.is_not(None), EnvVar.expires_at <= soon, EnvVar.visible())).one()
+        return int(expired), int(upcoming)

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.orm import Session, aliased
 
 from service.auth import Caller
 from service.components import Components
@@ -117,18 +117,6 @@ def list_env_vars_json(s: Session, who: Caller, q: str, limit: int, offset: int,
                                   "updated_at": iso_utc(u), "expires_at": _iso(x), "last_used_at": _iso(la),
                                   "last_used_execution_id": le} for i, n, d, c, u, x, la, le in rows],
                        "total": total}, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def expiry_counts(sessions: sessionmaker) -> tuple[int, int]:
-    """Every user's env vars (expired, expiring within 7 days but not yet), for the metrics at scrape time."""
-    t = now()
-    soon = t + datetime.timedelta(days=7)
-    with sessions() as s:
-        expired, upcoming = s.execute(select(
-            func.count().filter(EnvVar.expires_at <= t),
-            func.count().filter(EnvVar.expires_at > t, EnvVar.expires_at <= soon))
-            .where(EnvVar.expires_at.is_not(None), EnvVar.expires_at <= soon, EnvVar.visible())).one()
-    return int(expired), int(upcoming)
 
 
 def get_env_var(s: Session, who: Caller, env_var_id: str) -> EnvVarOut:

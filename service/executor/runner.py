@@ -370,14 +370,14 @@ class Executor:
         if foreign:
             audit(self._sessions, owner, "execution.start", execution_id, "refused",
                   "env_var_ids=" + ",".join(sorted(foreign)))
-            if any(found is None for _ref, found, _who, _name in refs):  # deleted after the job was queued
+            if any(found is None for _ref, found, *_rest in refs):  # deleted after the job was queued
                 self._metrics.missing_env_vars.inc()
             return self._finish(execution_id, "failed", error=(
                 f"env var {foreign[0]} does not exist or does not belong to {owner}; the job did not start"))
         t = now()
         expired = sorted((name, at) for _r, _i, _o, name, _v, x in refs if (at := as_utc(x)) is not None and at <= t)
         if expired:  # fails closed like a missing value: its owner set a date past which it must not be used
-            self._metrics.expiry.failures.inc()
+            self._metrics.expired_env_vars.inc()
             return self._finish(execution_id, "failed",
                                 error=f"env var {expired[0][0]} expired at {_when(expired[0][1])}; the job did not start")
         values, versions = {}, {}
