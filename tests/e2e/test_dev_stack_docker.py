@@ -3,9 +3,11 @@ failover measured while writes go on, the node-down alert fired by the real Prom
 real Alertmanager to a webhook receiver the test runs (timed), a restarted node unsealed by the next `up`,
 and `destroy` leaving nothing behind."""
 import contextlib
+import datetime
 import hashlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -64,6 +66,7 @@ def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack,
     done = wait_execution(url, alice, run.json()["id"])
     assert done["status"] == "succeeded"
     assert hashlib.sha256(value.encode()).hexdigest() in done["output"] and value not in done["output"]
+    _history_import_rerun_and_activity(url, alice, ev.json()["id"], run.json()["id"], value, script)
     # Inside the service's container, the job's sandbox hides the service's files and processes.
     probe = ("import os\nfor p in ('/run/envvars', '/data', '/app', '/proc'):\n    print(p, os.path.exists(p))\n"
              "print('uid', os.getuid(), 'pid', os.getpid())")
@@ -122,6 +125,41 @@ def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack,
     assert f"last lines of {prefix}-envvars-api" in broken.stderr
     s.destroy()
     assert _leftovers(_engine(toolchain), s.name) == {"containers": [], "networks": [], "volumes": []}
+
+
+def _history_import_rerun_and_activity(url: str, user: dict, env_var_id: str, first_run: str, first_value: str,
+                                       script: str) -> None:
+    """Issue 16's features through the stack's own service container: a .env import overwriting a value,
+    its versions, a rollback, a rerun of the first job with the versions it had, expiry and the activity."""
+    api = f"{url}/api/v2/user/env-vars"
+    imported = f"imported-{secrets.token_hex(8)}"
+    dotenv = f'export SECRET_ONE="{imported}\\nline two"\nFRESH_ONE=fresh # a comment\n'
+    preview = requests.post(f"{api}/import/preview", json={"text": dotenv}, headers=user, timeout=10).json()
+    assert [(e["line"], e["name"], e["status"]) for e in preview["entries"]] == [
+        (1, "SECRET_ONE", "existing"), (2, "FRESH_ONE", "new")]
+    r = requests.post(f"{api}/import", json={"text": dotenv, "decisions": {"SECRET_ONE": "overwrite"}},
+                      headers=user, timeout=20)
+    assert r.status_code == 200 and (r.json()["created"], r.json()["overwritten"]) == (1, 1), r.text
+    history = requests.get(f"{api}/{env_var_id}/versions", headers=user, timeout=10).json()
+    assert [(v["version"], v["author"]) for v in history["items"]] == [(2, "user"), (1, "user")]
+    r = requests.post(f"{api}/{env_var_id}/rollback", json={"version": 1}, headers=user, timeout=10)
+    assert r.status_code == 200 and (r.json()["version"], r.json()["rolled_back_from"]) == (3, 1), r.text
+    # The first job received version 1; its rerun with the same versions gets that value again.
+    first = requests.get(f"{url}/api/v2/execution/{first_run}", headers=user, timeout=10).json()
+    assert [(e["name"], e["kv_version"]) for e in first["env_vars"]] == [("SECRET_ONE", 1)]
+    rerun = requests.post(f"{url}/api/v2/execution/{first_run}/rerun", json={"versions": "same"}, headers=user,
+                          timeout=10)
+    assert rerun.status_code == 202, rerun.text
+    again = wait_execution(url, user, rerun.json()["id"])
+    assert again["status"] == "succeeded" and hashlib.sha256(first_value.encode()).hexdigest() in again["output"]
+    soon = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=2)).isoformat()
+    assert requests.put(f"{api}/{env_var_id}", json={"expires_at": soon}, headers=user, timeout=10).status_code == 200
+    expiring = requests.get(api, params={"expiring_within_days": 7}, headers=user, timeout=10).json()
+    assert [e["name"] for e in expiring["items"]] == ["SECRET_ONE"] and expiring["items"][0]["last_used_at"]
+    activity = requests.get(f"{url}/api/v2/user/activity", headers=user, timeout=10).json()["items"]
+    actions = {e["action"] for e in activity}
+    assert {"env_var.import", "env_var.rollback", "execution.run"} <= actions, actions
+    assert imported not in json.dumps(activity) and first_value not in json.dumps(activity)
 
 
 def _stack_check(s, wait: float = 30) -> subprocess.CompletedProcess:

@@ -6,6 +6,7 @@ way testinfra would: users, read-only roots, listening ports, file modes, TLS, t
 import hashlib
 import json
 import os
+import secrets
 import socket
 import ssl
 import threading
@@ -19,6 +20,7 @@ from devkit.cluster import kubectl, run_cluster_sh
 from devkit.stacks import ThrowawayStack
 from infra import kube_forward, vault_ops
 from tests.conftest import REPO_ROOT
+from tests.service.test_api import PRINT_ENCODED
 from tools import drill as drill_tool
 from tools import raft_drills, vault_upgrade
 from tools.dev_token import id_token
@@ -103,12 +105,7 @@ def test_the_service_runs_a_job_with_a_users_variable_through_the_node_port(prod
                     "ls /var/run/secrets/kubernetes.io 2>/dev/null || echo no-token"],
         "env_var_ids": [created.json()["id"]]})
     assert job.status_code == 202, job.text
-    deadline, state = time.monotonic() + 180, {}
-    while time.monotonic() < deadline:
-        state = requests.get(f"{PUBLIC_URL}/api/v2/execution/{job.json()['id']}", headers=auth, timeout=20).json()
-        if state["status"] in ("succeeded", "failed", "cancelled", "timed_out"):
-            break
-        time.sleep(1)
+    state = _finished(auth, job.json()["id"])
     assert state["status"] == "succeeded" and state["exit_code"] == 0, state
     # Byte-exact value, and no service-account token in the job's pod.
     assert state["output"].split() == [hashlib.sha256(CANARY.encode()).hexdigest(), "no-token"], state
@@ -117,6 +114,40 @@ def test_the_service_runs_a_job_with_a_users_variable_through_the_node_port(prod
     assert CANARY not in logs
     dump = exec_in(cluster, "postgres-0", "pg_dumpall", "--data-only", "-U", "postgres")
     assert "K8S_CANARY" in dump and CANARY not in dump
+
+
+def _finished(auth: dict, execution_id: str, timeout: float = 180) -> dict:
+    deadline, state = time.monotonic() + timeout, {}
+    while time.monotonic() < deadline:
+        state = requests.get(f"{PUBLIC_URL}/api/v2/execution/{execution_id}", headers=auth, timeout=20).json()
+        if state["status"] in ("succeeded", "failed", "cancelled", "timed_out"):
+            break
+        time.sleep(1)
+    return state
+
+
+def test_encoded_forms_of_a_value_never_reach_the_stored_output_of_a_kubernetes_job(prod_local):
+    """The encoding canary of tests/service/test_api.py on the kubernetes backend: a Job in the cluster prints
+    base64, hex, percent- and JSON-encoded forms of each value; none is stored, the digest proves it ran."""
+    _, outputs, cluster = prod_local
+    auth = {"Authorization": f"Bearer {id_token(outputs, 'alice', cluster.kubeconfig + '.ca-test.pem')}"}
+    canary = f"c4n4ry-{secrets.token_hex(6)} \"q\" é/+~?>\nsecond-line-{secrets.token_hex(4)}"
+    ids = []
+    for name, value in (("CANARY", canary), ("FLAG", "on")):
+        r = requests.post(f"{PUBLIC_URL}/api/v2/user/env-vars", headers=auth, timeout=20,
+                          json={"name": name, "value": value})
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    job = requests.post(f"{PUBLIC_URL}/api/v2/execution", headers=auth, timeout=20, json={
+        "command": ["python3", "-c", PRINT_ENCODED, "CANARY", "FLAG"], "env_var_ids": ids})
+    assert job.status_code == 202, job.text
+    done = _finished(auth, job.json()["id"])
+    assert done["status"] == "succeeded", done
+    lines = done["output"].splitlines()
+    assert f"CANARY sha256 {hashlib.sha256(canary.encode()).hexdigest()}" in lines
+    forms = [line.split(" ", 1)[1] for line in lines if line.startswith("CANARY ") and "sha256" not in line]
+    assert forms and set(forms) == {"[redacted:CANARY]"}, forms
+    assert done["unredacted_env_vars"] == ["FLAG"] and "FLAG b24=" in lines
 
 
 def test_the_snapshot_cronjob_runs_and_verifies_a_snapshot(prod_local):
