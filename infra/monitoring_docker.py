@@ -1,6 +1,9 @@
-"""Prometheus, Alertmanager and a Pushgateway on the local container engine, beside the Vault nodes on the
-stack's network (aliases prometheus, alertmanager, pushgateway), from the monitoring image (Debian's
-packages, tools/images.sh). Configuration, the Vault CA and every monitoring/rules/*.yml reach them as files
+"""Prometheus, Alertmanager and a Pushgateway on the local container engine, from the monitoring image
+(Debian's packages, tools/images.sh). Prometheus is on the stack's network (it scrapes the Vault nodes and
+the service there) and on a network of the monitoring's own, where the Alertmanager and the Pushgateway are
+(aliases prometheus, alertmanager, pushgateway): the service's container, where subprocess jobs share the
+network, reaches neither, so no job can silence an alert or push a snapshot that never happened; the
+snapshot agent joins that network to push. Configuration, the Vault CA and every monitoring/rules/*.yml reach them as files
 copied onto their volumes before they start; read-only roots, non-root, Prometheus and Alertmanager published
 on 127.0.0.1 only."""
 from dataclasses import dataclass, field
@@ -28,12 +31,13 @@ class MonitoringDockerArgs:
 
 
 class MonitoringDocker(pulumi.ComponentResource):
-    """Outputs: `prometheus_url` and `alertmanager_url` (on the host), `pushgateway_url` (on the network,
-    for the snapshot agent)."""
+    """Outputs: `prometheus_url` and `alertmanager_url` (on the host), `pushgateway_url` (on
+    `network_name`, the monitoring's own network, for the snapshot agent)."""
 
     prometheus_url: pulumi.Output[str]
     alertmanager_url: pulumi.Output[str]
     pushgateway_url: pulumi.Output[str]
+    network_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: MonitoringDockerArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("vault-envvars:infra:MonitoringDocker", name, None, opts)
@@ -44,18 +48,22 @@ class MonitoringDocker(pulumi.ComponentResource):
                                     docker_host=args.docker_host, opts=child)
                    for p in ("prometheus-config", "prometheus-rules", "prometheus-data", "alertmanager-config",
                              "alertmanager-data", "pushgateway-data")}
+        network = docker.Network(f"{name}-net", network_name=f"{prefix}-net", labels=args.labels,
+                                 docker_host=args.docker_host, opts=child)
+        own_network = network.id.apply(lambda _: f"{prefix}-net")
 
         def container(role: str, command: list[str], mounts: dict[str, str], files: pulumi.Input[dict],
-                      port: Optional[tuple[int, pulumi.Input[int]]], mem: str) -> docker.Container:
+                      port: Optional[tuple[int, pulumi.Input[int]]], mem: str,
+                      networks: Optional[list[pulumi.Input[str]]] = None) -> docker.Container:
             return docker.Container(
                 f"{name}-{role}", container_name=f"{prefix}-{role}", image=args.image, command=command,
-                networks=[{"name": args.network_name, "aliases": [role]}],
+                networks=[{"name": n, "aliases": [role]} for n in networks or [own_network]],
                 volumes=[{"source": f"{prefix}-{v}", "target": t} for v, t in mounts.items()],
                 ports=[{"internal": port[0], "external": port[1]}] if port else [],
                 user=user, read_only=True, files=files, mem_limit=mem,
                 labels={**args.labels, "vault-envvars.role": "monitoring"},
                 wait_http_path="/-/ready" if port else "", docker_host=args.docker_host,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[volumes[v] for v in mounts]))
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[network, *(volumes[v] for v in mounts)]))
 
         pushgateway = container(
             "pushgateway", ["prometheus-pushgateway", f"--web.listen-address=:{mc.PUSHGATEWAY_PORT}",
@@ -87,12 +95,13 @@ class MonitoringDocker(pulumi.ComponentResource):
                            f"--web.listen-address=:{mc.PROMETHEUS_PORT}"],
             {"prometheus-config": mc.CONFIG_DIR, "prometheus-rules": mc.RULES_MOUNT,
              "prometheus-data": mc.PROMETHEUS_DATA},
-            files, (mc.PROMETHEUS_PORT, args.prometheus_host_port), "512m")
+            files, (mc.PROMETHEUS_PORT, args.prometheus_host_port), "512m", [args.network_name, own_network])
         self.prometheus_url = _host_url(prometheus)
         self.alertmanager_url = _host_url(alertmanager)
         self.pushgateway_url = pushgateway.id.apply(lambda _: f"http://pushgateway:{mc.PUSHGATEWAY_PORT}")
+        self.network_name = own_network
         self.register_outputs({"prometheus_url": self.prometheus_url, "alertmanager_url": self.alertmanager_url,
-                               "pushgateway_url": self.pushgateway_url})
+                               "pushgateway_url": self.pushgateway_url, "network_name": self.network_name})
 
 
 def _host_url(container: docker.Container) -> pulumi.Output[str]:

@@ -22,6 +22,7 @@ LABELS = {"app.kubernetes.io/part-of": "vault-envvars"}
 # The Prometheus pods' label the Vault NetworkPolicy admits from another namespace.
 PROMETHEUS_LABELS = {"app.kubernetes.io/name": "prometheus", **LABELS}
 SERVICE_METRICS = "envvars-metrics"  # the headless Service over the service's replicas
+ROLES = ("prometheus", "alertmanager", "pushgateway")
 
 
 @dataclass
@@ -119,6 +120,18 @@ class MonitoringKubernetes(pulumi.ComponentResource):
             mounts=[("data", mc.PUSHGATEWAY_DATA, {"emptyDir": {"sizeLimit": "16Mi"}})],
             resources={"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
             meta=meta, depends_on=[account])
+
+        # Untrusted jobs run in another namespace: one that reached the Alertmanager could silence every
+        # alert, one that reached the Pushgateway could report a snapshot that never happened. Only the
+        # monitoring's own namespace (Prometheus) and the Vault namespace (the snapshot CronJob, the
+        # service) may connect to the three.
+        k8s.networking.v1.NetworkPolicy(f"{name}-netpol", metadata=meta("monitoring"), spec={
+            "podSelector": {"matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In",
+                                                  "values": list(ROLES)}]},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {}},
+                                  {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": vault_ns}}}]}],
+        }, opts=child)
 
         self.prometheus_url = namespace.apply(
             lambda ns: kube_forward.service_address(ns, "prometheus", mc.PROMETHEUS_PORT))

@@ -24,8 +24,10 @@ class VaultSnapshotsDockerArgs:
     interval_seconds: int = 3600
     retain: int = 24
     labels: dict[str, str] = field(default_factory=dict)
-    # A Prometheus Pushgateway on that network to push each run's gauges to; empty: none.
+    # A Prometheus Pushgateway to push each run's gauges to, and the network it is on (the monitoring's
+    # own, which the agent joins too); empty: none.
     pushgateway_url: pulumi.Input[str] = ""
+    pushgateway_network: pulumi.Input[str] = ""
     docker_host: Optional[str] = None
 
 
@@ -63,7 +65,8 @@ class VaultSnapshotsDocker(pulumi.ComponentResource):
                      "--secret-id-file", f"{AGENT_DIR}/secret_id", "--dir", SNAPSHOT_DIR,
                      "--retain", str(args.retain), "--interval", str(args.interval_seconds),
                      "--pushgateway", args.pushgateway_url],
-            networks=[{"name": args.network_name}],
+            networks=[{"name": args.network_name}, *([{"name": args.pushgateway_network}]
+                                                     if args.pushgateway_network else [])],
             volumes=[{"source": f"{prefix}-data", "target": DATA_DIR},
                      {"source": f"{prefix}-agent", "target": AGENT_DIR}],
             user="100:1000",

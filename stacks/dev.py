@@ -87,6 +87,7 @@ def deploy() -> dict[str, pulumi.Output]:
             ca_cert_pem=cluster.ca_cert_pem, role_id=vault.snapshot_role_id, secret_id=vault.snapshot_secret_id,
             interval_seconds=cfg.raft.snapshot_interval, retain=cfg.raft.snapshot_retain, labels=labels,
             pushgateway_url=monitoring.pushgateway_url if monitoring else "",
+            pushgateway_network=monitoring.network_name if monitoring else "",
         ))
         outputs.update(snapshot_volume=snapshots.volume_name, snapshot_role_id=vault.snapshot_role_id,
                        snapshot_secret_id=vault.snapshot_secret_id)

@@ -75,6 +75,16 @@ def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack,
     seen = wait_execution(url, alice, run.json()["id"])["output"]
     assert "/run/envvars False" in seen and "/data False" in seen and "/app False" in seen, seen
     assert "/proc False" in seen and "uid 2000" in seen and "pid 2\n" in seen, seen  # its own PID namespace
+    # A job (sharing the service container's network) as an attacker of the monitoring: it must not reach
+    # the Alertmanager (it could silence every alert) nor the Pushgateway (a snapshot that never happened).
+    reach = ("import socket\nfor host, port in (('alertmanager', 9093), ('pushgateway', 9091), ('prometheus', 9090)):\n"
+             "    try:\n        socket.create_connection((host, port), timeout=3).close(); print(host, 'reached')\n"
+             "    except OSError as e:\n        print(host, 'unreachable', type(e).__name__)")
+    run = requests.post(f"{url}/api/v2/execution", json={"command": ["python3", "-c", reach]}, headers=alice,
+                        timeout=10)
+    seen = wait_execution(url, alice, run.json()["id"])["output"]
+    assert "alertmanager unreachable" in seen and "pushgateway unreachable" in seen, seen
+    assert "prometheus reached" in seen, seen  # the check can see a reachable host: Prometheus scrapes the service
     assert requests.get(f"{url}/api/v2/user/env-vars", headers=bob, timeout=10).json()["total"] == 0
     assert requests.get(f"{url}/api/v2/user/env-vars/{ev.json()['id']}", headers=bob, timeout=10).status_code == 404
 
@@ -204,11 +214,11 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, alert_receiver, 
     engine = _engine(toolchain)
     s = throwaway_stack(PROGRAM)
     s.stack.set_config("vault-envvars:vaultMode", auto.ConfigValue("raft"))
-    # The Alertmanager delivers to a receiver this test runs on the stack's network (started after `up`
-    # makes the network; the Alertmanager retries until it answers).
+    # The Alertmanager delivers to a receiver this test runs on the monitoring's network (started after
+    # `up` makes the network; the Alertmanager retries until it answers).
     s.stack.set_config("vault-envvars:alertWebhookUrl", auto.ConfigValue(f"http://{RECEIVER_ALIAS}:8080/alerts"))
     out = {k: v.value for k, v in s.up().outputs.items()}
-    receiver = alert_receiver(f"dev-stack-{s.name}-vault-net", s.name)
+    receiver = alert_receiver(f"dev-stack-{s.name}-monitoring-net", s.name)
     ca_file = tmp_path / "ca.pem"
     ca_file.write_text(out["vault_ca_cert"])
     ca_file = str(ca_file)
@@ -326,7 +336,7 @@ http.server.HTTPServer(("", 8080), Receiver).serve_forever()
 
 
 def _start_receiver(engine, network: str, stack_name: str):
-    """The webhook receiver, on the stack's network as alert-receiver: the base image's python3."""
+    """The webhook receiver, on the monitoring's network as alert-receiver: the base image's python3."""
     container = engine.containers.create(
         DEFAULT_BASE_IMAGE, ["python3", "-u", "-c", RECEIVER], name=f"alert-receiver-{stack_name}",
         user="65534:65534", read_only=True, cap_drop=["ALL"], network=network,

@@ -6,6 +6,7 @@ import os
 import re
 import threading
 
+import pulumi
 import pytest
 import yaml
 
@@ -87,7 +88,10 @@ def test_docker_monitoring(mocks):
     assert sorted(containers) == ["mon-alertmanager", "mon-prometheus", "mon-pushgateway"]
     for role, c in containers.items():
         assert c["user"] == "990:990" and c["read_only"] is True and c["cap_drop"] == ["ALL"]
-        assert c["networks"] == [{"name": "net", "aliases": [role.removeprefix("mon-")]}]
+        alias, own = [role.removeprefix("mon-")], {"name": "vault-envvars-dev-mon-net", "aliases": [role.removeprefix("mon-")]}
+        # Only Prometheus is on the stack's network: the service (and the jobs sharing its network) reach
+        # neither the Alertmanager nor the Pushgateway.
+        assert c["networks"] == ([{"name": "net", "aliases": alias}, own] if role == "mon-prometheus" else [own])
         assert all(not p.get("host_ip") for p in c["ports"])  # the provider's default: 127.0.0.1
     prom = containers["mon-prometheus"]
     assert prom["command"][0] == "prometheus" and prom["ports"] == [{"internal": 9090, "external": 19090}]
@@ -103,6 +107,7 @@ def test_docker_monitoring(mocks):
     assert "http://hook:1/" not in str(am["command"]) + str(am["env"]) + str(am["labels"])
     assert containers["mon-pushgateway"]["ports"] == []  # reached on the network only
     assert len(mocks.of_type("docker:Volume")) == 6
+    assert [n.inputs["name"] for n in mocks.of_type("docker:Network")] == ["vault-envvars-dev-mon-net"]
 
 
 def test_docker_monitoring_of_a_dev_server_has_no_ca(mocks):
@@ -160,6 +165,11 @@ def test_kubernetes_monitoring(mocks):
     assert {s.name for s in mocks.of_type("core/v1:Service")} >= {
         "monitoring-prometheus-svc", "monitoring-alertmanager-svc", "monitoring-pushgateway-svc"}
     assert outputs == {"prometheus": "k8s://vault/svc/prometheus:9090"}
+    # Jobs (another namespace) reach none of the three: no silencing alerts, no fake snapshot pushes.
+    policy = mocks.named("monitoring-netpol").inputs["spec"]
+    assert policy["podSelector"]["matchExpressions"][0]["values"] == ["prometheus", "alertmanager", "pushgateway"]
+    assert policy["policyTypes"] == ["Ingress"] and policy["ingress"] == [{"from": [
+        {"podSelector": {}}, {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "vault"}}}]}]
 
 
 def test_vault_network_policy_admits_prometheus_of_another_namespace(mocks):
@@ -213,6 +223,8 @@ def test_dev_raft_stack_scrapes_every_node_and_the_snapshot_agent_pushes(mocks):
     assert yaml.safe_load(am)["receivers"][0]["webhook_configs"][0]["url"] == "http://receiver:8080/"
     cmd = _agent_command(mocks)
     assert cmd[cmd.index("--pushgateway") + 1] == "http://pushgateway:9091"
+    (agent,) = [c for c in mocks.of_type("docker:Container") if c.name == "vault-snapshots-agent"]
+    assert [n["name"] for n in agent.inputs["networks"]][1:] == [f"vault-envvars-{pulumi.get_stack()}-monitoring-net"]
     assert {"prometheus_url", "alertmanager_url"} <= set(outputs)
 
 
@@ -228,6 +240,8 @@ def test_monitoring_can_be_switched_off(mocks):
     assert not mocks.of_type("MonitoringDocker") and "prometheus_url" not in outputs
     cmd = _agent_command(mocks)
     assert cmd[cmd.index("--pushgateway") + 1] == ""
+    (agent,) = [c for c in mocks.of_type("docker:Container") if c.name == "vault-snapshots-agent"]
+    assert len(agent.inputs["networks"]) == 1
 
 
 @pytest.mark.parametrize("mocks", [{"jwksUrl": "https://idp.example/keys", "jwtIssuer": "https://idp.example",
