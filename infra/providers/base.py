@@ -16,16 +16,18 @@ class ManagedProvider(ResourceProvider):
     serialize_as_secret_always = False
     managed: tuple[str, ...] = ()
     replace_on: tuple[str, ...] = ()
-    # How the provider reaches its server (an address, a token, a CA). When only these move (the same
-    # cluster behind new host ports), the state takes the new ones in place: a delete must reach the
-    # server where it is now, and nothing is re-created for it.
+    # Where the provider finds its server (an address, a CA). When only these move (the same cluster
+    # behind new host ports), the state takes the new ones in place, writing nothing to the server: a
+    # delete must reach the server where it is now, and nothing is re-created for it.
     follows: tuple[str, ...] = ()
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+    def changed(self, olds: dict[str, Any], news: dict[str, Any]) -> list[str]:
         # An input this provider gained after the resource was made, left at its empty default, is no
         # change: a new version of the provider must not replace existing resources.
-        changed = [k for k in self.managed
-                   if olds.get(k) != news.get(k) and not (k not in olds and not news.get(k))]
+        return [k for k in self.managed if olds.get(k) != news.get(k) and not (k not in olds and not news.get(k))]
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = self.changed(olds, news)
         replaces = [k for k in changed if k in self.replace_on]
         moved = [k for k in self.follows if k in olds and olds.get(k) != news.get(k)]
         return DiffResult(
@@ -35,8 +37,8 @@ class ManagedProvider(ResourceProvider):
         )
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        """Only `follows` moved (a provider whose managed inputs update in place has its own update):
-        the outputs stay, with the new connection."""
+        """Only `follows` moved (a provider whose managed inputs update in place has its own update, which
+        comes here when none changed): the outputs stay, with the new location."""
         return UpdateResult({**olds, **{k: news[k] for k in self.follows if k in news}})
 
 

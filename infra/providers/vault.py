@@ -32,6 +32,9 @@ class VaultConnection:
 
 
 CONNECTION = tuple(f.name for f in fields(VaultConnection))
+# Where the server is. The token is not: a rotated token changes nothing in the state (a narrower one
+# may not even be allowed to re-apply what a broader one made).
+LOCATION = ("address", "ca_cert_pem")
 
 
 def client(props: dict[str, Any], timeout: int = 30) -> hvac.Client:
@@ -40,7 +43,7 @@ def client(props: dict[str, Any], timeout: int = 30) -> hvac.Client:
 
 class _MountProvider(ManagedProvider):
     """A secrets engine (`sys/mounts`) or an auth method (`sys/auth`)."""
-    follows = CONNECTION
+    follows = LOCATION
     managed = ("path", "type", "description", "options", "default_lease_ttl", "max_lease_ttl", "kind",
                "user_lockout")
     replace_on = ("path", "type", "kind")
@@ -81,7 +84,9 @@ class _MountProvider(ManagedProvider):
         mounts = c.adapter.get(f"/v1/{self._api(props)}")["data"]
         return mounts.get(props["path"].rstrip("/") + "/")
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        if not self.changed(olds, news):
+            return super().update(_id, olds, news)
         c = client(news)
         self._tune(c, news)
         return UpdateResult(self._outs(c, news))
@@ -166,7 +171,7 @@ class Mount(Resource, module="vault", name="Mount"):
 
 class _EndpointProvider(ManagedProvider):
     """Writes `data` to `path`; refresh reads `path` back and reports the written keys as they are."""
-    follows = CONNECTION
+    follows = LOCATION
     managed = ("path", "data")
     replace_on = ("path",)
 
@@ -175,7 +180,9 @@ class _EndpointProvider(ManagedProvider):
         c.adapter.post(f"/v1/{props['path']}", json=plain(props["data"]))
         return CreateResult(props["path"], {**props, **self._read_back(c, props)})
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        if not self.changed(olds, news):
+            return super().update(_id, olds, news)
         c = client(news)
         c.adapter.post(f"/v1/{news['path']}", json=plain(news["data"]))
         return UpdateResult({**news, **self._read_back(c, news)})
@@ -249,7 +256,7 @@ class Endpoint(Resource, module="vault", name="Endpoint"):
 
 
 class _AuditDeviceProvider(ManagedProvider):
-    follows = CONNECTION
+    follows = LOCATION
     managed = ("path", "type", "options", "description")
     replace_on = managed
 
@@ -284,7 +291,7 @@ class AuditDevice(Resource, module="vault", name="AuditDevice"):
 
 class _AppRoleCredentialProvider(ManagedProvider):
     """The role id and one secret id of an AppRole role, for a deployment to log in with."""
-    follows = CONNECTION
+    follows = LOCATION
     managed = ("mount", "role", "metadata")
     replace_on = managed
 

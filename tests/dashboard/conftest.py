@@ -52,7 +52,10 @@ def dashboard(toolchain, pulumi_backend, tmp_path_factory):
                "ENVVARS_OIDC_AUDIENCE": out["client_id"], "ENVVARS_OIDC_CLIENT_SECRET_FILE": files["client-secret"],
                "ENVVARS_OIDC_SCOPES": "openid profile", "ENVVARS_DATABASE_URL": f"sqlite:///{db_path}",
                "ENVVARS_APPROLE_ROLE_ID": out["executor_role_id"],
-               "ENVVARS_APPROLE_SECRET_ID_FILE": files["secret-id"]}
+               "ENVVARS_APPROLE_SECRET_ID_FILE": files["secret-id"],
+               # Every page a test browses counts against the user's limit (default 120/minute), and the
+               # browser tests share two users: the limit itself is tested in tests/service/.
+               "ENVVARS_RATE_LIMIT": "1000/minute"}
         log_path = str(work / "service.log")
         proc, _ = start_service(env, str(work), log_path, port)
         yield Dashboard(url, server.address, server.token, out["issuer"], out["demo_passwords"], log_path, db_path)

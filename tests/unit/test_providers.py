@@ -70,6 +70,17 @@ def test_a_moved_connection_follows_in_place_and_keeps_the_outputs():
     assert p.diff("id", cred, {**cred, "address": "a2"}).replaces == []
     assert p.update("id", cred, {**cred, "address": "a2", "secret_id": None}).outs == {**cred, "address": "a2"}
     assert _Provider().diff("id", {"name": "a", "address": "x"}, {"name": "a", "address": "y"}).changes is False
+    # A rotated token is no change (a narrower one may not be allowed to re-apply what the first made).
+    assert _MountProvider().diff("id", olds, {**olds, "token": "t2"}).changes is False
+
+
+def test_a_moved_location_writes_nothing_to_the_server():
+    from infra.providers.vault import _EndpointProvider
+    olds = {"path": "sys/policies/acl/x", "data": {"policy": "p"}, "address": "unreachable:1", "token": "t",
+            "ca_cert_pem": ""}
+    # No server answers at either address: an update that tried to write would raise.
+    result = _EndpointProvider().update("id", olds, {**olds, "address": "unreachable:2"})
+    assert result.outs == {**olds, "address": "unreachable:2"}
 
 
 # --- plain, inputs_of ------------------------------------------------------------------------------
