@@ -252,8 +252,22 @@ def copy_files(container: Any, files: dict[str, dict], user: str) -> None:
                 data = spec["content"].encode()
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
-        if not container.put_archive(directory, buf.getvalue()):
+        if not _put_archive(container, directory, buf.getvalue()):
             raise RuntimeError(f"could not copy files into {container.name}:{directory}")
+
+
+def _put_archive(container: Any, directory: str, data: bytes, attempts: int = 3) -> bool:
+    """Podman's copy into a created container sometimes fails with a 500 while the engine creates others
+    at the same moment ("passing bulk input to subprocess: write |1: broken pipe", seen with a dozen
+    containers in one `up`); the same archive again lands, and writes the same files."""
+    for attempt in range(attempts):
+        try:
+            return bool(container.put_archive(directory, data))
+        except docker.errors.APIError as e:
+            if e.status_code != 500 or attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    return False
 
 
 def _wait_http(url: str, container: Any, timeout: float = 60.0) -> None:

@@ -203,3 +203,37 @@ def test_the_client_ignores_the_environments_ca_bundle_and_token(monkeypatch):
     assert c.adapter.session.trust_env is False and not c.token
     assert c.adapter._kwargs["verify"] == vault_ops.ca_verify(PEM) and c.adapter._kwargs["timeout"] == 7
     assert os.path.exists(c.adapter._kwargs["verify"])
+
+
+# --- docker: copying files into a created container ------------------------------------------------
+
+class _FlakyContainer:
+    name = "c"
+
+    def __init__(self, failures: int, status: int = 500):
+        self.failures, self.status, self.calls = failures, status, 0
+
+    def put_archive(self, directory, data):
+        import docker as docker_sdk
+
+        self.calls += 1
+        if self.calls <= self.failures:
+            response = type("R", (), {"status_code": self.status, "reason": "x"})()
+            raise docker_sdk.errors.APIError("broken pipe", response=response)
+        return True
+
+
+def test_a_copy_the_engine_failed_with_a_500_is_sent_again():
+    from infra.providers.docker import copy_files
+    flaky = _FlakyContainer(failures=2)
+    copy_files(flaky, {"/d/f": {"content": "x"}}, "100:1000")
+    assert flaky.calls == 3
+
+
+def test_a_copy_refused_otherwise_or_failing_every_time_raises():
+    import docker as docker_sdk
+
+    from infra.providers.docker import copy_files
+    for flaky in (_FlakyContainer(failures=1, status=404), _FlakyContainer(failures=3)):
+        with pytest.raises(docker_sdk.errors.APIError):
+            copy_files(flaky, {"/d/f": {"content": "x"}}, "100:1000")
