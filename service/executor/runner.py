@@ -326,10 +326,10 @@ class Executor:
                     s.execute(update(ExecutionEnvVar).where(ExecutionEnvVar.execution_id == execution_id,
                                                             ExecutionEnvVar.name.in_(unredacted_names))
                               .values(redacted=False))
-                for env_var_id, version in versions.items():  # in the transaction that marks it running
-                    s.execute(update(ExecutionEnvVar).where(ExecutionEnvVar.execution_id == execution_id,
-                                                            ExecutionEnvVar.env_var_id == env_var_id)
-                              .values(kv_version=version, used_at=started))
+                if versions:  # in the transaction that marks it running; one statement, not one per env var
+                    s.execute(update(ExecutionEnvVar), [
+                        {"execution_id": execution_id, "env_var_id": env_var_id, "kv_version": version,
+                         "used_at": started} for env_var_id, version in versions.items()])
                 return True
             cancelled = s.scalar(select(Execution.cancel_requested).where(self._mine(execution_id)))
         if cancelled:
