@@ -1,6 +1,9 @@
 """Users are authenticated by OIDC/JWT bearer tokens verified against the issuer's keys (JWKS)."""
+import hashlib
 import re
 import ssl
+import threading
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -41,17 +44,41 @@ class Caller:
     token: str
 
 
+# How long an accepted token is remembered (never past its `exp`): a signature does not change, and the
+# issuer's keys themselves are cached for 300 s (PyJWKClient), so a key the issuer drops stops being
+# honoured no later than it did before.
+REMEMBER_SECONDS = 60
+REMEMBER_MAX = 10_000
+
+
 class TokenVerifier:
     def __init__(self, jwks_url: str, issuer: str, audience: str, ca_file: str = ""):
         ctx = ssl.create_default_context(cafile=ca_file or None)
         self._jwks = PyJWKClient(jwks_url, cache_keys=True, lifespan=300, ssl_context=ctx)
         self._issuer, self._audience = issuer, audience
+        self._accepted: dict[str, tuple[float, Caller]] = {}  # sha256 of the header -> (until, caller)
+        self._lock = threading.Lock()
 
     def verify(self, authorization: str) -> Caller:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("a Bearer token is required", "missing_token")
-        return Caller(user=self.claims(token)["sub"], token=token)
+        claims = self.claims(token)
+        who = Caller(user=claims["sub"], token=token)
+        now = time.time()
+        with self._lock:
+            if len(self._accepted) >= REMEMBER_MAX:
+                self._accepted = {k: v for k, v in self._accepted.items() if v[0] > now}
+                if len(self._accepted) >= REMEMBER_MAX:
+                    self._accepted.clear()
+            self._accepted[_digest(authorization)] = (min(float(claims["exp"]), now + REMEMBER_SECONDS), who)
+        return who
+
+    def remembered(self, authorization: str) -> Optional[Caller]:
+        """The caller of a header verify() accepted lately, while its token is unexpired; else None (verify
+        it). No key fetch and no signature check: the request path's cheap way."""
+        entry = self._accepted.get(_digest(authorization))
+        return entry[1] if entry and entry[0] > time.time() else None
 
     def claims(self, token: str) -> dict:
         """The claims of a token signed by the issuer, for this audience, unexpired, with a usable `sub`."""
@@ -81,3 +108,7 @@ class TokenVerifier:
             return None
         sub = str(claims.get("sub", ""))
         return sub if USER_RE.fullmatch(sub) else None
+
+
+def _digest(authorization: str) -> str:
+    return hashlib.sha256(authorization.encode()).hexdigest()

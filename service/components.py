@@ -35,6 +35,11 @@ class Components:
     identities: IdentityRegistry
     import_rate_limit: RateLimit  # .env imports (service/core/env_import.py)
 
+    @property
+    def embedded_database(self) -> bool:
+        """SQLite: a library in this process, not a server a call waits for."""
+        return self.sessions.kw["bind"].dialect.name == "sqlite"
+
 
 def job_sandbox(settings: Settings) -> Sandbox:
     limits = SandboxLimits(memory_bytes=settings.job_memory_mb << 20, processes=settings.job_max_processes,

@@ -22,6 +22,10 @@ class IdentityRegistry:
         self._admitted: set[str] = set()  # subs already checked: one database read per user and process
         self._lock = threading.Lock()
 
+    def known(self, sub: str) -> bool:
+        """Admitted already by this process: admit() needs no database."""
+        return sub in self._admitted
+
     def admit(self, sub: str) -> None:
         """Returns when `sub` owns its case-folded id (registering it on first sight); else raises."""
         if sub in self._admitted:

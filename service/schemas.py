@@ -48,6 +48,13 @@ def iso_utc(value: datetime.datetime) -> str:
     return value.isoformat() + "Z"  # isoformat, not strftime: 4x faster over a page
 
 
+def sqlite_iso_utc(stored: str) -> str:
+    """A timestamp as SQLAlchemy stores it in SQLite ('2026-12-04 19:25:50.123456', UTC), encoded exactly as
+    iso_utc encodes the datetime it stands for, without building that datetime."""
+    text = stored.replace(" ", "T", 1)
+    return (text[:-7] if text.endswith(".000000") else text) + "Z"  # isoformat leaves out zero microseconds
+
+
 def future_utc(value: Optional[datetime.datetime]) -> Optional[datetime.datetime]:
     """An expiry as given (ISO 8601 with a zone), in UTC: SQLite would store another zone's wall time."""
     if value is None:

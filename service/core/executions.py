@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from service.auth import Caller
 from service.components import Components
-from service.db import EnvVar, Execution, ExecutionEnvVar
+from service.db import EnvVar, Execution, ExecutionEnvVar, new_id
 from service.executor.runner import ACTIVE
 from service.schemas import ExecutionCreate, ExecutionEnvVarOut, ExecutionList, ExecutionOut, ExecutionRerun, ExecutionSummary
 from service.vault_access import VaultDenied, VaultUnavailable
@@ -22,14 +22,15 @@ def _summary(e: Execution, env_var_names: list[str]) -> dict:
                 error=e.error, created_at=e.created_at, started_at=e.started_at, finished_at=e.finished_at)
 
 
-def _out(s: Session, e: Execution) -> ExecutionOut:
-    rows = s.execute(select(ExecutionEnvVar.env_var_id, ExecutionEnvVar.name, ExecutionEnvVar.redacted,
-                            ExecutionEnvVar.kv_version)
-                     .where(ExecutionEnvVar.execution_id == e.id).order_by(ExecutionEnvVar.name)).all()
-    return ExecutionOut(**_summary(e, [r.name for r in rows]), output=e.output,
-                        unredacted_env_vars=[r.name for r in rows if not r.redacted],
+def _out(s: Session, e: Execution, links: Optional[Sequence[ExecutionEnvVar]] = None) -> ExecutionOut:
+    """`links`: its env vars, by name, when the caller has them already (a new execution's)."""
+    if links is None:
+        links = s.scalars(select(ExecutionEnvVar).where(ExecutionEnvVar.execution_id == e.id)
+                          .order_by(ExecutionEnvVar.name)).all()
+    return ExecutionOut(**_summary(e, [r.name for r in links]), output=e.output,
+                        unredacted_env_vars=[r.name for r in links if not r.redacted],
                         env_vars=[ExecutionEnvVarOut(id=r.env_var_id, name=r.name, kv_version=r.kv_version)
-                                  for r in rows])
+                                  for r in links])
 
 
 def _owned(s: Session, who: Caller, execution_id: str) -> Execution:
@@ -64,22 +65,24 @@ def _create(s: Session, c: Components, who: Caller, command: list[str], timeout:
     # it is queued for the first replica with a free worker.
     reservation = c.executor.reserve()
     try:
-        execution = Execution(owner=who.user, command=command, status="queued", timeout_seconds=timeout,
-                              claimed_by=reservation and reservation.replica,
+        # The id is made here, not by a flush: the execution and its env vars go in one round of inserts.
+        execution = Execution(id=new_id(), owner=who.user, command=command, status="queued",
+                              timeout_seconds=timeout, claimed_by=reservation and reservation.replica,
                               lease_until=reservation and reservation.lease_until)
+        links = [ExecutionEnvVar(execution_id=execution.id, env_var_id=r.id, name=r.name, redacted=True,
+                                 kv_version=versions.get(r.id)) for r in sorted(rows, key=lambda r: r.name)]
         s.add(execution)
-        s.flush()
-        for r in rows:
-            s.add(ExecutionEnvVar(execution_id=execution.id, env_var_id=r.id, name=r.name,
-                                  kv_version=versions.get(r.id)))
+        s.add_all(links)
         s.add(audit_row(who.user, "execution.start", execution.id, "queued",
-                        (detail + "env_vars=" + ",".join(sorted(r.name for r in rows)))[:512]))
+                        (detail + "env_vars=" + ",".join(link.name for link in links))[:512]))
         s.commit()
     except BaseException:
         c.executor.unreserve(reservation)
         raise
-    c.executor.created(execution.id, reservation)
-    return _out(s, execution)
+    try:
+        return _out(s, execution, links)  # before the executor takes it: the answer says what was asked
+    finally:
+        c.executor.created(execution.id, reservation)
 
 
 def rerun_execution(s: Session, c: Components, who: Caller, execution_id: str, body: ExecutionRerun) -> ExecutionOut:

@@ -27,11 +27,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
-from service.core.audit import audit
+from service.core.audit import audit, audit_row
 from service.core.database import matched
 from service.db import EnvVar, Execution, ExecutionEnvVar, now
 from service.metrics import Metrics
@@ -44,6 +44,16 @@ from .redaction import redact, unredacted
 log = logging.getLogger("service.executor")
 ACTIVE = ("queued", "running")
 FINAL = ("succeeded", "failed", "cancelled", "timed_out")
+READS_IN_FLIGHT = 3  # Vault reads of one replica at once (bench/: more gained nothing on two cores)
+
+# The KV version each value was read at, and when: one Core statement executed for all of a job's env vars.
+_RECORD_VERSION = (update(ExecutionEnvVar).where(ExecutionEnvVar.execution_id == bindparam("execution"),
+                                                 ExecutionEnvVar.env_var_id == bindparam("env_var"))
+                   .values(kv_version=bindparam("version"), used_at=bindparam("at")))
+
+
+class _NotStarted(Exception):
+    """The job cannot start; the message is the execution's error."""
 
 
 def _injectable(name: str) -> bool:
@@ -94,6 +104,7 @@ class Executor:
         self.timing = timing
         self.replica_id = replica_id or f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="execution")
+        self._reads = ThreadPoolExecutor(max_workers=READS_IN_FLIGHT, thread_name_prefix="vault-read")
         self._free = max_workers
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()
@@ -123,6 +134,7 @@ class Executor:
             for job in self._jobs.values():
                 job.stop_for("shutdown")
         self._pool.shutdown(wait=True, cancel_futures=False)
+        self._reads.shutdown(wait=False, cancel_futures=True)
         if self._loop:
             self._loop.join(10)
 
@@ -309,9 +321,11 @@ class Executor:
         else:  # its lease ran out and another replica ended it: that state stands
             log.warning(json.dumps({"event": "execution_taken_over", "execution": execution_id}))
 
-    def _begin(self, execution_id: str, unredacted_names: list[str], versions: dict[str, int]) -> bool:
+    def _begin(self, execution_id: str, owner: str, values: dict[str, str], versions: dict[str, int]) -> bool:
         """Marks it running, unless it was cancelled or this replica is stopping (it goes back to the queue),
-        which of its env vars the output cannot hide, and the KV version of each value (by env var id)."""
+        which of its env vars (`values`, by name) the output cannot hide, and the KV version of each value
+        (by env var id); its audit row goes in the same transaction."""
+        unredacted_names = unredacted(values)
         job = self._jobs[execution_id]
         with self._sessions.begin() as s:
             if self._stopping.is_set():
@@ -327,9 +341,10 @@ class Executor:
                                                             ExecutionEnvVar.name.in_(unredacted_names))
                               .values(redacted=False))
                 if versions:  # in the transaction that marks it running; one statement, not one per env var
-                    s.execute(update(ExecutionEnvVar), [
-                        {"execution_id": execution_id, "env_var_id": env_var_id, "kv_version": version,
-                         "used_at": started} for env_var_id, version in versions.items()])
+                    s.connection().execute(_RECORD_VERSION, [
+                        {"execution": execution_id, "env_var": env_var_id, "version": version, "at": started}
+                        for env_var_id, version in versions.items()])
+                s.add(audit_row(owner, "execution.run", execution_id, "started", "env_vars=" + ",".join(sorted(values))))
                 return True
             cancelled = s.scalar(select(Execution.cancel_requested).where(self._mine(execution_id)))
         if cancelled:
@@ -337,6 +352,27 @@ class Executor:
         else:
             job.stop_for("lost")
         return False
+
+    def _read_values(self, owner: str, refs) -> tuple[dict[str, str], dict[str, int]]:
+        """Each env var's value (by name) and KV version (by id). A few reads are in flight at once: one
+        read's wait for Vault overlaps the next one's request; outcomes are taken in order, so the first
+        env var that fails is the one named."""
+        vault = self._vault()
+        reads = [self._reads.submit(vault.read_versioned, owner, env_var_id, pinned)
+                 for _ref, env_var_id, _owner, _name, pinned, _x in refs]
+        values, versions = {}, {}
+        for (_ref, env_var_id, _owner, name, pinned, _x), read in zip(refs, reads, strict=True):
+            try:  # `pinned`: a rerun of the same versions reads exactly the recorded one
+                values[name], versions[env_var_id] = read.result()
+            except SecretMissing:
+                self._metrics.missing_env_vars.inc()
+                raise _NotStarted(f"env var {name} has no value in Vault; the job did not start" if pinned is None
+                                  else f"version {pinned} of env var {name} is no longer in Vault (deleted, "
+                                  "destroyed or pruned); the job did not start") from None
+            except (VaultUnavailable, VaultDenied) as err:
+                self._metrics.vault_errors.labels(operation="executor_read").inc()
+                raise _NotStarted(f"could not read env var {name} from Vault ({err}); the job did not start") from None
+        return values, versions
 
     def _run(self, execution_id: str) -> None:
         try:
@@ -380,23 +416,12 @@ class Executor:
             self._metrics.expired_env_vars.inc()
             return self._finish(execution_id, "failed",
                                 error=f"env var {expired[0][0]} expired at {_when(expired[0][1])}; the job did not start")
-        values, versions = {}, {}
-        for _ref, env_var_id, _owner, name, pinned, _x in refs:
-            try:  # `pinned`: a rerun of the same versions reads exactly the recorded one
-                values[name], versions[env_var_id] = self._vault().read_versioned(owner, env_var_id, pinned)
-            except SecretMissing:
-                self._metrics.missing_env_vars.inc()
-                return self._finish(execution_id, "failed", error=(
-                    f"env var {name} has no value in Vault; the job did not start" if pinned is None else
-                    f"version {pinned} of env var {name} is no longer in Vault (deleted, destroyed or pruned); "
-                    "the job did not start"))
-            except (VaultUnavailable, VaultDenied) as err:
-                self._metrics.vault_errors.labels(operation="executor_read").inc()
-                return self._finish(execution_id, "failed", error=(
-                    f"could not read env var {name} from Vault ({err}); the job did not start"))
-        if not self._begin(execution_id, unredacted(values), versions):
+        try:
+            values, versions = self._read_values(owner, refs)
+        except _NotStarted as refused:
+            return self._finish(execution_id, "failed", error=str(refused))
+        if not self._begin(execution_id, owner, values, versions):
             return
-        audit(self._sessions, owner, "execution.run", execution_id, "started", "env_vars=" + ",".join(sorted(values)))
         result = self._backend.run(JobSpec(execution_id, command, values, timeout), job.stop)
         output = redact(result.output.decode("utf-8", errors="replace"), values)
         del values

@@ -28,7 +28,7 @@ class SubprocessBackend:
             if self._sandbox is None:
                 with tempfile.TemporaryDirectory(prefix="envvars-job-") as workdir:
                     return self._run(job, job.command, cancel, cwd=workdir)
-            return self._run(job, self._sandbox.wrap(job.command), cancel, **self._sandbox.popen_identity(slot))
+            return self._run(job, self._sandbox.wrap(job.command, slot), cancel)
         finally:
             self._slots.put(slot)
 

@@ -5,6 +5,7 @@ import json
 import secrets
 
 import hvac
+import jwt
 import pytest
 
 from service.schemas import EnvVarList
@@ -110,6 +111,23 @@ def test_unauthenticated_and_bad_tokens_are_401(client, issuer):
     assert client.get(API, headers=expired).status_code == 401
     newline = client.get(API, headers=bearer(issuer, "alice\n"))
     assert newline.status_code == 401 and "subject" in newline.json()["detail"]
+
+
+def test_an_accepted_token_is_refused_once_it_expires_and_a_forgery_is_never_taken_for_it(client, issuer):
+    """The service remembers a token it accepted (no signature check per request), never past its `exp`, and
+    only that exact token: the same subject with another signature or audience is checked and refused."""
+    import time
+
+    sub = "remembered-carol"
+    short = issuer.token(sub, ttl=2)
+    assert client.get(API, headers={"Authorization": f"Bearer {short}"}).status_code == 200
+    forged = {"Authorization": f"Bearer {issuer.token(sub, key=issuer.other_key())}"}
+    assert client.get(API, headers=forged).status_code == 401
+    other_aud = {"Authorization": f"Bearer {issuer.token(sub, audience='another-client')}"}
+    assert client.get(API, headers=other_aud).status_code == 401
+    time.sleep(max(0.0, jwt.decode(short, options={"verify_signature": False})["exp"] - time.time()) + 0.1)
+    late = client.get(API, headers={"Authorization": f"Bearer {short}"})
+    assert late.status_code == 401 and "Expired" in late.json()["detail"]
 
 
 def test_users_never_see_touch_or_run_each_other(client, issuer):

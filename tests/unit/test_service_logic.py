@@ -1,8 +1,10 @@
 """The service's pure logic, no server: output redaction, env var names, settings from the environment."""
+import datetime
+
 import pytest
 
 from service.executor.redaction import redact, unredacted
-from service.schemas import check_name
+from service.schemas import check_name, iso_utc, sqlite_iso_utc
 from service.settings import Settings, SettingsError
 
 pytestmark = pytest.mark.unit
@@ -258,3 +260,28 @@ def test_the_lease_migration_fails_what_an_earlier_version_left_unfinished_and_k
     assert got["q"].status == got["r"].status == "failed" and "upgraded" in got["r"].error
     assert got["r"].finished_at is not None and got["r"].claimed_by is None
     assert (got["s"].status, got["s"].error, got["s"].finished_at) == ("succeeded", "", None)
+
+
+# --- timestamps encoded from SQLite's stored text ----------------------------------------------------
+
+@pytest.mark.parametrize("moment", [
+    datetime.datetime(2026, 12, 5, 18, 0, 0, 0, tzinfo=datetime.timezone.utc),  # isoformat drops zero micros
+    datetime.datetime(2026, 12, 5, 18, 0, 0, 120, tzinfo=datetime.timezone.utc),
+    datetime.datetime(1999, 1, 2, 3, 4, 5, 999999, tzinfo=datetime.timezone.utc),
+    datetime.datetime(2026, 12, 5, 20, 0, 0, 500000, tzinfo=datetime.timezone(datetime.timedelta(hours=2))),
+])
+def test_a_timestamp_stored_by_sqlite_encodes_as_its_datetime_does(tmp_path, moment):
+    """The list's JSON encodes SQLite's stored text directly: it must give the bytes iso_utc gives for the
+    datetime SQLAlchemy would have read back (the API's models use iso_utc)."""
+    from sqlalchemy import String, select, type_coerce
+
+    from service.db import EnvVar, make_engine, migrate, session_factory
+    url = f"sqlite:///{tmp_path}/t.db"
+    migrate(url)
+    sessions = session_factory(make_engine(url))
+    with sessions.begin() as s:
+        s.add(EnvVar(owner="u", name="T", description="", created_at=moment.astimezone(datetime.timezone.utc)))
+    with sessions() as s:
+        parsed, stored = s.execute(select(EnvVar.created_at, type_coerce(EnvVar.created_at, String).label("stored"))).one()
+    assert isinstance(stored, str) and sqlite_iso_utc(stored) == iso_utc(parsed)
+    assert iso_utc(parsed) == moment.astimezone(datetime.timezone.utc).replace(tzinfo=None).isoformat() + "Z"
