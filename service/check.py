@@ -1,7 +1,8 @@
-"""Drift between the database and Vault: rows whose value is missing, values no row points at."""
+"""Drift between the database and Vault: rows whose value is missing, values no row points at, rows whose
+stored Vault path is not the one their owner and id give (the value they name is not where they say)."""
 from sqlalchemy import select
 
-from service.db import EnvVar, make_engine, now, session_factory
+from service.db import EnvVar, kv_path, make_engine, now, session_factory
 from service.settings import Settings
 from service.vault_access import VaultGateway
 
@@ -18,10 +19,13 @@ def drift(settings: Settings) -> dict:
         rows = {tuple(r) for r in s.execute(select(EnvVar.owner, EnvVar.id).where(EnvVar.visible()))}
         in_flight = {tuple(r) for r in s.execute(select(EnvVar.owner, EnvVar.id).where(
             EnvVar.pending.is_not(None), EnvVar.pending_until >= now()))}
+        misplaced = sorted(f"{owner}/{i}: {stored}" for owner, i, stored in s.execute(
+            select(EnvVar.owner, EnvVar.id, EnvVar.vault_path)) if stored != kv_path(owner, i))
     stored = {(user, i) for user in vault.list_users() for i in vault.list_ids(user)}
     return {
         "rows": len(rows),
         "values": len(stored),
         "rows_without_value": sorted(f"{u}/{i}" for u, i in rows - in_flight - stored),
         "values_without_row": sorted(f"{u}/{i}" for u, i in stored - rows - in_flight),
+        "rows_with_another_vault_path": misplaced,
     }

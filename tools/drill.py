@@ -218,7 +218,7 @@ def drill(outputs: dict, stack_name: str, out_dir: str, image: str = "", snapsho
         missing = sorted(set(expected) - set(got))
         rows_without_value = sorted(rows - set(got))
         ok = not (mismatched or missing or rows_without_value or check["rows_without_value"]
-                  or check["values_without_row"])
+                  or check["values_without_row"] or check["rows_with_another_vault_path"])
         report.update({
             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "rpo_seconds": round((started - snapshot_time).total_seconds(), 1) if args.snapshot else 0.0,

@@ -372,7 +372,8 @@ def _job_form(request: Request, v: Viewer, s: Session, status_code: int = 200, *
     choices = list_env_vars(s, v.who, "", 1000, 0).items
     values = {"command": "", "timeout": "", "selected": [], "errors": {}, **values}
     return render(request, "execution_new.html", status_code, v=v, env_vars=choices,
-                  recent=list_executions(s, v.who, None, 20, 0).items, **values)
+                  recent=list_executions(s, v.who, None, 20, 0).items,
+                  now=datetime.datetime.now(datetime.timezone.utc), **values)
 
 
 @router.get("/executions")

@@ -134,4 +134,17 @@ def test_expiry_field_list_columns_job_versions_and_run_again(dashboard, new_pag
     expect(page).to_have_url(re.compile(f"{first_job}/rerun$"))
     shot(page, "prov-05-run-again-refused")
 
+    # An env var past its expiry cannot be chosen for a job: the form says since when (its expiry set in
+    # the past behind the service's back: the form refuses a past date).
+    page.goto(f"{dashboard.url}/dashboard/env-vars")
+    plain_id = page.get_by_role("link", name=f"Edit {plain}").get_attribute("href").rsplit("/", 1)[1]
+    with sqlite3.connect(dashboard.db_path) as db:
+        db.execute("update env_vars set expires_at = '2026-01-02 03:04:00.000000' where id = ?", (plain_id,))
+    page.goto(f"{dashboard.url}/dashboard/executions/new")
+    expect(page.get_by_label(plain)).to_be_disabled()
+    expect(page.locator("label", has=page.get_by_label(plain)).get_by_test_id("expired")).to_have_text(
+        "expired 2026-01-02 03:04 UTC")
+    expect(page.get_by_label(token)).to_be_enabled()
+    shot(page, "prov-06-expired-not-selectable")
+
     assert_nowhere((first, second, rejected), page, seen, dashboard)

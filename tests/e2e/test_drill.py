@@ -54,7 +54,7 @@ def test_drill_restores_every_value(raft_stack, tmp_path):
     assert report["rto_seconds"] > 0 and not report["mismatched"]
     # The service's own check, on its restored database backup and the restored cluster, finds no drift.
     assert report["service_check"] == {"rows": 1000, "values": 1000, "rows_without_value": 0,
-                                       "values_without_row": 0}
+                                       "values_without_row": 0, "rows_with_another_vault_path": 0}
     (md,) = tmp_path.glob("*.md")
     assert "PASSED" in md.read_text() and "RTO" in md.read_text()
     saved = json.loads(next(tmp_path.glob("*.json")).read_text())

@@ -449,5 +449,6 @@ def test_restore_drill_into_a_fresh_namespace(prod_local, tmp_path):
     assert code == 0, report
     assert report["values_verified"] == report["env_vars_in_database"] > 0
     assert report["service_check"]["rows_without_value"] == report["service_check"]["values_without_row"] == 0
+    assert report["service_check"]["rows_with_another_vault_path"] == 0
     left = json.loads(kubectl(cluster, "get", "namespaces", "-o", "json").stdout)["items"]
     assert not [n for n in left if n["metadata"]["name"].startswith("drill-")]

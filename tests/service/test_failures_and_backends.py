@@ -10,8 +10,10 @@ import hvac
 import pytest
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
+from sqlalchemy import update
 
 from service.check import drift
+from service.db import EnvVar
 from service.executor.base import JobSpec
 from service.executor.docker_backend import DockerBackend
 from service.executor.kubernetes_backend import KubernetesBackend
@@ -110,6 +112,11 @@ def test_drift_check_reports_both_directions(client, issuer, service_vault, tmp_
     assert f"drift-alice/{gone['id']}" in report["rows_without_value"]
     assert "drift-alice/stray" in report["values_without_row"]
     assert f"drift-alice/{ok['id']}" not in json.dumps(report)
+    assert report["rows_with_another_vault_path"] == []
+    # A row rewritten to point at another user's value: its value is not where its owner and id say.
+    with client.app.state.components.sessions.begin() as s:
+        s.execute(update(EnvVar).where(EnvVar.id == ok["id"]).values(vault_path="users/drift-bob/elsewhere"))
+    assert drift(settings)["rows_with_another_vault_path"] == [f"drift-alice/{ok['id']}: users/drift-bob/elsewhere"]
     root.secrets.kv.v2.delete_metadata_and_all_versions(path="users/drift-alice/stray", mount_point="secret")
 
 
