@@ -305,9 +305,9 @@ class CpuMeter:
 
     def sample(self) -> dict[str, float]:
         out = {name: sum(self._process(pid) for pid in pids) for name, pids in self.groups.items()}
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-        out["machine"] = (sum(fields) - fields[3] - fields[4]) / self.tick  # all but idle and iowait
+        with open("/proc/stat") as f:  # user nice system idle iowait irq softirq steal (guest is in user)
+            user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in f.readline().split()[1:8])
+        out["machine"] = (user + nice + system + irq + softirq) / self.tick
         out["wall"] = time.monotonic()
         return out
 
