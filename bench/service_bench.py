@@ -164,16 +164,9 @@ def alternate(service_op: Callable[[int], None], floor_op: Callable[[int], None]
     return service, floor
 
 
-def _stamp(stored: str) -> str:
-    """A timestamp as SQLAlchemy stores it in SQLite (UTC, no zone), as the service's JSON writes it."""
-    text = stored.replace(" ", "T", 1)
-    if text.endswith(".000000"):
-        text = text[:-7]
-    return text + "Z"
-
-
 def bench_list(base, issuer, n, workdir) -> str:
     from service.db import EnvVar, make_engine, session_factory
+    from service.schemas import sqlite_iso_utc as stamp  # the same encoding work the service does
 
     engine = make_engine(f"sqlite:///{workdir}/envvars.db")
     with session_factory(engine).begin() as session:
@@ -199,8 +192,8 @@ def bench_list(base, issuer, n, workdir) -> str:
                           " where j.env_var_id = e.id and j.used_at is not null"
                           " order by j.used_at desc, j.execution_id desc limit 1)"
                           f" where {visible} order by e.name limit ? offset ?", ("bench-list", 1000, 0)).fetchall()
-        items = [{"id": i, "name": n, "description": d, "created_at": _stamp(c), "updated_at": _stamp(u),
-                  "expires_at": x and _stamp(x), "last_used_at": la and _stamp(la), "last_used_execution_id": le}
+        items = [{"id": i, "name": n, "description": d, "created_at": stamp(c), "updated_at": stamp(u),
+                  "expires_at": x and stamp(x), "last_used_at": la and stamp(la), "last_used_execution_id": le}
                  for i, n, d, c, u, x, la, le in rows]
         got["floor"] = json.dumps({"items": items, "total": total}, separators=(",", ":"),
                                   ensure_ascii=False).encode()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import sessionmaker
 
 from service.auth import TokenVerifier
-from service.db import make_engine, migrate, session_factory
+from service.db import embedded, make_engine, migrate, session_factory
 from service.executor.runner import Executor, ExecutorTiming
 from service.executor.sandbox import Sandbox, SandboxLimits
 from service.identity import IdentityRegistry
@@ -37,8 +37,7 @@ class Components:
 
     @property
     def embedded_database(self) -> bool:
-        """SQLite: a library in this process, not a server a call waits for."""
-        return self.sessions.kw["bind"].dialect.name == "sqlite"
+        return embedded(self.sessions.kw["bind"])
 
 
 def job_sandbox(settings: Settings) -> Sandbox:

@@ -5,7 +5,7 @@ import os
 import uuid
 
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 
@@ -134,6 +134,11 @@ class AuditEvent(Base):
 # may lose the last commits; `python -m service check` then reports any value whose row was lost. An fsync
 # per commit was a third of a create's time (bench/); production runs on PostgreSQL.
 SQLITE_PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
+
+
+def embedded(bind: Engine | Connection) -> bool:
+    """SQLite: a library in this process, not a server a call waits for."""
+    return bind.dialect.name == "sqlite"
 
 
 def make_engine(url: str) -> Engine:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, aliased
 
 from service.auth import Caller
 from service.components import Components
-from service.db import EnvVar, ExecutionEnvVar, now
+from service.db import EnvVar, ExecutionEnvVar, embedded, now
 from service.schemas import EnvVarCreate, EnvVarList, EnvVarOut, EnvVarUpdate, iso_utc, sqlite_iso_utc
 from service.vault_access import UserVault, VaultDenied, VaultUnanswered, VaultUnavailable
 
@@ -130,7 +130,7 @@ def list_env_vars_json(s: Session, who: Caller, q: str, limit: int, offset: int,
     """The same page as list_env_vars, as the JSON of an EnvVarList, encoded straight from the rows: a
     model per row and its encoding were most of a 1,000-row page's time (bench/). SQLite's timestamps are
     re-encoded from their stored text, not parsed into datetimes and formatted again (3,000 a page)."""
-    stored = s.get_bind().dialect.name == "sqlite"
+    stored = embedded(s.get_bind())
     rows, total = _page(s, who, q, limit, offset, expiring_within_days, stored_times=stored)
     iso = sqlite_iso_utc if stored else iso_utc
     return json.dumps({"items": [{"id": i, "name": n, "description": d, "created_at": iso(c), "updated_at": iso(u),
