@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
-from service.api import activity, env_import, env_vars, executions, health
+from service.api import activity, dynamic_env_vars, env_import, env_vars, executions, health
 from service.api.errors import domain_error_response, validation_error_response
 from service.components import Components, build_components
 from service.core.database import database_error
@@ -125,6 +125,7 @@ def create_app(components: Optional[Components] = None, settings: Optional[Setti
     app.add_middleware(NoStoreAndMetrics, components=components)
     app.include_router(env_import.router)  # before env_vars: its paths are under env_vars' prefix
     app.include_router(env_vars.router)
+    app.include_router(dynamic_env_vars.router)
     app.include_router(activity.router)
     app.include_router(executions.router)
     app.include_router(health.router)
