@@ -24,7 +24,7 @@ from service.components import Components, build_components
 from service.core.database import database_error
 from service.core.errors import DomainError
 from service.settings import Settings
-from service.ui import pages
+from service.ui import dynamic_routes, pages
 from service.ui import routes as dashboard
 from service.vault_access import VaultUnavailable
 
@@ -130,6 +130,7 @@ def create_app(components: Optional[Components] = None, settings: Optional[Setti
     app.include_router(executions.router)
     app.include_router(health.router)
     app.include_router(dashboard.router)
+    app.include_router(dynamic_routes.router)
     app.mount("/dashboard/static", StaticFiles(directory=os.path.join(os.path.dirname(dashboard.__file__), "static")),
               name="dashboard-static")
     return app

@@ -7,8 +7,13 @@ import pulumi
 from infra.database_secrets import DatabaseConnectionArgs, DatabaseRoleArgs, DatabaseSecretsArgs
 from infra.providers.vault import VaultConnection
 from infra.server_paths import AUDIT_LOG
-from infra.vault_configuration import AppRoleArgs, JwtAuthArgs, VaultConfiguration, VaultConfigurationArgs
+from infra.vault_configuration import AppRoleArgs, JwtAuthArgs, VaultConfiguration, VaultConfigurationArgs, config_admin_policy
 from stacks.config import DatabaseSettings, VaultSettings
+
+
+def admin_policy(settings: VaultSettings) -> str:
+    """The config-admin policy for these settings (the bootstrap writes it in raft and prod)."""
+    return config_admin_policy(settings.kv_path, db_path=settings.database.path if settings.database else "database")
 
 
 def database_args(settings: Optional[DatabaseSettings], connection: VaultConnection) -> Optional[DatabaseSecretsArgs]:

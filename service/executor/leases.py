@@ -178,7 +178,7 @@ class LeaseBroker:
                     # The job token ends its leases with it: the lease lives at most the job's timeout + grace.
                     ttl_seconds=min(int(resp.get("lease_duration") or ttl), ttl),
                     issued_at=now(), env_names=sorted(decl.env)))
-                s.add(audit_row(owner, "execution.credential", execution_id, "issued",
+                s.add(audit_row(owner, "execution.credential_issued", execution_id, "ok",
                                 f"name={cred.name} role={decl.role} lease={lease_id}"))
             minted.leases.append((cred.dynamic_env_var_id, lease_id))
             self.metrics.issued.inc()
@@ -225,7 +225,7 @@ class LeaseBroker:
                 ExecutionCredential.execution_id == execution_id,
                 ExecutionCredential.dynamic_env_var_id == dynamic_id,
                 ExecutionCredential.revoked_at.is_(None)).values(revoked_at=now(), revoke_error=""))
-            s.add(audit_row(owner, "execution.credential", execution_id, "revoked",
+            s.add(audit_row(owner, "execution.credential_revoked", execution_id, "ok",
                             f"lease={lease_id} by={by}"))
         self.metrics.revoked.labels(by=by).inc()
         return True

@@ -148,7 +148,7 @@ def test_job_connects_and_its_login_ends_with_it(dyn_client, jobs_db, issuer, dy
     # Activity: issued and revoked for this job.
     acts = dyn_client.get("/api/v2/user/activity", headers=alice).json()["items"]
     mine = {(a["action"], a["outcome"]) for a in acts if a.get("execution_id") == body["id"]}
-    assert {("execution.credential", "issued"), ("execution.credential", "revoked")} <= mine
+    assert {("execution.credential_issued", "ok"), ("execution.credential_revoked", "ok")} <= mine
     # A rerun mints a fresh login from the same role.
     again = dyn_client.post(f"/api/v2/execution/{body['id']}/rerun", headers=alice, json={})
     assert again.status_code == 202, again.text
@@ -279,3 +279,38 @@ def test_reaper_after_sigkill_of_the_service(dynamic_vault, issuer, jobs_db, tmp
             assert user not in text and password not in text
     finally:
         procs.stop(proc2)
+
+
+def test_docker_backend_gets_and_loses_its_login(dynamic_vault, issuer, jobs_db, toolchain, tmp_path):
+    """The docker backend: the job container gets the minted login in its environment; the login exists
+    while the job runs and is gone, its password refused, when the job ends: normally and after kill -9."""
+    clients = app_clients(dynamic_vault, issuer, tmp_path)
+    client = next(clients)(executor_backend="docker", docker_host=toolchain["docker_host"])
+    try:
+        alice = bearer(issuer, "alice")
+        dyn_id = _declare(client, alice, jobs_db.port, name="DOCKERDB").json()["id"]
+        # No psql in the job image: the job prints the login (reversed) and lingers while the test checks
+        # that it exists in PostgreSQL; then it ends normally, or kills itself.
+        show = ('import os, sys, time; print("USER=" + os.environ["PGUSER"][::-1]); '
+                'print("PASS=" + os.environ["PGPASSWORD"][::-1]); print(os.environ["PGPASSWORD"]); sys.stdout.flush(); '
+                'time.sleep(4); os.kill(os.getpid(), 9) if sys.argv[1] == "kill" else None')
+        ids = {}
+        for how in ("end", "kill"):
+            r = client.post("/api/v2/execution", headers=alice, json={
+                "command": ["python3", "-c", show, how], "dynamic_env_var_ids": [dyn_id], "timeout_seconds": 60})
+            assert r.status_code == 202, r.text
+            ids[how] = r.json()["id"]
+        deadline = time.monotonic() + 30
+        while int(_sql(jobs_db, "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'v-token-reader-%'")) < 2:
+            assert time.monotonic() < deadline, "the jobs' logins never existed together"
+            time.sleep(0.1)
+        for how, execution_id in ids.items():
+            body = wait_finished(client, alice, execution_id, timeout=60)
+            assert body["status"] == ("succeeded" if how == "end" else "failed"), body
+            user, password = _copied(body["output"])
+            assert password not in body["output"] and "[redacted:PGPASSWORD]" in body["output"]
+            assert body["credentials"][0]["revoked_at"]
+            assert not _role_exists(jobs_db, user)
+            assert _login(jobs_db, user, password).returncode != 0
+    finally:
+        next(clients, None)
