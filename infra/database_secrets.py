@@ -81,10 +81,12 @@ class DatabaseSecrets(pulumi.ComponentResource):
         for db in args.connections:
             allowed = [r.name for r in args.roles if r.connection == db.name]
             data = passwords.apply(_connection_data(db, allowed))
-            # Vault never returns the password and reports the URL and login under connection_details.
+            # Vault never returns the password and reports the URL and login under connection_details. Not
+            # deleted on its own: unmounting revokes the outstanding leases, which needs the connection (tried:
+            # with it deleted first, the unmount fails "failed to find entry for connection").
             configs[db.name] = vault.Endpoint(
                 f"{name}-config-{db.name}", connection=conn, path=f"{args.path}/config/{db.name}", data=data,
-                write_only=["password", "connection_url", "username", "verify_connection"],
+                write_only=["password", "connection_url", "username", "verify_connection"], delete_on_destroy=False,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[mount]))
         entities: dict[str, UserEntity] = {}
         for role in args.roles:

@@ -121,11 +121,6 @@ class LeaseBroker:
         self.settings = settings
         self._reap_lock = threading.Lock()
 
-    def has_credentials(self, execution_id: str) -> bool:
-        with self._sessions() as s:
-            return s.scalar(select(func.count()).select_from(ExecutionCredential)
-                            .where(ExecutionCredential.execution_id == execution_id)) > 0
-
     def mint(self, execution_id: str, owner: str, timeout_seconds: int, taken: set[str]) -> Minted:
         """Mints every dynamic env var of the execution (`taken`: the names of its stored env vars). Fails
         closed: MintFailed names the env var, after revoking what was minted already."""
