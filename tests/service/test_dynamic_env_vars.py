@@ -3,8 +3,8 @@ included) and a real PostgreSQL that requires passwords: a job connects with a c
 alone; at every exit the PostgreSQL role is gone and the copied password is refused; a user without the
 grant is refused by Vault (403 naming the role); the credential appears nowhere it must not.
 
-The job prints its password reversed: redaction does not catch that form, so the test can copy it as an
-attacker would and try it after the job."""
+A job copies its login out as an attacker would, into a table of the database (`loot`, which any login may
+insert into), so the test can try the copied password after the job; it also prints it, to check redaction."""
 import json
 import os
 import re
@@ -40,6 +40,8 @@ def jobs_db():
     server = start_postgres()
     require_passwords(server)
     _sql(server, f"CREATE ROLE vaultadmin WITH LOGIN CREATEROLE PASSWORD '{ADMIN_PASSWORD}'")
+    _sql(server, "CREATE TABLE loot (n serial, tag text, login text, password text); "
+                 "GRANT INSERT ON loot TO PUBLIC; GRANT USAGE ON SEQUENCE loot_n_seq TO PUBLIC")
     yield server
     remove(server)
 
@@ -94,7 +96,7 @@ def dynamic_vault(toolchain, pulumi_backend, issuer, jobs_db, tmp_path_factory):
 @pytest.fixture
 def dyn_client(dynamic_vault, issuer, tmp_path):
     clients = app_clients(dynamic_vault, issuer, tmp_path)
-    yield next(clients)(lease_reap_seconds=1)
+    yield next(clients)(lease_reap_seconds=1, rate_limit="100000/minute")
     next(clients, None)  # closes it
 
 
@@ -105,18 +107,24 @@ def _declare(client, headers, port: int, name: str = "JOBSDB", role: str = "read
                 "DATABASE_URL": f"postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{port}/postgres"}})
 
 
-# Prints the login as PostgreSQL sees it, the password reversed (a form redaction does not know), the
-# plain forms (which must come out redacted), then does what `tail` says.
-def _job(port: int, tail: str = "true") -> list[str]:
+# Connects with the minted login (PGUSER, PGPASSWORD), copies it into `loot` under `tag`, prints the plain
+# forms (which must come out redacted), then does what `tail` says.
+def _job(port: int, tag: str, tail: str = "true") -> list[str]:
     return ["sh", "-c",
             f'psql -h 127.0.0.1 -p {port} -d postgres -Atc "select current_user, count(*) from pg_roles" && '  # noqa: S608
-            'echo "USER=$(printf %s "$PGUSER" | rev)" && echo "PASS=$(printf %s "$PGPASSWORD" | rev)" && '
+            f'psql -h 127.0.0.1 -p {port} -d postgres -qc "insert into loot (tag, login, password) '
+            f'values (\'{tag}\', current_user, \'$PGPASSWORD\')" && '
             'echo "plain $PGUSER $PGPASSWORD $DATABASE_URL" && printf %s "$PGPASSWORD" | base64 && ' + tail]
 
 
-def _copied(output: str) -> tuple[str, str]:
-    user = re.search(r"USER=(\S+)", output).group(1)[::-1]
-    password = re.search(r"PASS=(\S+)", output).group(1)[::-1]
+def _loot(server, tag: str, nth: int = 1, timeout: float = 30) -> tuple[str, str]:
+    """The `nth` login jobs copied out under `tag`, once they have."""
+    deadline = time.monotonic() + timeout
+    while len(rows := _sql(server, f"SELECT login, password FROM loot WHERE tag = '{tag}' ORDER BY n")  # noqa: S608
+               .splitlines()) < nth:
+        assert time.monotonic() < deadline, f"the job {tag} never copied its login"
+        time.sleep(0.1)
+    user, password = rows[nth - 1].split("|")
     return user, password
 
 
@@ -126,11 +134,11 @@ def test_job_connects_and_its_login_ends_with_it(dyn_client, jobs_db, issuer, dy
     assert declared.status_code == 201, declared.text
     dyn_id = declared.json()["id"]
     r = dyn_client.post("/api/v2/execution", headers=alice, json={
-        "command": _job(jobs_db.port), "dynamic_env_var_ids": [dyn_id], "timeout_seconds": 60})
+        "command": _job(jobs_db.port, "ok1"), "dynamic_env_var_ids": [dyn_id], "timeout_seconds": 60})
     assert r.status_code == 202, r.text
     body = wait_finished(dyn_client, alice, r.json()["id"])
     assert body["status"] == "succeeded", body
-    user, password = _copied(body["output"])
+    user, password = _loot(jobs_db, "ok1")
     assert user.startswith("v-") and len(password) >= 16
     assert "[redacted:PGUSER]|" in body["output"]  # psql connected as the minted login
     for value in (user, password):  # every plain and encoded form is redacted
@@ -154,7 +162,7 @@ def test_job_connects_and_its_login_ends_with_it(dyn_client, jobs_db, issuer, dy
     assert again.status_code == 202, again.text
     body2 = wait_finished(dyn_client, alice, again.json()["id"])
     assert body2["status"] == "succeeded", body2
-    user2, _ = _copied(body2["output"])
+    user2, _ = _loot(jobs_db, "ok1", nth=2)
     assert user2 != user and not _role_exists(jobs_db, user2)
     assert body2["credentials"][0]["lease_id"] != cred["lease_id"]
     # Canaries: neither login is in the metrics, nor the database.
@@ -172,24 +180,21 @@ def test_every_exit_revokes(dyn_client, jobs_db, issuer):
     """Failure, kill -9 of the job, timeout, cancel: each login is gone when its execution has ended."""
     alice = bearer(issuer, "alice")
     dyn_id = _declare(dyn_client, alice, jobs_db.port, name="EXITS").json()["id"]
-    jobs = {"failed": (_job(jobs_db.port, "exit 3"), 60), "killed": (_job(jobs_db.port, "kill -9 $$"), 60),
-            "timed_out": (_job(jobs_db.port, "sleep 30"), 3), "cancelled": (_job(jobs_db.port, "sleep 30"), 60)}
+    jobs = {"failed": ("exit 3", 60), "killed": ("kill -9 $$", 60), "timed_out": ("sleep 30", 4),
+            "cancelled": ("sleep 30", 60)}
     ids = {}
-    for what, (command, timeout) in jobs.items():
+    for what, (tail, timeout) in jobs.items():
         r = dyn_client.post("/api/v2/execution", headers=alice, json={
-            "command": command, "dynamic_env_var_ids": [dyn_id], "timeout_seconds": timeout})
+            "command": _job(jobs_db.port, what, tail), "dynamic_env_var_ids": [dyn_id], "timeout_seconds": timeout})
         assert r.status_code == 202, r.text
         ids[what] = r.json()["id"]
-    deadline = time.monotonic() + 30
-    while "PASS=" not in dyn_client.get(f"/api/v2/execution/{ids['cancelled']}", headers=alice).json()["output"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    _loot(jobs_db, "cancelled")  # it runs, with its login
     dyn_client.post(f"/api/v2/execution/{ids['cancelled']}/cancel", headers=alice)
     expected = {"failed": "failed", "killed": "failed", "timed_out": "timed_out", "cancelled": "cancelled"}
     for what, execution_id in ids.items():
         body = wait_finished(dyn_client, alice, execution_id, timeout=60)
         assert body["status"] == expected[what], (what, body)
-        user, password = _copied(body["output"])
+        user, password = _loot(jobs_db, what)
         [cred] = body["credentials"]
         assert cred["revoked_at"], (what, cred)
         assert not _role_exists(jobs_db, user), what
@@ -250,15 +255,10 @@ def test_reaper_after_sigkill_of_the_service(dynamic_vault, issuer, jobs_db, tmp
         "name": "REAPED", "role": "reader", "env": {"PGUSER": "{{username}}", "PGPASSWORD": "{{password}}"}})
     assert r.status_code == 201, r.text
     r = requests.post(f"{url}/api/v2/execution", headers=alice, timeout=10, json={
-        "command": _job(jobs_db.port, "sleep 120"), "dynamic_env_var_ids": [r.json()["id"]],
+        "command": _job(jobs_db.port, "reaped", "sleep 120"), "dynamic_env_var_ids": [r.json()["id"]],
         "timeout_seconds": 300})
     execution_id = r.json()["id"]
-    deadline = time.monotonic() + 30
-    while "PASS=" not in (out := requests.get(f"{url}/api/v2/execution/{execution_id}", headers=alice,
-                                              timeout=10).json()["output"]):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    user, password = _copied(out)
+    user, password = _loot(jobs_db, "reaped")
     assert _role_exists(jobs_db, user)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -285,7 +285,7 @@ def test_docker_backend_gets_and_loses_its_login(dynamic_vault, issuer, jobs_db,
     """The docker backend: the job container gets the minted login in its environment; the login exists
     while the job runs and is gone, its password refused, when the job ends: normally and after kill -9."""
     clients = app_clients(dynamic_vault, issuer, tmp_path)
-    client = next(clients)(executor_backend="docker", docker_host=toolchain["docker_host"])
+    client = next(clients)(executor_backend="docker", docker_host=toolchain["docker_host"], rate_limit="100000/minute")
     try:
         alice = bearer(issuer, "alice")
         dyn_id = _declare(client, alice, jobs_db.port, name="DOCKERDB").json()["id"]
@@ -307,7 +307,8 @@ def test_docker_backend_gets_and_loses_its_login(dynamic_vault, issuer, jobs_db,
         for how, execution_id in ids.items():
             body = wait_finished(client, alice, execution_id, timeout=60)
             assert body["status"] == ("succeeded" if how == "end" else "failed"), body
-            user, password = _copied(body["output"])
+            user = re.search(r"USER=(\S+)", body["output"]).group(1)[::-1]
+            password = re.search(r"PASS=(\S+)", body["output"]).group(1)[::-1]
             assert password not in body["output"] and "[redacted:PGPASSWORD]" in body["output"]
             assert body["credentials"][0]["revoked_at"]
             assert not _role_exists(jobs_db, user)
