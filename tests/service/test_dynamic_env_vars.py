@@ -5,6 +5,7 @@ grant is refused by Vault (403 naming the role); the credential appears nowhere 
 
 A job copies its login out as an attacker would, into a table of the database (`loot`, which any login may
 insert into), so the test can try the copied password after the job; it also prints it, to check redaction."""
+import datetime
 import json
 import os
 import re
@@ -40,7 +41,7 @@ def jobs_db():
     server = start_postgres()
     require_passwords(server)
     _sql(server, f"CREATE ROLE vaultadmin WITH LOGIN CREATEROLE PASSWORD '{ADMIN_PASSWORD}'")
-    _sql(server, "CREATE TABLE loot (n serial, tag text, login text, password text); "
+    _sql(server, "CREATE TABLE loot (n serial, tag text, login text, password text, at timestamptz DEFAULT clock_timestamp()); "
                  "GRANT INSERT ON loot TO PUBLIC; GRANT USAGE ON SEQUENCE loot_n_seq TO PUBLIC")
     yield server
     remove(server)
@@ -149,7 +150,12 @@ def test_job_connects_and_its_login_ends_with_it(dyn_client, jobs_db, issuer, dy
     assert cred["token_accessor"] and cred["issued_at"] and cred["revoked_at"], cred
     assert cred["env_names"] == ["DATABASE_URL", "PGPASSWORD", "PGUSER"]
     assert 0 < cred["ttl_seconds"] <= 60 + 30
-    # After the job: the role is gone and the copied password is refused.
+    # After the job: the role is gone and the copied password is refused. How long after the job's last
+    # statement (its copy into loot, just before it exits) the lease was revoked:
+    copied_at = float(_sql(jobs_db, "SELECT extract(epoch from at) FROM loot WHERE tag = 'ok1' ORDER BY n LIMIT 1"))
+    revoked_at = datetime.datetime.fromisoformat(cred["revoked_at"].replace("Z", "+00:00")).timestamp()
+    print(f"\nlease revoked {revoked_at - copied_at:.3f} s after the job's last statement")
+    assert 0 < revoked_at - copied_at < 10
     assert not _role_exists(jobs_db, user)
     login = _login(jobs_db, user, password)
     assert login.returncode != 0 and "password authentication failed" in login.stderr, login.stderr
