@@ -9,6 +9,7 @@ from typing import Any, Optional
 import pulumi
 
 from infra.audit import audit_devices
+from infra.database_secrets import DatabaseSecrets, DatabaseSecretsArgs
 from infra.policies import POLICY_NAMES, render_policy
 from infra.providers import vault
 from infra.providers.vault import VaultConnection
@@ -16,11 +17,14 @@ from infra.server_paths import AUDIT_LOG
 
 APPROLE_PATH = "approle"
 JWT_PATH = "jwt"
+DATABASE_PATH = "database"
 
 
-def config_admin_policy(kv_path: str, approle_path: str = APPROLE_PATH, jwt_path: str = JWT_PATH) -> str:
+def config_admin_policy(kv_path: str, approle_path: str = APPROLE_PATH, jwt_path: str = JWT_PATH,
+                        db_path: str = DATABASE_PATH) -> str:
     """The config-admin policy text, for whoever writes it (the bootstrap, or this component as root)."""
-    return render_policy("config-admin", kv_path=kv_path, approle_path=approle_path, jwt_path=jwt_path)
+    return render_policy("config-admin", kv_path=kv_path, approle_path=approle_path, jwt_path=jwt_path,
+                         db_path=db_path)
 
 
 @dataclass
@@ -93,6 +97,9 @@ class VaultConfigurationArgs:
     lockout_duration: str = "15m"
     # Raft clusters: autopilot keeps at least this many voters and removes servers dead for 10 minutes.
     autopilot_min_quorum: Optional[int] = None
+    # Dynamic env vars: the database secrets engine (connection, jwt_accessor filled in here); None: none.
+    database: Optional[DatabaseSecretsArgs] = None
+    database_path: str = DATABASE_PATH
 
 
 class VaultConfiguration(pulumi.ComponentResource):
@@ -132,7 +139,8 @@ class VaultConfiguration(pulumi.ComponentResource):
             delete_on_destroy=False,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[jwt]))
 
-        values = dict(kv_path=args.kv_path, approle_path=args.approle_path, jwt_path=args.jwt_path)
+        db_path = args.database.path if args.database else args.database_path
+        values = dict(kv_path=args.kv_path, approle_path=args.approle_path, jwt_path=args.jwt_path, db_path=db_path)
         policies = {}
         for policy in POLICY_NAMES:
             if policy == "config-admin" and not args.manage_admin_policy:
@@ -184,6 +192,11 @@ class VaultConfiguration(pulumi.ComponentResource):
                 "min_quorum": args.autopilot_min_quorum,
                 "server_stabilization_time": "10s",
             }, delete_on_destroy=False, opts=child)
+
+        if args.database:
+            args.database.connection, args.database.jwt_accessor = conn, jwt.accessor
+            DatabaseSecrets(f"{name}-database", args.database,
+                            opts=pulumi.ResourceOptions(parent=self, depends_on=list(policies.values())))
 
         if args.audit_via_api:
             for device in audit_devices(args.audit_file_path):

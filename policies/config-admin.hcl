@@ -25,6 +25,9 @@ path "sys/policies/acl/executor" {
 path "sys/policies/acl/snapshot-operator" {
   capabilities = ["create", "read", "update", "delete"]
 }
+path "sys/policies/acl/envvars-*" {
+  capabilities = ["create", "read", "update", "delete"]
+}
 path "sys/policies/acl/config-admin" {
   capabilities = ["read"]
 }
@@ -88,5 +91,32 @@ path "auth/token/renew-self" {
 # Break-glass: a root token made from a quorum of unseal keys (OpenBao 2.6+ asks for a token as well as
 # the keys; the keys stay the guard). The drills use it where the bootstrap revoked root.
 path "sys/generate-root-token/*" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+
+# Dynamic env vars: the database engine's connections and roles (never its credentials), the identity
+# entities and groups that grant users a role, and the token role of the executor's per-job tokens.
+path "${db_path}/config/*" {
+  capabilities = ["create", "read", "update", "delete", "list"]
+}
+path "${db_path}/roles/*" {
+  capabilities = ["create", "read", "update", "delete", "list"]
+}
+path "identity/entity" {
+  capabilities = ["create", "update"]
+}
+path "identity/entity/id/*" {
+  capabilities = ["read", "update", "delete"]
+}
+path "identity/entity-alias" {
+  capabilities = ["create", "update"]
+}
+path "identity/lookup/entity" {
+  capabilities = ["update"]
+}
+path "identity/group/name/envvars-*" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+path "auth/token/roles/envvars-job" {
   capabilities = ["create", "read", "update", "delete"]
 }

@@ -18,13 +18,13 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
-from service.api import activity, env_import, env_vars, executions, health
+from service.api import activity, dynamic_env_vars, env_import, env_vars, executions, health
 from service.api.errors import domain_error_response, validation_error_response
 from service.components import Components, build_components
 from service.core.database import database_error
 from service.core.errors import DomainError
 from service.settings import Settings
-from service.ui import pages
+from service.ui import dynamic_routes, pages
 from service.ui import routes as dashboard
 from service.vault_access import VaultUnavailable
 
@@ -125,10 +125,12 @@ def create_app(components: Optional[Components] = None, settings: Optional[Setti
     app.add_middleware(NoStoreAndMetrics, components=components)
     app.include_router(env_import.router)  # before env_vars: its paths are under env_vars' prefix
     app.include_router(env_vars.router)
+    app.include_router(dynamic_env_vars.router)
     app.include_router(activity.router)
     app.include_router(executions.router)
     app.include_router(health.router)
     app.include_router(dashboard.router)
+    app.include_router(dynamic_routes.router)
     app.mount("/dashboard/static", StaticFiles(directory=os.path.join(os.path.dirname(dashboard.__file__), "static")),
               name="dashboard-static")
     return app

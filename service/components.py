@@ -8,6 +8,7 @@ from sqlalchemy.orm import sessionmaker
 
 from service.auth import TokenVerifier
 from service.db import embedded, make_engine, migrate, session_factory
+from service.executor.leases import LeaseBroker, LeaseCollector, LeaseMetrics, LeaseSettings
 from service.executor.runner import Executor, ExecutorTiming
 from service.executor.sandbox import Sandbox, SandboxLimits
 from service.identity import IdentityRegistry
@@ -89,9 +90,13 @@ def build_components(settings: Settings, backend=None) -> Components:
             executor_vault = gateway.executor(settings.approle_role_id, settings.approle_secret_id)
         return executor_vault
 
+    leases = LeaseBroker(sessions, vault_for_executor, gateway, LeaseMetrics(metrics.registry), LeaseSettings(
+        mount=settings.database_mount, token_role=settings.job_token_role,
+        grace_seconds=settings.dynamic_lease_grace_seconds, reap_seconds=settings.lease_reap_seconds))
+    metrics.registry.register(LeaseCollector(sessions))
     executor = Executor(sessions, vault_for_executor, backend, metrics, settings.max_workers,
                         ExecutorTiming(lease_seconds=settings.execution_lease_seconds,
-                                       grace_seconds=settings.shutdown_grace_seconds))
+                                       grace_seconds=settings.shutdown_grace_seconds), leases=leases)
     return Components(settings=settings, sessions=sessions, gateway=gateway,
                       verifier=TokenVerifier(settings.oidc_jwks_url, settings.oidc_issuer, settings.oidc_audience,
                                              settings.oidc_ca_file),

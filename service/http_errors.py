@@ -11,6 +11,7 @@ STATUS: dict[type[errors.DomainError], int] = {
     errors.CannotRerun: 409,
     errors.InvalidField: 422,
     errors.VaultRefused: 403,
+    errors.RoleNotGranted: 403,
     errors.IdentityCollision: 403,
     errors.RateLimited: 429,
     errors.VaultUnavailable: 503,

@@ -172,6 +172,8 @@ class ExecutionCreate(_Strict):
     command: list[str] = Field(min_length=1, max_length=64)
     env_var_ids: list[str] = Field(default_factory=list, max_length=100)
     timeout_seconds: Optional[int] = Field(default=None, ge=1)
+    # Dynamic env vars (service/core/dynamic_env_vars.py): credentials minted for this job only.
+    dynamic_env_var_ids: list[str] = Field(default_factory=list, max_length=10)
 
     @field_validator("command")
     @classmethod
@@ -180,7 +182,7 @@ class ExecutionCreate(_Strict):
             raise ValueError("arguments must be non-empty, at most 4096 characters, without NUL")
         return v
 
-    @field_validator("env_var_ids")
+    @field_validator("env_var_ids", "dynamic_env_var_ids")
     @classmethod
     def _ids(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):
@@ -212,11 +214,26 @@ class ExecutionEnvVarOut(BaseModel):
     kv_version: Optional[int]
 
 
+class ExecutionCredentialOut(_Times):
+    """A dynamic env var's credential as the job got it: provenance only, never a value."""
+    dynamic_env_var_id: str
+    name: str
+    role: str
+    env_names: list[str]
+    lease_id: Optional[str]  # null until minted (and for a job that never started)
+    token_accessor: Optional[str]  # the job's own Vault token, which minted it
+    ttl_seconds: Optional[int]
+    issued_at: Optional[datetime.datetime]
+    revoked_at: Optional[datetime.datetime]
+    revoke_error: str = ""
+
+
 class ExecutionOut(ExecutionSummary):
     output: str  # redacted
     # Env vars whose value is too short (under 4 characters) to be searched for in the output.
     unredacted_env_vars: list[str] = []
     env_vars: list[ExecutionEnvVarOut] = []  # by name
+    credentials: list[ExecutionCredentialOut] = []  # dynamic env vars, by name
 
 
 class ExecutionRerun(_Strict):
@@ -301,3 +318,60 @@ class ActivityEvent(BaseModel):
 class ActivityList(BaseModel):
     items: list[ActivityEvent]
     total: int
+
+
+# --- dynamic env vars (service/core/dynamic_env_vars.py) -------------------------------------------------
+
+DYNAMIC_FIELDS = ("username", "password")
+_TEMPLATE_FIELD = re.compile(r"\{\{\s*([A-Za-z_]+)\s*\}\}")
+_ROLE_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+class DynamicEnvVarCreate(_Strict):
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    role: str = Field(min_length=1, max_length=63, description="a role of the database secrets engine")
+    env: dict[str, str] = Field(min_length=1, max_length=8, description=(
+        "env var name -> template of the credential's fields: {{username}}, {{password}}, e.g. "
+        "postgresql://{{username}}:{{password}}@db:5432/app"))
+    description: str = Field(default="", max_length=MAX_DESCRIPTION)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v)
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, v: str) -> str:
+        if not _ROLE_RE.fullmatch(v):
+            raise ValueError("must be a role name: lower-case letters, digits, - and _")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, template in v.items():
+            try:
+                check_name(name)
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
+            fields = _TEMPLATE_FIELD.findall(template)
+            unknown = sorted(set(fields) - set(DYNAMIC_FIELDS))
+            if not fields or unknown or len(template) > 1024:
+                raise ValueError(f"{name}: the template must use {{{{username}}}} and/or {{{{password}}}} "
+                                 f"(and nothing else in braces), at most 1024 characters")
+        return v
+
+
+class DynamicEnvVarOut(_Times):
+    id: str
+    name: str
+    engine: str
+    role: str
+    env: dict[str, str]  # templates, never values
+    description: str
+    created_at: datetime.datetime
+
+
+class DynamicEnvVarList(BaseModel):
+    items: list[DynamicEnvVarOut]

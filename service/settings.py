@@ -74,6 +74,12 @@ class Settings:
     public_url: str = ""
     # Encrypts the dashboard's session cookies; empty: a random key per process (sessions end at restart).
     session_key: str = field(default="", repr=False)
+    # Dynamic env vars (service/executor/leases.py): the database engine's mount, the token role of the
+    # jobs' own tokens, the grace added to a job's timeout for its lease, the reaper's period.
+    database_mount: str = "database"
+    job_token_role: str = "envvars-job"  # noqa: S105 (a role name)
+    dynamic_lease_grace_seconds: int = 30
+    lease_reap_seconds: int = 30
 
     @classmethod
     def from_env(cls, env: Optional[dict] = None) -> "Settings":
@@ -166,4 +172,8 @@ class Settings:
             oidc_scopes=get("OIDC_SCOPES", "openid"),
             public_url=public_url,
             session_key=_read_file(session_key_file) if session_key_file else "",
+            database_mount=get("DATABASE_MOUNT", "database"),
+            job_token_role=get("JOB_TOKEN_ROLE", "envvars-job"),
+            dynamic_lease_grace_seconds=integer("DYNAMIC_LEASE_GRACE_SECONDS", 30, minimum=5),
+            lease_reap_seconds=integer("LEASE_REAP_SECONDS", 30),
         )

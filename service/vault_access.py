@@ -80,6 +80,11 @@ def _unanswered(e: Exception) -> bool:
     return isinstance(e, requests.ConnectionError) and bool(e.args) and isinstance(e.args[0], ProtocolError)
 
 
+def translate(e: Exception) -> Exception:
+    """Vault's failure as VaultUnavailable/VaultUnanswered/VaultDenied (no value, no token)."""
+    return _translate(e)
+
+
 def _translate(e: Exception) -> Exception:
     if _unanswered(e):
         return VaultUnanswered("Vault did not answer in time")
@@ -168,6 +173,16 @@ class UserVault:
         history = self.history(env_var_id)
         return {v.version for v in history.versions if not v.deleted and not v.destroyed} if history else set()
 
+    def capabilities(self, path: str) -> list[str]:
+        """What Vault lets this user do at `path` (sys/capabilities-self): Vault's own decision, nothing
+        read or minted. ["deny"] when nothing."""
+        try:
+            r = self._c.adapter.post("/v1/sys/capabilities-self", json={"paths": [path]})
+        except Exception as e:
+            raise _translate(e) from e
+        data = r.get("data", r) if isinstance(r, dict) else {}
+        return list(data.get(path) or data.get("capabilities") or ["deny"])
+
     def destroy(self, env_var_id: str) -> None:
         """Deletes every version and the metadata: the value is gone for good."""
         try:
@@ -237,6 +252,24 @@ class ExecutorVault:
         except Exception as e:
             raise _translate(e) from e
 
+    def create_job_token(self, role: str, ttl_seconds: int, metadata: dict[str, str]) -> tuple[str, str]:
+        """A token of the token role `role` (orphan, not renewable: see infra/database_secrets.py) living
+        `ttl_seconds`; (token, accessor)."""
+        try:
+            auth = self._call(lambda c: c.auth.token.create(role_name=role, ttl=f"{ttl_seconds}s",
+                                                            explicit_max_ttl=f"{ttl_seconds}s", renewable=False,
+                                                            meta=metadata))["auth"]
+        except Exception as e:
+            raise _translate(e) from e
+        return auth["client_token"], auth["accessor"]
+
+    def revoke_lease(self, lease_id: str) -> None:
+        """Revokes one lease, by id in the URL: the executor's policy allows exactly its engine's leases."""
+        try:
+            self._call(lambda c: c.adapter.put(f"/v1/sys/leases/revoke/{lease_id}"))
+        except Exception as e:
+            raise _translate(e) from e
+
     def list_users(self) -> list[str]:
         return [u.rstrip("/") for u in self._list("users")]
 
@@ -299,6 +332,10 @@ class VaultGateway:
         """Drops a cached session (Vault refused its token: revoked, or the server was restored)."""
         with self._lock:
             self._sessions.pop(hashlib.sha256(jwt.encode()).hexdigest(), None)
+
+    def token_client(self, token: str) -> hvac.Client:
+        """A client with a token of its own (a job's token, service/executor/leases.py)."""
+        return _client(self.addr, self.ca_file, token=token, timeout=self.timeout, retry_seconds=self.retry_seconds)
 
     def executor(self, role_id: str, secret_id: str) -> ExecutorVault:
         return ExecutorVault(self, role_id, secret_id)

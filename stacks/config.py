@@ -34,6 +34,23 @@ class _Reader:
     def secret(self, name: str) -> Optional[pulumi.Output]:
         return self._cfg.get_secret(name)
 
+    def objects(self, name: str) -> list[Any]:
+        """A YAML list (of objects); empty when unset."""
+        raw = self._cfg.get(name)
+        if raw is None:
+            return []
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ConfigError(f"stack config {self.key(name)} is not a valid list") from None
+        if not isinstance(value, list):
+            raise ConfigError(f"stack config {self.key(name)} must be a list")
+        return value
+
+    def secret_map(self, name: str) -> Optional[pulumi.Output]:
+        """A secret YAML map (set with `pulumi config set --secret --path`), as an Output of a dict."""
+        return self._cfg.get_secret_object(name)
+
     def choice(self, name: str, allowed: Sequence[str], default: str) -> str:
         value = self._cfg.get(name) or default
         if value not in allowed:
@@ -335,6 +352,146 @@ class ExistingVaultConfig:
         )
 
 
+DATABASE_PLUGINS = ("postgresql-database-plugin",)
+_DB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_USER_ID = re.compile(r"^[A-Za-z0-9._@:+-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class DatabaseConnection:
+    """A database Vault's database secrets engine manages logins on (`database/config/<name>`)."""
+
+    name: str
+    plugin: str
+    connection_url: str  # with {{username}} and {{password}} placeholders, never a literal password
+    username: str  # the login Vault connects as (CREATEROLE at least)
+    verify_connection: bool
+
+
+@dataclass(frozen=True)
+class DatabaseRole:
+    """A role jobs mint logins from (`database/creds/<name>`) and the users granted it."""
+
+    name: str
+    connection: str
+    creation_statements: list[str]
+    revocation_statements: list[str]
+    default_ttl: int  # seconds
+    max_ttl: int  # seconds
+    users: list[str]  # user ids (the JWT `sub`) that may mint it
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """Dynamic database credentials (README "Dynamic env vars"): the engine's mount, its connections and
+    roles, each role's granted users. Passwords come from the secret map `databasePasswords`."""
+
+    path: str
+    connections: list[DatabaseConnection]
+    roles: list[DatabaseRole]
+    passwords: Optional[pulumi.Output]  # {connection name: password}, a secret
+
+    @classmethod
+    def load(cls, r: "_Reader") -> Optional["DatabaseSettings"]:
+        conns_raw, roles_raw = r.objects("databaseConnections"), r.objects("databaseRoles")
+        if not conns_raw and not roles_raw:
+            return None
+        connections = [_db_connection(r, i, c) for i, c in enumerate(conns_raw)]
+        names = [c.name for c in connections]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"stack config {r.key('databaseConnections')}: the name {dupes[0]!r} is used twice")
+        roles = [_db_role(r, i, raw, names) for i, raw in enumerate(roles_raw)]
+        role_names = [x.name for x in roles]
+        dupes = sorted({n for n in role_names if role_names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"stack config {r.key('databaseRoles')}: the name {dupes[0]!r} is used twice")
+        path = r.string("databaseMountPath", "database").strip("/")
+        if not _DB_NAME.match(path):
+            raise ConfigError(f"stack config {r.key('databaseMountPath')} = {path!r} is not allowed; allowed values: "
+                              "lower-case letters, digits, - and _")
+        return cls(path=path, connections=connections, roles=roles, passwords=r.secret_map("databasePasswords"))
+
+
+def _entry(r: "_Reader", key: str, i: int, raw: Any, allowed: Sequence[str]) -> dict:
+    where = f"{r.key(key)}[{i}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"stack config {where} must be an object with the keys {', '.join(allowed)}")
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        raise ConfigError(f"stack config {where}.{unknown[0]} is not a setting; allowed keys: {', '.join(allowed)}")
+    return raw
+
+
+def _field(r: "_Reader", key: str, i: int, raw: dict, name: str, default: Any = None) -> Any:
+    value = raw.get(name, default)
+    if value is None:
+        raise ConfigError(f"stack config {r.key(key)}[{i}].{name} is required")
+    return value
+
+
+def _db_connection(r: "_Reader", i: int, raw: Any) -> DatabaseConnection:
+    key = "databaseConnections"
+    raw = _entry(r, key, i, raw, ("name", "plugin", "connectionUrl", "username", "verifyConnection"))
+    name = str(_field(r, key, i, raw, "name"))
+    if not _DB_NAME.match(name):
+        raise ConfigError(f"stack config {r.key(key)}[{i}].name = {name!r} is not allowed; allowed values: "
+                          "lower-case letters, digits, - and _ (up to 63)")
+    plugin = str(raw.get("plugin", DATABASE_PLUGINS[0]))
+    if plugin not in DATABASE_PLUGINS:
+        raise ConfigError(f"stack config {r.key(key)}[{i}].plugin = {plugin!r} is not allowed; "
+                          f"allowed values: {', '.join(DATABASE_PLUGINS)}")
+    url = str(_field(r, key, i, raw, "connectionUrl"))
+    if not re.match(r"^postgres(ql)?://", url) or "{{username}}" not in url or "{{password}}" not in url:
+        raise ConfigError(f"stack config {r.key(key)}[{i}].connectionUrl must be a postgresql:// URL with the "
+                          "placeholders {{username}} and {{password}} (the password goes in databasePasswords)")
+    verify = raw.get("verifyConnection", True)
+    if not isinstance(verify, bool):
+        raise ConfigError(f"stack config {r.key(key)}[{i}].verifyConnection = {verify!r} is not allowed; "
+                          "allowed values: true, false")
+    return DatabaseConnection(name=name, plugin=plugin, connection_url=url,
+                              username=str(_field(r, key, i, raw, "username")), verify_connection=verify)
+
+
+def _db_role(r: "_Reader", i: int, raw: Any, connections: list[str]) -> DatabaseRole:
+    key = "databaseRoles"
+    raw = _entry(r, key, i, raw, ("name", "connection", "creationStatements", "revocationStatements",
+                                  "defaultTtl", "maxTtl", "users"))
+    where = f"stack config {r.key(key)}[{i}]"
+    name = str(_field(r, key, i, raw, "name"))
+    if not _DB_NAME.match(name):
+        raise ConfigError(f"{where}.name = {name!r} is not allowed; allowed values: lower-case letters, digits, "
+                          "- and _ (up to 63)")
+    connection = str(_field(r, key, i, raw, "connection"))
+    if connection not in connections:
+        raise ConfigError(f"{where}.connection = {connection!r} is not allowed; allowed values: "
+                          f"{', '.join(connections) or 'none (declare databaseConnections first)'}")
+    statements = {}
+    for field_name in ("creationStatements", "revocationStatements"):
+        value = _field(r, key, i, raw, field_name)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+            raise ConfigError(f"{where}.{field_name} must be a non-empty list of SQL statements")
+        statements[field_name] = value
+    if "{{name}}" not in " ".join(statements["creationStatements"]):
+        raise ConfigError(f"{where}.creationStatements must create the role \"{{{{name}}}}\"")
+    ttls = {}
+    for field_name, default in (("defaultTtl", "1h"), ("maxTtl", "24h")):
+        try:
+            ttls[field_name] = parse_duration(str(raw.get(field_name, default)))
+        except ValueError as e:
+            raise ConfigError(f"{where}.{field_name} = {e}") from None
+    if ttls["defaultTtl"] > ttls["maxTtl"]:
+        raise ConfigError(f"{where}.defaultTtl must not exceed {r.key(key)}[{i}].maxTtl")
+    users = raw.get("users", [])
+    if not isinstance(users, list) or not all(isinstance(u, str) and _USER_ID.match(u) for u in users):
+        raise ConfigError(f"{where}.users must be a list of user ids (the identity provider's `sub`)")
+    return DatabaseRole(name=name, connection=connection, creation_statements=statements["creationStatements"],
+                        revocation_statements=statements["revocationStatements"], default_ttl=ttls["defaultTtl"],
+                        max_ttl=ttls["maxTtl"], users=list(users))
+
+
 SERVER_FLAVORS = ("openbao", "vault")
 AUTH_TYPES = ("jwt", "oidc")
 
@@ -359,6 +516,7 @@ class VaultSettings:
     executor_bound_cidrs: list[str] = field(default_factory=list)
     kv_path: str = "secret"
     kv_max_versions: int = 10
+    database: Optional[DatabaseSettings] = None  # dynamic database credentials; None: no engine
 
     @staticmethod
     def flavor_only(config: Optional[pulumi.Config] = None) -> str:
@@ -404,6 +562,7 @@ class VaultSettings:
             executor_bound_cidrs=r.string_list("executorBoundCidrs", []),
             kv_path=r.string("kvPath", "secret").strip("/"),
             kv_max_versions=r.integer("kvMaxVersions", 10, minimum=1),
+            database=DatabaseSettings.load(r),
         )
         for short, long in (("userTokenTtl", "userTokenMaxTtl"), ("executorTokenTtl", "executorTokenMaxTtl")):
             if getattr(settings, _snake(short)) > getattr(settings, _snake(long)):

@@ -13,13 +13,12 @@ from infra.providers.vault import VaultConnection
 from infra.providers.vault_bootstrap import VaultBootstrap
 from infra.service_connection import ServiceConnection
 from infra.service_docker import ServiceDocker, ServiceDockerArgs
-from infra.vault_configuration import config_admin_policy
 from infra.vault_dev_server import VaultDevServer, VaultDevServerArgs
 from infra.vault_raft_docker import VaultRaftDocker, VaultRaftDockerArgs
 from infra.vault_snapshots_docker import VaultSnapshotsDocker, VaultSnapshotsDockerArgs
 from stacks import export
 from stacks.config import DevConfig, VaultSettings
-from stacks.vault import configure_vault
+from stacks.vault import admin_policy, configure_vault
 
 
 def deploy() -> dict[str, pulumi.Output]:
@@ -49,7 +48,7 @@ def deploy() -> dict[str, pulumi.Output]:
         ))
         bootstrap = VaultBootstrap(
             "vault-bootstrap", node_addresses=cluster.node_addresses, ca_cert_pem=cluster.ca_cert_pem,
-            admin_policy=config_admin_policy(settings.kv_path),
+            admin_policy=admin_policy(settings),
             key_shares=cfg.raft.key_shares, key_threshold=cfg.raft.key_threshold,
             # Dev keeps root for experiments; prod revokes it after bootstrap.
             revoke_root=False,

@@ -17,12 +17,12 @@ from infra.providers.vault import VaultConnection
 from infra.providers.vault_bootstrap import VaultBootstrap
 from infra.service_connection import ServiceConnection
 from infra.service_k8s import ServiceKubernetes, ServiceKubernetesArgs
-from infra.vault_configuration import VaultConfiguration, config_admin_policy
+from infra.vault_configuration import VaultConfiguration
 from infra.vault_k8s import API_PORT, VaultKubernetes, VaultKubernetesArgs, internal_address
 from infra.vault_snapshots_k8s import VaultSnapshotsKubernetes, VaultSnapshotsKubernetesArgs
 from stacks import export
 from stacks.config import ProdConfig, VaultSettings
-from stacks.vault import configure_vault
+from stacks.vault import admin_policy, configure_vault
 
 
 def deploy() -> dict[str, pulumi.Output]:
@@ -62,7 +62,7 @@ def deploy() -> dict[str, pulumi.Output]:
     else:
         bootstrap = VaultBootstrap(
             "vault-bootstrap", node_addresses=cluster.node_addresses, ca_cert_pem=cluster.ca_cert_pem,
-            admin_policy=config_admin_policy(settings.kv_path), key_shares=cfg.raft.key_shares,
+            admin_policy=admin_policy(settings), key_shares=cfg.raft.key_shares,
             key_threshold=cfg.raft.key_threshold, revoke_root=True,
             # The pods' addresses are names, not the cluster's objects' outputs: wait for those objects.
             opts=pulumi.ResourceOptions(depends_on=[cluster]))

@@ -4,10 +4,30 @@ from typing import Optional
 
 import pulumi
 
+from infra.database_secrets import DatabaseConnectionArgs, DatabaseRoleArgs, DatabaseSecretsArgs
 from infra.providers.vault import VaultConnection
 from infra.server_paths import AUDIT_LOG
-from infra.vault_configuration import AppRoleArgs, JwtAuthArgs, VaultConfiguration, VaultConfigurationArgs
-from stacks.config import VaultSettings
+from infra.vault_configuration import AppRoleArgs, JwtAuthArgs, VaultConfiguration, VaultConfigurationArgs, config_admin_policy
+from stacks.config import DatabaseSettings, VaultSettings
+
+
+def admin_policy(settings: VaultSettings) -> str:
+    """The config-admin policy for these settings (the bootstrap writes it in raft and prod)."""
+    return config_admin_policy(settings.kv_path, db_path=settings.database.path if settings.database else "database")
+
+
+def database_args(settings: Optional[DatabaseSettings], connection: VaultConnection) -> Optional[DatabaseSecretsArgs]:
+    """The database secrets engine's arguments from the stack's settings; None without any."""
+    if settings is None:
+        return None
+    return DatabaseSecretsArgs(
+        connection=connection, jwt_accessor="", path=settings.path, passwords=settings.passwords,
+        connections=[DatabaseConnectionArgs(name=c.name, connection_url=c.connection_url, username=c.username,
+                                            plugin=c.plugin, verify_connection=c.verify_connection)
+                     for c in settings.connections],
+        roles=[DatabaseRoleArgs(name=r.name, connection=r.connection, creation_statements=r.creation_statements,
+                                revocation_statements=r.revocation_statements, default_ttl=r.default_ttl,
+                                max_ttl=r.max_ttl, users=r.users) for r in settings.roles])
 
 
 def configure_vault(
@@ -52,4 +72,5 @@ def configure_vault(
             secret_id_num_uses=settings.executor_secret_id_num_uses,
             bound_cidrs=settings.executor_bound_cidrs,
         ),
+        database=database_args(settings.database, connection),
     ), opts)

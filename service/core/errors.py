@@ -39,6 +39,10 @@ class VaultRefused(DomainError):
     """Vault refused the caller's token (revoked or expired): signing in again helps."""
 
 
+class RoleNotGranted(DomainError):
+    """Vault, asked as the caller, does not let them mint credentials of a secrets engine role."""
+
+
 class VaultUnavailable(DomainError):
     """Vault is unreachable or sealed, erred, or did not answer in time."""
 

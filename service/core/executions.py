@@ -12,7 +12,7 @@ from service.executor.runner import ACTIVE
 from service.schemas import ExecutionCreate, ExecutionEnvVarOut, ExecutionList, ExecutionOut, ExecutionRerun, ExecutionSummary
 from service.vault_access import VaultDenied, VaultUnavailable
 
-from . import errors
+from . import dynamic_env_vars, errors
 from .audit import audit, audit_row
 from .vault import user_vault, vault_error, vault_failed
 
@@ -30,7 +30,8 @@ def _out(s: Session, e: Execution, links: Optional[Sequence[ExecutionEnvVar]] = 
     return ExecutionOut(**_summary(e, [r.name for r in links]), output=e.output,
                         unredacted_env_vars=[r.name for r in links if not r.redacted],
                         env_vars=[ExecutionEnvVarOut(id=r.env_var_id, name=r.name, kv_version=r.kv_version)
-                                  for r in links])
+                                  for r in links],
+                        credentials=dynamic_env_vars.credentials_of(s, e.id))
 
 
 def _owned(s: Session, who: Caller, execution_id: str) -> Execution:
@@ -54,11 +55,13 @@ def start_execution(s: Session, c: Components, who: Caller, body: ExecutionCreat
     missing = [i for i in body.env_var_ids if i not in found]
     if missing:  # unknown and someone else's look the same
         raise errors.NotFound(f"env var not found: {missing[0]}")
-    return _create(s, c, who, body.command, timeout, list(found.values()), {}, "")
+    dynamic = dynamic_env_vars.selected(s, c, who, body.dynamic_env_var_ids, {r.name for r in found.values()},
+                                        "the job was not started")
+    return _create(s, c, who, body.command, timeout, list(found.values()), {}, "", dynamic)
 
 
 def _create(s: Session, c: Components, who: Caller, command: list[str], timeout: int, rows: list[EnvVar],
-            versions: dict[str, int], detail: str) -> ExecutionOut:
+            versions: dict[str, int], detail: str, dynamic: Sequence = ()) -> ExecutionOut:
     """Inserts the execution and its env vars (`versions`: the KV version to read of each, by id; the
     newest otherwise) and hands it to the executor."""
     # With a free worker here, the row is inserted claimed by this replica and starts at once; otherwise
@@ -73,8 +76,10 @@ def _create(s: Session, c: Components, who: Caller, command: list[str], timeout:
                                  kv_version=versions.get(r.id)) for r in sorted(rows, key=lambda r: r.name)]
         s.add(execution)
         s.add_all(links)
+        s.add_all(dynamic_env_vars.links(execution.id, dynamic))
         s.add(audit_row(who.user, "execution.start", execution.id, "queued",
-                        (detail + "env_vars=" + ",".join(link.name for link in links))[:512]))
+                        (detail + "env_vars=" + ",".join(link.name for link in links)
+                         + (";dynamic=" + ",".join(d.name for d in dynamic) if dynamic else ""))[:512]))
         s.commit()
     except BaseException:
         c.executor.unreserve(reservation)
@@ -107,8 +112,11 @@ def rerun_execution(s: Session, c: Components, who: Caller, execution_id: str, b
         s.commit()  # no transaction stays open across the Vault calls
         if refs:
             _check_readable(c, who, refs)
+    # Dynamic env vars: fresh credentials from the same roles, each grant asked of Vault again.
+    dynamic = dynamic_env_vars.selected(s, c, who, dynamic_env_vars.dynamic_ids_of(s, e.id),
+                                        {found[r.env_var_id].name for r in refs}, "the job was not run again")
     return _create(s, c, who, list(e.command), e.timeout_seconds, [found[r.env_var_id] for r in refs], versions,
-                   f"rerun={e.id},versions={body.versions};")
+                   f"rerun={e.id},versions={body.versions};", dynamic)
 
 
 def _check_readable(c: Components, who: Caller, refs: Sequence) -> None:

@@ -39,6 +39,7 @@ from service.schemas import as_utc, check_name
 from service.vault_access import ExecutorVault, SecretMissing, VaultDenied, VaultUnavailable
 
 from .base import Backend, JobSpec
+from .leases import LeaseBroker, MintFailed
 from .redaction import redact, unredacted
 
 log = logging.getLogger("service.executor")
@@ -99,8 +100,9 @@ class _Job:
 class Executor:
     def __init__(self, sessions: sessionmaker, vault: Callable[[], ExecutorVault], backend: Backend,
                  metrics: Metrics, max_workers: int = 4, timing: ExecutorTiming = ExecutorTiming(),
-                 replica_id: str = ""):
+                 replica_id: str = "", leases: Optional[LeaseBroker] = None):
         self._sessions, self._vault, self._backend, self._metrics = sessions, vault, backend, metrics
+        self._leases = leases  # dynamic env vars (service/executor/leases.py)
         self.timing = timing
         self.replica_id = replica_id or f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="execution")
@@ -119,6 +121,7 @@ class Executor:
         taken = self.take_over_expired()
         if taken:
             log.warning(json.dumps({"event": "executions_taken_over", "count": taken}))
+        self._reap()
         self._loop = threading.Thread(target=self._claim_loop, name="executor", daemon=True)
         self._loop.start()
 
@@ -145,6 +148,7 @@ class Executor:
     def _claim_loop(self) -> None:
         renew_every, take_over_every = self.timing.lease_seconds / 3, self.timing.lease_seconds / 2
         next_renew = next_take_over = time.monotonic() + renew_every
+        next_reap = time.monotonic() + (self._leases.settings.reap_seconds if self._leases else 0)
         while not (self._stopping.is_set() and not self._active()):
             self._wake.wait(self.timing.poll_seconds)
             self._wake.clear()
@@ -159,12 +163,24 @@ class Executor:
                 if t >= next_take_over:
                     self.take_over_expired()
                     next_take_over = t + take_over_every
+                if self._leases and t >= next_reap:
+                    self._reap()
+                    next_reap = t + self._leases.settings.reap_seconds
                 self._claim()
             except SQLAlchemyError as err:  # the next round tries again; a lease outlives a few rounds
                 log.warning(json.dumps({"event": "executor_database_error", "error": type(err).__name__,
                                         "sqlstate": getattr(getattr(err, "orig", None), "sqlstate", None)}))
             except Exception:  # noqa: BLE001 (the loop renews every lease of this replica: it must go on)
                 log.exception("executor loop round failed")
+
+    def _reap(self) -> None:
+        """Leases of ended executions still outstanding (a crashed replica's): revoked."""
+        if self._leases is None:
+            return
+        try:
+            self._leases.reap()
+        except Exception:  # noqa: BLE001 (the next round tries again; Vault ends each lease at its TTL)
+            log.exception("lease reaper round failed")
 
     # --- claims ---------------------------------------------------------------------------------------------
 
@@ -420,11 +436,25 @@ class Executor:
             values, versions = self._read_values(owner, refs)
         except _NotStarted as refused:
             return self._finish(execution_id, "failed", error=str(refused))
-        if not self._begin(execution_id, owner, values, versions):
-            return
-        result = self._backend.run(JobSpec(execution_id, command, values, timeout), job.stop)
-        output = redact(result.output.decode("utf-8", errors="replace"), values)
-        del values
+        minted = None
+        if self._leases is not None:
+            try:  # after the stored values: a job refused for those never mints
+                minted = self._leases.mint(execution_id, owner, timeout, set(values))
+            except MintFailed as refused:
+                return self._finish(execution_id, "failed", error=str(refused))
+        hidden = dict(values)
+        try:
+            if not self._begin(execution_id, owner, values, versions):
+                return
+            env = values
+            if minted and minted.env:
+                env, hidden = {**values, **minted.env}, {**values, **minted.redactions}
+            result = self._backend.run(JobSpec(execution_id, command, env, timeout), job.stop)
+        finally:
+            if minted is not None and self._leases is not None:  # every exit of the job: its credentials end with it
+                self._leases.release(minted)
+        output = redact(result.output.decode("utf-8", errors="replace"), hidden)
+        del values, hidden, env
         if job.reason == "lost":
             return
         if result.cancelled and job.reason == "shutdown":

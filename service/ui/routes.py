@@ -20,12 +20,12 @@ from starlette.datastructures import UploadFile
 
 from service.auth import Caller, Unauthenticated
 from service.components import Components
-from service.core import env_import
+from service.core import dynamic_env_vars, env_import
 from service.core.activity import list_activity
 from service.core.audit import audit_failure
 from service.core.callers import admit
 from service.core.env_vars import create_env_var, delete_env_var, get_env_var, list_env_vars, update_env_var
-from service.core.errors import CannotRerun, InvalidField, NameTaken, NotFound, VaultRefused, VaultUnavailable
+from service.core.errors import CannotRerun, InvalidField, NameTaken, NotFound, RoleNotGranted, VaultRefused, VaultUnavailable
 from service.core.executions import get_execution, list_executions, rerun_execution, start_execution
 from service.core.versions import list_versions, rollback
 from service.dependencies import ComponentsDep, SessionDep
@@ -372,6 +372,7 @@ def _job_form(request: Request, v: Viewer, s: Session, status_code: int = 200, *
     choices = list_env_vars(s, v.who, "", 1000, 0).items
     values = {"command": "", "timeout": "", "selected": [], "errors": {}, **values}
     return render(request, "execution_new.html", status_code, v=v, env_vars=choices,
+                  dynamic_env_vars=dynamic_env_vars.list_mine(s, v.who).items,
                   recent=list_executions(s, v.who, None, 20, 0).items,
                   now=datetime.datetime.now(datetime.timezone.utc), **values)
 
@@ -394,6 +395,7 @@ def execution_new(request: Request, v: ViewerDep, s: SessionDep) -> Response:
 @router.post("/executions/new")
 def execution_start(request: Request, v: ViewerDep, s: SessionDep, c: ComponentsDep, command: FormText = "",
                     timeout: FormText = "", env_var_ids: Annotated[list[str], Form()] = [],  # noqa: B006
+                    dynamic_env_var_ids: Annotated[list[str], Form()] = [],  # noqa: B006
                     csrf_token: FormText = "") -> Response:
     check_csrf(v.csrf, csrf_token)
     errors: dict[str, str] = {}
@@ -407,7 +409,7 @@ def execution_start(request: Request, v: ViewerDep, s: SessionDep, c: Components
         errors["timeout_seconds"] = "must be a whole number of seconds"
     if not errors:
         try:
-            body = ExecutionCreate(command=argv, env_var_ids=env_var_ids,
+            body = ExecutionCreate(command=argv, env_var_ids=env_var_ids, dynamic_env_var_ids=dynamic_env_var_ids,
                                    timeout_seconds=int(timeout) if timeout.strip() else None)
             started = start_execution(s, c, v.who, body)
             return RedirectResponse(f"/dashboard/executions/{started.id}", 303)
@@ -417,7 +419,10 @@ def execution_start(request: Request, v: ViewerDep, s: SessionDep, c: Components
             errors = refused_field(e)
         except NotFound:
             errors = {"env_var_ids": "one of the selected env vars no longer exists"}
-    return _job_form(request, v, s, 422, command=command, timeout=timeout, selected=env_var_ids, errors=errors)
+        except RoleNotGranted as e:
+            errors = {"dynamic_env_var_ids": str(e)}
+    return _job_form(request, v, s, 422, command=command, timeout=timeout,
+                     selected=env_var_ids + dynamic_env_var_ids, errors=errors)
 
 
 @router.get("/executions/{execution_id}")
@@ -441,7 +446,7 @@ def execution_rerun(request: Request, execution_id: str, v: ViewerDep, s: Sessio
         raise HTTPException(422, "versions must be same or latest") from None
     try:
         started = rerun_execution(s, c, v.who, execution_id, body)
-    except CannotRerun as e:  # shown on the job's page, by the control that was used
+    except (CannotRerun, RoleNotGranted) as e:  # shown on the job's page, by the control that was used
         return _job_page(request, v, get_execution(s, v.who, execution_id), 409, rerun_error=str(e))
     return RedirectResponse(f"/dashboard/executions/{started.id}", 303)
 
@@ -541,6 +546,7 @@ async def import_apply(request: Request, v: ViewerDep, c: ComponentsDep) -> Resp
 ACTIONS = {"env_var.create": "Created", "env_var.update": "Changed", "env_var.delete": "Deleted",
            "env_var.import": "Imported a .env file", "execution.start": "Started a job",
            "execution.run": "Job received its env vars", "execution.cancel": "Cancelled a job",
+           "execution.credential_issued": "Credential issued for", "execution.credential_revoked": "Credential revoked for",
            "sign_in.dashboard": "Dashboard sign-in", "sign_in.vault": "Vault sign-in"}
 
 

@@ -68,6 +68,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.typ.endswith("vault:Endpoint"):
             outputs["response"] = {k: f"{k}-mock" for k in args.inputs.get("read_back", [])}
             outputs["secret_response"] = {k: f"{k}-mock" for k in args.inputs.get("secret_read_back", [])}
+        if args.typ.endswith("vault:UserEntity"):
+            outputs["entity_id"] = f"entity-{args.inputs['alias']}"
         if args.typ.endswith("docker:Image"):
             outputs["image_id"] = "sha256:mock"
         if args.typ.endswith("tls:TlsBundle"):

@@ -1,0 +1,144 @@
+"""Dynamic env vars without servers: the stack settings (errors name the key), the engine's configuration
+with Pulumi mocks, the policies, the service's templates and request validation."""
+import json
+import re
+
+import pydantic
+import pytest
+
+from infra.database_secrets import JOB_MINT_POLICY, JOB_TOKEN_ROLE
+from infra.policies import render_policy
+from infra.providers.vault import VaultConnection
+from infra.vault_configuration import JwtAuthArgs, VaultConfiguration, VaultConfigurationArgs, config_admin_policy
+from service.executor.leases import render
+from service.schemas import DynamicEnvVarCreate, ExecutionCreate
+from stacks.config import ConfigError, VaultSettings
+from stacks.vault import database_args
+from tests.unit.conftest import run
+
+pytestmark = pytest.mark.unit
+
+SOURCE = {"jwks_url": "http://127.0.0.1:8200/keys", "issuer": "http://vault:8200/iss"}
+CONN = {"name": "app", "username": "vaultadmin",
+        "connectionUrl": "postgresql://{{username}}:{{password}}@db:5432/app?sslmode=disable"}
+ROLE = {"name": "reader", "connection": "app", "creationStatements": ['CREATE ROLE "{{name}}" LOGIN'],
+        "revocationStatements": ['DROP ROLE "{{name}}"'], "defaultTtl": "15m", "maxTtl": "2h",
+        "users": ["alice", "bob"]}
+
+
+def _cfg(conns=None, roles=None, **extra) -> dict:
+    return {"databaseConnections": json.dumps([CONN] if conns is None else conns),
+            "databaseRoles": json.dumps([ROLE] if roles is None else roles), **extra}
+
+
+@pytest.mark.parametrize("mocks", [_cfg()], indirect=True)
+def test_database_settings_are_typed(mocks):
+    db = VaultSettings.load(default_key_source=SOURCE).database
+    assert db is not None and db.path == "database"
+    [conn], [role] = db.connections, db.roles
+    assert (conn.name, conn.plugin, conn.username, conn.verify_connection) == (
+        "app", "postgresql-database-plugin", "vaultadmin", True)
+    assert (role.name, role.connection, role.default_ttl, role.max_ttl, role.users) == (
+        "reader", "app", 900, 7200, ["alice", "bob"])
+
+
+def test_no_database_settings_no_engine(mocks):
+    assert VaultSettings.load(default_key_source=SOURCE).database is None
+
+
+@pytest.mark.parametrize("mocks,message", [
+    (_cfg(roles=[{**ROLE, "connection": "other"}]),
+     "vault-envvars:databaseRoles[0].connection = 'other' is not allowed; allowed values: app"),
+    (_cfg(roles=[{**ROLE, "defaultTtl": "3h"}]),
+     "vault-envvars:databaseRoles[0].defaultTtl must not exceed vault-envvars:databaseRoles[0].maxTtl"),
+    (_cfg(roles=[{**ROLE, "maxTtl": "a day"}]), "vault-envvars:databaseRoles[0].maxTtl = 'a day' is not a duration"),
+    (_cfg(roles=[{**ROLE, "creationStatements": []}]),
+     "vault-envvars:databaseRoles[0].creationStatements must be a non-empty list of SQL statements"),
+    (_cfg(roles=[{**ROLE, "users": "alice"}]), "vault-envvars:databaseRoles[0].users must be a list of user ids"),
+    (_cfg(roles=[{**ROLE, "ttl": "1h"}]), "vault-envvars:databaseRoles[0].ttl is not a setting; allowed keys:"),
+    (_cfg(roles=[ROLE, ROLE]), "vault-envvars:databaseRoles: the name 'reader' is used twice"),
+    (_cfg(roles=[{**ROLE, "name": "Bad Name"}]), "vault-envvars:databaseRoles[0].name = 'Bad Name' is not allowed"),
+    (_cfg(conns=[{**CONN, "plugin": "mysql-database-plugin"}]),
+     "vault-envvars:databaseConnections[0].plugin = 'mysql-database-plugin' is not allowed; "
+     "allowed values: postgresql-database-plugin"),
+    (_cfg(conns=[{**CONN, "connectionUrl": "postgresql://admin:hunter2@db/app"}]),
+     "vault-envvars:databaseConnections[0].connectionUrl must be a postgresql:// URL with the placeholders"),
+    (_cfg(conns=[{k: v for k, v in CONN.items() if k != "username"}]),
+     "vault-envvars:databaseConnections[0].username is required"),
+    ({"databaseRoles": "{}"}, "vault-envvars:databaseRoles must be a list"),
+], indirect=["mocks"])
+def test_bad_database_settings_name_the_key(mocks, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        VaultSettings.load(default_key_source=SOURCE)
+
+
+@pytest.mark.parametrize("mocks", [_cfg()], indirect=True)
+def test_engine_roles_grants_and_job_token_role(mocks):
+    settings = VaultSettings.load(default_key_source=SOURCE)
+    conn = VaultConnection("https://vault.example:8200", "admin-token")
+
+    def program():
+        VaultConfiguration("vault", VaultConfigurationArgs(
+            connection=conn, jwt=JwtAuthArgs(bound_audiences=["env-vars"], jwks_url="https://idp/keys"),
+            database=database_args(settings.database, conn)))
+    run(program)
+    mount = mocks.named("vault-database-mount").inputs
+    assert (mount["path"], mount["type"], mount["kind"]) == ("database", "database", "secret")
+    config = mocks.named("vault-database-config-app").inputs
+    assert config["path"] == "database/config/app"
+    assert config["data"]["allowed_roles"] == ["reader"] and config["data"]["plugin_name"] == "postgresql-database-plugin"
+    assert "password" in config["write_only"] and "data" in mocks.named("vault-database-config-app").secret_inputs
+    role = mocks.named("vault-database-role-reader").inputs
+    assert role["path"] == "database/roles/reader"
+    assert (role["data"]["db_name"], role["data"]["default_ttl"], role["data"]["max_ttl"]) == ("app", 900, 7200)
+    policy = mocks.named("vault-database-policy-reader").inputs
+    assert policy["path"] == "sys/policies/acl/envvars-db-reader"
+    assert 'path "database/creds/reader"' in policy["data"]["policy"]
+    group = mocks.named("vault-database-group-reader").inputs
+    assert group["path"] == "identity/group/name/envvars-db-reader"
+    assert group["data"]["policies"] == ["envvars-db-reader"]
+    assert group["data"]["member_entity_ids"] == ["entity-alice", "entity-bob"]
+    assert mocks.named("vault-database-user-alice").inputs["mount_accessor"] == "auth_jwt_mock"
+    token_role = mocks.named("vault-database-job-token-role").inputs
+    assert token_role["path"] == f"auth/token/roles/{JOB_TOKEN_ROLE}"
+    assert token_role["data"]["allowed_policies"] == [JOB_MINT_POLICY]
+    assert token_role["data"]["orphan"] is True and token_role["data"]["renewable"] is False
+    executor = mocks.named("vault-policy-executor").inputs["data"]["policy"]
+    assert 'path "sys/leases/revoke/database/creds/*"' in executor
+    assert 'path "auth/token/create/envvars-job"' in executor
+
+
+def test_policies_render_without_placeholders():
+    for text in (render_policy("job-mint", db_path="database"),
+                 render_policy("database-role", db_path="database", role="reader"),
+                 config_admin_policy("secret"), render_policy("executor", kv_path="secret", db_path="database")):
+        assert "${" not in text
+    # The executor revokes its engine's leases only: nothing else of sys/leases.
+    executor = render_policy("executor", kv_path="secret", db_path="database")
+    assert re.findall(r'path "sys/leases[^"]*"', executor) == ['path "sys/leases/revoke/database/creds/*"']
+
+
+def test_templates_render_credential_fields():
+    data = {"username": "v-job-1", "password": "pw"}
+    assert render("postgresql://{{username}}:{{ password }}@db/app", data) == "postgresql://v-job-1:pw@db/app"
+    assert render("{{password}}", data) == "pw"
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"name": "DB", "role": "reader", "env": {"PGUSER": "{{lease_id}}"}}, "env"),
+    ({"name": "DB", "role": "reader", "env": {"PGUSER": "static"}}, "env"),
+    ({"name": "DB", "role": "reader", "env": {"LD_PRELOAD": "{{username}}"}}, "env"),
+    ({"name": "DB", "role": "Reader!", "env": {"PGUSER": "{{username}}"}}, "role"),
+    ({"name": "1DB", "role": "reader", "env": {"PGUSER": "{{username}}"}}, "name"),
+    ({"name": "DB", "role": "reader", "env": {}}, "env"),
+])
+def test_bad_dynamic_env_vars_name_the_field(body, field):
+    with pytest.raises(pydantic.ValidationError) as e:
+        DynamicEnvVarCreate(**body)
+    assert e.value.errors()[0]["loc"][0] == field
+
+
+def test_execution_takes_dynamic_env_var_ids():
+    assert ExecutionCreate(command=["env"], dynamic_env_var_ids=["a"]).dynamic_env_var_ids == ["a"]
+    with pytest.raises(pydantic.ValidationError):
+        ExecutionCreate(command=["env"], dynamic_env_var_ids=["a", "a"])
