@@ -31,6 +31,7 @@ class SnapshotStoreArgs:
     region: str = "us-east-1"
     ca_cert_pem: str = ""
     local_copy: bool = True
+    network: str = ""  # an engine network to join to reach the endpoint (a private S3 server beside the stack)
     # The service's data volume: its SQLite database (envvars.db) is backed up on the same schedule too.
     sqlite_volume: pulumi.Input[str] = ""
 
@@ -109,7 +110,8 @@ class VaultSnapshotsDocker(pulumi.ComponentResource):
             entrypoint=["python3"],
             command=command,
             networks=[{"name": args.network_name}, *([{"name": args.pushgateway_network}]
-                                                     if args.pushgateway_network else [])],
+                                                     if args.pushgateway_network else []),
+                      *([{"name": store.network}] if store and store.network else [])],
             volumes=mounts,
             user=user,
             cap_drop=["ALL"],

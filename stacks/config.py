@@ -143,6 +143,7 @@ class BackupSettings:
     keep_weekly: int
     local_copy: bool  # also keep the snapshots on the local volume
     database: bool  # back up the service's metadata database too
+    network: str  # dev: an engine network the snapshot agent joins to reach a private endpoint
 
     @property
     def enabled(self) -> bool:
@@ -190,7 +191,8 @@ class BackupSettings:
                    encryption_key=secrets_["backupEncryptionKey"].apply(_checked_key) if secrets_["backupEncryptionKey"]
                    else None,
                    keep_hourly=counts["hourly"], keep_daily=counts["daily"], keep_weekly=counts["weekly"],
-                   local_copy=r.boolean("backupLocalCopy", True), database=r.boolean("backupDatabase", True))
+                   local_copy=r.boolean("backupLocalCopy", True), database=r.boolean("backupDatabase", True),
+                   network=r.string("backupNetwork", ""))
 
 
 def _checked_key(text: str) -> str:

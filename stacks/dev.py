@@ -106,7 +106,7 @@ def deploy() -> dict[str, pulumi.Output]:
                 image=service.image_id, bucket=backup.bucket, prefix=backup.prefix, endpoint=backup.endpoint,
                 region=backup.region, ca_cert_pem=backup.ca_cert_pem, access_key_id=backup.access_key_id,
                 secret_access_key=backup.secret_access_key, encryption_key=backup.encryption_key,
-                tiers=backup.tiers, local_copy=backup.local_copy,
+                tiers=backup.tiers, local_copy=backup.local_copy, network=backup.network,
                 sqlite_volume=service.data_volume if backup.database else "")
         snapshots = VaultSnapshotsDocker("vault-snapshots", VaultSnapshotsDockerArgs(
             image=cfg.base_image, network_name=cluster.network_name, vault_address=cluster.internal_address,
@@ -115,7 +115,7 @@ def deploy() -> dict[str, pulumi.Output]:
             pushgateway_url=monitoring.pushgateway_url if monitoring else "",
             pushgateway_network=monitoring.network_name if monitoring else "",
             store=store,
-        ))
+        ), opts=pulumi.ResourceOptions(depends_on=[service]) if store else None)  # its database exists by then
         outputs.update(snapshot_volume=snapshots.volume_name, snapshot_role_id=vault.snapshot_role_id,
                        snapshot_secret_id=vault.snapshot_secret_id)
         if store:

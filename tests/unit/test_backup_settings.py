@@ -15,7 +15,7 @@ KEY = base64.b64encode(b"k" * 32).decode()
 BUCKET = {"vaultMode": "raft", "backupBucket": "team-backups", "backupEndpoint": "https://s3.internal:9000",
           "backupAccessKeyId": "AKIA-MOCK", "backupSecretAccessKey": "secret-key-mock",
           "backupEncryptionKey": KEY, "backupCaCert": "-----BEGIN CERTIFICATE-----\nMOCK\n-----END CERTIFICATE-----",
-          "backupKeepHourly": "6", "backupKeepDaily": "0", "backupKeepWeekly": "4"}
+          "backupKeepHourly": "6", "backupKeepDaily": "0", "backupKeepWeekly": "4", "backupNetwork": "s3-net"}
 
 
 def test_no_bucket_by_default(mocks):
@@ -53,6 +53,7 @@ def test_dev_raft_stack_sends_snapshots_and_the_database_to_the_bucket(mocks):
     # the service's data volume (its id is its name; the mocks' ids are "<name>-id")
     assert {"source": "envvars-data-id", "target": "/service-data"} in agent.inputs["volumes"]
     assert agent.inputs["user"] == "0:0" and agent.inputs["cap_drop"] == ["ALL"]
+    assert agent.inputs["networks"][-1] == {"name": "s3-net"}
     assert agent.inputs["image"] != "localhost/vault-envvars/debian-python:bookworm-r2"  # the service image
     files = agent.inputs["files"]
     store = json.loads(files["/agent/store.json"]["content"])
