@@ -280,6 +280,23 @@ def run_once(args: argparse.Namespace) -> dict:
             "restore_seconds": round(restored_at - started, 2)}
 
 
+def _wait_for_backups(args: argparse.Namespace) -> None:
+    """Until the bucket holds a snapshot (and a database backup), at most --initial-wait seconds: beside a
+    new stack, the snapshot job's first run is still under way."""
+    bs, _ = _modules()
+    deadline = time.monotonic() + args.initial_wait
+    while time.monotonic() < deadline:
+        try:
+            settings = bs.StoreSettings.from_files(args.store_config, args.store_credentials)
+            s3 = bs.client(settings)
+            if bs.list_backups(s3, settings, "snapshots") and (
+                    not args.with_database or bs.list_backups(s3, settings, "database")):
+                return
+        except Exception:  # noqa: BLE001, S110 (the first run reports what is wrong)
+            pass
+        time.sleep(5)
+
+
 def metrics_text(folder: str, ok: bool, result: dict, rpo_limit: int) -> str:
     prev = {}
     try:
@@ -326,7 +343,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--rpo-limit", type=int, default=7200, help="seconds; pushed for the RPO alert")
     p.add_argument("--pushgateway", default="")
     p.add_argument("--interval", type=int, default=0, help="seconds between runs; 0: run once")
+    p.add_argument("--initial-wait", type=int, default=0,
+                   help="seconds the first run waits for a first backup (a stack's first start)")
     args = p.parse_args(argv)
+    if args.initial_wait > 0:
+        _wait_for_backups(args)
     while True:
         try:
             result = {"status": "ok", **run_once(args)}

@@ -144,6 +144,9 @@ class BackupSettings:
     local_copy: bool  # also keep the snapshots on the local volume
     database: bool  # back up the service's metadata database too
     network: str  # dev: an engine network the snapshot agent joins to reach a private endpoint
+    restore_check: bool  # dev: the scheduled restore check beside the stack
+    restore_check_interval: int  # seconds
+    rpo_limit: int  # seconds: BackupRpoExceeded past it
 
     @property
     def enabled(self) -> bool:
@@ -179,6 +182,12 @@ class BackupSettings:
         if bucket and not any(counts.values()):
             raise ConfigError(f"stack config: {r.key('backupKeepHourly')}, {r.key('backupKeepDaily')} and "
                               f"{r.key('backupKeepWeekly')} are all 0; keep at least one tier")
+        interval = r.duration("restoreCheckInterval", "1d")
+        if interval < 60:
+            raise ConfigError(f"stack config {r.key('restoreCheckInterval')} must be at least 1m")
+        rpo_limit = r.duration("backupRpoLimit", "2h")
+        if rpo_limit < 60:
+            raise ConfigError(f"stack config {r.key('backupRpoLimit')} must be at least 1m")
         secrets_ = {k: r.secret(k) for k in ("backupAccessKeyId", "backupSecretAccessKey", "backupEncryptionKey")}
         if bucket:
             for k, v in secrets_.items():
@@ -192,7 +201,8 @@ class BackupSettings:
                    else None,
                    keep_hourly=counts["hourly"], keep_daily=counts["daily"], keep_weekly=counts["weekly"],
                    local_copy=r.boolean("backupLocalCopy", True), database=r.boolean("backupDatabase", True),
-                   network=r.string("backupNetwork", ""))
+                   network=r.string("backupNetwork", ""), restore_check=r.boolean("restoreCheck", True),
+                   restore_check_interval=interval, rpo_limit=rpo_limit)
 
 
 def _checked_key(text: str) -> str:

@@ -11,6 +11,7 @@ from infra.monitoring_docker import MonitoringDocker, MonitoringDockerArgs
 from infra.providers.random import FreePort, RandomSecret
 from infra.providers.vault import VaultConnection
 from infra.providers.vault_bootstrap import VaultBootstrap
+from infra.restore_check_docker import RestoreCheckDocker, RestoreCheckDockerArgs
 from infra.service_connection import ServiceConnection
 from infra.service_docker import ServiceDocker, ServiceDockerArgs
 from infra.vault_configuration import config_admin_policy
@@ -121,6 +122,15 @@ def deploy() -> dict[str, pulumi.Output]:
         if store:
             outputs.update(backup_bucket=pulumi.Output.from_input(backup.bucket),
                            backup_prefix=pulumi.Output.from_input(backup.prefix))
+        if store and backup.restore_check:
+            RestoreCheckDocker("restore-check", RestoreCheckDockerArgs(
+                service_image=service.image_id, bao_image=cfg.vault_image, network_name=cluster.network_name,
+                vault_address=cluster.internal_address, ca_cert_pem=cluster.ca_cert_pem,
+                unseal_keys=bootstrap.unseal_keys, role_id=vault.executor_role_id, secret_id=vault.executor_secret_id,
+                store=store, interval_seconds=backup.restore_check_interval, rpo_limit_seconds=backup.rpo_limit,
+                pushgateway_url=monitoring.pushgateway_url if monitoring else "",
+                pushgateway_network=monitoring.network_name if monitoring else "", labels=labels,
+            ), opts=pulumi.ResourceOptions(depends_on=[snapshots]))
     outputs.update(
         service_url=service.url,
         dashboard_url=service.url.apply(lambda u: f"{u}/dashboard/"),

@@ -63,3 +63,22 @@ def test_dev_raft_stack_sends_snapshots_and_the_database_to_the_bucket(mocks):
     assert files["/agent/backup.key"] == {"content": KEY, "mode": 0o400}
     assert "files" in agent.secret_inputs  # credentials and key stay secrets in the state
     assert "secret-key-mock" not in json.dumps(agent.inputs["command"]) and KEY not in json.dumps(cmd)
+
+    # The daily restore check beside it: the service image plus bao, the source's unseal keys as a 0400 file.
+    (check,) = [c for c in mocks.of_type("docker:Container") if c.name == "restore-check-agent"]
+    rc = check.inputs["command"]
+    assert rc[0] == "/agent/restore_check.py" and rc[rc.index("--interval") + 1] == "86400"
+    assert rc[rc.index("--rpo-limit") + 1] == "7200" and rc[rc.index("--audit-file-path") + 1] == "/bao/logs/audit.log"
+    assert check.inputs["files"]["/agent/unseal-keys.json"]["mode"] == 0o400 and "files" in check.secret_inputs
+    assert check.inputs["user"] == "100:1000" and check.inputs["read_only"] is True
+    (image,) = [r for r in mocks.resources if r.name == "restore-check-image"]
+    assert image.inputs["dockerfile"] == "infra/restore_check.Dockerfile"
+
+
+@pytest.mark.parametrize("mocks,message", [
+    ({"restoreCheckInterval": "10s"}, "vault-envvars:restoreCheckInterval must be at least 1m"),
+    ({"backupRpoLimit": "soon"}, "vault-envvars:backupRpoLimit = "),
+], indirect=["mocks"])
+def test_bad_restore_check_settings_name_the_key(mocks, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        DevConfig.load()
