@@ -26,7 +26,7 @@ class ServiceDockerArgs:
 
 
 class ServiceDocker(pulumi.ComponentResource):
-    """Outputs: `url` (on the host), `image_id` and `container_name`."""
+    """Outputs: `url` (on the host), `image_id`, `container_name` and `data_volume`."""
 
     url: pulumi.Output[str]
 
@@ -62,4 +62,6 @@ class ServiceDocker(pulumi.ComponentResource):
         self.url = container.host_ports.apply(lambda p: f"http://127.0.0.1:{int(p[0]['external'])}")
         self.image_id = image.image_id
         self.container_name = container.id.apply(lambda _: f"{prefix}-api")
-        self.register_outputs({"url": self.url, "image_id": self.image_id, "container_name": self.container_name})
+        self.data_volume = volumes[0].id  # its SQLite database, envvars.db (the backups read it)
+        self.register_outputs({"url": self.url, "image_id": self.image_id, "container_name": self.container_name,
+                               "data_volume": self.data_volume})

@@ -3,11 +3,19 @@
 keep the newest N. Standard library only: it runs in the Debian base image beside the Vault nodes
 (Docker) or as a CronJob (Kubernetes).
 
+With `--store-config` it also sends each verified snapshot to an S3-compatible bucket (infra/backup_store.py,
+which needs boto3 and cryptography: the service image has both): encrypted with `--key-file`, read back
+and compared, pruned by `--tier PERIOD:COUNT`; with `--sqlite-file` or `--database-url-file` the service's
+metadata database goes along (SQLite's online backup API; `pg_dump -Fc`), same bucket, same tiers. With
+`--no-local-copy` the folder keeps no snapshot, only the run's status. A run whose upload fails is a
+failed run, and the last-success time is then the last verified upload's.
+
 Every run prints one JSON line (`"status": "ok"` or `"failed"`), rewrites `status.json` and the
 Prometheus text file `snapshot.prom` in the snapshot folder and, with `--pushgateway URL`, pushes the same
 two gauges to that Prometheus Pushgateway (group `job="vault-snapshots"`):
   vault_snapshot_last_success       unix time of the newest verified snapshot kept (absent: none yet)
   vault_snapshot_last_run_success   1 if this run saved and verified a snapshot, else 0
+  envvars_db_backup_last_success    unix time of the newest verified database backup (with a database)
 A failed push is reported in the JSON line and never fails the run (the snapshot is what counts). With
 `--interval 0` it runs once and its exit code is the verdict; otherwise it loops and a failed run never
 stops the next one.
@@ -20,15 +28,20 @@ import http.client
 import io
 import json
 import os
+import sqlite3
 import ssl
+import subprocess
 import sys
 import tarfile
+import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 PREFIX = "vault-raft-"
 PUSH_JOB = "vault-snapshots"  # the Pushgateway group, and the scrape job's name (monitoring/rules rely on it)
 SUFFIX = ".snap"
+UPLOADED = "uploaded.json"  # in the folder: the last verified uploads' times (the store may be unreachable)
 
 
 def _request(url: str, *, ctx: ssl.SSLContext, method: str = "GET", body: dict | None = None,
@@ -93,26 +106,136 @@ def run_once(args: argparse.Namespace, ctx: ssl.SSLContext) -> dict:
             _request(f"{args.vault_addr}/v1/auth/token/revoke-self", ctx=ctx, method="POST", body={}, token=token)
         except OSError:
             pass
+    result = {"file": os.path.basename(final), "bytes": os.path.getsize(final), "raft_index": meta["index"]}
+    if args.store_config:
+        result.update(_to_store(args, final, stamp))
+    if args.store_config and not args.local_copy:
+        os.remove(final)
     for old in snapshots(args.dir)[:-args.retain]:
         os.remove(os.path.join(args.dir, old))
-    return {"file": os.path.basename(final), "bytes": os.path.getsize(final), "raft_index": meta["index"],
-            "seconds": round(time.monotonic() - started, 3), "retained": len(snapshots(args.dir))}
+    return {**result, "seconds": round(time.monotonic() - started, 3), "retained": len(snapshots(args.dir))}
 
 
-def metrics_text(folder: str, ok: bool) -> str:
+def _to_store(args: argparse.Namespace, snapshot_file: str, when: str) -> dict:
+    """Sends the verified snapshot (and the database's backup) to the bucket; prunes both by the tiers."""
+    bs = store_module()
+    settings = bs.StoreSettings.from_files(args.store_config, args.store_credentials)
+    key = bs.load_key(args.key_file)
+    tiers = bs.parse_tiers(args.tier)
+    s3 = bs.client(settings)
+    with open(snapshot_file, "rb") as f:
+        plain = f.read()
+    name = bs.object_name(settings, "snapshots", when, SUFFIX)
+    up = bs.upload_verified(s3, settings, name, bs.encrypt(key, name, plain))
+    times = _uploaded(args.dir)
+    times["snapshot"] = int(datetime.datetime.strptime(when, bs.STAMP_FORMAT).replace(
+        tzinfo=datetime.timezone.utc).timestamp())
+    _write_json(args.dir, UPLOADED, times)
+    out = {"object": up["object"], "object_bytes": up["bytes"],
+           "pruned": len(bs.prune(s3, settings, "snapshots", tiers))}
+    if args.sqlite_file or args.database_url_file:
+        db_when = bs.stamp()
+        dump, suffix = _database_backup(args)
+        db_name = bs.object_name(settings, "database", db_when, suffix)
+        db_up = bs.upload_verified(s3, settings, db_name, bs.encrypt(key, db_name, dump))
+        times["database"] = int(time.time())
+        _write_json(args.dir, UPLOADED, times)
+        out.update(db_object=db_up["object"], db_bytes=db_up["bytes"],
+                   db_pruned=len(bs.prune(s3, settings, "database", tiers)))
+    return out
+
+
+def store_module():  # noqa: ANN201 (one module or the other)
+    """infra/backup_store.py: beside this file in its container, a package module in the repository."""
+    try:
+        import backup_store
+    except ImportError:
+        from infra import backup_store
+    return backup_store
+
+
+def _database_backup(args: argparse.Namespace) -> tuple[bytes, str]:
+    """The metadata database as one file: SQLite through its online backup API (consistent while the
+    service writes), PostgreSQL as `pg_dump -Fc` (custom format, for pg_restore)."""
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        if args.sqlite_file:
+            copy = os.path.join(tmp, "db.sqlite")
+            src = sqlite3.connect(f"file:{args.sqlite_file}?mode=ro", uri=True)
+            dst = sqlite3.connect(copy)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+                src.close()
+            with open(copy, "rb") as f:
+                return f.read(), ".sqlite"
+        out = os.path.join(tmp, "db.pgdump")
+        # The URL's parts (its password too) go through libpq's environment, never the command line (ps shows it).
+        r = subprocess.run(["pg_dump", "-Fc", "--no-owner", "-f", out],
+                           env={**os.environ, **pg_environment(open(args.database_url_file).read().strip())},
+                           capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            raise RuntimeError(f"pg_dump failed (exit {r.returncode}): {r.stderr.strip()[-300:]}")
+        with open(out, "rb") as f:
+            return f.read(), ".pgdump"
+
+
+def pg_environment(url: str) -> dict[str, str]:
+    """libpq's variables for a database URL (postgresql:// or SQLAlchemy's postgresql+psycopg://)."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.scheme.startswith("postgres"):
+        raise ValueError(f"not a PostgreSQL URL (scheme {parts.scheme!r})")
+    env = {"PGHOST": parts.hostname or "", "PGPORT": str(parts.port or 5432),
+           "PGDATABASE": urllib.parse.unquote(parts.path.lstrip("/"))}
+    if parts.username:
+        env["PGUSER"] = urllib.parse.unquote(parts.username)
+    if parts.password:
+        env["PGPASSWORD"] = urllib.parse.unquote(parts.password)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    for name, var in (("sslmode", "PGSSLMODE"), ("sslrootcert", "PGSSLROOTCERT"), ("host", "PGHOST")):
+        if name in query:
+            env[var] = query[name]
+    return {k: v for k, v in env.items() if v}
+
+
+def _uploaded(folder: str) -> dict:
+    try:
+        with open(os.path.join(folder, UPLOADED)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json(folder: str, name: str, value: dict) -> None:
+    with open(os.path.join(folder, name + ".tmp"), "w") as f:
+        json.dump(value, f)
+    os.replace(os.path.join(folder, name + ".tmp"), os.path.join(folder, name))
+
+
+def metrics_text(folder: str, ok: bool, to_store: bool = False) -> str:
     """The gauges of a run, in Prometheus' text format. A snapshot is in the folder only once verified, so
-    the newest one's time is the last success, whatever this run's outcome."""
+    the newest one's time is the last success, whatever this run's outcome; with a store, the last
+    verified upload's time is."""
     kept = snapshots(folder)
+    uploaded = _uploaded(folder) if to_store else {}
+    last = uploaded.get("snapshot") if to_store else (
+        int(os.path.getmtime(os.path.join(folder, kept[-1]))) if kept else None)
     lines = [
         "# HELP vault_snapshot_last_run_success 1 if the last snapshot run saved and verified a snapshot.",
         "# TYPE vault_snapshot_last_run_success gauge",
         f"vault_snapshot_last_run_success {int(ok)}",
     ]
-    if kept:
+    if last is not None:
         lines += [
             "# HELP vault_snapshot_last_success Unix time of the newest verified snapshot kept.",
             "# TYPE vault_snapshot_last_success gauge",
-            f"vault_snapshot_last_success {int(os.path.getmtime(os.path.join(folder, kept[-1])))}",
+            f"vault_snapshot_last_success {int(last)}",
+        ]
+    if uploaded.get("database") is not None:
+        lines += [
+            "# HELP envvars_db_backup_last_success Unix time of the newest verified metadata database backup.",
+            "# TYPE envvars_db_backup_last_success gauge",
+            f"envvars_db_backup_last_success {int(uploaded['database'])}",
         ]
     return "\n".join(lines) + "\n"
 
@@ -128,7 +251,7 @@ def push(url: str, text: str, timeout: float = 10) -> None:
 
 def record(args: argparse.Namespace, result: dict) -> None:
     ok = result["status"] == "ok"
-    text = metrics_text(args.dir, ok)
+    text = metrics_text(args.dir, ok, bool(getattr(args, "store_config", "")))
     if args.pushgateway:
         try:
             push(args.pushgateway, text)
@@ -155,9 +278,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--retain", type=int, default=24)
     p.add_argument("--interval", type=int, default=0, help="seconds between runs; 0: run once")
     p.add_argument("--pushgateway", default="", help="a Prometheus Pushgateway's URL to push each run's gauges to")
+    p.add_argument("--store-config", default="", help="JSON: bucket, prefix, endpoint, region, ca_file")
+    p.add_argument("--store-credentials", default="", help="JSON: access_key_id, secret_access_key")
+    p.add_argument("--key-file", default="", help="the backups' encryption key: 32 bytes in base64")
+    p.add_argument("--tier", action="append", default=[], metavar="PERIOD:COUNT",
+                   help="keep the newest backup of each of the COUNT newest PERIOD-second slots (repeat)")
+    p.add_argument("--no-local-copy", dest="local_copy", action="store_false",
+                   help="with a store: keep no snapshot in --dir")
+    p.add_argument("--sqlite-file", default="", help="with a store: back up this SQLite database too")
+    p.add_argument("--database-url-file", default="", help="with a store: pg_dump the database at this URL too")
     args = p.parse_args(argv)
     if args.retain < 1:
         p.error("--retain must be at least 1")
+    if args.store_config and not (args.store_credentials and args.key_file):
+        p.error("--store-config needs --store-credentials and --key-file")
+    if not args.store_config and (args.sqlite_file or args.database_url_file):
+        p.error("--sqlite-file and --database-url-file need --store-config")
+    if args.store_config and not args.tier:
+        args.tier = ["3600:24", "86400:14", "604800:8"]
     ctx = ssl.create_default_context(cafile=args.ca_file or None)
     while True:
         try:

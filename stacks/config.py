@@ -143,6 +143,100 @@ class RaftSettings:
 
 
 @dataclass(frozen=True)
+class BackupSettings:
+    """Where snapshots and metadata database backups go off the cluster: an S3-compatible bucket (both
+    stacks; README "Backups in object storage"). `bucket` empty: none (local snapshots only)."""
+
+    bucket: str
+    endpoint: str  # empty: AWS S3's own
+    prefix: str  # ends with "/" when not empty
+    region: str
+    ca_cert_pem: str  # a private endpoint's CA; empty: the system's trust store
+    access_key_id: Optional[pulumi.Output]  # stack secrets
+    secret_access_key: Optional[pulumi.Output]
+    encryption_key: Optional[pulumi.Output]  # 32 bytes in base64; never in the bucket
+    keep_hourly: int
+    keep_daily: int
+    keep_weekly: int
+    local_copy: bool  # also keep the snapshots on the local volume
+    database: bool  # back up the service's metadata database too
+    network: str  # dev: an engine network the snapshot agent joins to reach a private endpoint
+    restore_check: bool  # dev: the scheduled restore check beside the stack
+    restore_check_interval: int  # seconds
+    rpo_limit: int  # seconds: BackupRpoExceeded past it
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bucket)
+
+    @property
+    def tiers(self) -> list[str]:
+        """The snapshot agent's --tier values."""
+        return [f"{p}:{n}" for p, n in ((3600, self.keep_hourly), (86400, self.keep_daily),
+                                        (604800, self.keep_weekly)) if n]
+
+    @classmethod
+    def load(cls, r: "_Reader", stack: str = "") -> "BackupSettings":
+        bucket = r.string("backupBucket", "")
+        if bucket and not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", bucket):
+            raise ConfigError(f"stack config {r.key('backupBucket')} = {bucket!r} is not allowed; allowed values: "
+                              "an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)")
+        endpoint = r.string("backupEndpoint", "")
+        if endpoint and not re.match(r"^https?://[^/\s]+/?$", endpoint):
+            raise ConfigError(f"stack config {r.key('backupEndpoint')} = {endpoint!r} is not allowed; allowed values: "
+                              "an http:// or https:// URL without a path, or unset (AWS S3)")
+        prefix = r.string("backupPrefix", f"vault-envvars/{stack}/" if stack else "vault-envvars/")
+        if prefix.startswith("/") or "//" in prefix or not re.match(r"^[A-Za-z0-9._/-]*$", prefix):
+            raise ConfigError(f"stack config {r.key('backupPrefix')} = {prefix!r} is not allowed; allowed values: "
+                              "letters, digits, . _ - and / (no leading /)")
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        ca = r.string("backupCaCert", "")
+        if ca and "-----BEGIN CERTIFICATE-----" not in ca:
+            raise ConfigError(f"stack config {r.key('backupCaCert')} must be a PEM certificate (-----BEGIN CERTIFICATE-----)")
+        counts = {n: r.integer(k, d, minimum=0, maximum=10000) for n, k, d in (
+            ("hourly", "backupKeepHourly", 24), ("daily", "backupKeepDaily", 14), ("weekly", "backupKeepWeekly", 8))}
+        if bucket and not any(counts.values()):
+            raise ConfigError(f"stack config: {r.key('backupKeepHourly')}, {r.key('backupKeepDaily')} and "
+                              f"{r.key('backupKeepWeekly')} are all 0; keep at least one tier")
+        interval = r.duration("restoreCheckInterval", "1d")
+        if interval < 60:
+            raise ConfigError(f"stack config {r.key('restoreCheckInterval')} must be at least 1m")
+        rpo_limit = r.duration("backupRpoLimit", "2h")
+        if rpo_limit < 60:
+            raise ConfigError(f"stack config {r.key('backupRpoLimit')} must be at least 1m")
+        secrets_ = {k: r.secret(k) for k in ("backupAccessKeyId", "backupSecretAccessKey", "backupEncryptionKey")}
+        if bucket:
+            for k, v in secrets_.items():
+                if v is None:
+                    raise ConfigError(f"stack config {r.key(k)} is required with {r.key('backupBucket')}: set it with "
+                                      f"`pulumi config set --secret {k} ...`")
+        return cls(bucket=bucket, endpoint=endpoint.rstrip("/"), prefix=prefix,
+                   region=r.string("backupRegion", "us-east-1"), ca_cert_pem=ca,
+                   access_key_id=secrets_["backupAccessKeyId"], secret_access_key=secrets_["backupSecretAccessKey"],
+                   encryption_key=secrets_["backupEncryptionKey"].apply(_checked_key) if secrets_["backupEncryptionKey"]
+                   else None,
+                   keep_hourly=counts["hourly"], keep_daily=counts["daily"], keep_weekly=counts["weekly"],
+                   local_copy=r.boolean("backupLocalCopy", True), database=r.boolean("backupDatabase", True),
+                   network=r.string("backupNetwork", ""), restore_check=r.boolean("restoreCheck", True),
+                   restore_check_interval=interval, rpo_limit=rpo_limit)
+
+
+def _checked_key(text: str) -> str:
+    import base64
+    import binascii
+
+    try:
+        ok = len(base64.b64decode(text.strip(), validate=True)) == 32
+    except (binascii.Error, ValueError):
+        ok = False
+    if not ok:  # the value itself is never in the message
+        raise ConfigError(f"stack config {NAMESPACE}:backupEncryptionKey must be 32 random bytes in base64 "
+                          "(e.g. `openssl rand -base64 32`)")
+    return text.strip()
+
+
+@dataclass(frozen=True)
 class MonitoringSettings:
     """Prometheus, Alertmanager and the Pushgateway (both stacks; README "Monitoring")."""
 
@@ -197,6 +291,7 @@ class DevConfig:
     service_rate_limit: str  # per user, e.g. 120/minute
     raft: RaftSettings
     monitoring: MonitoringSettings
+    backup: BackupSettings
 
     @classmethod
     def load(cls, config: Optional[pulumi.Config] = None) -> "DevConfig":
@@ -210,6 +305,7 @@ class DevConfig:
             service_rate_limit=r.string("serviceRateLimit", "120/minute"),
             raft=RaftSettings.load(r),
             monitoring=MonitoringSettings.load(r),
+            backup=BackupSettings.load(r, pulumi.get_stack()),
         )
 
 

@@ -11,11 +11,12 @@ from infra.monitoring_docker import MonitoringDocker, MonitoringDockerArgs
 from infra.providers.random import FreePort, RandomSecret
 from infra.providers.vault import VaultConnection
 from infra.providers.vault_bootstrap import VaultBootstrap
+from infra.restore_check_docker import RestoreCheckDocker, RestoreCheckDockerArgs
 from infra.service_connection import ServiceConnection
 from infra.service_docker import ServiceDocker, ServiceDockerArgs
 from infra.vault_dev_server import VaultDevServer, VaultDevServerArgs
 from infra.vault_raft_docker import VaultRaftDocker, VaultRaftDockerArgs
-from infra.vault_snapshots_docker import VaultSnapshotsDocker, VaultSnapshotsDockerArgs
+from infra.vault_snapshots_docker import SnapshotStoreArgs, VaultSnapshotsDocker, VaultSnapshotsDockerArgs
 from stacks import export
 from stacks.config import DevConfig, VaultSettings
 from stacks.vault import admin_policy, configure_vault
@@ -80,16 +81,6 @@ def deploy() -> dict[str, pulumi.Output]:
     monitoring = _monitoring(cfg, cluster, labels)
     if monitoring:
         outputs.update(prometheus_url=monitoring.prometheus_url, alertmanager_url=monitoring.alertmanager_url)
-    if cfg.vault_mode == "raft":
-        snapshots = VaultSnapshotsDocker("vault-snapshots", VaultSnapshotsDockerArgs(
-            image=cfg.base_image, network_name=cluster.network_name, vault_address=cluster.internal_address,
-            ca_cert_pem=cluster.ca_cert_pem, role_id=vault.snapshot_role_id, secret_id=vault.snapshot_secret_id,
-            interval_seconds=cfg.raft.snapshot_interval, retain=cfg.raft.snapshot_retain, labels=labels,
-            pushgateway_url=monitoring.pushgateway_url if monitoring else "",
-            pushgateway_network=monitoring.network_name if monitoring else "",
-        ))
-        outputs.update(snapshot_volume=snapshots.volume_name, snapshot_role_id=vault.snapshot_role_id,
-                       snapshot_secret_id=vault.snapshot_secret_id)
 
     connection = ServiceConnection(
         vault_address=cluster.internal_address, vault_ca_pem=cluster.ca_cert_pem, oidc_issuer=settings.issuer,
@@ -106,6 +97,39 @@ def deploy() -> dict[str, pulumi.Output]:
         base_image=cfg.base_image, network_name=cluster.network_name, connection=connection, host_port=service_port,
         rate_limit=cfg.service_rate_limit, labels=labels,
     ))
+    if cfg.vault_mode == "raft":
+        backup = cfg.backup
+        store = None
+        if backup.enabled:  # then the three secrets are set (BackupSettings.load)
+            assert backup.access_key_id and backup.secret_access_key and backup.encryption_key  # noqa: S101
+            store = SnapshotStoreArgs(
+                image=service.image_id, bucket=backup.bucket, prefix=backup.prefix, endpoint=backup.endpoint,
+                region=backup.region, ca_cert_pem=backup.ca_cert_pem, access_key_id=backup.access_key_id,
+                secret_access_key=backup.secret_access_key, encryption_key=backup.encryption_key,
+                tiers=backup.tiers, local_copy=backup.local_copy, network=backup.network,
+                sqlite_volume=service.data_volume if backup.database else "")
+        snapshots = VaultSnapshotsDocker("vault-snapshots", VaultSnapshotsDockerArgs(
+            image=cfg.base_image, network_name=cluster.network_name, vault_address=cluster.internal_address,
+            ca_cert_pem=cluster.ca_cert_pem, role_id=vault.snapshot_role_id, secret_id=vault.snapshot_secret_id,
+            interval_seconds=cfg.raft.snapshot_interval, retain=cfg.raft.snapshot_retain, labels=labels,
+            pushgateway_url=monitoring.pushgateway_url if monitoring else "",
+            pushgateway_network=monitoring.network_name if monitoring else "",
+            store=store,
+        ), opts=pulumi.ResourceOptions(depends_on=[service]) if store else None)  # its database exists by then
+        outputs.update(snapshot_volume=snapshots.volume_name, snapshot_role_id=vault.snapshot_role_id,
+                       snapshot_secret_id=vault.snapshot_secret_id)
+        if store:
+            outputs.update(backup_bucket=pulumi.Output.from_input(backup.bucket),
+                           backup_prefix=pulumi.Output.from_input(backup.prefix))
+        if store and backup.restore_check:
+            RestoreCheckDocker("restore-check", RestoreCheckDockerArgs(
+                service_image=service.image_id, bao_image=cfg.vault_image, network_name=cluster.network_name,
+                vault_address=cluster.internal_address, ca_cert_pem=cluster.ca_cert_pem,
+                unseal_keys=bootstrap.unseal_keys, role_id=vault.executor_role_id, secret_id=vault.executor_secret_id,
+                store=store, interval_seconds=backup.restore_check_interval, rpo_limit_seconds=backup.rpo_limit,
+                pushgateway_url=monitoring.pushgateway_url if monitoring else "",
+                pushgateway_network=monitoring.network_name if monitoring else "", labels=labels,
+            ), opts=pulumi.ResourceOptions(depends_on=[snapshots]))
     outputs.update(
         service_url=service.url,
         dashboard_url=service.url.apply(lambda u: f"{u}/dashboard/"),

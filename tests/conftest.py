@@ -14,6 +14,7 @@ from devkit import procs
 from devkit.browser import CHROMIUM, CHROMIUM_ARGS
 from devkit.cluster import ensure_cluster
 from devkit.kube import start_kube_apiserver
+from devkit.s3_server import start_s3_server
 from devkit.stacks import ThrowawayStack
 from devkit.vault_servers import start_dev_server, start_raft_cluster
 
@@ -108,6 +109,15 @@ def bao_dev_server_api_audit(toolchain, tmp_path_factory):
 def raft_cluster(toolchain, tmp_path_factory):
     """A real 3-node OpenBao Raft cluster with TLS on loopback, initialised and unsealed."""
     server = start_raft_cluster(toolchain["bao"], str(tmp_path_factory.mktemp("bao-raft")))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server (the Versity S3 gateway, tools/build-versitygw.sh) serving a temp folder
+    on a loopback port; a test may stop and start it again (a store outage)."""
+    server = start_s3_server(str(tmp_path_factory.mktemp("s3")))
     yield server
     server.stop()
 

@@ -38,6 +38,10 @@ KUBE_DIRS=$(bash tools/build-kube.sh)
 eval "$(grep -E '^[A-Z_]+_BIN=' <<<"$KUBE_DIRS" | sed 's/^/export /')"
 done_step "$("$KUBE_TEST_BIN/kube-apiserver" --version)"
 
+step "Versity S3 gateway from its Go module (cached): the S3 server of the backup tests"
+VERSITYGW=$(bash tools/build-versitygw.sh | tail -n1)
+done_step "$("$VERSITYGW" --version 2>&1 | head -n1)"
+
 step "Offline Pulumi settings and plugin cache"
 export PATH="$PULUMI_BIN:$REPO_ROOT/.venv/bin:$PATH"
 export PULUMI_HOME=$REPO_ROOT/.pulumi/home

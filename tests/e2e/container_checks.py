@@ -15,15 +15,17 @@ def listening_ports(host) -> set[int]:
     return ports
 
 
-def check_container(name: str, ports: set[int], files: dict[str, int], root_caps: int = 0) -> None:
+def check_container(name: str, ports: set[int], files: dict[str, int], root_caps: int = 0,
+                    root: bool = False) -> None:
     """`root_caps`: a container whose processes run as uid 0 with at most these capabilities (effective
-    and bounding), e.g. the service's (SETUID, SETGID, KILL for its job sandbox); otherwise none is root."""
+    and bounding), e.g. the service's (SETUID, SETGID, KILL for its job sandbox); `root` alone: uid 0 with
+    no capability at all (the owner of files it must read); otherwise none is root."""
     host = testinfra.get_host(f"docker://{name}")
     out = host.run("sh -c 'grep -h -e ^Uid: -e ^CapEff: -e ^CapBnd: /proc/[0-9]*/status'").stdout.split()
     procs = [(int(out[i + 1]), int(out[i + 6], 16), int(out[i + 8], 16)) for i in range(0, len(out), 9)]
     assert procs, f"no process seen in {name}"
     for uid, eff, bounding in procs:
-        if root_caps:
+        if root_caps or root:
             assert (eff | bounding) & ~root_caps == 0, f"{name}: a process has capabilities {eff:#x}/{bounding:#x}"
         else:
             assert uid != 0, f"{name} runs a process as root: {procs}"

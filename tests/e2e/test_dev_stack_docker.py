@@ -210,10 +210,52 @@ def alert_receiver(toolchain):
             c.remove(force=True)
 
 
-def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, alert_receiver, toolchain, tmp_path, new_page):
+@pytest.fixture
+def s3_beside(toolchain, tmp_path):
+    """A real S3 server (the Versity gateway the toolchain builds) in a container of the base image on a
+    network of its own, `s3` there, published on loopback for the test; removed at the end."""
+    from devkit.s3_server import S3Server, versitygw_binary
+
+    engine, tag = _engine(toolchain), secrets.token_hex(4)
+    network = engine.networks.create(f"s3-net-{tag}", labels={"vault-envvars.test": tag})
+    volume = engine.volumes.create(f"s3-data-{tag}", labels={"vault-envvars.test": tag})
+    server = S3Server(versitygw_binary(), "/data", 0)
+    container = engine.containers.run(
+        DEFAULT_BASE_IMAGE, ["/usr/local/bin/versitygw", "--port", ":7070", "posix", "/data"], detach=True,
+        name=f"s3-{tag}", network=network.name, cap_drop=["ALL"],
+        networking_config={network.name: engine.api.create_endpoint_config(aliases=["s3"])},
+        environment={"ROOT_ACCESS_KEY": server.access_key_id, "ROOT_SECRET_KEY": server.secret_access_key},
+        volumes={server.binary: {"bind": "/usr/local/bin/versitygw", "mode": "ro"},
+                 volume.name: {"bind": "/data", "mode": "rw"}},
+        ports={"7070/tcp": ("127.0.0.1", None)}, labels={"vault-envvars.test": tag})
+    container.reload()
+    server.port = int(container.attrs["NetworkSettings"]["Ports"]["7070/tcp"][0]["HostPort"])
+    _wait(lambda: requests.get(server.endpoint, timeout=2).status_code, 30)
+    yield network.name, server
+    container.remove(force=True)
+    with contextlib.suppress(docker.errors.APIError):
+        network.remove()
+        volume.remove(force=True)
+
+
+def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, alert_receiver, s3_beside, toolchain, tmp_path,
+                                               new_page):
+    import base64
+
+    from infra import backup_store as bs
+    from infra import snapshot_agent
+
     engine = _engine(toolchain)
     s = throwaway_stack(PROGRAM)
     s.stack.set_config("vault-envvars:vaultMode", auto.ConfigValue("raft"))
+    # Backups to a real S3 server beside the stack (README "Backups in object storage").
+    s3_network, s3 = s3_beside
+    bucket, key = s3.create_bucket(), secrets.token_bytes(32)
+    s.stack.set_all_config({f"vault-envvars:{k}": auto.ConfigValue(v, secret=k in (
+        "backupAccessKeyId", "backupSecretAccessKey", "backupEncryptionKey")) for k, v in {
+        "backupBucket": bucket, "backupEndpoint": "http://s3:7070", "backupNetwork": s3_network,
+        "backupAccessKeyId": s3.access_key_id, "backupSecretAccessKey": s3.secret_access_key,
+        "backupEncryptionKey": base64.b64encode(key).decode()}.items()})
     # The Alertmanager delivers to a receiver this test runs on the monitoring's network (started after
     # `up` makes the network; the Alertmanager retries until it answers).
     s.stack.set_config("vault-envvars:alertWebhookUrl", auto.ConfigValue(f"http://{RECEIVER_ALIAS}:8080/alerts"))
@@ -249,12 +291,35 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, alert_receiver, 
     _wait(lambda: pushed.update(_query(out["prometheus_url"], 'vault_snapshot_last_success{job="vault-snapshots"}'))
           or pushed, 60)
     assert abs(float(pushed["value"][1]) - time.time()) < 600, pushed
+    # ... and that time is its verified upload's: an encrypted snapshot and SQLite database in the bucket.
+    store = bs.StoreSettings(bucket=bucket, prefix=f"vault-envvars/{s.name}/", endpoint=s3.endpoint,
+                             access_key_id=s3.access_key_id, secret_access_key=s3.secret_access_key)
+    s3c = bs.client(store)
+    (snap,), (db,) = bs.list_backups(s3c, store, "snapshots"), bs.list_backups(s3c, store, "database")
+    (tmp_path / "restored.snap").write_bytes(bs.fetch(s3c, store, key, snap))
+    assert snapshot_agent.verify_snapshot(str(tmp_path / "restored.snap"))["index"] > 0
+    assert bs.fetch(s3c, store, key, db).startswith(b"SQLite format 3")
+    assert not s3c.get_object(Bucket=bucket, Key=db)["Body"].read().startswith(b"SQLite")
+    _wait(lambda: _query(out["prometheus_url"], 'envvars_db_backup_last_success{job="vault-snapshots"}'), 60)
+    # The restore check beside the stack restored that pair into its throwaway OpenBao and verified it.
+    checked = {}
+    _wait(lambda: checked.update(_query(out["prometheus_url"],
+                                        'envvars_restore_check_last_run_success{job="vault-restore-check"}'))
+          or checked, 180)
+    rto = _query(out["prometheus_url"], 'envvars_restore_check_rto_seconds{job="vault-restore-check"}')
+    print(f"restore check in the dev stack: success {checked['value'][1]}, RTO {rto.get('value', ['', '?'])[1]} s")
+    assert checked["value"][1] == "1", engine.containers.get(f"dev-stack-{s.name}-restore-check-agent").logs()[-2000:]
 
     prefix = f"dev-stack-{s.name}"
     for i in range(1, 4):
         check_container(f"{prefix}-vault-vault-{i}", {8200, 8201},
                         {"/bao/config/tls.key": 0o400, "/bao/config/server.hcl": 0o400, "/bao/data": 0o750})
-    check_container(f"{prefix}-vault-snapshots-agent", set(), {"/agent/secret_id": 0o400, "/data/snapshots": 0o750})
+    # uid 0 without any capability: the owner of the service's data folder, whose database it backs up.
+    check_container(f"{prefix}-vault-snapshots-agent", set(), {"/agent/secret_id": 0o400, "/data/snapshots": 0o750,
+                                                               "/agent/backup.key": 0o400,
+                                                               "/agent/s3-credentials.json": 0o400}, root=True)
+    check_container(f"{prefix}-restore-check-agent", set(), {"/agent/unseal-keys.json": 0o400,
+                                                             "/agent/backup.key": 0o400, "/agent/secret_id": 0o400})
     check_container(f"{prefix}-envvars-api", {8080}, {"/run/envvars/approle-secret-id": 0o400,
                                                      "/run/envvars/vault-ca.pem": 0o444,
                                                      "/run/envvars/oidc-ca.pem": 0o444,
