@@ -225,6 +225,9 @@ def test_grant_is_vaults_decision(dyn_client, jobs_db, issuer, dynamic_vault):
     r = dyn_client.post("/api/v2/execution", headers=bob, json={"command": ["env"], "dynamic_env_var_ids": [dyn_id]})
     assert r.status_code == 404, r.text
     assert dyn_client.get(f"/api/v2/user/dynamic-env-vars/{dyn_id}", headers=bob).status_code == 404
+    # The dashboard's page exists and, without a session, sends the browser to the login.
+    page = dyn_client.get("/dashboard/dynamic-env-vars", follow_redirects=False)
+    assert page.status_code in (302, 303, 307) and "/dashboard/login" in page.headers["location"], page.status_code
 
 
 def test_mint_failure_fails_closed(dyn_client, jobs_db, issuer, dynamic_vault):
