@@ -14,6 +14,7 @@ import subprocess
 import time
 
 import docker
+import hvac
 import pytest
 import requests
 from pulumi import automation as auto
@@ -221,6 +222,20 @@ def test_grant_is_vaults_decision(dyn_client, jobs_db, issuer, dynamic_vault):
     r = requests.get(f"{server.address}/v1/database/creds/reader",
                      headers={"X-Vault-Token": login["client_token"]}, timeout=10)
     assert r.status_code == 403
+    # The executor's own capability revokes this engine's leases by id, and nothing else: not through the body,
+    # not by prefix, not another engine's; and it cannot mint.
+    _, outputs = dynamic_vault
+    executor = hvac.Client(url=server.address)
+    executor.auth.approle.login(role_id=outputs["executor_role_id"], secret_id=outputs["executor_secret_id"])
+    xh = {"X-Vault-Token": executor.token}
+    for method, path, body in (("PUT", "sys/leases/revoke", {"lease_id": "database/creds/reader/x"}),
+                               ("PUT", "sys/leases/revoke-prefix/database", {}),
+                               ("PUT", "sys/leases/revoke/secret/x", {}),
+                               ("GET", "database/creds/reader", None)):
+        r = requests.request(method, f"{server.address}/v1/{path}", headers=xh, json=body, timeout=10)
+        assert r.status_code == 403, (path, r.status_code)
+    assert requests.put(f"{server.address}/v1/sys/leases/revoke/database/creds/reader/unknown", headers=xh,
+                        timeout=10).status_code in (204, 400)  # allowed: an unknown lease id
     # Another user's job never receives alice's dynamic env var: unknown to bob.
     dyn_id = _declare(dyn_client, alice, jobs_db.port, name="ALICEDB").json()["id"]
     r = dyn_client.post("/api/v2/execution", headers=bob, json={"command": ["env"], "dynamic_env_var_ids": [dyn_id]})
