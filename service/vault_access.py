@@ -252,16 +252,16 @@ class ExecutorVault:
         except Exception as e:
             raise _translate(e) from e
 
-    def create_job_token(self, role: str, ttl_seconds: int, metadata: dict[str, str]) -> tuple[str, str]:
+    def create_job_token(self, role: str, ttl_seconds: int, metadata: dict[str, str]) -> tuple[str, str, int]:
         """A token of the token role `role` (orphan, not renewable: see infra/database_secrets.py) living
-        `ttl_seconds`; (token, accessor)."""
+        `ttl_seconds`; (token, accessor, the TTL Vault gave it: less when the role caps it)."""
         try:
             auth = self._call(lambda c: c.auth.token.create(role_name=role, ttl=f"{ttl_seconds}s",
                                                             explicit_max_ttl=f"{ttl_seconds}s", renewable=False,
                                                             meta=metadata))["auth"]
         except Exception as e:
             raise _translate(e) from e
-        return auth["client_token"], auth["accessor"]
+        return auth["client_token"], auth["accessor"], int(auth["lease_duration"])
 
     def revoke_lease(self, lease_id: str) -> None:
         """Revokes one lease, by id in the URL: the executor's policy allows exactly its engine's leases."""

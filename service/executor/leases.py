@@ -143,13 +143,18 @@ class LeaseBroker:
         minted.env.clear()
         ttl = timeout_seconds + self.settings.grace_seconds
         try:
-            minted.token, accessor = self._vault().create_job_token(
+            minted.token, accessor, granted = self._vault().create_job_token(
                 self.settings.token_role, ttl, {"execution": execution_id})
         except Exception as err:  # noqa: BLE001 (every Vault failure fails the job before it starts)
             self.metrics.failures.labels(operation="issue").inc()
             raise MintFailed(f"could not mint dynamic env var {rows[0][0].name} (role {rows[0][0].role}): Vault "
                              f"refused or failed to make the job's token ({type(translate(err)).__name__}); "
                              "the job did not start") from None
+        if granted < ttl:  # the token role's max TTL is below the job's timeout: its login would end mid-job
+            self.metrics.failures.labels(operation="issue").inc()
+            self.release(minted)
+            raise MintFailed(f"could not mint dynamic env var {rows[0][0].name}: Vault caps the job's token at "
+                             f"{granted} s, below the job's timeout plus the grace ({ttl} s); the job did not start")
         client = self._gateway.token_client(minted.token)
         for cred, decl in rows:
             try:

@@ -13,6 +13,8 @@ import signal
 import subprocess
 import time
 
+import docker
+import hvac
 import pytest
 import requests
 from pulumi import automation as auto
@@ -97,7 +99,7 @@ def dynamic_vault(toolchain, pulumi_backend, issuer, jobs_db, tmp_path_factory):
 @pytest.fixture
 def dyn_client(dynamic_vault, issuer, tmp_path):
     clients = app_clients(dynamic_vault, issuer, tmp_path)
-    yield next(clients)(lease_reap_seconds=1, rate_limit="100000/minute")
+    yield next(clients)(lease_reap_seconds=1, rate_limit="100000/minute", max_timeout_seconds=10000)
     next(clients, None)  # closes it
 
 
@@ -220,11 +222,28 @@ def test_grant_is_vaults_decision(dyn_client, jobs_db, issuer, dynamic_vault):
     r = requests.get(f"{server.address}/v1/database/creds/reader",
                      headers={"X-Vault-Token": login["client_token"]}, timeout=10)
     assert r.status_code == 403
+    # The executor's own capability revokes this engine's leases by id, and nothing else: not through the body,
+    # not by prefix, not another engine's; and it cannot mint.
+    _, outputs = dynamic_vault
+    executor = hvac.Client(url=server.address)
+    executor.auth.approle.login(role_id=outputs["executor_role_id"], secret_id=outputs["executor_secret_id"])
+    xh = {"X-Vault-Token": executor.token}
+    for method, path, body in (("PUT", "sys/leases/revoke", {"lease_id": "database/creds/reader/x"}),
+                               ("PUT", "sys/leases/revoke-prefix/database", {}),
+                               ("PUT", "sys/leases/revoke/secret/x", {}),
+                               ("GET", "database/creds/reader", None)):
+        r = requests.request(method, f"{server.address}/v1/{path}", headers=xh, json=body, timeout=10)
+        assert r.status_code == 403, (path, r.status_code)
+    assert requests.put(f"{server.address}/v1/sys/leases/revoke/database/creds/reader/unknown", headers=xh,
+                        timeout=10).status_code in (204, 400)  # allowed: an unknown lease id
     # Another user's job never receives alice's dynamic env var: unknown to bob.
     dyn_id = _declare(dyn_client, alice, jobs_db.port, name="ALICEDB").json()["id"]
     r = dyn_client.post("/api/v2/execution", headers=bob, json={"command": ["env"], "dynamic_env_var_ids": [dyn_id]})
     assert r.status_code == 404, r.text
     assert dyn_client.get(f"/api/v2/user/dynamic-env-vars/{dyn_id}", headers=bob).status_code == 404
+    # The dashboard's page exists and, without a session, sends the browser to the login.
+    page = dyn_client.get("/dashboard/dynamic-env-vars", follow_redirects=False)
+    assert page.status_code in (302, 303, 307) and "/dashboard/login" in page.headers["location"], page.status_code
 
 
 def test_mint_failure_fails_closed(dyn_client, jobs_db, issuer, dynamic_vault):
@@ -246,6 +265,12 @@ def test_mint_failure_fails_closed(dyn_client, jobs_db, issuer, dynamic_vault):
         requests.post(f"{server.address}/v1/database/roles/reader", headers=hdr, json=role, timeout=10)
     assert body["status"] == "failed" and body["started_at"] is None, body
     assert "GONE" in body["error"] and "did not start" in body["error"] and "started" not in body["output"]
+    # A timeout longer than the job token role allows (2 h): refused before the job starts, not cut short.
+    r = dyn_client.post("/api/v2/execution", headers=alice, json={
+        "command": ["sh", "-c", "echo started"], "dynamic_env_var_ids": [dyn_id], "timeout_seconds": 9000})
+    body = wait_finished(dyn_client, alice, r.json()["id"])
+    assert body["status"] == "failed" and "caps the job's token at 7200 s" in body["error"], body
+    assert int(_sql(jobs_db, "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'v-%'")) == 0
 
 
 def test_reaper_after_sigkill_of_the_service(dynamic_vault, issuer, jobs_db, tmp_path):
@@ -289,7 +314,8 @@ def test_reaper_after_sigkill_of_the_service(dynamic_vault, issuer, jobs_db, tmp
 
 def test_docker_backend_gets_and_loses_its_login(dynamic_vault, issuer, jobs_db, toolchain, tmp_path):
     """The docker backend: the job container gets the minted login in its environment; the login exists
-    while the job runs and is gone, its password refused, when the job ends: normally and after kill -9."""
+    while the job runs and is gone, its password refused, when the job ends: normally, after kill -9, and
+    when its container is removed from under it."""
     clients = app_clients(dynamic_vault, issuer, tmp_path)
     client = next(clients)(executor_backend="docker", docker_host=toolchain["docker_host"], rate_limit="100000/minute")
     try:
@@ -318,5 +344,21 @@ def test_docker_backend_gets_and_loses_its_login(dynamic_vault, issuer, jobs_db,
             assert body["credentials"][0]["revoked_at"]
             assert not _role_exists(jobs_db, user)
             assert _login(jobs_db, user, password).returncode != 0
+        # The job's container removed from under it: the login ends with the job all the same.
+        engine = docker.DockerClient(base_url=toolchain["docker_host"])
+        r = client.post("/api/v2/execution", headers=alice, json={
+            "command": ["python3", "-c", "import time; time.sleep(60)"], "dynamic_env_var_ids": [dyn_id],
+            "timeout_seconds": 120})
+        execution_id = r.json()["id"]
+        deadline = time.monotonic() + 60
+        while not engine.containers.list(filters={"name": f"envvars-job-{execution_id}"}):
+            assert time.monotonic() < deadline, "the job's container never ran"
+            time.sleep(0.2)
+        login = _sql(jobs_db, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'v-%reader-%'")
+        assert login
+        engine.containers.get(f"envvars-job-{execution_id}").remove(force=True)
+        body = wait_finished(client, alice, execution_id, timeout=60)
+        assert body["status"] == "failed" and body["credentials"][0]["revoked_at"], body
+        assert not _role_exists(jobs_db, login)
     finally:
         next(clients, None)

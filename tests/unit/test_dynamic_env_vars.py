@@ -142,3 +142,37 @@ def test_execution_takes_dynamic_env_var_ids():
     assert ExecutionCreate(command=["env"], dynamic_env_var_ids=["a"]).dynamic_env_var_ids == ["a"]
     with pytest.raises(pydantic.ValidationError):
         ExecutionCreate(command=["env"], dynamic_env_var_ids=["a", "a"])
+
+
+def test_dashboard_marks_dynamic_env_vars_and_shows_provenance():
+    """The pages render what the API gives: the kind, role and TTL; a job's lease, accessor, times."""
+    import datetime
+    from types import SimpleNamespace
+
+    from service.schemas import DynamicEnvVarOut, ExecutionCredentialOut, ExecutionOut
+    from service.ui.dynamic_routes import parse_env
+    from service.ui.pages import templates
+
+    t = datetime.datetime(2026, 12, 7, 17, 0, tzinfo=datetime.timezone.utc)
+    v = SimpleNamespace(csrf="c", user="alice", name="alice")
+    decl = DynamicEnvVarOut(id="d1", name="JOBSDB", engine="database", role="reader", description="",
+                            env={"PGUSER": "{{username}}", "PGPASSWORD": "{{password}}"}, created_at=t)
+    page = templates.env.get_template("dynamic_env_vars.html").render(
+        request=None, v=v, items=[decl], grace=30, name="", role="", env="", description="", errors={})
+    assert 'data-testid="kind">dynamic<' in page and 'data-testid="role">reader<' in page
+    assert "job timeout + 30 s" in page
+    form = templates.env.get_template("execution_new.html").render(
+        request=None, v=v, env_vars=[], dynamic_env_vars=[decl], recent=[], now=t, command="", timeout="",
+        selected=["d1"], errors={})
+    assert 'name="dynamic_env_var_ids" value="d1"' in form and "checked" in form
+    cred = ExecutionCredentialOut(dynamic_env_var_id="d1", name="JOBSDB", role="reader", env_names=["PGUSER"],
+                                  lease_id="database/creds/reader/abc", token_accessor="acc1", ttl_seconds=330,
+                                  issued_at=t, revoked_at=t + datetime.timedelta(seconds=5))
+    execution = ExecutionOut(id="e1", status="succeeded", command=["env"], env_var_names=[], exit_code=0, error="",
+                             created_at=t, started_at=t, finished_at=t, output="", credentials=[cred])
+    job = templates.env.get_template("execution.html").render(
+        request=None, v=v, execution=execution, command="env", running=False, rerun_error="")
+    for shown in ("database/creds/reader/abc", "acc1", "TTL 330 s", "2026-12-07 17:00:05 UTC"):
+        assert shown in job
+    assert parse_env("PGUSER={{username}}\n\nDSN=postgresql://{{username}}:{{password}}@db/app\n") == {
+        "PGUSER": "{{username}}", "DSN": "postgresql://{{username}}:{{password}}@db/app"}
