@@ -31,14 +31,16 @@ class S3Server:
     secret_access_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     region: str = "us-east-1"
     proc: Optional[subprocess.Popen] = None
+    ca_file: str = ""  # set: it serves TLS with a certificate of its own CA (a private endpoint)
+    tls: list[str] = field(default_factory=list)
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ca_file else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         env = {**os.environ, "ROOT_ACCESS_KEY": self.access_key_id, "ROOT_SECRET_KEY": self.secret_access_key}
-        self.proc = procs.start([self.binary, "--port", f"127.0.0.1:{self.port}", "posix", self.folder],
+        self.proc = procs.start([self.binary, "--port", f"127.0.0.1:{self.port}", *self.tls, "posix", self.folder],
                                 os.path.join(os.path.dirname(self.folder), "versitygw.log"), env=env, append=True)
         deadline = time.monotonic() + 30
         while True:
@@ -59,7 +61,7 @@ class S3Server:
         import boto3
         from botocore.config import Config
 
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name=self.region,
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name=self.region, verify=self.ca_file or True,
                             aws_access_key_id=self.access_key_id, aws_secret_access_key=self.secret_access_key,
                             config=Config(s3={"addressing_style": "path"}))
 
@@ -69,9 +71,21 @@ class S3Server:
         return name
 
 
-def start_s3_server(workdir: str) -> S3Server:
+def start_s3_server(workdir: str, tls: bool = False) -> S3Server:
+    """With `tls`, HTTPS with a certificate for 127.0.0.1 from a CA of its own (`ca_file`)."""
     folder = os.path.join(workdir, "buckets")
     os.makedirs(folder, exist_ok=True)
     server = S3Server(versitygw_binary(), folder, free_port())
+    if tls:
+        from infra.providers.tls import make_bundle
+
+        bundle = make_bundle("s3", ["localhost"], ["127.0.0.1"], days=1)
+        paths = {}
+        for name in ("ca_pem", "cert_pem", "key_pem"):
+            paths[name] = os.path.join(workdir, name.replace("_pem", ".pem"))
+            with open(os.open(paths[name], os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                f.write(bundle[name])
+        server.ca_file = paths["ca_pem"]
+        server.tls = ["--cert", paths["cert_pem"], "--key", paths["key_pem"]]
     server.start()
     return server

@@ -358,6 +358,9 @@ class ProdConfig:
                               f"give one per replica ({raft.replicas}), in pod order")
         if r.has("tlsSecretName") != r.has("tlsCaCert"):
             raise ConfigError(f"stack config: set both {r.key('tlsSecretName')} and {r.key('tlsCaCert')}, or neither")
+        if r.has("backupBucket"):  # not silently ignored: the CronJob does not upload yet
+            raise ConfigError(f"stack config {r.key('backupBucket')} is not supported by the prod stack yet "
+                              "(dev raft only); unset it")
         schedule = r.string("snapshotSchedule", "0 * * * *")
         if len(schedule.split()) != 5:
             raise ConfigError(f"stack config {r.key('snapshotSchedule')} = {schedule!r} is not a cron schedule "

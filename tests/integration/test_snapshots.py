@@ -119,7 +119,7 @@ def test_snapshot_restores_into_a_fresh_cluster(configured_raft, raft_cluster, t
 
 # --- off the cluster: an S3-compatible bucket (infra/backup_store.py) on a real S3 server -----------------
 
-def _store_files(s3_server, tmp_path, bucket: str, prefix: str = "stack-a/") -> list[str]:
+def _store_files(s3_server, tmp_path, bucket: str, prefix: str = "stack-a/", ca_file: str = "") -> list[str]:
     """The agent's store options for this bucket; the key file holds a fresh 32-byte key."""
     import base64
     import secrets as _secrets
@@ -127,7 +127,7 @@ def _store_files(s3_server, tmp_path, bucket: str, prefix: str = "stack-a/") -> 
     files = tmp_path / "store"
     files.mkdir(exist_ok=True)
     (files / "store.json").write_text(json.dumps({"bucket": bucket, "prefix": prefix, "endpoint": s3_server.endpoint,
-                                                  "region": s3_server.region}))
+                                                  "region": s3_server.region, "ca_file": ca_file}))
     (files / "creds.json").write_text(json.dumps({"access_key_id": s3_server.access_key_id,
                                                   "secret_access_key": s3_server.secret_access_key}))
     if not (files / "backup.key").exists():
@@ -233,6 +233,22 @@ def test_a_failed_upload_flips_the_metric(configured_raft, raft_cluster, s3_serv
     # not the local copy this run still made (VaultSnapshotStale counts from it).
     assert "vault_snapshot_last_run_success 0" in prom
     assert [ln for ln in prom.splitlines() if ln.startswith("vault_snapshot_last_success ")] == last
+
+
+def test_a_private_endpoint_is_trusted_through_its_ca_only(configured_raft, raft_cluster, tmp_path):
+    from devkit.s3_server import start_s3_server
+
+    private = start_s3_server(str(tmp_path / "private-s3"), tls=True)
+    try:
+        bucket = private.create_bucket()
+        untrusted = _agent(raft_cluster, configured_raft, tmp_path, *_store_files(private, tmp_path, bucket))
+        assert untrusted.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stdout, untrusted.stdout
+        trusted = _agent(raft_cluster, configured_raft, tmp_path,
+                         *_store_files(private, tmp_path, bucket, ca_file=private.ca_file))
+        assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+        assert json.loads(trusted.stdout.strip().splitlines()[-1])["object"].startswith("stack-a/snapshots/")
+    finally:
+        private.stop()
 
 
 # --- the restore check (infra/restore_check.py): the newest backups in the bucket, restored and verified --

@@ -75,6 +75,14 @@ def test_dev_raft_stack_sends_snapshots_and_the_database_to_the_bucket(mocks):
     assert image.inputs["dockerfile"] == "infra/restore_check.Dockerfile"
 
 
+@pytest.mark.parametrize("mocks", [{"backupBucket": "team-backups"}], indirect=True)
+def test_the_prod_stack_refuses_a_bucket_it_cannot_use_yet(mocks):
+    from stacks.config import ProdConfig
+
+    with pytest.raises(ConfigError, match=re.escape("vault-envvars:backupBucket is not supported by the prod stack")):
+        ProdConfig.load()
+
+
 @pytest.mark.parametrize("mocks,message", [
     ({"restoreCheckInterval": "10s"}, "vault-envvars:restoreCheckInterval must be at least 1m"),
     ({"backupRpoLimit": "soon"}, "vault-envvars:backupRpoLimit = "),
