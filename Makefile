@@ -47,4 +47,5 @@ test-e2e: toolchain
 
 bench: toolchain  ## service benchmarks, printed as ratios against baselines measured in the same run
 	@$(WITH_ENV) python -m bench.service_bench
+	@$(WITH_ENV) python -m bench.leak_bench
 	@$(WITH_ENV) python -m bench.drill_rto

@@ -18,13 +18,13 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
-from service.api import activity, env_import, env_vars, executions, health
+from service.api import activity, env_import, env_vars, executions, health, leaks, webhooks
 from service.api.errors import domain_error_response, validation_error_response
 from service.components import Components, build_components
 from service.core.database import database_error
 from service.core.errors import DomainError
 from service.settings import Settings
-from service.ui import pages
+from service.ui import leak_pages, pages
 from service.ui import routes as dashboard
 from service.vault_access import VaultUnavailable
 
@@ -87,6 +87,7 @@ def create_app(components: Optional[Components] = None, settings: Optional[Setti
         yield
         # Running jobs get the grace period, then are stopped; unstarted ones go back to the queue.
         components.executor.shutdown()
+        components.webhooks.shutdown()
 
     app = FastAPI(title="env-vars service", version="2", lifespan=lifespan, description=(
         "Users declare environment variables (values write-only, kept only in Vault) and run jobs with a "
@@ -124,10 +125,13 @@ def create_app(components: Optional[Components] = None, settings: Optional[Setti
 
     app.add_middleware(NoStoreAndMetrics, components=components)
     app.include_router(env_import.router)  # before env_vars: its paths are under env_vars' prefix
+    app.include_router(leaks.router)  # the same
     app.include_router(env_vars.router)
     app.include_router(activity.router)
+    app.include_router(webhooks.router)
     app.include_router(executions.router)
     app.include_router(health.router)
+    app.include_router(leak_pages.router)
     app.include_router(dashboard.router)
     app.mount("/dashboard/static", StaticFiles(directory=os.path.join(os.path.dirname(dashboard.__file__), "static")),
               name="dashboard-static")

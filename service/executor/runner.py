@@ -33,6 +33,7 @@ from sqlalchemy.orm import sessionmaker
 
 from service.core.audit import audit, audit_row
 from service.core.database import matched
+from service.core.leaks import LeakWatch
 from service.db import EnvVar, Execution, ExecutionEnvVar, now
 from service.metrics import Metrics
 from service.schemas import as_utc, check_name
@@ -99,8 +100,9 @@ class _Job:
 class Executor:
     def __init__(self, sessions: sessionmaker, vault: Callable[[], ExecutorVault], backend: Backend,
                  metrics: Metrics, max_workers: int = 4, timing: ExecutorTiming = ExecutorTiming(),
-                 replica_id: str = ""):
+                 replica_id: str = "", leaks: Optional[LeakWatch] = None):
         self._sessions, self._vault, self._backend, self._metrics = sessions, vault, backend, metrics
+        self._leaks = leaks  # the leak detector over every job's output (service/core/leaks.py)
         self.timing = timing
         self.replica_id = replica_id or f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="execution")
@@ -424,9 +426,15 @@ class Executor:
             return
         result = self._backend.run(JobSpec(execution_id, command, values, timeout), job.stop)
         output = redact(result.output.decode("utf-8", errors="replace"), values)
+        leak = None
+        if self._leaks is not None:  # after redaction: what it could not know, masked before anything is stored
+            leak = self._leaks.inspect(owner, output, values, {name: i for _r, i, _o, name, _v, _x in refs}, versions)
+            output = leak.output
         del values
         if job.reason == "lost":
             return
+        if leak is not None and self._leaks is not None:  # before the end: whoever sees the job ended sees its findings
+            self._leaks.record(execution_id, owner, leak)
         if result.cancelled and job.reason == "shutdown":
             return self._finish(execution_id, "failed", exit_code=result.exit_code, output=output, error=(
                 f"stopped: replica {self.replica_id} shut down and the job did not end within its "
