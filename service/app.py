@@ -80,6 +80,8 @@ def create_app(components: Optional[Components] = None, settings: Optional[Setti
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
         components.executor.start()
+        components.webhooks.watch_expiry(components.settings.webhook_expiring_days,
+                                         components.settings.webhook_expiry_check_seconds)
         # What start-up built lives as long as the process: out of the collector's reach, a full collection
         # no longer walks it (such pauses were the p99 of a 1,000-row page, bench/).
         gc.collect()

@@ -90,3 +90,12 @@ class WebhookDelivery(Base):
     status: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str] = mapped_column(String(128), default="")
     at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+class ExpiryNotice(Base):
+    """An env var's coming expiry told to the webhooks once (per expiry date), whichever replica saw it first."""
+    __tablename__ = "expiry_notices"
+
+    env_var_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    expires_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=now)

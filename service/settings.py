@@ -84,6 +84,8 @@ class Settings:
     stack_webhook_secret: str = field(default="", repr=False)
     webhook_attempts: int = 5
     webhook_backoff_ms: int = 1000  # before the 2nd attempt; doubled before each next one
+    webhook_expiring_days: int = 7  # env_var.expiring: told once when an expiry comes within so many days
+    webhook_expiry_check_seconds: int = 3600
 
     @classmethod
     def from_env(cls, env: Optional[dict] = None) -> "Settings":
@@ -190,4 +192,6 @@ class Settings:
             stack_webhook_secret=_read_file(stack_webhook_secret_file) if stack_webhook_secret_file else "",
             webhook_attempts=integer("WEBHOOK_ATTEMPTS", 5),
             webhook_backoff_ms=integer("WEBHOOK_BACKOFF_MS", 1000, minimum=0),
+            webhook_expiring_days=integer("WEBHOOK_EXPIRING_DAYS", 7, minimum=0),
+            webhook_expiry_check_seconds=integer("WEBHOOK_EXPIRY_CHECK_SECONDS", 3600),
         )

@@ -1,5 +1,6 @@
-"""Signed webhooks: each user's own, and one for the platform team (the stack's), told about leaks found and
-env var changes, rollbacks and deletions. A delivery never carries a value (ids, names, versions, detectors).
+"""Signed webhooks: each user's own, and one for the platform team (the stack's), told about leaks found,
+env var changes, rollbacks and deletions, and env vars expiring within N days. A delivery never carries a
+value (ids, names, versions, detectors, dates).
 
 Signature (what a receiver checks; `verify` below is the reference):
   X-EnvVars-Timestamp: <unix seconds>
@@ -15,6 +16,7 @@ Delivery: in a background pool, retried with exponential backoff on a failure (a
 429) up to `attempts` times; every attempt is a row (`webhook_deliveries`: event, attempt, HTTP status or
 error, when), listed to its owner.
 """
+import datetime
 import hashlib
 import hmac
 import json
@@ -28,10 +30,11 @@ from typing import Optional
 
 import requests
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from service.db import now
-from service.leak_models import Webhook, WebhookDelivery
+from service.db import EnvVar, now
+from service.leak_models import ExpiryNotice, Webhook, WebhookDelivery
 
 log = logging.getLogger("service")
 TOLERANCE_SECONDS = 300
@@ -69,6 +72,7 @@ class Webhooks:
         self._http.trust_env = False  # no proxy from the environment: the URL is the receiver
         self._pending = 0
         self._lock = threading.Lock()
+        self._stop = threading.Event()
 
     @property
     def enabled(self) -> bool:
@@ -111,7 +115,40 @@ class Webhooks:
         return False
 
     def shutdown(self) -> None:
+        self._stop.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def watch_expiry(self, days: int, every_seconds: float) -> None:
+        """Every `every_seconds`, tells of each env var whose expiry is within `days` (env_var.expiring), once
+        per env var and expiry date, across replicas (the first to insert its notice row sends it)."""
+        def loop() -> None:
+            while not self._stop.wait(every_seconds):
+                try:
+                    self.tell_expiring(days)
+                except Exception:  # noqa: BLE001 (the next round tries again)
+                    log.exception("expiry check failed")
+        threading.Thread(target=loop, name="webhook-expiry", daemon=True).start()
+
+    def tell_expiring(self, days: int) -> int:
+        t = now()
+        with self._sessions() as s:
+            due = s.execute(select(EnvVar.id, EnvVar.owner, EnvVar.name, EnvVar.expires_at).where(
+                EnvVar.expires_at.is_not(None), EnvVar.expires_at <= t + datetime.timedelta(days=days),
+                EnvVar.visible())).all()
+        told = 0
+        for env_var_id, owner, name, expires in due:
+            try:
+                with self._sessions.begin() as s:
+                    if s.get(ExpiryNotice, (env_var_id, expires)) is not None:
+                        continue
+                    s.add(ExpiryNotice(env_var_id=env_var_id, expires_at=expires))
+            except IntegrityError:  # another replica told it
+                continue
+            when = expires if expires.tzinfo else expires.replace(tzinfo=datetime.timezone.utc)
+            self.emit("env_var.expiring", owner, {"id": env_var_id, "name": name, "expires_at": when.isoformat(),
+                                                  "within_days": days})
+            told += 1
+        return told
 
     def _deliver(self, target: Target, event: str, delivery: str, body: bytes) -> None:
         try:

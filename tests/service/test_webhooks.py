@@ -135,3 +135,26 @@ def test_a_receiver_that_never_answers_well_is_given_up_after_the_attempts(make_
     logged = client.get(f"/api/v2/user/webhooks/{hook['id']}/deliveries", headers=alice).json()["items"]
     assert sorted((d["attempt"], d["status"]) for d in logged) == [(1, 500), (2, 500), (3, 500)]
     assert len(down.received) == 3
+
+
+def test_an_env_var_expiring_soon_is_told_once(make_client, issuer, tmp_path, receivers):
+    import datetime
+
+    hook = receivers()
+    client = make_client(webhook_key_file=_secret_file(tmp_path, "webhook-key", secrets.token_hex(32)),
+                         webhook_expiry_check_seconds=1, webhook_expiring_days=7)
+    alice = bearer(issuer, "hook-erin")
+    secret = client.post("/api/v2/user/webhooks", json={"url": hook.url}, headers=alice).json()["secret"].encode()
+    soon = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=2)).isoformat()
+    later = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)).isoformat()
+    ev = client.post(API, json={"name": "SOON", "value": "v-" + secrets.token_hex(8), "expires_at": soon}, headers=alice)
+    client.post(API, json={"name": "LATER", "value": "v-" + secrets.token_hex(8), "expires_at": later}, headers=alice)
+    deadline = time.monotonic() + 10
+    while not hook.received and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.5)  # two more checks: still told once
+    assert [json.loads(b)["event"] for _h, b in hook.received] == ["env_var.expiring"]
+    headers, body = hook.received[0]
+    assert verify(secret, headers["x-envvars-timestamp"], body, headers["x-envvars-signature"])
+    data = json.loads(body)["data"]
+    assert data["id"] == ev.json()["id"] and data["name"] == "SOON" and data["within_days"] == 7

@@ -1,6 +1,7 @@
 """Leak detection (issue 38): findings (a keyed hash, the detector, the line, a masked excerpt; never the
 secret), the users' allowlisted hashes, the hash of each env var version a job received, the versions a
-finding exposed, executions.output_restricted; webhooks (their URLs) and each delivery attempt's status.
+finding exposed, executions.output_restricted; webhooks (their URLs), each delivery attempt's status, and
+the expiries already told.
 
 Revision ID: 0010
 Revises: 0008
@@ -81,6 +82,12 @@ def upgrade() -> None:
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_webhook_deliveries_webhook_at", "webhook_deliveries", ["webhook_id", "at"])
+    op.create_table(
+        "expiry_notices",
+        sa.Column("env_var_id", sa.String(36), primary_key=True),
+        sa.Column("expires_at", sa.DateTime(timezone=True), primary_key=True),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    )
     with op.batch_alter_table("executions") as t:
         t.add_column(sa.Column("output_restricted", sa.Boolean, nullable=False, server_default=sa.false()))
 
@@ -88,6 +95,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("executions") as t:
         t.drop_column("output_restricted")
+    op.drop_table("expiry_notices")
     op.drop_table("webhook_deliveries")
     op.drop_table("webhooks")
     op.drop_table("compromised_versions")
