@@ -119,8 +119,8 @@ class LeakWatch:
         if not received:
             return
         ids = sorted({i for i, _v, _h in received.values()})
-        known = set(s.execute(select(EnvVarFingerprint.env_var_id, EnvVarFingerprint.kv_version)
-                              .where(EnvVarFingerprint.env_var_id.in_(ids))).tuples())
+        known = {(i, v) for i, v in s.execute(select(EnvVarFingerprint.env_var_id, EnvVarFingerprint.kv_version)
+                                              .where(EnvVarFingerprint.env_var_id.in_(ids)))}
         for env_var_id, version, digest in received.values():
             if (env_var_id, version) not in known:
                 known.add((env_var_id, version))

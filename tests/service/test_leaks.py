@@ -18,8 +18,14 @@ API = "/api/v2/user/env-vars"
 ALNUM = string.ascii_letters + string.digits
 RANDOM_SEED = 38
 
-# Prints each argument as its own write, flushed, with a pause between: separate reads of the pipe.
-WRITES = "import sys, time\nfor a in sys.argv[1:]:\n    sys.stdout.write(a); sys.stdout.flush(); time.sleep(0.15)\n"
+# Prints each argument as its own write, flushed, with a pause between: separate reads of the pipe. Each
+# argument is the hex of the text reversed, so the secrets are in no stored command (searched for below).
+WRITES = ("import sys, time\nfor a in sys.argv[1:]:\n    sys.stdout.write(bytes.fromhex(a).decode()[::-1]); "
+          "sys.stdout.flush(); time.sleep(0.15)\n")
+
+
+def _hidden(text: str) -> str:
+    return text[::-1].encode().hex()
 
 
 def _rand(rnd: random.Random, n: int, alphabet: str = ALNUM) -> str:
@@ -76,7 +82,7 @@ def test_secrets_the_job_minted_are_found_masked_recorded_counted_and_shown(clie
               pem[:len(pem) // 2], pem[len(pem) // 2:],  # a PEM block over two writes
               f"minted {secrets_['high_entropy']}\ndone\n"]
     alice = bearer(issuer, "leak-alice")
-    run = _run(client, alice, ["python3", "-c", WRITES, *writes])
+    run = _run(client, alice, ["python3", "-c", WRITES, *map(_hidden, writes)])
     assert run["status"] == "succeeded", run
     out = run["output"]
     for detector, secret in secrets_.items():
