@@ -59,5 +59,5 @@ def test_a_leaked_value_is_shown_refused_rotated_and_dismissed(dashboard, new_pa
     page.get_by_label("Why is this a false positive?").fill("checked: a test value")
     page.get_by_role("button", name="Dismiss as false positive").click()
     expect(page).to_have_url(job_url)
-    expect(page.get_by_test_id("findings")).to_contain_text("dismissed by alice: checked: a test value")
+    expect(page.get_by_test_id("findings")).to_contain_text("dismissed by you: checked: a test value")
     assert_nowhere((value, value[::-1], rotated), page, seen, dashboard)
