@@ -47,5 +47,6 @@ test-e2e: toolchain
 
 bench: toolchain  ## service benchmarks, printed as ratios against baselines measured in the same run
 	@$(WITH_ENV) python -m bench.service_bench
+	@$(WITH_ENV) python -m bench.leak_bench
 	@$(WITH_ENV) python -m bench.drill_rto
 	@$(WITH_ENV) python -m bench.dynamic_bench

@@ -18,13 +18,13 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
-from service.api import activity, dynamic_env_vars, env_import, env_vars, executions, health
+from service.api import activity, dynamic_env_vars, env_import, env_vars, executions, health, leaks, webhooks
 from service.api.errors import domain_error_response, validation_error_response
 from service.components import Components, build_components
 from service.core.database import database_error
 from service.core.errors import DomainError
 from service.settings import Settings
-from service.ui import dynamic_routes, pages
+from service.ui import dynamic_routes, leak_pages, pages
 from service.ui import routes as dashboard
 from service.vault_access import VaultUnavailable
 
@@ -80,6 +80,8 @@ def create_app(components: Optional[Components] = None, settings: Optional[Setti
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
         components.executor.start()
+        components.webhooks.watch_expiry(components.settings.webhook_expiring_days,
+                                         components.settings.webhook_expiry_check_seconds)
         # What start-up built lives as long as the process: out of the collector's reach, a full collection
         # no longer walks it (such pauses were the p99 of a 1,000-row page, bench/).
         gc.collect()
@@ -87,6 +89,7 @@ def create_app(components: Optional[Components] = None, settings: Optional[Setti
         yield
         # Running jobs get the grace period, then are stopped; unstarted ones go back to the queue.
         components.executor.shutdown()
+        components.webhooks.shutdown()
 
     app = FastAPI(title="env-vars service", version="2", lifespan=lifespan, description=(
         "Users declare environment variables (values write-only, kept only in Vault) and run jobs with a "
@@ -124,11 +127,14 @@ def create_app(components: Optional[Components] = None, settings: Optional[Setti
 
     app.add_middleware(NoStoreAndMetrics, components=components)
     app.include_router(env_import.router)  # before env_vars: its paths are under env_vars' prefix
+    app.include_router(leaks.router)  # the same
     app.include_router(env_vars.router)
     app.include_router(dynamic_env_vars.router)
     app.include_router(activity.router)
+    app.include_router(webhooks.router)
     app.include_router(executions.router)
     app.include_router(health.router)
+    app.include_router(leak_pages.router)
     app.include_router(dashboard.router)
     app.include_router(dynamic_routes.router)
     app.mount("/dashboard/static", StaticFiles(directory=os.path.join(os.path.dirname(dashboard.__file__), "static")),

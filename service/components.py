@@ -1,5 +1,7 @@
 """The service's components, built once from the settings: what the operations (service/core), the API,
 the dashboard and the executor share."""
+import hashlib
+import hmac
 import json
 import logging
 from dataclasses import dataclass
@@ -7,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import sessionmaker
 
 from service.auth import TokenVerifier
+from service.core.leaks import LeakWatch
 from service.db import embedded, make_engine, migrate, session_factory
 from service.executor.leases import LeaseBroker, LeaseCollector, LeaseMetrics, LeaseSettings
 from service.executor.runner import Executor, ExecutorTiming
@@ -18,6 +21,7 @@ from service.settings import Settings
 from service.ui.oidc import OidcClient
 from service.ui.session import CookieCodec
 from service.vault_access import VaultGateway
+from service.webhooks import Webhooks
 
 log = logging.getLogger("service")
 
@@ -35,10 +39,22 @@ class Components:
     cookies: CookieCodec  # the dashboard's session
     identities: IdentityRegistry
     import_rate_limit: RateLimit  # .env imports (service/core/env_import.py)
+    leaks: LeakWatch  # findings in job output (service/core/leaks.py)
+    webhooks: Webhooks  # signed notifications (service/webhooks.py)
 
     @property
     def embedded_database(self) -> bool:
         return embedded(self.sessions.kw["bind"])
+
+
+def service_key(settings: Settings, explicit: str, purpose: str) -> bytes:
+    """A key of the service's: the one given (a file), else derived from the session key, which both stacks
+    make as a Pulumi secret and hand every replica as a file; b"" without either."""
+    if explicit:
+        return explicit.encode()
+    if settings.session_key:
+        return hmac.new(settings.session_key.encode(), purpose.encode(), hashlib.sha256).digest()
+    return b""
 
 
 def job_sandbox(settings: Settings) -> Sandbox:
@@ -94,9 +110,14 @@ def build_components(settings: Settings, backend=None) -> Components:
         mount=settings.database_mount, token_role=settings.job_token_role,
         grace_seconds=settings.dynamic_lease_grace_seconds, reap_seconds=settings.lease_reap_seconds))
     metrics.registry.register(LeaseCollector(sessions))
+    webhooks = Webhooks(sessions, service_key(settings, settings.webhook_key, "webhooks"), settings.stack_webhook_url,
+                        settings.stack_webhook_secret.encode(), attempts=settings.webhook_attempts,
+                        backoff_seconds=settings.webhook_backoff_ms / 1000)
+    leaks = LeakWatch(sessions, metrics, service_key(settings, settings.leak_hash_key, "leak-hashes")
+                      or b"envvars-leak-hash", webhooks.emit)
     executor = Executor(sessions, vault_for_executor, backend, metrics, settings.max_workers,
                         ExecutorTiming(lease_seconds=settings.execution_lease_seconds,
-                                       grace_seconds=settings.shutdown_grace_seconds), leases=leases)
+                                       grace_seconds=settings.shutdown_grace_seconds), leases=leases, leaks=leaks)
     return Components(settings=settings, sessions=sessions, gateway=gateway,
                       verifier=TokenVerifier(settings.oidc_jwks_url, settings.oidc_issuer, settings.oidc_audience,
                                              settings.oidc_ca_file),
@@ -104,4 +125,5 @@ def build_components(settings: Settings, backend=None) -> Components:
                       oidc=OidcClient(settings.oidc_issuer, settings.oidc_client_id, settings.oidc_client_secret,
                                       settings.oidc_ca_file, settings.oidc_authorization_url, settings.oidc_scopes),
                       cookies=CookieCodec(settings.session_key), identities=IdentityRegistry(sessions),
-                      import_rate_limit=RateLimit(settings.import_rate_limit))
+                      import_rate_limit=RateLimit(settings.import_rate_limit), leaks=leaks,
+                      webhooks=webhooks)

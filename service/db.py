@@ -88,6 +88,8 @@ class Execution(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True, default=None)
     lease_until: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A secret was found in its output (service/core/leaks.py, migration 0010): only its owner may read it.
+    output_restricted: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class ExecutionEnvVar(Base):

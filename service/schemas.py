@@ -239,6 +239,8 @@ class ExecutionOut(ExecutionSummary):
 class ExecutionRerun(_Strict):
     versions: Literal["same", "latest"] = Field(
         default="latest", description="same: exactly the KV versions the execution received; latest: the newest")
+    allow_compromised: bool = Field(
+        default=False, description="same versions only: run even with a version a leak exposed (else 409)")
 
 
 class ExecutionList(BaseModel):

@@ -80,6 +80,18 @@ class Settings:
     job_token_role: str = "envvars-job"  # noqa: S105 (a role name)
     dynamic_lease_grace_seconds: int = 30
     lease_reap_seconds: int = 30
+    # Keys the hashes of leak findings and env var values (service/core/leaks.py): with it, a copy of the
+    # database cannot test guesses of a value. Empty: derived from the session key (service/components.py).
+    leak_hash_key: str = field(default="", repr=False)
+    # Webhooks (service/webhooks.py): users' signing secrets are derived from this key (a file); empty: from
+    # the session key; neither: users cannot add webhooks. The stack's own webhook: its URL and secret (a file).
+    webhook_key: str = field(default="", repr=False)
+    stack_webhook_url: str = ""
+    stack_webhook_secret: str = field(default="", repr=False)
+    webhook_attempts: int = 5
+    webhook_backoff_ms: int = 1000  # before the 2nd attempt; doubled before each next one
+    webhook_expiring_days: int = 7  # env_var.expiring: told once when an expiry comes within so many days
+    webhook_expiry_check_seconds: int = 3600
 
     @classmethod
     def from_env(cls, env: Optional[dict] = None) -> "Settings":
@@ -121,6 +133,14 @@ class Settings:
         role_id_file = get("APPROLE_ROLE_ID_FILE", "")
         client_secret_file = get("OIDC_CLIENT_SECRET_FILE", "")
         session_key_file = get("SESSION_KEY_FILE", "")
+        leak_hash_key_file = get("LEAK_HASH_KEY_FILE", "")
+        webhook_key_file = get("WEBHOOK_KEY_FILE", "")
+        stack_webhook_secret_file = get("STACK_WEBHOOK_SECRET_FILE", "")
+        stack_webhook_url = get("STACK_WEBHOOK_URL", "")
+        if stack_webhook_url and not re.fullmatch(r"https?://[^\s]+", stack_webhook_url):
+            raise SettingsError(f"ENVVARS_STACK_WEBHOOK_URL = {stack_webhook_url!r} must be an http(s) URL")
+        if stack_webhook_url and not stack_webhook_secret_file:
+            raise SettingsError("ENVVARS_STACK_WEBHOOK_URL needs ENVVARS_STACK_WEBHOOK_SECRET_FILE (its signing secret)")
         public_url = get("PUBLIC_URL", "").rstrip("/")
         if public_url and not re.fullmatch(r"https?://[^/?#]+(/[^?#]*)?", public_url):
             raise SettingsError(f"ENVVARS_PUBLIC_URL = {public_url!r} must be an http(s) URL without query")
@@ -176,4 +196,12 @@ class Settings:
             job_token_role=get("JOB_TOKEN_ROLE", "envvars-job"),
             dynamic_lease_grace_seconds=integer("DYNAMIC_LEASE_GRACE_SECONDS", 30, minimum=5),
             lease_reap_seconds=integer("LEASE_REAP_SECONDS", 30),
+            leak_hash_key=_read_file(leak_hash_key_file) if leak_hash_key_file else "",
+            webhook_key=_read_file(webhook_key_file) if webhook_key_file else "",
+            stack_webhook_url=stack_webhook_url,
+            stack_webhook_secret=_read_file(stack_webhook_secret_file) if stack_webhook_secret_file else "",
+            webhook_attempts=integer("WEBHOOK_ATTEMPTS", 5),
+            webhook_backoff_ms=integer("WEBHOOK_BACKOFF_MS", 1000, minimum=0),
+            webhook_expiring_days=integer("WEBHOOK_EXPIRING_DAYS", 7, minimum=0),
+            webhook_expiry_check_seconds=integer("WEBHOOK_EXPIRY_CHECK_SECONDS", 3600),
         )

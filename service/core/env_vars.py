@@ -229,6 +229,7 @@ def update_env_var(s: Session, c: Components, who: Caller, env_var_id: str, body
                                           ("expires_at", new_expiry)) if given)
     if body.value is None:  # the row only: one conditional update, no Vault call, no claim to hold
         change(s, who, row.id, changes, audit_row(who.user, "env_var.update", row.id, "ok", changed))
+        c.webhooks.emit("env_var.changed", who.user, {"id": row.id, "name": row.name, "changed": changed.split(",")})
         return _out(row, **changes, **_last_use(s, row.id))
     _check_value(body.value, c)
     vault = user_vault(c, who)
@@ -264,6 +265,8 @@ def update_env_var(s: Session, c: Components, who: Caller, env_var_id: str, body
             undo_in_background(vault, row.id, c)
             raise errors.NotFound("env var not found (it was deleted meanwhile)")
         raise errors.Busy(TOOK_OVER)
+    c.webhooks.emit("env_var.changed", who.user, {"id": row.id, "name": row.name, "changed": changed.split(","),
+                                                  "version": version})
     return _out(row, **changes, **_last_use(s, row.id))
 
 
@@ -293,3 +296,4 @@ def delete_env_var(s: Session, c: Components, who: Caller, env_var_id: str) -> N
         if not still_there(s, row.id):
             raise errors.NotFound("env var not found")
         raise errors.Busy(TOOK_OVER)
+    c.webhooks.emit("env_var.deleted", who.user, {"id": row.id, "name": row.name})

@@ -14,6 +14,7 @@ from service.vault_access import VaultDenied, VaultUnavailable
 
 from . import dynamic_env_vars, errors
 from .audit import audit, audit_row
+from .leaks import refuse_compromised
 from .vault import user_vault, vault_error, vault_failed
 
 
@@ -109,6 +110,7 @@ def rerun_execution(s: Session, c: Components, who: Caller, execution_id: str, b
                     f"no version of env var {r.name} was recorded for this job (it did not start, or ran before "
                     "versions were recorded); run it again with the latest versions")
             versions[r.env_var_id] = r.kv_version
+        refuse_compromised(s, refs, body.allow_compromised)  # a version a leak exposed: only when asked
         s.commit()  # no transaction stays open across the Vault calls
         if refs:
             _check_readable(c, who, refs)
@@ -116,7 +118,8 @@ def rerun_execution(s: Session, c: Components, who: Caller, execution_id: str, b
     dynamic = dynamic_env_vars.selected(s, c, who, dynamic_env_vars.dynamic_ids_of(s, e.id),
                                         {found[r.env_var_id].name for r in refs}, "the job was not run again")
     return _create(s, c, who, list(e.command), e.timeout_seconds, [found[r.env_var_id] for r in refs], versions,
-                   f"rerun={e.id},versions={body.versions};", dynamic)
+                   f"rerun={e.id},versions={body.versions}{',allow_compromised' if body.allow_compromised else ''};",
+                   dynamic)
 
 
 def _check_readable(c: Components, who: Caller, refs: Sequence) -> None:

@@ -149,4 +149,6 @@ def rollback(s: Session, c: Components, who: Caller, env_var_id: str, version: i
             undo_in_background(vault, row.id, c)
             raise errors.NotFound("env var not found (it was deleted meanwhile)")
         raise errors.Busy(TOOK_OVER)
+    c.webhooks.emit("env_var.rolled_back", who.user, {"id": row.id, "name": row.name, "version": new,
+                                                      "rolled_back_from": version})
     return EnvVarRolledBack(env_var=_out(row, **changes), version=new, rolled_back_from=version)

@@ -33,6 +33,7 @@ from sqlalchemy.orm import sessionmaker
 
 from service.core.audit import audit, audit_row
 from service.core.database import matched
+from service.core.leaks import LeakWatch
 from service.db import EnvVar, Execution, ExecutionEnvVar, now
 from service.metrics import Metrics
 from service.schemas import as_utc, check_name
@@ -100,9 +101,10 @@ class _Job:
 class Executor:
     def __init__(self, sessions: sessionmaker, vault: Callable[[], ExecutorVault], backend: Backend,
                  metrics: Metrics, max_workers: int = 4, timing: ExecutorTiming = ExecutorTiming(),
-                 replica_id: str = "", leases: Optional[LeaseBroker] = None):
+                 replica_id: str = "", leases: Optional[LeaseBroker] = None, leaks: Optional[LeakWatch] = None):
         self._sessions, self._vault, self._backend, self._metrics = sessions, vault, backend, metrics
         self._leases = leases  # dynamic env vars (service/executor/leases.py)
+        self._leaks = leaks  # the leak detector over every job's output (service/core/leaks.py)
         self.timing = timing
         self.replica_id = replica_id or f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="execution")
@@ -454,9 +456,15 @@ class Executor:
             if minted is not None and self._leases is not None:  # every exit of the job: its credentials end with it
                 self._leases.release(minted)
         output = redact(result.output.decode("utf-8", errors="replace"), hidden)
+        leak = None
+        if self._leaks is not None:  # after redaction: what it could not know, masked before anything is stored
+            leak = self._leaks.inspect(owner, output, hidden, {name: i for _r, i, _o, name, _v, _x in refs}, versions)
+            output = leak.output
         del values, hidden, env
         if job.reason == "lost":
             return
+        if leak is not None and self._leaks is not None:  # before the end: whoever sees the job ended sees its findings
+            self._leaks.record(execution_id, owner, leak)
         if result.cancelled and job.reason == "shutdown":
             return self._finish(execution_id, "failed", exit_code=result.exit_code, output=output, error=(
                 f"stopped: replica {self.replica_id} shut down and the job did not end within its "

@@ -20,7 +20,7 @@ from starlette.datastructures import UploadFile
 
 from service.auth import Caller, Unauthenticated
 from service.components import Components
-from service.core import dynamic_env_vars, env_import
+from service.core import dynamic_env_vars, env_import, leaks
 from service.core.activity import list_activity
 from service.core.audit import audit_failure
 from service.core.callers import admit
@@ -217,6 +217,7 @@ def env_var_list(request: Request, v: ViewerDep, s: SessionDep, q: str = "", pag
               "Imported the .env file: {} created, {} overwritten, {} skipped.".format(*counts.groups()) if counts
               else "")
     return render(request, "env_vars.html", v=v, items=result.items, total=result.total, q=q, page=page,
+                  compromised=leaks.compromised(s, v.who),
                   pages=max(1, -(-result.total // PAGE_SIZE)), notice=notice[:200], expiring=expiring,
                   expiring_days=EXPIRING_DAYS, now=datetime.datetime.now(datetime.timezone.utc))
 
@@ -278,17 +279,21 @@ def _edit_page(request: Request, v: Viewer, s: Session, c: Components, item: Env
     except (VaultUnavailable, VaultRefused) as e:
         history, history_error = None, f"The history cannot be shown now: {e}"
     values = {"name": item.name, "description": item.description, "expires_at": expiry_input(item.expires_at),
-              "errors": {}, "notice": "", **values}
+              "errors": {}, "notice": "", "rotate_error": "", **values}
+    exposed = leaks.compromised(s, v.who, item.id)
     return render(request, "env_var_form.html", status_code, v=v, item=item, history=history,
+                  compromised=exposed[0] if exposed else None,
                   history_error=history_error, **values)
 
 
 @router.get("/env-vars/{env_var_id}")
 def env_var_edit(request: Request, env_var_id: str, v: ViewerDep, s: SessionDep, c: ComponentsDep,
-                 rolled_back: str = "", version: str = "") -> Response:
+                 rolled_back: str = "", version: str = "", rotated: str = "") -> Response:
     item = get_env_var(s, v.who, env_var_id)
     notice = (f"Rolled back to version {rolled_back}: its value is now the current version, {version}."
-              if (rolled_back + version).isascii() and rolled_back.isdecimal() and version.isdecimal() else "")
+              if (rolled_back + version).isascii() and rolled_back.isdecimal() and version.isdecimal() else
+              f"Rotated: a new value is saved; versions {rotated} are marked compromised."
+              if re.fullmatch(r"\d{1,6}(,\d{1,6}){0,20}", rotated) else "")
     return _edit_page(request, v, s, c, item, notice=notice[:200])
 
 
@@ -427,27 +432,29 @@ def execution_start(request: Request, v: ViewerDep, s: SessionDep, c: Components
 
 @router.get("/executions/{execution_id}")
 def execution_status(request: Request, execution_id: str, v: ViewerDep, s: SessionDep) -> Response:
-    return _job_page(request, v, get_execution(s, v.who, execution_id))
+    return _job_page(request, v, s, get_execution(s, v.who, execution_id))
 
 
-def _job_page(request: Request, v: Viewer, execution, status_code: int = 200, rerun_error: str = "") -> Response:
+def _job_page(request: Request, v: Viewer, s: Session, execution, status_code: int = 200,
+              rerun_error: str = "") -> Response:
     return render(request, "execution.html", status_code, v=v, execution=execution,
+                  findings=leaks.list_findings(s, v.who, None, execution.id, 100, 0)["items"],
                   command=shlex.join(execution.command), running=execution.status in ("queued", "running"),
                   rerun_error=rerun_error)
 
 
 @router.post("/executions/{execution_id}/rerun")
 def execution_rerun(request: Request, execution_id: str, v: ViewerDep, s: SessionDep, c: ComponentsDep,
-                    versions: FormText = "latest", csrf_token: FormText = "") -> Response:
+                    versions: FormText = "latest", allow_compromised: FormText = "", csrf_token: FormText = "") -> Response:
     check_csrf(v.csrf, csrf_token)
-    try:
-        body = ExecutionRerun(versions=versions)  # type: ignore[arg-type]  # checked here
+    try:  # allow_compromised: the explicit override of a version a leak exposed (a checkbox)
+        body = ExecutionRerun(versions=versions, allow_compromised=bool(allow_compromised))  # type: ignore[arg-type]
     except ValidationError:
         raise HTTPException(422, "versions must be same or latest") from None
     try:
         started = rerun_execution(s, c, v.who, execution_id, body)
     except (CannotRerun, RoleNotGranted) as e:  # shown on the job's page, by the control that was used
-        return _job_page(request, v, get_execution(s, v.who, execution_id), 409, rerun_error=str(e))
+        return _job_page(request, v, s, get_execution(s, v.who, execution_id), 409, rerun_error=str(e))
     return RedirectResponse(f"/dashboard/executions/{started.id}", 303)
 
 
