@@ -37,6 +37,8 @@ class DatabaseRoleArgs:
     default_ttl: int = 3600
     max_ttl: int = 86400
     users: list[str] = field(default_factory=list)
+    # Users whose `sub` is known only at deploy time (the dev stack's demo users): {name: sub}.
+    subjects: dict[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,11 +101,12 @@ class DatabaseSecrets(pulumi.ComponentResource):
             policy = vault.Endpoint(
                 f"{name}-policy-{role.name}", connection=conn, path=f"sys/policies/acl/{role_policy_name(role.name)}",
                 data={"policy": render_policy("database-role", db_path=args.path, role=role.name)}, opts=child)
-            for user in role.users:
+            granted = {**{u: u for u in role.users}, **role.subjects}
+            for user, sub in granted.items():
                 if user not in entities:
-                    entities[user] = UserEntity(f"{name}-user-{user}", connection=conn, alias=user,
+                    entities[user] = UserEntity(f"{name}-user-{user}", connection=conn, alias=sub,
                                                 mount_accessor=args.jwt_accessor, opts=child)
-            members = pulumi.Output.all(*[entities[u].entity_id for u in role.users])
+            members = pulumi.Output.all(*[entities[u].entity_id for u in granted])
             vault.Endpoint(
                 f"{name}-group-{role.name}", connection=conn, path=f"identity/group/name/{role_policy_name(role.name)}",
                 data=members.apply(_group_data(role.name)),

@@ -8,6 +8,7 @@ import pulumi
 from infra.providers import vault
 from infra.providers.random import RandomSecret
 from infra.providers.vault import VaultConnection
+from infra.providers.vault_identity import UserEntity
 
 PROVIDER_NAME = "envvars"
 CLIENT_NAME = "env-vars"
@@ -40,13 +41,14 @@ class DevIdentityArgs:
 
 
 class DevIdentity(pulumi.ComponentResource):
-    """Outputs: `issuer` (the `iss` of ID tokens), `client_id` (their audience), `client_secret` (secret)
-    and `demo_passwords` (secret: {user: password})."""
+    """Outputs: `issuer` (the `iss` of ID tokens), `client_id` (their audience), `client_secret` (secret),
+    `demo_passwords` (secret: {user: password}) and `demo_subjects` ({user: the `sub` of their tokens})."""
 
     issuer: pulumi.Output[str]
     client_id: pulumi.Output[str]
     client_secret: pulumi.Output[str]
     demo_passwords: pulumi.Output[dict]
+    demo_subjects: pulumi.Output[dict]
 
     def __init__(self, name: str, args: DevIdentityArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("vault-envvars:infra:DevIdentity", name, None, opts)
@@ -74,7 +76,7 @@ class DevIdentity(pulumi.ComponentResource):
                 "id_token_ttl": 900, "access_token_ttl": 900, "client_type": "confidential"}),
             read_back=["client_id"], secret_read_back=["client_secret"],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[provider]))
-        passwords = {}
+        passwords, subjects = {}, {}
         for user in args.demo_users:
             password = RandomSecret(f"{name}-{user}-password", length=18, opts=child)
             vault.Endpoint(f"{name}-{user}", connection=conn, path=f"auth/userpass/users/{user}",
@@ -82,9 +84,15 @@ class DevIdentity(pulumi.ComponentResource):
                            write_only=["password"],
                            opts=pulumi.ResourceOptions(parent=self, depends_on=[userpass]))
             passwords[user] = password.result
+            # The provider's `sub` is the user's entity id: made now (with the login name as its userpass
+            # alias, which Vault logs the user in to), so grants can name the user before the first sign-in.
+            subjects[user] = UserEntity(f"{name}-{user}-entity", connection=conn, alias=user,
+                                        mount_accessor=userpass.accessor, opts=child).entity_id
         self.issuer = provider.id.apply(lambda _: issuer_url(args.issuer_base_url))
         self.client_id = oidc_client.response.apply(lambda r: r["client_id"])
         self.client_secret = pulumi.Output.secret(oidc_client.secret_response.apply(lambda r: r["client_secret"]))
         self.demo_passwords = pulumi.Output.secret(passwords)
+        self.demo_subjects = pulumi.Output.all(**subjects)
         self.register_outputs({"issuer": self.issuer, "client_id": self.client_id,
-                               "client_secret": self.client_secret, "demo_passwords": self.demo_passwords})
+                               "client_secret": self.client_secret, "demo_passwords": self.demo_passwords,
+                               "demo_subjects": self.demo_subjects})

@@ -21,7 +21,7 @@ from infra.kube_meta import annotated
 from infra.providers.random import RandomSecret
 
 # tools/images.sh's PG_IMAGE (Debian bookworm's PostgreSQL major, -rN the image's revision).
-DEFAULT_IMAGE = "localhost/vault-envvars/postgres:15-r1"
+DEFAULT_IMAGE = "localhost/vault-envvars/postgres:15-r2"
 POSTGRES_UID = 999  # the image's postgres user and group (tools/postgres/install.sh)
 PORT = 5432
 SERVICE_NAME = "postgres"

@@ -292,6 +292,7 @@ class DevConfig:
     raft: RaftSettings
     monitoring: MonitoringSettings
     backup: BackupSettings
+    dev_database: bool = True  # a PostgreSQL container and a `readonly` role granted to alice (dynamic env vars)
 
     @classmethod
     def load(cls, config: Optional[pulumi.Config] = None) -> "DevConfig":
@@ -306,6 +307,7 @@ class DevConfig:
             raft=RaftSettings.load(r),
             monitoring=MonitoringSettings.load(r),
             backup=BackupSettings.load(r, pulumi.get_stack()),
+            dev_database=r.boolean("devDatabase", True),
         )
 
 

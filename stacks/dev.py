@@ -8,6 +8,7 @@ import pulumi
 from infra.dev_identity import DevIdentity, DevIdentityArgs, browser_login_url, issuer_url, jwks_url
 from infra.monitoring_config import AlertRouting, ScrapeTargets
 from infra.monitoring_docker import MonitoringDocker, MonitoringDockerArgs
+from infra.postgres_docker import PostgresDocker, PostgresDockerArgs
 from infra.providers.random import FreePort, RandomSecret
 from infra.providers.vault import VaultConnection
 from infra.providers.vault_bootstrap import VaultBootstrap
@@ -19,6 +20,7 @@ from infra.vault_raft_docker import VaultRaftDocker, VaultRaftDockerArgs
 from infra.vault_snapshots_docker import SnapshotStoreArgs, VaultSnapshotsDocker, VaultSnapshotsDockerArgs
 from stacks import export
 from stacks.config import DevConfig, VaultSettings
+from stacks.dev_database import dev_database_args
 from stacks.vault import admin_policy, configure_vault
 
 
@@ -67,6 +69,9 @@ def deploy() -> dict[str, pulumi.Output]:
         connection=admin, issuer_base_url=in_network,
         redirect_uris=[service_url.apply(lambda u: f"{u}/dashboard/callback"),
                        service_port.apply(lambda p: f"http://localhost:{p}/dashboard/callback")]))
+    # Dynamic env vars out of the box: a PostgreSQL beside Vault, a role granted to alice by her `sub`.
+    postgres = PostgresDocker("postgres", PostgresDockerArgs(network_name=cluster.network_name, labels=labels)) \
+        if cfg.dev_database else None
     dev_idp = not settings.oidc_discovery_url and not settings.validation_pubkeys and \
         settings.jwks_url == jwks_url(f"{scheme}://127.0.0.1:8200")
     vault = configure_vault(
@@ -76,6 +81,7 @@ def deploy() -> dict[str, pulumi.Output]:
         adopt_kv_mount=cfg.vault_mode == "dev",
         manage_admin_policy=cfg.vault_mode == "dev",  # raft: the bootstrap wrote it
         autopilot_min_quorum=cfg.raft.replicas if cfg.vault_mode == "raft" else None,
+        database=dev_database_args(settings.database, admin, postgres, identity.demo_subjects) if postgres else None,
         opts=pulumi.ResourceOptions(depends_on=[identity]),
     )
     monitoring = _monitoring(cfg, cluster, labels)
@@ -130,6 +136,8 @@ def deploy() -> dict[str, pulumi.Output]:
                 pushgateway_url=monitoring.pushgateway_url if monitoring else "",
                 pushgateway_network=monitoring.network_name if monitoring else "", labels=labels,
             ), opts=pulumi.ResourceOptions(depends_on=[snapshots]))
+    if postgres:
+        outputs.update(postgres_container=postgres.container_name)
     outputs.update(
         service_url=service.url,
         dashboard_url=service.url.apply(lambda u: f"{u}/dashboard/"),

@@ -41,10 +41,12 @@ def configure_vault(
     autopilot_min_quorum: Optional[int] = None,
     audiences: Optional[pulumi.Input[list[str]]] = None,
     audit_file_path: str = AUDIT_LOG,
+    database: Optional[DatabaseSecretsArgs] = None,
     opts: Optional[pulumi.ResourceOptions] = None,
 ) -> VaultConfiguration:
     """`jwt_ca_pem`: the CA of the users' key source URL when a private CA signs it (the dev cluster);
-    `audiences`: replaces the configured audiences (the dev identity provider's generated client id)."""
+    `audiences`: replaces the configured audiences (the dev identity provider's generated client id);
+    `database`: replaces the database engine's arguments made from the settings (the dev stack adds its own)."""
     return VaultConfiguration(name, VaultConfigurationArgs(
         connection=connection,
         kv_path=settings.kv_path,
@@ -72,5 +74,5 @@ def configure_vault(
             secret_id_num_uses=settings.executor_secret_id_num_uses,
             bound_cidrs=settings.executor_bound_cidrs,
         ),
-        database=database_args(settings.database, connection),
+        database=database or database_args(settings.database, connection),
     ), opts)

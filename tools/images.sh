@@ -16,7 +16,7 @@ BAO_VERSION=$("$REPO_ROOT/.venv/bin/python" -c 'import importlib.metadata as m; 
 BAO_IMAGE=${BAO_IMAGE:-localhost/vault-envvars/openbao:$BAO_VERSION}
 DOCKER=("$REPO_ROOT/.venv/bin/python" "$REPO_ROOT/tools/dockerctl.py")
 PG_MAJOR=${PG_MAJOR:-15}  # bookworm's (one major per Debian release; the PostgreSQL image below)
-PG_IMAGE=${PG_IMAGE:-localhost/vault-envvars/postgres:$PG_MAJOR-r1}
+PG_IMAGE=${PG_IMAGE:-localhost/vault-envvars/postgres:$PG_MAJOR-r2}
 MONITORING_IMAGE=${MONITORING_IMAGE:-localhost/vault-envvars/monitoring:bookworm-r1}
 # One engine connection for all (each costs a Python start and the engine's answer): the absent ones.
 MISSING=$("${DOCKER[@]}" missing "$BASE_IMAGE" "$BAO_IMAGE" "$PG_IMAGE" "$MONITORING_IMAGE") \

@@ -157,7 +157,7 @@ class Image(Resource, module="docker", name="Image"):
 CONTAINER_INPUTS = (
     "name", "image", "command", "entrypoint", "env", "ports", "networks", "volumes", "user",
     "read_only", "tmpfs", "labels", "restart", "cap_drop", "cap_add", "security_opt", "init", "mem_limit",
-    "docker_host", "wait_http_path", "wait_https", "files",
+    "docker_host", "wait_http_path", "wait_https", "files", "wait_log",
 )
 
 
@@ -199,6 +199,8 @@ class _ContainerProvider(ManagedProvider):
                 scheme = "https" if props.get("wait_https") else "http"
                 _wait_http(f"{scheme}://127.0.0.1:{outs['host_ports'][0]['external']}{props['wait_http_path']}",
                            container)
+            if props.get("wait_log"):
+                _wait_log(props["wait_log"], container)
         except Exception:
             # No half-made container left behind: a failed create removes it.
             container.remove(force=True)
@@ -286,6 +288,19 @@ def _wait_http(url: str, container: Any, timeout: float = 60.0) -> None:
     raise RuntimeError(f"container {container.name} did not answer on {url} (state {container.status})")
 
 
+def _wait_log(text: str, container: Any, timeout: float = 90.0) -> None:
+    """Waits for `text` in the container's log: the readiness of a server that speaks no HTTP."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text.encode() in container.logs():
+            return
+        container.reload()
+        if container.status in ("exited", "dead"):
+            break
+        time.sleep(0.3)
+    raise RuntimeError(f"container {container.name} did not log {text!r} (state {container.status})")
+
+
 class Container(Resource, module="docker", name="Container"):
     """A long-running container. Ports publish on 127.0.0.1 by default; `external: 0` picks a free port."""
 
@@ -300,7 +315,7 @@ class Container(Resource, module="docker", name="Container"):
                  labels: Optional[dict[str, str]] = None, restart: str = "unless-stopped",
                  cap_drop: Optional[list[str]] = None, cap_add: Optional[list[str]] = None,
                  security_opt: Optional[list[str]] = None, init: bool = True, mem_limit: str = "",
-                 wait_http_path: str = "", wait_https: bool = False,
+                 wait_http_path: str = "", wait_https: bool = False, wait_log: str = "",
                  files: Optional[pulumi.Input[dict[str, dict]]] = None,
                  docker_host: Optional[str] = None, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(_ContainerProvider(), name, {
@@ -310,6 +325,7 @@ class Container(Resource, module="docker", name="Container"):
             "restart": restart, "cap_drop": cap_drop if cap_drop is not None else ["ALL"], "cap_add": cap_add or [],
             "security_opt": security_opt if security_opt is not None else ["no-new-privileges"],
             "init": init, "mem_limit": mem_limit, "wait_http_path": wait_http_path, "wait_https": wait_https,
+            "wait_log": wait_log,
             # {path on a volume: {"content": str, "mode": int} or {"directory": True, "mode": int}}, owned
             # by `user`; pass secret content as a Pulumi secret.
             "files": files or {},

@@ -52,7 +52,7 @@ class UserEntity(Resource, module="vault", name="UserEntity"):
 
     entity_id: pulumi.Output[str]
 
-    def __init__(self, name: str, *, connection, alias: str, mount_accessor: pulumi.Input[str],
+    def __init__(self, name: str, *, connection, alias: pulumi.Input[str], mount_accessor: pulumi.Input[str],
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(_UserEntityProvider(), name, {
             **connection.inputs(), "alias": alias, "mount_accessor": mount_accessor, "entity_id": None, "made": None,

@@ -23,6 +23,7 @@ from devkit.service_process import wait_execution
 from stacks.config import DEFAULT_BASE_IMAGE
 from tests.conftest import REPO_ROOT
 from tests.e2e.container_checks import check_container
+from tests.e2e.dev_dynamic_env_vars import check_dynamic_env_var_in_dashboard
 from tools.dev_token import id_token
 
 pytestmark = pytest.mark.e2e
@@ -96,6 +97,10 @@ def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack,
     assert page.get_by_test_id("user").inner_text() == "alice"
     assert [t.split("\t")[0] for t in page.locator("tbody tr").all_inner_texts()] == ["FRESH_ONE", "SECRET_ONE"]
     shot(page, "dev-stack-signed-in")
+    # Dynamic env vars out of the box: the stack's PostgreSQL, `readonly` granted to alice, not to bob.
+    bob_page = new_page()
+    sign_in(bob_page, url, out["vault_address"], "bob", out["demo_user_passwords"]["bob"])
+    check_dynamic_env_var_in_dashboard(page, bob_page, out, _engine(toolchain))
     # No secret in any container's configuration.
     engine = _engine(toolchain)
     inspected = json.dumps([c.attrs for c in engine.containers.list(filters={"label": f"vault-envvars.stack={s.name}"})])
@@ -107,6 +112,7 @@ def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack,
                                                      "/run/envvars/oidc-client-secret": 0o400,
                                                      "/run/envvars/session-key": 0o400},
                     root_caps=SANDBOX_CAPS)
+    check_container(f"{prefix}-postgres-server", {5432}, {"/run/secrets/postgres/password": 0o400})
 
     # The monitoring: Prometheus scrapes the dev server (no token: dev mode serves its metrics openly) and
     # the service; the three monitoring containers run as their own user and listen on their port only.

@@ -94,10 +94,12 @@ def test_dev_stack_composes_vault_identity_and_configuration(mocks):
     outputs = {}
     run(lambda: outputs.update(deploy("dev")))
     assert sorted(outputs) == ["alertmanager_url", "dashboard_url", "demo_user_passwords", "executor_role_id",
-                               "jwt_issuer", "oidc_client_id", "oidc_client_secret", "prometheus_url",
-                               "service_container", "service_url", "vault_address", "vault_root_token"]
+                               "jwt_issuer", "oidc_client_id", "oidc_client_secret", "postgres_container",
+                               "prometheus_url", "service_container", "service_url", "vault_address",
+                               "vault_root_token"]
     components = sorted(r.typ for r in mocks.resources if r.typ.startswith("vault-envvars:"))
-    assert components == ["vault-envvars:infra:DevIdentity", "vault-envvars:infra:MonitoringDocker",
+    assert components == ["vault-envvars:infra:DatabaseSecrets", "vault-envvars:infra:DevIdentity",
+                          "vault-envvars:infra:MonitoringDocker", "vault-envvars:infra:PostgresDocker",
                           "vault-envvars:infra:ServiceDocker", "vault-envvars:infra:VaultConfiguration",
                           "vault-envvars:infra:VaultDevServer"]
     # The dev identity provider is the JWT mount's key source, and KV v2 at secret/ is adopted.
@@ -120,7 +122,8 @@ def test_dev_stack_exports_secrets_only_as_secrets(mocks):
     assert flags == {"demo_user_passwords": True, "vault_root_token": True, "oidc_client_secret": True,
                      "executor_role_id": False, "jwt_issuer": False, "vault_address": False,
                      "oidc_client_id": False, "service_url": False, "service_container": False,
-                     "dashboard_url": False, "prometheus_url": False, "alertmanager_url": False}
+                     "dashboard_url": False, "prometheus_url": False, "alertmanager_url": False,
+                     "postgres_container": False}
 
 
 DEV_SOURCE = {"jwks_url": "http://127.0.0.1:8200/keys", "issuer": "http://vault:8200/iss"}

@@ -9,6 +9,8 @@
 #   - $POSTGRES_USER (no superuser, no role or database creation), password from $POSTGRES_PASSWORD_FILE
 #     (read from the file, never on a command line), stored as a SCRAM-SHA-256 verifier;
 #   - $POSTGRES_DB, owned by $POSTGRES_USER.
+# POSTGRES_USER_CREATEROLE=yes (the dev stack's database for Vault's database secrets engine): that user
+# may also create roles, and any role may log in to $POSTGRES_DB by password (the logins Vault mints).
 # Every start writes pg_hba.conf: $POSTGRES_USER to $POSTGRES_DB by scram-sha-256 from the networks in
 # $POSTGRES_CLIENT_CIDRS (space-separated; default: the private ranges), nothing else over TCP.
 set -eu
@@ -18,6 +20,7 @@ PGDATA=${PGDATA:-/var/lib/postgresql/data/pgdata}
 POSTGRES_DB=${POSTGRES_DB:-envvars}
 POSTGRES_USER=${POSTGRES_USER:-envvars}
 POSTGRES_CLIENT_CIDRS=${POSTGRES_CLIENT_CIDRS:-10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 fc00::/7}
+POSTGRES_USER_CREATEROLE=${POSTGRES_USER_CREATEROLE:-no}
 export PGDATA
 
 die() { echo "postgres entrypoint: $*" >&2; exit 1; }
@@ -33,6 +36,11 @@ for cidr in $POSTGRES_CLIENT_CIDRS; do
     *) die "'$cidr' is not a network (a.b.c.d/n)" ;;
   esac
 done
+case $POSTGRES_USER_CREATEROLE in
+  yes) createrole=CREATEROLE; hba_users=all ;;
+  no) createrole=NOCREATEROLE; hba_users=$POSTGRES_USER ;;
+  *) die "POSTGRES_USER_CREATEROLE must be yes or no" ;;
+esac
 [ "$(id -u)" != 0 ] || die "refusing to run as root"
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
@@ -57,7 +65,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   # It goes on after a failed statement and exits 0: the last query says whether all took effect.
   made=$(printf '%s\n\n' \
     "SET password_encryption = 'scram-sha-256';" \
-    "CREATE ROLE $POSTGRES_USER LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD '$quoted';" \
+    "CREATE ROLE $POSTGRES_USER LOGIN NOSUPERUSER NOCREATEDB $createrole NOREPLICATION PASSWORD '$quoted';" \
     "CREATE DATABASE $POSTGRES_DB OWNER $POSTGRES_USER;" \
     "REVOKE ALL ON DATABASE $POSTGRES_DB FROM PUBLIC;" \
     "SELECT 'made' || '-ok' FROM pg_database d JOIN pg_authid r ON d.datdba = r.oid WHERE d.datname = '$POSTGRES_DB'
@@ -75,7 +83,7 @@ chmod 0700 "$PGDATA"
   echo "# Written by the entrypoint at every start: do not edit (POSTGRES_CLIENT_CIDRS sets the networks)."
   echo "local all postgres peer"
   for cidr in $POSTGRES_CLIENT_CIDRS; do
-    echo "host $POSTGRES_DB $POSTGRES_USER $cidr scram-sha-256"
+    echo "host $POSTGRES_DB $hba_users $cidr scram-sha-256"
   done
 } > "$PGDATA/pg_hba.conf"
 
