@@ -6,8 +6,7 @@ import pulumi
 
 from infra.providers.vault import VaultConnection
 from infra.server_paths import AUDIT_LOG
-from infra.vault_configuration import (AppRoleArgs, JwtAuthArgs, ResourceHints, VaultConfiguration,
-                                       VaultConfigurationArgs)
+from infra.vault_configuration import AppRoleArgs, JwtAuthArgs, ResourceHints, VaultConfiguration, VaultConfigurationArgs
 from stacks.config import VaultSettings
 
 
