@@ -86,7 +86,8 @@ have_kube_plugin() { bash tools/build-pulumi.sh --check kubernetes >/dev/null; }
 make_kube_plugin() {
   local plugin
   plugin=$(bash tools/build-pulumi.sh kubernetes | tail -n1)
-  if ! pulumi plugin ls 2>/dev/null | grep -q "^kubernetes .*$KUBERNETES_PLUGIN_VERSION"; then
+  # Where `pulumi plugin install` puts it (asking `pulumi plugin ls` costs seconds on every run).
+  if [ ! -x "$PULUMI_HOME/plugins/resource-kubernetes-v$KUBERNETES_PLUGIN_VERSION/pulumi-resource-kubernetes" ]; then
     pulumi plugin install resource kubernetes "$KUBERNETES_PLUGIN_VERSION" --file "$plugin" >/dev/null
   fi
   NOTE="v$KUBERNETES_PLUGIN_VERSION, installed in $PULUMI_HOME"
@@ -185,7 +186,7 @@ done <<<"$PIECES"
 
 if [ "$NMISSING" -gt 0 ]; then
   echo "Toolchain (tiers:${TIERS% }): $NMISSING pieces to build, about $(mins "$LEFT") in all, each once:"
-  echo "  cold time measured on a fresh 2-core machine (README, \"What the first run builds\"), then the piece"
+  echo "  cold time measured on a 2-core machine (README, \"What the first run builds\"), then the piece"
   for p in "${RUN[@]}"; do
     if [ -n "${MISSING[$p]:-}" ]; then printf '  %9s  %s\n' "$(mins "${COLD[$p]}")" "${WHAT[$p]}"; fi
   done
@@ -224,7 +225,7 @@ export PULUMI_DISABLE_REGISTRY_RESOLVE=true
 export PULUMI_IGNORE_AMBIENT_PLUGINS=true
 export DOCKER_HOST="$DOCKER_HOST"
 export BAO_BIN="$BAO"
-$(sed 's/^/export /' <<<"$KUBE_ENV")
+$(if [ -n "$KUBE_ENV" ]; then sed 's/^/export /' <<<"$KUBE_ENV"; fi)
 # Passphrase secrets provider: a local random passphrase unless you bring your own (README, "Secrets").
 if [ -z "\${PULUMI_CONFIG_PASSPHRASE:-}\${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
   export PULUMI_CONFIG_PASSPHRASE_FILE="$REPO_ROOT/.pulumi/passphrase"
