@@ -75,6 +75,17 @@ class AppRoleArgs:
 
 
 @dataclass
+class ResourceHints:
+    """What resolves a failure of one of the resources, for whoever configures a Vault it did not make
+    (the `existing` stack names its settings): appended to Vault's own words. Empty: Vault's words only."""
+
+    kv_in_use: str = ""  # the KV mount's path is taken (by our kind of mount or another)
+    auth_in_use: str = ""  # the AppRole's or the JWT mount's path is taken
+    jwt_config_rejected: str = ""  # Vault refused the users' key source (it fetches a URL when written)
+    audit_rejected: str = ""  # Vault refused an audit device through the API (OpenBao does by default)
+
+
+@dataclass
 class VaultConfigurationArgs:
     connection: VaultConnection  # with a config-admin token (root only while bootstrapping)
     jwt: JwtAuthArgs
@@ -100,6 +111,7 @@ class VaultConfigurationArgs:
     # Dynamic env vars: the database secrets engine (connection, jwt_accessor filled in here); None: none.
     database: Optional[DatabaseSecretsArgs] = None
     database_path: str = DATABASE_PATH
+    hints: ResourceHints = field(default_factory=ResourceHints)
 
 
 class VaultConfiguration(pulumi.ComponentResource):
@@ -115,12 +127,12 @@ class VaultConfiguration(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: VaultConfigurationArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("vault-envvars:infra:VaultConfiguration", name, None, opts)
-        conn, child = args.connection, pulumi.ResourceOptions(parent=self)
+        conn, child, hints = args.connection, pulumi.ResourceOptions(parent=self), args.hints
         ttls: dict[str, Any] = dict(default_lease_ttl=args.default_lease_ttl, max_lease_ttl=args.max_lease_ttl)
 
         kv = vault.Mount(f"{name}-kv", connection=conn, path=args.kv_path, type="kv", options={"version": "2"},
                          description="env-var values, one secret per env var under users/<user>/",
-                         adopt=args.adopt_kv_mount, **ttls, opts=child)
+                         adopt=args.adopt_kv_mount, hints={"in_use": hints.kv_in_use}, **ttls, opts=child)
         vault.Endpoint(f"{name}-kv-config", connection=conn, path=f"{args.kv_path}/config",
                        data={"max_versions": args.kv_max_versions, "cas_required": False},
                        delete_on_destroy=False,
@@ -130,13 +142,14 @@ class VaultConfiguration(pulumi.ComponentResource):
                    "lockout_counter_reset": args.lockout_duration}
         approle = vault.Mount(f"{name}-approle", connection=conn, path=args.approle_path, type="approle", kind="auth",
                               description="the env-vars service's executor", user_lockout=lockout,
-                              **ttls, opts=child)
+                              hints={"in_use": hints.auth_in_use}, **ttls, opts=child)
         jwt = vault.Mount(f"{name}-jwt", connection=conn, path=args.jwt_path, type=args.jwt.type, kind="auth",
-                          description="dashboard users (OIDC/JWT bearer tokens)", **ttls, opts=child)
+                          description="dashboard users (OIDC/JWT bearer tokens)",
+                          hints={"in_use": hints.auth_in_use}, **ttls, opts=child)
         jwt_config = vault.Endpoint(
             f"{name}-jwt-config", connection=conn, path=f"auth/{args.jwt_path}/config",
             data=args.jwt.config_data(),
-            delete_on_destroy=False,
+            delete_on_destroy=False, hints={"rejected": hints.jwt_config_rejected},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[jwt]))
 
         db_path = args.database.path if args.database else args.database_path
@@ -201,7 +214,8 @@ class VaultConfiguration(pulumi.ComponentResource):
         if args.audit_via_api:
             for device in audit_devices(args.audit_file_path):
                 vault.AuditDevice(f"{name}-audit-{device.path}", connection=conn, path=device.path, type=device.type,
-                                  options=device.options, description=device.description, opts=child)
+                                  options=device.options, description=device.description,
+                                  hints={"rejected": hints.audit_rejected}, opts=child)
 
         self.kv_path = pulumi.Output.from_input(args.kv_path)
         self.jwt_accessor = jwt.accessor

@@ -9,12 +9,15 @@ import pulumi
 
 from infra.durations import parse_duration
 from infra.providers.vault import VaultConnection
+from infra.vault_configuration import ResourceHints
 from infra.vault_k8s import ContainerResources, TlsSecretArgs, TransitSealArgs
+from tools.versions import toolchain_versions
 
 NAMESPACE = "vault-envvars"
 DEFAULT_BAO_IMAGE = "localhost/vault-envvars/openbao:2.7.2"
-DEFAULT_BASE_IMAGE = "localhost/vault-envvars/debian-python:bookworm-r2"
-DEFAULT_MONITORING_IMAGE = "localhost/vault-envvars/monitoring:bookworm-r1"
+# The images tools/images.sh builds, named once in tools/versions.env.
+DEFAULT_BASE_IMAGE = toolchain_versions()["DEFAULT_BASE_IMAGE"]
+DEFAULT_MONITORING_IMAGE = toolchain_versions()["DEFAULT_MONITORING_IMAGE"]
 
 
 class ConfigError(Exception):
@@ -444,10 +447,43 @@ class ExistingVaultConfig:
         token = r.secret("vaultToken")
         if token is None:
             raise ConfigError(f"stack config {r.key('vaultToken')} is required: a config-admin token, set with --secret")
+        # What each failure of the server asks of the user, by setting (infra/providers/vault.py ERROR_KINDS).
+        hints = {
+            "unreachable": f"check {r.key('vaultAddress')} = {address}: the server's URL, reachable from here",
+            "tls": f"set {r.key('vaultCaCert')} to the PEM of the CA that signed the server's certificate",
+            "forbidden": f"the token in {r.key('vaultToken')} may not do this: the first `up` needs one allowed "
+                         "to write sys/policies/acl/config-admin (root, once), later ones a config-admin token "
+                         "(README, \"Pointing it at an existing Vault\")",
+        }
         return cls(
-            connection=VaultConnection(address=address, token=token, ca_cert_pem=r.string("vaultCaCert", "")),
+            connection=VaultConnection(address=address, token=token, ca_cert_pem=r.string("vaultCaCert", ""),
+                                       hints=hints),
             adopt_kv_mount=r.boolean("adoptKvMount", False),
             audit_file_path=r.string("auditFilePath", "/vault/logs/audit.log"),
+        )
+
+    def resource_hints(self, settings: "VaultSettings") -> ResourceHints:
+        """What resolves a refused resource, in this stack's settings."""
+        def k(name: str) -> str:
+            return f"{NAMESPACE}:{name}"
+        source = next((key for key, given in (("oidcDiscoveryUrl", settings.oidc_discovery_url),
+                                               ("jwksUrl", settings.jwks_url),
+                                               ("jwtValidationPubkeys", settings.validation_pubkeys)) if given),
+                      "jwtValidationPubkeys")
+        return ResourceHints(
+            kv_in_use=(f"a mount is at {settings.kv_path}/ already (every dev server mounts KV v2 at secret/): "
+                       f"set {k('adoptKvMount')} true to take over a KV v2 mount there "
+                       f"(pulumi config set {k('adoptKvMount')} true), or {k('kvPath')} to a free path"
+                       if not self.adopt_kv_mount else
+                       f"{k('adoptKvMount')} takes over a KV v2 mount only: set {k('kvPath')} to a free path"),
+            auth_in_use=("an auth method is enabled at that path already, by someone else: this configuration "
+                         "needs approle/ and jwt/ to itself (disable the other one, or point "
+                         f"{k('vaultAddress')} at another Vault)"),
+            jwt_config_rejected=(f"Vault refused the users' key source: check {k(source)} (Vault fetches a URL "
+                                 f"when the config is written, so it must be reachable from the Vault server) "
+                                 f"and {k('jwtIssuer')}"),
+            audit_rejected=(f"{k('serverFlavor')} = vault enables audit devices through the API, which OpenBao "
+                            f"refuses: set {k('serverFlavor')} openbao (audit devices in the server's config)"),
         )
 
 

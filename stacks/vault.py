@@ -7,7 +7,14 @@ import pulumi
 from infra.database_secrets import DatabaseConnectionArgs, DatabaseRoleArgs, DatabaseSecretsArgs
 from infra.providers.vault import VaultConnection
 from infra.server_paths import AUDIT_LOG
-from infra.vault_configuration import AppRoleArgs, JwtAuthArgs, VaultConfiguration, VaultConfigurationArgs, config_admin_policy
+from infra.vault_configuration import (
+    AppRoleArgs,
+    JwtAuthArgs,
+    ResourceHints,
+    VaultConfiguration,
+    VaultConfigurationArgs,
+    config_admin_policy,
+)
 from stacks.config import DatabaseSettings, VaultSettings
 
 
@@ -41,10 +48,12 @@ def configure_vault(
     autopilot_min_quorum: Optional[int] = None,
     audiences: Optional[pulumi.Input[list[str]]] = None,
     audit_file_path: str = AUDIT_LOG,
+    hints: Optional[ResourceHints] = None,
     opts: Optional[pulumi.ResourceOptions] = None,
 ) -> VaultConfiguration:
     """`jwt_ca_pem`: the CA of the users' key source URL when a private CA signs it (the dev cluster);
-    `audiences`: replaces the configured audiences (the dev identity provider's generated client id)."""
+    `audiences`: replaces the configured audiences (the dev identity provider's generated client id);
+    `hints`: which setting resolves a refused resource (a Vault the stack did not make)."""
     return VaultConfiguration(name, VaultConfigurationArgs(
         connection=connection,
         kv_path=settings.kv_path,
@@ -54,6 +63,7 @@ def configure_vault(
         autopilot_min_quorum=autopilot_min_quorum,
         audit_via_api=settings.server_flavor == "vault",
         audit_file_path=audit_file_path,
+        hints=hints or ResourceHints(),
         jwt=JwtAuthArgs(
             type=settings.auth_type,
             bound_audiences=audiences if audiences is not None else settings.audiences,

@@ -18,6 +18,7 @@ from infra.vault_k8s import VaultKubernetes, VaultKubernetesArgs
 from stacks import deploy
 from stacks.config import ConfigError, DevConfig, ProdConfig
 from tests.unit.conftest import run
+from tools.versions import toolchain_versions
 
 pytestmark = pytest.mark.unit
 CONTRACT_JOBS = ["vault", "envvars-service", "vault-snapshots", "prometheus", "alertmanager"]
@@ -187,7 +188,7 @@ def test_monitoring_settings_defaults(mocks):
     mon = DevConfig.load().monitoring
     assert (mon.enabled, mon.webhook_url, mon.interval_seconds, mon.retention) == (True, "", 10, "15d")
     assert (mon.prometheus_host_port, mon.alertmanager_host_port) == (0, 0)
-    assert mon.image == "localhost/vault-envvars/monitoring:bookworm-r1"
+    assert mon.image == toolchain_versions()["DEFAULT_MONITORING_IMAGE"] == "localhost/vault-envvars/monitoring:bookworm-r1"
 
 
 @pytest.mark.parametrize("mocks,message", [
