@@ -72,8 +72,15 @@ class Settings:
     oidc_scopes: str = "openid"
     # The dashboard's own URL as browsers see it (its OIDC redirect URI); empty: taken from each request.
     public_url: str = ""
+    # Session cookies `Secure` whatever the URL (the prod compositions); off: `Secure` over https only.
+    secure_cookies: bool = False
     # Encrypts the dashboard's session cookies; empty: a random key per process (sessions end at restart).
     session_key: str = field(default="", repr=False)
+    # The key the service signs users' Vault login tokens with (service/vault_login.py): Vault's user role
+    # trusts no other, so no token of the identity provider alone logs in at Vault.
+    vault_login_key: str = field(default="", repr=False)
+    vault_login_issuer: str = "vault-envvars-service"
+    vault_login_audience: str = "vault-envvars:user-role"
 
     @classmethod
     def from_env(cls, env: Optional[dict] = None) -> "Settings":
@@ -115,9 +122,19 @@ class Settings:
         role_id_file = get("APPROLE_ROLE_ID_FILE", "")
         client_secret_file = get("OIDC_CLIENT_SECRET_FILE", "")
         session_key_file = get("SESSION_KEY_FILE", "")
+        # The stack's service_login_key output, in a file: the one key Vault's user role trusts.
+        login_key_file = get("VAULT_LOGIN_KEY_FILE")
+        if not login_key_file:
+            raise SettingsError("ENVVARS_VAULT_LOGIN_KEY_FILE is required")
         public_url = get("PUBLIC_URL", "").rstrip("/")
         if public_url and not re.fullmatch(r"https?://[^/?#]+(/[^?#]*)?", public_url):
             raise SettingsError(f"ENVVARS_PUBLIC_URL = {public_url!r} must be an http(s) URL without query")
+        secure_cookies = get("SECURE_COOKIES", "false").lower()
+        if secure_cookies not in ("true", "false"):
+            raise SettingsError(f"ENVVARS_SECURE_COOKIES = {secure_cookies!r}; allowed values: true, false")
+        if secure_cookies == "true" and public_url.startswith("http://"):
+            raise SettingsError(f"ENVVARS_PUBLIC_URL = {public_url!r} must be an https:// URL with "
+                                "ENVVARS_SECURE_COOKIES=true (browsers send Secure cookies over https only)")
         audience = get("OIDC_AUDIENCE", "env-vars")
         return cls(
             vault_addr=get("VAULT_ADDR").rstrip("/"),
@@ -165,5 +182,9 @@ class Settings:
             oidc_authorization_url=get("OIDC_AUTHORIZATION_URL", ""),
             oidc_scopes=get("OIDC_SCOPES", "openid"),
             public_url=public_url,
+            secure_cookies=secure_cookies == "true",
             session_key=_read_file(session_key_file) if session_key_file else "",
+            vault_login_key=_read_file(login_key_file),
+            vault_login_issuer=get("VAULT_LOGIN_ISSUER", "vault-envvars-service"),
+            vault_login_audience=get("VAULT_LOGIN_AUDIENCE", "vault-envvars:user-role"),
         )

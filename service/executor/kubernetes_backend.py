@@ -33,11 +33,11 @@ class KubernetesBackend:
         self._ns, self._image, self._limits = namespace, image, limits
         self._core, self._batch = k8s.CoreV1Api(api_client), k8s.BatchV1Api(api_client)
 
-    def submit(self, job: JobSpec) -> str:
-        """Creates the Job, then its Secret owned by it; returns the Job's name."""
+    def manifest(self, job: JobSpec) -> k8s.V1Job:
+        """The Job of an execution; its values come from the Secret of the same name (never in the Job)."""
         name = f"envvars-{job.execution_id}"
         labels = {LABEL: job.execution_id}
-        body = k8s.V1Job(
+        return k8s.V1Job(
             metadata=k8s.V1ObjectMeta(name=name, labels=labels),
             spec=k8s.V1JobSpec(
                 backoff_limit=0, active_deadline_seconds=job.timeout_seconds, ttl_seconds_after_finished=300,
@@ -64,6 +64,12 @@ class KubernetesBackend:
                                 "cpu": "1", "memory": str(self._limits.memory_bytes),
                                 "ephemeral-storage": str(self._limits.tmpfs_bytes)}),
                         )]))))
+
+    def submit(self, job: JobSpec) -> str:
+        """Creates the Job, then its Secret owned by it; returns the Job's name."""
+        name = f"envvars-{job.execution_id}"
+        labels = {LABEL: job.execution_id}
+        body = self.manifest(job)
         created = self._batch.create_namespaced_job(self._ns, body)
         owner = k8s.V1OwnerReference(api_version="batch/v1", kind="Job", name=name, uid=created.metadata.uid,
                                      controller=True, block_owner_deletion=True)
