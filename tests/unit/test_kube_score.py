@@ -9,7 +9,10 @@ import subprocess
 import pulumi
 import pytest
 import yaml
+from kubernetes import client as kclient
 
+from service.executor.base import JobSpec
+from service.executor.kubernetes_backend import KubernetesBackend
 from stacks import deploy
 from tests.conftest import REPO_ROOT
 from tests.unit.conftest import run
@@ -48,13 +51,21 @@ def _kube_score() -> str:
 
 def _manifests(mocks) -> list[dict]:
     """Every Kubernetes object the program declared, as a manifest (Secret and ConfigMap contents left out:
-    kube-score does not read them)."""
+    kube-score does not read them), and a Job as the service makes one for an execution."""
     out = []
     for r in mocks.resources:
         if not r.typ.startswith("kubernetes:") or r.typ.endswith(":Provider"):
             continue
         obj = {k: v for k, v in r.inputs.items() if k not in ("data", "stringData")}
         out.append(obj)
+    jobs_ns = next((m["metadata"]["name"] for m in out if m["kind"] == "Namespace"
+                    and m["metadata"]["name"].endswith("jobs")), None)
+    if jobs_ns:
+        api = kclient.ApiClient()
+        job = KubernetesBackend(jobs_ns, "registry.example/job:1.0", api_client=api).manifest(
+            JobSpec("example", ["true"], {}, 300))
+        out.append({**api.sanitize_for_serialization(job), "apiVersion": "batch/v1", "kind": "Job"})
+        out[-1]["metadata"]["namespace"] = jobs_ns
     return out
 
 
