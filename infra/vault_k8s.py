@@ -54,10 +54,16 @@ class ContainerResources:
     memory_request: str = "256Mi"
     cpu_limit: str = "1"
     memory_limit: str = "512Mi"
+    # The container's writable layer and logs (data and audit sit on volumes): bounded, so a runaway log
+    # evicts this pod rather than filling the node.
+    ephemeral_request: str = "64Mi"
+    ephemeral_limit: str = "1Gi"
 
     def spec(self) -> dict:
-        return {"requests": {"cpu": self.cpu_request, "memory": self.memory_request},
-                "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit}}
+        return {"requests": {"cpu": self.cpu_request, "memory": self.memory_request,
+                             "ephemeral-storage": self.ephemeral_request},
+                "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit,
+                           "ephemeral-storage": self.ephemeral_limit}}
 
 
 @dataclass

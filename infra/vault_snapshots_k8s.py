@@ -61,6 +61,8 @@ class VaultSnapshotsKubernetes(pulumi.ComponentResource):
         cron = k8s.batch.v1.CronJob(f"{name}-cronjob", metadata=meta("vault-snapshots"), spec={
             "schedule": args.schedule,
             "concurrencyPolicy": "Forbid",
+            # A run missed by more than this (the controller was down) is skipped: the next one comes.
+            "startingDeadlineSeconds": 600,
             "successfulJobsHistoryLimit": 3,
             "failedJobsHistoryLimit": 3,
             "jobTemplate": {"spec": {
@@ -81,8 +83,9 @@ class VaultSnapshotsKubernetes(pulumi.ComponentResource):
                                         "--secret-id-file", "/credential/secret_id", "--dir", "/snapshots",
                                         "--retain", str(args.retain), "--interval", "0",
                                         "--pushgateway", args.pushgateway_url],
-                            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
-                                          "limits": {"cpu": "500m", "memory": "256Mi"}},
+                            "resources": {"requests": {"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "16Mi"},
+                                          "limits": {"cpu": "500m", "memory": "256Mi",
+                                                     "ephemeral-storage": "256Mi"}},
                             "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
                                                 "capabilities": {"drop": ["ALL"]}},
                             "volumeMounts": [
@@ -100,6 +103,16 @@ class VaultSnapshotsKubernetes(pulumi.ComponentResource):
                 },
             }},
         }, opts=pulumi.ResourceOptions(parent=self, depends_on=[claim]))
+        # The snapshot pods take no connection, and open only these: Vault's API, the Pushgateway, DNS.
+        dns = {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+        k8s.networking.v1.NetworkPolicy(f"{name}-netpol", metadata=meta("vault-snapshots"), spec={
+            "podSelector": {"matchLabels": labels}, "policyTypes": ["Ingress", "Egress"], "ingress": [],
+            "egress": [
+                {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "vault"}}}],
+                 "ports": [{"protocol": "TCP", "port": 8200}]},
+                {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "pushgateway"}}}],
+                 "ports": [{"protocol": "TCP", "port": 9091}]},
+                dns]}, opts=child)
         self.cronjob_name = cron.metadata["name"]
         self.claim_name = claim.metadata["name"]
         self.register_outputs({"cronjob_name": self.cronjob_name, "claim_name": self.claim_name})

@@ -1,5 +1,6 @@
 """Typed stack configuration: every config read of the project happens here, validated once, with an
 error that names the key and the allowed values."""
+import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
@@ -8,6 +9,7 @@ from typing import Any, Optional, Sequence
 import pulumi
 
 from infra.durations import parse_duration
+from infra.job_egress import JobEgressRule
 from infra.providers.vault import VaultConnection
 from infra.vault_configuration import ResourceHints
 from infra.vault_k8s import ContainerResources, TlsSecretArgs, TransitSealArgs
@@ -350,6 +352,11 @@ class ProdConfig:
     service_node_port: int  # the service's Service as a NodePort (0: ClusterIP)
     service_public_url: str  # the dashboard's URL as browsers see it (its OIDC redirect URI)
     monitoring: MonitoringSettings
+    # Local stand-in: the dashboard over plain http (prod-local, until its pods serve TLS). Off: the public
+    # URL must be https:// and session cookies are always Secure.
+    local_plain_http: bool = False
+    job_egress: list = field(default_factory=list)  # JobEgressRule: where job pods may connect
+    api_server_cidrs: list = field(default_factory=list)  # never covered by a job egress CIDR unless named
 
     @classmethod
     def load(cls, config: Optional[pulumi.Config] = None) -> "ProdConfig":
@@ -389,7 +396,23 @@ class ProdConfig:
         public_url = r.string("servicePublicUrl", "")
         if public_url and not re.match(r"^https?://[^/\s]+$", public_url):
             raise ConfigError(f"stack config {r.key('servicePublicUrl')} = {public_url!r} must be a URL without a path, "
-                              "like http://10.244.0.1:30080")
+                              "like https://envvars.example")
+        plain_http = r.boolean("localPlainHttp", False)
+        if public_url.startswith("http://") and not plain_http:
+            raise ConfigError(f"stack config {r.key('servicePublicUrl')} = {public_url!r} is not allowed; allowed "
+                              f"values: https:// URLs (tokens and values must not cross the network in clear; "
+                              f"{r.key('localPlainHttp')}: true allows http on a local test cluster only)")
+        if r.has("ingressHost") and not r.has("ingressTlsSecret") and not public_url and not plain_http:
+            raise ConfigError(f"stack config {r.key('ingressHost')} needs {r.key('ingressTlsSecret')}: the "
+                              "service's public URL would be http://")
+        job_egress = _job_egress(r)
+        api_server_cidrs = r.string_list("kubeApiServerCidrs", [])
+        for cidr in api_server_cidrs:
+            try:
+                ipaddress.ip_network(cidr)
+            except ValueError:
+                raise ConfigError(f"stack config {r.key('kubeApiServerCidrs')}: {cidr!r} is not a network "
+                                  "(a.b.c.d/n)") from None
         tls_secret = None
         if r.has("tlsSecretName"):
             tls_secret = TlsSecretArgs(name=r.string("tlsSecretName", ""), ca_cert_pem=r.string("tlsCaCert", ""))
@@ -427,7 +450,33 @@ class ProdConfig:
             service_node_port=node_port,
             service_public_url=public_url,
             monitoring=MonitoringSettings.load(r),
+            local_plain_http=plain_http,
+            job_egress=job_egress,
+            api_server_cidrs=api_server_cidrs,
         )
+
+
+def _job_egress(r: "_Reader") -> list[JobEgressRule]:
+    """`jobEgress`: a list of {"cidr": "a.b.c.d/n"} or {"namespace": "name"}, each with optional "ports"."""
+    key, raw = r.key("jobEgress"), r.string("jobEgress", "[]")
+    form = 'allowed values: a list of {"cidr": "a.b.c.d/n"} or {"namespace": "name"}, each with optional "ports": [443]'
+    try:
+        items = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ConfigError(f"stack config {key} is not valid JSON; {form}") from None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ConfigError(f"stack config {key} must be a list; {form}")
+    rules = []
+    for i, item in enumerate(items):
+        if set(item) - {"cidr", "namespace", "ports"}:
+            unknown = sorted(set(item) - {"cidr", "namespace", "ports"})
+            raise ConfigError(f"stack config {key}[{i}] has unknown keys {unknown}; {form}")
+        try:
+            rules.append(JobEgressRule(cidr=str(item.get("cidr", "")), namespace=str(item.get("namespace", "")),
+                                       ports=tuple(item.get("ports", []))))
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"stack config {key}[{i}]: {e}; {form}") from None
+    return rules
 
 
 @dataclass(frozen=True)

@@ -70,9 +70,7 @@ def deploy() -> dict[str, pulumi.Output]:
     dev_idp = not settings.oidc_discovery_url and not settings.validation_pubkeys and \
         settings.jwks_url == jwks_url(f"{scheme}://127.0.0.1:8200")
     vault = configure_vault(
-        "vault", settings, admin, jwt_ca_pem=cluster.ca_cert_pem,
-        # Tokens of the dev identity provider carry its generated client id as their audience.
-        audiences=identity.client_id.apply(lambda cid: [cid]) if dev_idp else None,
+        "vault", settings, admin,
         adopt_kv_mount=cfg.vault_mode == "dev",
         manage_admin_policy=cfg.vault_mode == "dev",  # raft: the bootstrap wrote it
         autopilot_min_quorum=cfg.raft.replicas if cfg.vault_mode == "raft" else None,
@@ -87,6 +85,7 @@ def deploy() -> dict[str, pulumi.Output]:
         oidc_jwks_url=jwks_url(in_network) if dev_idp else settings.jwks_url,
         oidc_audience=identity.client_id if dev_idp else settings.audiences[0],
         role_id=vault.executor_role_id, secret_id=vault.executor_secret_id, public_url=service_url,
+        vault_login_key=vault.service_login_key,
     )
     if dev_idp:  # the dashboard logs users in through the dev provider, in the Vault UI on the host
         connection.oidc_ca_pem = cluster.ca_cert_pem

@@ -19,4 +19,6 @@ def deploy() -> dict[str, pulumi.Output]:
         "executor_secret_id": vault.executor_secret_id,
         "snapshot_role_id": vault.snapshot_role_id,
         "snapshot_secret_id": vault.snapshot_secret_id,
+        # For the service deployed elsewhere: ENVVARS_VAULT_LOGIN_KEY_FILE.
+        "service_login_key": vault.service_login_key,
     })

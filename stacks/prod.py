@@ -9,6 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.dev_identity import DevIdentity, DevIdentityArgs, issuer_url, jwks_url
+from infra.kube_meta import POD_SECURITY_RESTRICTED
 from infra.monitoring_config import AlertRouting
 from infra.monitoring_k8s import MonitoringKubernetes, MonitoringKubernetesArgs
 from infra.postgres_k8s import DEFAULT_IMAGE as POSTGRES_IMAGE
@@ -38,8 +39,10 @@ def deploy() -> dict[str, pulumi.Output]:
                             render_yaml_to_directory=cfg.render_dir or None)
     k8s_opts = pulumi.ResourceOptions(provider=provider)
     annotations = {"pulumi.com/skipAwait": "true"} if cfg.skip_await else {}
+    # Vault, the service, PostgreSQL, the snapshots and (by default) the monitoring: every pod passes the
+    # `restricted` Pod Security profile, which the API server enforces on the namespace.
     ns = k8s.core.v1.Namespace("vault-namespace", metadata={
-        "name": cfg.namespace, "labels": {"app.kubernetes.io/part-of": "vault-envvars"},
+        "name": cfg.namespace, "labels": {"app.kubernetes.io/part-of": "vault-envvars", **POD_SECURITY_RESTRICTED},
         "annotations": annotations}, opts=k8s_opts)
     namespace = ns.metadata["name"]
 
@@ -73,9 +76,6 @@ def deploy() -> dict[str, pulumi.Output]:
         )) if cfg.dev_identity else None
         vault = configure_vault(
             "vault", settings, admin, manage_admin_policy=False, autopilot_min_quorum=cfg.raft.replicas,
-            # Tokens of the dev provider carry its generated client id as their audience.
-            jwt_ca_pem=cluster.ca_cert_pem if identity else "",
-            audiences=identity.client_id.apply(lambda cid: [cid]) if identity else None,
             opts=pulumi.ResourceOptions(depends_on=[identity]) if identity else None)
         # The admin token and the keys make a break-glass root token (tools/raft_drills.py, tools/drill.py).
         outputs.update(vault_nodes=cluster.node_addresses, vault_unseal_keys=bootstrap.unseal_keys,
@@ -116,7 +116,7 @@ def _monitoring(cfg: ProdConfig, namespace: pulumi.Output, cluster: VaultKuberne
     where: pulumi.Input[str] = namespace
     if _monitoring_namespace(cfg):
         where = k8s.core.v1.Namespace("monitoring-namespace", metadata={
-            "name": mon.namespace, "labels": {"app.kubernetes.io/part-of": "vault-envvars"},
+            "name": mon.namespace, "labels": {"app.kubernetes.io/part-of": "vault-envvars", **POD_SECURITY_RESTRICTED},
             "annotations": annotations}, opts=k8s_opts).metadata["name"]
     return MonitoringKubernetes("monitoring", MonitoringKubernetesArgs(
         namespace=where, image=mon.image, vault_namespace=cfg.namespace,
@@ -146,7 +146,8 @@ def _service(cfg: ProdConfig, settings: VaultSettings, namespace: pulumi.Output,
         vault_address=cluster.internal_address, vault_ca_pem=cluster.ca_cert_pem, oidc_issuer=settings.issuer,
         oidc_jwks_url=jwks, oidc_audience=identity.client_id if identity else settings.audiences[0],
         role_id=vault.executor_role_id, secret_id=vault.executor_secret_id,
-        oidc_client_secret=cfg.oidc_client_secret or "", public_url=public_url)
+        oidc_client_secret=cfg.oidc_client_secret or "", public_url=public_url,
+        vault_login_key=vault.service_login_key)
     if identity:  # the dashboard signs users in through the dev provider
         connection.oidc_ca_pem = cluster.ca_cert_pem
         connection.oidc_client_secret = identity.client_secret
@@ -155,6 +156,7 @@ def _service(cfg: ProdConfig, settings: VaultSettings, namespace: pulumi.Output,
         namespace=namespace, image=cfg.service_image, connection=connection, database_url=database_url,
         replicas=cfg.service_replicas, ingress_host=cfg.ingress_host, ingress_tls_secret=cfg.ingress_tls_secret,
         job_image=cfg.job_image, jobs_namespace=cfg.jobs_namespace, node_port=cfg.service_node_port, skip_await=cfg.skip_await,
+        secure_cookies=not cfg.local_plain_http, job_egress=cfg.job_egress, api_server_cidrs=cfg.api_server_cidrs,
     ), opts=k8s_opts)
     url = pulumi.Output.from_input(public_url) if public_url else service.url
     return {"service_internal_url": service.internal_url, "service_url": url,

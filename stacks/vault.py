@@ -42,18 +42,18 @@ def configure_vault(
     settings: VaultSettings,
     connection: VaultConnection,
     *,
-    jwt_ca_pem: pulumi.Input[str] = "",
     adopt_kv_mount: bool = False,
     manage_admin_policy: bool = True,
     autopilot_min_quorum: Optional[int] = None,
-    audiences: Optional[pulumi.Input[list[str]]] = None,
     audit_file_path: str = AUDIT_LOG,
     hints: Optional[ResourceHints] = None,
     opts: Optional[pulumi.ResourceOptions] = None,
 ) -> VaultConfiguration:
     """`jwt_ca_pem`: the CA of the users' key source URL when a private CA signs it (the dev cluster);
     `audiences`: replaces the configured audiences (the dev identity provider's generated client id);
-    `hints`: which setting resolves a refused resource (a Vault the stack did not make)."""
+    `hints`: which setting resolves a refused resource (a Vault the stack did not make).
+    Users' identity provider settings are the service's (it verifies their tokens); Vault's JWT mount
+    trusts only the service's login key (infra/vault_configuration.py)."""
     return VaultConfiguration(name, VaultConfigurationArgs(
         connection=connection,
         kv_path=settings.kv_path,
@@ -66,12 +66,6 @@ def configure_vault(
         hints=hints or ResourceHints(),
         jwt=JwtAuthArgs(
             type=settings.auth_type,
-            bound_audiences=audiences if audiences is not None else settings.audiences,
-            bound_issuer=settings.issuer,
-            oidc_discovery_url=settings.oidc_discovery_url,
-            jwks_url=settings.jwks_url,
-            validation_pubkeys=settings.validation_pubkeys,
-            ca_pem=jwt_ca_pem,
             token_ttl=settings.user_token_ttl,
             token_max_ttl=settings.user_token_max_ttl,
         ),

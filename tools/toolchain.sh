@@ -39,6 +39,7 @@ promtool         | test             | promtool and amtool (Debian) for the alert
 # Go-built test tools go here, tier `test`: a have_/make_ pair below, the build in tools/build-<tool>.sh,
 # cached by version in $CACHE_DIR like tools/build-kube.sh.
 versitygw        | test             | Versity S3 gateway (Go module): the S3 server of the backup tests
+kube_score       | test             | kube-score (Go module): the audit of the prod composition's objects
 container_engine | dev cluster test | Container engine: a Docker that answers, else Podman (Debian) serving its API
 images           | dev cluster test | Images: Debian python base, OpenBao server, monitoring
 postgres_image   | cluster test     | PostgreSQL image (a local cluster's service database)
@@ -127,7 +128,13 @@ make_promtool() {
 }
 
 have_versitygw() { bash tools/build-versitygw.sh --check >/dev/null; }
-make_versitygw() { NOTE="$("$(bash tools/build-versitygw.sh | tail -n1)" --version 2>&1 | head -n1)"; }
+make_versitygw() { bash tools/build-versitygw.sh >/dev/null; NOTE="$VERSITYGW_VERSION"; }
+
+have_kube_score() { [ -x "$CACHE_DIR/kube-score-$KUBE_SCORE_VERSION/kube-score" ]; }
+make_kube_score() {
+  bash tools/build-kube-score.sh >/dev/null
+  NOTE="$KUBE_SCORE_VERSION"
+}
 
 have_container_engine() {
   [ -S /var/run/docker.sock ] || dpkg -s podman runc catatonit netavark aardvark-dns iptables >/dev/null 2>&1

@@ -74,3 +74,38 @@ class TlsBundle(Resource, module="tls", name="TlsBundle"):
             "common_name": common_name, "dns_names": dns_names, "ip_addresses": ip_addresses or [], "days": days,
             "ca_pem": None, "cert_pem": None, "key_pem": None,
         }, opts)
+
+
+def make_signing_key() -> dict[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return {"key_pem": _pem_key(key), "public_pem": key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()}
+
+
+class _SigningKeyProvider(ManagedProvider):
+    managed = ("algorithm",)
+    replace_on = managed
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        key = make_signing_key()
+        der = serialization.load_pem_public_key(key["public_pem"].encode()).public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return CreateResult(hashes_hex(der), {**props, **key})
+
+
+def hashes_hex(data: bytes) -> str:
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(data)
+    return digest.finalize().hex()[:16]
+
+
+class SigningKey(Resource, module="tls", name="SigningKey"):
+    """An ECDSA P-256 key pair (ES256) for signing JWTs: `public_pem` is public, `key_pem` a secret output."""
+
+    public_pem: pulumi.Output[str]
+    key_pem: pulumi.Output[str]
+
+    def __init__(self, name: str, *, opts: Optional[pulumi.ResourceOptions] = None):
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["key_pem"]))
+        super().__init__(_SigningKeyProvider(), name, {"algorithm": "ES256", "public_pem": None, "key_pem": None},
+                         opts)

@@ -105,7 +105,8 @@ def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack,
     check_container(f"{prefix}-vault", {8200, 8201}, {})
     check_container(f"{prefix}-envvars-api", {8080}, {"/run/envvars/approle-secret-id": 0o400,
                                                      "/run/envvars/oidc-client-secret": 0o400,
-                                                     "/run/envvars/session-key": 0o400},
+                                                     "/run/envvars/session-key": 0o400,
+                                                     "/run/envvars/vault-login-key": 0o400},
                     root_caps=SANDBOX_CAPS)
 
     # The monitoring: Prometheus scrapes the dev server (no token: dev mode serves its metrics openly) and

@@ -6,6 +6,7 @@ way testinfra would: users, read-only roots, listening ports, file modes, TLS, t
 import hashlib
 import json
 import os
+import re
 import secrets
 import socket
 import ssl
@@ -87,6 +88,26 @@ def test_one_up_gives_three_unsealed_voters_on_three_nodes(prod_local):
     assert len({h["cluster_id"] for h in health}) == 1
     # Only Pulumi secrets hold the unseal keys; no root token is exported (it was revoked).
     assert "vault_root_token" not in outputs and len(outputs["vault_unseal_keys"]) == 5
+
+
+def test_namespaces_enforce_restricted_pod_security_and_every_pod_runs(prod_local):
+    """The running cluster's API server enforces `restricted` on the Vault/service namespace and the jobs'
+    one: every pod of the stack was admitted and runs, and a privileged pod is refused in each."""
+    _, _, cluster = prod_local
+    for ns in (NS, JOBS_NS):
+        labels = json.loads(kubectl(cluster, "get", "namespace", ns, "-o", "json").stdout)["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted", ns
+        container = {"name": "c", "image": "localhost/vault-envvars/debian-python:bookworm-r2",
+                     "securityContext": {"privileged": True}}
+        privileged = json.dumps({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [container]},
+                                 "metadata": {"name": "psa-privileged", "namespace": ns}})
+        refused = kubectl(cluster, "create", "-f", "-", stdin=privileged, check=False)
+        assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused.stderr
+    running = json.loads(kubectl(cluster, "-n", NS, "get", "pods", "-o", "json").stdout)["items"]
+    phases = {p["metadata"]["name"]: p["status"]["phase"] for p in running}
+    assert sorted(n for n, phase in phases.items() if re.fullmatch(r"vault-\d", n) and phase == "Running") == \
+        ["vault-0", "vault-1", "vault-2"], phases
+    assert sum(name.startswith("envvars-") and phase == "Running" for name, phase in phases.items()) == 2, phases
 
 
 def test_the_service_runs_a_job_with_a_users_variable_through_the_node_port(prod_local):

@@ -74,6 +74,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["image_id"] = "sha256:mock"
         if args.typ.endswith("tls:TlsBundle"):
             outputs.update(ca_pem="CA-PEM", cert_pem="CERT-PEM", key_pem="PRIVATE-KEY-PEM")
+        if args.typ.endswith("tls:SigningKey"):
+            outputs.update(public_pem="SIGNING-PUBLIC-PEM", key_pem="SIGNING-PRIVATE-KEY-PEM")
         if args.typ.endswith("random:FreePort"):
             outputs["port"] = 18080
         if args.typ.endswith("random:RandomSecret"):

@@ -40,7 +40,7 @@ def test_statefulset_defaults(mocks):
     assert "sealedcode=200" in c["livenessProbe"]["httpGet"]["path"]
     assert "sealedcode" not in c["readinessProbe"]["httpGet"]["path"]
     assert c["lifecycle"]["preStop"]["exec"]["command"][-1] == "sleep 5"
-    assert c["resources"]["limits"] == {"cpu": "1", "memory": "512Mi"}
+    assert c["resources"]["limits"] == {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "1Gi"}
     assert not any(e["name"].endswith("_TOKEN") for e in c["env"])  # Shamir: no transit token
     assert "storageClassName" not in spec["volumeClaimTemplates"][0]["spec"]
     # Never awaited: its pods turn Ready once unsealed, which only the bootstrap, after it, does; so with
@@ -70,7 +70,8 @@ def test_settings_take_effect(mocks):
     assert spec["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "fast"
     (c,) = spec["template"]["spec"]["containers"]
     assert c["command"][0] == "vault"
-    assert c["resources"] == {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
+    assert c["resources"] == {"requests": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "64Mi"},
+                              "limits": {"cpu": "2", "memory": "2Gi", "ephemeral-storage": "1Gi"}}
     token_env = [e for e in c["env"] if e["name"] in ("BAO_TOKEN", "VAULT_TOKEN")]
     assert all(e["valueFrom"]["secretKeyRef"] == {"name": "transit-token", "key": "token"} for e in token_env)
     assert len(token_env) == 2
