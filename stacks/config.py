@@ -352,6 +352,7 @@ class ProdConfig:
     service_node_port: int  # the service's Service as a NodePort (0: ClusterIP)
     service_public_url: str  # the dashboard's URL as browsers see it (its OIDC redirect URI)
     monitoring: MonitoringSettings
+    backup: BackupSettings  # snapshots only on Kubernetes so far (no database backup, no restore check)
     # Local stand-in: the dashboard over plain http (prod-local, until its pods serve TLS). Off: the public
     # URL must be https:// and session cookies are always Secure.
     local_plain_http: bool = False
@@ -368,9 +369,6 @@ class ProdConfig:
                               f"give one per replica ({raft.replicas}), in pod order")
         if r.has("tlsSecretName") != r.has("tlsCaCert"):
             raise ConfigError(f"stack config: set both {r.key('tlsSecretName')} and {r.key('tlsCaCert')}, or neither")
-        if r.has("backupBucket"):  # not silently ignored: the CronJob does not upload yet
-            raise ConfigError(f"stack config {r.key('backupBucket')} is not supported by the prod stack yet "
-                              "(dev raft only); unset it")
         schedule = r.string("snapshotSchedule", "0 * * * *")
         if len(schedule.split()) != 5:
             raise ConfigError(f"stack config {r.key('snapshotSchedule')} = {schedule!r} is not a cron schedule "
@@ -450,6 +448,7 @@ class ProdConfig:
             service_node_port=node_port,
             service_public_url=public_url,
             monitoring=MonitoringSettings.load(r),
+            backup=BackupSettings.load(r, pulumi.get_stack()),
             local_plain_http=plain_http,
             job_egress=job_egress,
             api_server_cidrs=api_server_cidrs,

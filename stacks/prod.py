@@ -20,6 +20,7 @@ from infra.service_connection import ServiceConnection
 from infra.service_k8s import ServiceKubernetes, ServiceKubernetesArgs
 from infra.vault_configuration import VaultConfiguration
 from infra.vault_k8s import API_PORT, VaultKubernetes, VaultKubernetesArgs, internal_address
+from infra.vault_snapshots_docker import SnapshotStoreArgs
 from infra.vault_snapshots_k8s import VaultSnapshotsKubernetes, VaultSnapshotsKubernetesArgs
 from stacks import export
 from stacks.config import ProdConfig, VaultSettings
@@ -96,8 +97,21 @@ def deploy() -> dict[str, pulumi.Output]:
         storage_class=cfg.storage_class, skip_await=cfg.skip_await,
         role_id=vault.snapshot_role_id if vault else None, secret_id=vault.snapshot_secret_id if vault else None,
         pushgateway_url=monitoring.pushgateway_url if monitoring else "",
+        store=_snapshot_store(cfg),
     ), opts=k8s_opts)
     return export(outputs)
+
+
+def _snapshot_store(cfg: ProdConfig) -> Optional[SnapshotStoreArgs]:
+    """The bucket for the CronJob's snapshots; its image is the service's (boto3, cryptography)."""
+    b = cfg.backup
+    if not b.enabled:
+        return None
+    assert b.access_key_id and b.secret_access_key and b.encryption_key  # noqa: S101 (BackupSettings.load)
+    return SnapshotStoreArgs(image=cfg.service_image, bucket=b.bucket, prefix=b.prefix, endpoint=b.endpoint,
+                             region=b.region, ca_cert_pem=b.ca_cert_pem, access_key_id=b.access_key_id,
+                             secret_access_key=b.secret_access_key, encryption_key=b.encryption_key, tiers=b.tiers,
+                             local_copy=b.local_copy)
 
 
 def _monitoring_namespace(cfg: ProdConfig) -> str:

@@ -36,16 +36,35 @@ CANARY = "canary-k8s-7Qm2vX9pL4"
 
 
 @pytest.fixture(scope="module")
-def prod_local(pulumi_backend, local_cluster):
+def cluster_s3(local_cluster, tmp_path_factory):
+    """A real S3 server on the cluster's bridge address: the snapshot CronJob's pods reach it across the pod
+    network. Yields (server, bucket, encryption key)."""
+    from devkit.s3_server import start_s3_server
+
+    server = start_s3_server(str(tmp_path_factory.mktemp("cluster-s3")), host=PUBLIC_URL.split("//")[1].split(":")[0])
+    yield server, server.create_bucket(), secrets.token_bytes(32)
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def prod_local(pulumi_backend, local_cluster, cluster_s3):
+    import base64
+
     with open(os.path.join(REPO_ROOT, "Pulumi.prod-local.yaml")) as f:
         config = dict(yaml.safe_load(f)["config"])
     config.update({"vault-envvars:namespace": NS, "vault-envvars:jobsNamespace": JOBS_NS,
                    "vault-envvars:kubeconfig": local_cluster.kubeconfig,
                    "vault-envvars:serviceNodePort": str(NODE_PORT), "vault-envvars:servicePublicUrl": PUBLIC_URL})
+    s3, bucket, key = cluster_s3
+    config.update({"vault-envvars:backupBucket": bucket, "vault-envvars:backupEndpoint": s3.endpoint})
+    backup_secrets = {"vault-envvars:backupAccessKeyId": s3.access_key_id,
+                      "vault-envvars:backupSecretAccessKey": s3.secret_access_key,
+                      "vault-envvars:backupEncryptionKey": base64.b64encode(key).decode()}
     # The dynamic providers (bootstrap, configuration) reach the pods with the kubeconfig in KUBECONFIG.
     s = ThrowawayStack("e2e/programs/prod_stack", {**pulumi_backend, "KUBECONFIG": local_cluster.kubeconfig})
     from pulumi import automation as auto
-    s.stack.set_all_config({k: auto.ConfigValue(str(v)) for k, v in config.items()})
+    s.stack.set_all_config({**{k: auto.ConfigValue(str(v)) for k, v in config.items()},
+                            **{k: auto.ConfigValue(v, secret=True) for k, v in backup_secrets.items()}})
     kube_forward.use_kubeconfig(local_cluster.kubeconfig)
     try:
         started = time.monotonic()
@@ -171,13 +190,23 @@ def test_encoded_forms_of_a_value_never_reach_the_stored_output_of_a_kubernetes_
     assert done["unredacted_env_vars"] == ["FLAG"] and "FLAG b24=" in lines
 
 
-def test_the_snapshot_cronjob_runs_and_verifies_a_snapshot(prod_local):
-    _, _, cluster = prod_local
+def test_the_snapshot_cronjob_runs_and_verifies_a_snapshot(prod_local, cluster_s3, tmp_path):
+    from infra import backup_store as bs
+    from infra import snapshot_agent
+
+    s, _, cluster = prod_local
     kubectl(cluster, "-n", NS, "create", "job", "snapshot-now", "--from=cronjob/vault-snapshots")
     kubectl(cluster, "-n", NS, "wait", "--for=condition=Complete", "job/snapshot-now", "--timeout=180s",
             timeout=200)
     report = kubectl(cluster, "-n", NS, "logs", "job/snapshot-now").stdout
     assert '"status": "ok"' in report or '"status":"ok"' in report, report
+    # ... and uploaded it across the pod network, encrypted, to the S3 server on the bridge.
+    s3, bucket, key = cluster_s3
+    store = bs.StoreSettings(bucket=bucket, prefix=f"vault-envvars/{s.name}/", endpoint=s3.endpoint,
+                             access_key_id=s3.access_key_id, secret_access_key=s3.secret_access_key)
+    (name,) = bs.list_backups(bs.client(store), store, "snapshots")
+    (tmp_path / "from-bucket.snap").write_bytes(bs.fetch(bs.client(store), store, key, name))
+    assert snapshot_agent.verify_snapshot(str(tmp_path / "from-bucket.snap"))["index"] > 0
 
 
 def test_prometheus_scrapes_every_vault_pod_each_replica_and_the_snapshot_push(prod_local):
