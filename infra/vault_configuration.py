@@ -61,13 +61,14 @@ class JwtAuthArgs:
 
 @dataclass
 class AppRoleArgs:
-    """The executor's AppRole: short-lived tokens; secret ids with a TTL and a use limit."""
+    """The executor's AppRole: short-lived tokens; secret ids with a TTL and a use limit (0 and 0: a secret id
+    that never runs out, which `bound_cidrs` should then confine to where its holder runs)."""
 
     token_ttl: int = 1200
     token_max_ttl: int = 3600
     secret_id_ttl: int = 30 * 86400
     secret_id_num_uses: int = 1000
-    bound_cidrs: list[str] = field(default_factory=list)
+    bound_cidrs: pulumi.Input[list[str]] = field(default_factory=list)
 
 
 @dataclass

@@ -249,6 +249,12 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, alert_receiver, 
     _wait(lambda: pushed.update(_query(out["prometheus_url"], 'vault_snapshot_last_success{job="vault-snapshots"}'))
           or pushed, 60)
     assert abs(float(pushed["value"][1]) - time.time()) < 600, pushed
+    # Every `up` renewed the config-admin token and reported its expiry (one period, 768 h, from then).
+    admin = {}
+    _wait(lambda: admin.update(_query(out["prometheus_url"],
+                                      'vault_token_expiry_timestamp_seconds{token="config-admin"}')) or admin, 60)
+    assert 767 * 3600 < float(admin["value"][1]) - time.time() <= 768 * 3600, admin
+    assert "ok: the config-admin token alive" in ok.stdout and "left (period 32d 0h" in ok.stdout, ok.stdout
 
     prefix = f"dev-stack-{s.name}"
     for i in range(1, 4):
