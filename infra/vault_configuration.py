@@ -163,7 +163,10 @@ class VaultConfiguration(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[approle, policies[role]]))
             credentials[role] = vault.AppRoleCredential(
                 f"{name}-{role}-credential", connection=conn, mount=args.approle_path, role=role,
-                metadata={"issued_to": f"{role} of the env-vars deployment"},
+                # The secret id's limits are fixed when it is issued: a new limit issues a new one.
+                metadata={"issued_to": f"{role} of the env-vars deployment",
+                          **({"limits": "none, network-bound"}
+                             if not role_args.secret_id_ttl and not role_args.secret_id_num_uses else {})},
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[role_endpoint]))
         vault.Endpoint(
             f"{name}-user-role", connection=conn, path=f"auth/{args.jwt_path}/role/user",

@@ -107,7 +107,7 @@ class VaultRaftDocker(pulumi.ComponentResource):
         self.internal_address = pulumi.Output.from_input("https://vault:8200")
         self.ca_cert_pem = self.tls.ca_pem
         self.network_name = network.id.apply(lambda _: f"{prefix}-net")
-        self.network_cidrs = network.container_cidrs
+        self.network_cidrs = network.container_cidrs.apply(lambda c: c or [])  # [] until a refresh reads an older network
         self.register_outputs({
             "host_address": self.host_address, "node_addresses": self.node_addresses,
             "internal_address": self.internal_address, "ca_cert_pem": self.ca_cert_pem,
