@@ -57,6 +57,7 @@ def deploy() -> dict[str, pulumi.Output]:
             revoke_root=False, admin_token_period=vault_duration(cfg.raft.admin_token_period),
         )
         admin = VaultConnection(cluster.host_address, bootstrap.admin_token, cluster.ca_cert_pem)
+        raft_nodes = cluster.node_addresses
         # The admin token and the keys make a break-glass root token (tools/raft_drills.py).
         outputs.update(vault_nodes=cluster.node_addresses, vault_ca_cert=cluster.ca_cert_pem,
                        vault_root_token=bootstrap.root_token, vault_unseal_keys=bootstrap.unseal_keys,
@@ -91,7 +92,7 @@ def deploy() -> dict[str, pulumi.Output]:
     if cfg.vault_mode == "raft":
         # Every preview/up renews the config-admin token; its expiry goes to the Pushgateway for the alert.
         TokenRenewal("vault-admin-token", connection=admin, token_name="config-admin",  # noqa: S106 (a name)
-                     report_url=monitoring.pushgateway_host_url if monitoring else "")
+                     node_addresses=raft_nodes, report_url=monitoring.pushgateway_host_url if monitoring else "")
         snapshots = VaultSnapshotsDocker("vault-snapshots", VaultSnapshotsDockerArgs(
             image=cfg.base_image, network_name=cluster.network_name, vault_address=cluster.internal_address,
             ca_cert_pem=cluster.ca_cert_pem, role_id=vault.snapshot_role_id, secret_id=vault.snapshot_secret_id,

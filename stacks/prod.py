@@ -70,7 +70,8 @@ def deploy() -> dict[str, pulumi.Output]:
             opts=pulumi.ResourceOptions(depends_on=[cluster]))
         admin = VaultConnection(cluster.host_address, bootstrap.admin_token, cluster.ca_cert_pem)
         # Every preview/up renews it.
-        TokenRenewal("vault-admin-token", connection=admin, token_name="config-admin")  # noqa: S106 (a name)
+        TokenRenewal("vault-admin-token", connection=admin, token_name="config-admin",  # noqa: S106 (a name)
+                     node_addresses=cluster.node_addresses)
         identity = DevIdentity("identity", DevIdentityArgs(
             connection=admin, issuer_base_url=internal,
             redirect_uris=[f"{cfg.service_public_url}/dashboard/callback"] if cfg.service_public_url else [],

@@ -41,7 +41,10 @@ def container_cidrs(net: Any) -> list[str]:
             continue
         subnet = ipaddress.IPv4Network(c["Subnet"], strict=False)
         gateway = c.get("Gateway") or str(next(subnet.hosts()))
-        cidrs += sorted(str(n) for n in subnet.address_exclude(ipaddress.IPv4Network(f"{gateway.split('/')[0]}/32")))
+        # Single addresses left out (the network's own address, never a container's): Vault spells a /32
+        # differently in each field it is read back from, which a refresh would see as drift.
+        cidrs += sorted(str(n) for n in subnet.address_exclude(ipaddress.IPv4Network(f"{gateway.split('/')[0]}/32"))
+                        if n.prefixlen < 32)
     return cidrs
 
 
@@ -220,9 +223,11 @@ class _ContainerProvider(ManagedProvider):
         container = client.containers.create(**kwargs)
         try:
             copy_files(container, plain(props["files"] or {}), props["user"])
-            container.start()
+            # Every network joined before the process starts: its first action may need any of them (the
+            # snapshot agent's first push, to the Pushgateway on the second, failed on "name not known").
             for extra in networks[1:]:
                 client.networks.get(extra["name"]).connect(container, aliases=extra.get("aliases"))
+            container.start()
             outs = self._outs(client, container.id, props)
             if props["wait_http_path"] and outs["host_ports"]:
                 # A liveness probe only (nothing is sent), so a private CA need not be trusted here.

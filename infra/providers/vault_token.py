@@ -66,11 +66,16 @@ def push(url: str, name: str, state: dict[str, int]) -> None:
 
 
 class _TokenRenewalProvider(ManagedProvider):
-    follows = LOCATION
+    follows = (*LOCATION, "node_addresses")
     managed = ("name", "report_url")
 
     def _renew(self, props: dict[str, Any]) -> dict[str, Any]:
-        state = renew(props["address"], props["token"], props.get("ca_cert_pem"))
+        address, ca = props["address"], props.get("ca_cert_pem")
+        if props.get("node_addresses"):
+            # The active node: a node the same `up` just unsealed may not know the leader yet.
+            address = vault_ops.wait_until(lambda: vault_ops.active_node(props["node_addresses"], ca), 120,
+                                           "an active node", error=TokenRenewalError)
+        state = renew(address, props["token"], ca)
         if props.get("report_url"):
             try:
                 push(props["report_url"], props["name"], state)
@@ -101,7 +106,10 @@ class TokenRenewal(Resource, module="vault", name="TokenRenewal"):
     period: pulumi.Output[int]
 
     def __init__(self, name: str, *, connection: Any, token_name: str,
-                 report_url: pulumi.Input[str] = "", opts: Optional[pulumi.ResourceOptions] = None):
+                 node_addresses: Optional[pulumi.Input[list[str]]] = None, report_url: pulumi.Input[str] = "",
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        """`node_addresses`: a cluster's nodes, renewed through the active one (else `connection`'s address)."""
         super().__init__(_TokenRenewalProvider(), name, {
-            **connection.inputs(), "name": token_name, "report_url": report_url, "period": None,
+            **connection.inputs(), "name": token_name, "node_addresses": node_addresses or [],
+            "report_url": report_url, "period": None,
         }, opts)
