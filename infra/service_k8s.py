@@ -6,6 +6,8 @@ Jobs run as Kubernetes Jobs in a namespace of their own (the kubernetes executor
 ServiceAccount may only create, follow and delete Jobs, their Secrets and their pods' logs there (it
 cannot read a Secret back); job pods get no token and accept no connection (a NetworkPolicy), and with
 `job_network="none"` make none either."""
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -49,6 +51,14 @@ class ServiceKubernetesArgs:
     secure_cookies: bool = True
 
 
+def checksum(*values: pulumi.Input) -> pulumi.Output[str]:
+    """A SHA-256 over values (dicts of strings), as a pod annotation: a new one rolls the Deployment. It
+    tells nothing of a secret value (a digest of high-entropy keys among them), and stays a Pulumi secret."""
+    def digest(resolved: list) -> str:
+        return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
+    return pulumi.Output.all(*values).apply(digest)
+
+
 class ServiceKubernetes(pulumi.ComponentResource):
     """Outputs: `internal_url` (the Service) and `url` (the Ingress, when one is made)."""
 
@@ -68,9 +78,9 @@ class ServiceKubernetes(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         # One session key for every replica: a dashboard session works whichever pod answers.
         session_key = RandomSecret(f"{name}-session-key", length=32, opts=child)
+        files = secret_files(args.connection, session_key.result, {"database-url": args.database_url})
         secret = k8s.core.v1.Secret(f"{name}-credentials", metadata=meta("envvars-credentials"), type="Opaque",
-                                    string_data=secret_files(args.connection, session_key.result,
-                                                             {"database-url": args.database_url}), opts=child)
+                                    string_data=files, opts=child)
         runner = self._job_runner(name, args, labels, annotations, child)
         env = service_env(args.connection, {
             "ENVVARS_DATABASE_URL_FILE": f"{SECRETS_DIR}/database-url", "ENVVARS_EXECUTOR_BACKEND": "kubernetes",
@@ -85,7 +95,10 @@ class ServiceKubernetes(pulumi.ComponentResource):
             "template": {
                 "metadata": {"labels": labels, "annotations": {"prometheus.io/scrape": "true",
                                                                "prometheus.io/port": "8080",
-                                                               "prometheus.io/path": "/metrics"}},
+                                                               "prometheus.io/path": "/metrics",
+                                                               # The pods read the Secret and settings at
+                                                               # start: a change to either rolls them.
+                                                               "checksum/config": checksum(files, env)}},
                 "spec": {
                     # Its token reaches only what the job runner's Role allows, in the jobs' namespace.
                     "serviceAccountName": "envvars", "automountServiceAccountToken": True,

@@ -59,13 +59,14 @@ class JwtAuthArgs:
 
 @dataclass
 class AppRoleArgs:
-    """The executor's AppRole: short-lived tokens; secret ids with a TTL and a use limit."""
+    """The executor's AppRole: short-lived tokens; secret ids with a TTL and a use limit (0 and 0: a secret id
+    that never runs out, which `bound_cidrs` should then confine to where its holder runs)."""
 
     token_ttl: int = 1200
     token_max_ttl: int = 3600
     secret_id_ttl: int = 30 * 86400
     secret_id_num_uses: int = 1000
-    bound_cidrs: list[str] = field(default_factory=list)
+    bound_cidrs: pulumi.Input[list[str]] = field(default_factory=list)
 
 
 @dataclass
@@ -180,7 +181,10 @@ class VaultConfiguration(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[approle, policies[role]]))
             credentials[role] = vault.AppRoleCredential(
                 f"{name}-{role}-credential", connection=conn, mount=args.approle_path, role=role,
-                metadata={"issued_to": f"{role} of the env-vars deployment"},
+                # The secret id's limits are fixed when it is issued: a new limit issues a new one.
+                metadata={"issued_to": f"{role} of the env-vars deployment",
+                          **({"limits": "none, network-bound"}
+                             if not role_args.secret_id_ttl and not role_args.secret_id_num_uses else {})},
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[role_endpoint]))
         vault.Endpoint(
             f"{name}-user-role", connection=conn, path=f"auth/{args.jwt_path}/role/user",

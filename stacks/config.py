@@ -130,6 +130,7 @@ class RaftSettings:
     key_threshold: int
     snapshot_interval: int  # seconds
     snapshot_retain: int
+    admin_token_period: int = 768 * 3600  # seconds: the config-admin token lives this long past each `up`
 
     @classmethod
     def load(cls, r: "_Reader") -> "RaftSettings":
@@ -142,9 +143,12 @@ class RaftSettings:
             raise ConfigError(f"stack config {r.key('keyThreshold')} = {threshold} must not exceed "
                               f"{r.key('keyShares')} = {shares}")
         interval = r.duration("snapshotInterval", "1h")
-        if interval < 60:
-            raise ConfigError(f"stack config {r.key('snapshotInterval')} must be at least 1m")
-        return cls(replicas, shares, threshold, interval, r.integer("snapshotRetain", 24, minimum=1))
+        if interval < 10:
+            raise ConfigError(f"stack config {r.key('snapshotInterval')} must be at least 10s")
+        period = r.duration("adminTokenPeriod", "768h")
+        if period < 10:
+            raise ConfigError(f"stack config {r.key('adminTokenPeriod')} must be at least 10s")
+        return cls(replicas, shares, threshold, interval, r.integer("snapshotRetain", 24, minimum=1), period)
 
 
 @dataclass(frozen=True)
@@ -297,10 +301,15 @@ class DevConfig:
     raft: RaftSettings
     monitoring: MonitoringSettings
     backup: BackupSettings
+    tls_validity: int = 365 * 86400  # raft: seconds the Vault server certificate is valid
+    tls_renew_before: int = 45 * 86400  # raft: `up` renews it this long before it expires
 
     @classmethod
     def load(cls, config: Optional[pulumi.Config] = None) -> "DevConfig":
         r = _Reader(config)
+        validity, renew = r.duration("tlsValidity", "365d"), r.duration("tlsRenewBefore", "45d")
+        if not 0 < renew < validity:
+            raise ConfigError(f"stack config {r.key('tlsRenewBefore')} must be shorter than {r.key('tlsValidity')}")
         return cls(
             vault_mode=r.choice("vaultMode", ("dev", "raft"), "dev"),
             vault_image=r.string("vaultImage", DEFAULT_BAO_IMAGE),
@@ -311,6 +320,8 @@ class DevConfig:
             raft=RaftSettings.load(r),
             monitoring=MonitoringSettings.load(r),
             backup=BackupSettings.load(r, pulumi.get_stack()),
+            tls_validity=validity,
+            tls_renew_before=renew,
         )
 
 
@@ -751,6 +762,11 @@ class VaultSettings:
             if getattr(settings, _snake(short)) > getattr(settings, _snake(long)):
                 raise ConfigError(f"stack config {r.key(short)} must not exceed {r.key(long)}")
         return settings
+
+
+def vault_duration(seconds: int) -> str:
+    """Seconds as Vault spells a duration, in hours when whole ones (768h, not 2764800s)."""
+    return f"{seconds // 3600}h" if seconds % 3600 == 0 else f"{seconds}s"
 
 
 def _snake(name: str) -> str:

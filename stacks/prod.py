@@ -16,6 +16,7 @@ from infra.postgres_k8s import DEFAULT_IMAGE as POSTGRES_IMAGE
 from infra.postgres_k8s import PostgresKubernetes, PostgresKubernetesArgs
 from infra.providers.vault import VaultConnection
 from infra.providers.vault_bootstrap import VaultBootstrap
+from infra.providers.vault_token import TokenRenewal
 from infra.service_connection import ServiceConnection
 from infra.service_k8s import ServiceKubernetes, ServiceKubernetesArgs
 from infra.vault_configuration import VaultConfiguration
@@ -23,7 +24,7 @@ from infra.vault_k8s import API_PORT, VaultKubernetes, VaultKubernetesArgs, inte
 from infra.vault_snapshots_docker import SnapshotStoreArgs
 from infra.vault_snapshots_k8s import VaultSnapshotsKubernetes, VaultSnapshotsKubernetesArgs
 from stacks import export
-from stacks.config import ProdConfig, VaultSettings
+from stacks.config import ProdConfig, VaultSettings, vault_duration
 from stacks.vault import admin_policy, configure_vault
 
 
@@ -68,9 +69,13 @@ def deploy() -> dict[str, pulumi.Output]:
             "vault-bootstrap", node_addresses=cluster.node_addresses, ca_cert_pem=cluster.ca_cert_pem,
             admin_policy=admin_policy(settings), key_shares=cfg.raft.key_shares,
             key_threshold=cfg.raft.key_threshold, revoke_root=True,
+            admin_token_period=vault_duration(cfg.raft.admin_token_period),
             # The pods' addresses are names, not the cluster's objects' outputs: wait for those objects.
             opts=pulumi.ResourceOptions(depends_on=[cluster]))
         admin = VaultConnection(cluster.host_address, bootstrap.admin_token, cluster.ca_cert_pem)
+        # Every preview/up renews it.
+        TokenRenewal("vault-admin-token", connection=admin, token_name="config-admin",  # noqa: S106 (a name)
+                     node_addresses=cluster.node_addresses)
         identity = DevIdentity("identity", DevIdentityArgs(
             connection=admin, issuer_base_url=internal,
             redirect_uris=[f"{cfg.service_public_url}/dashboard/callback"] if cfg.service_public_url else [],

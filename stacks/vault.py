@@ -47,13 +47,17 @@ def configure_vault(
     autopilot_min_quorum: Optional[int] = None,
     audit_file_path: str = AUDIT_LOG,
     hints: Optional[ResourceHints] = None,
+    network_bound_cidrs: Optional[pulumi.Input[list[str]]] = None,
     opts: Optional[pulumi.ResourceOptions] = None,
 ) -> VaultConfiguration:
     """`jwt_ca_pem`: the CA of the users' key source URL when a private CA signs it (the dev cluster);
     `audiences`: replaces the configured audiences (the dev identity provider's generated client id);
     `hints`: which setting resolves a refused resource (a Vault the stack did not make).
     Users' identity provider settings are the service's (it verifies their tokens); Vault's JWT mount
-    trusts only the service's login key (infra/vault_configuration.py)."""
+    trusts only the service's login key (infra/vault_configuration.py).
+    `network_bound_cidrs`: where the executor and the snapshot job run (the container engine's network):
+    their secret ids then never run out (no TTL, no use limit) and work only from there, tokens too."""
+    bound, cidrs = network_bound_cidrs is not None, network_bound_cidrs or []
     return VaultConfiguration(name, VaultConfigurationArgs(
         connection=connection,
         kv_path=settings.kv_path,
@@ -72,9 +76,15 @@ def configure_vault(
         approle=AppRoleArgs(
             token_ttl=settings.executor_token_ttl,
             token_max_ttl=settings.executor_token_max_ttl,
-            secret_id_ttl=settings.executor_secret_id_ttl,
-            secret_id_num_uses=settings.executor_secret_id_num_uses,
-            bound_cidrs=settings.executor_bound_cidrs,
+            secret_id_ttl=0 if bound else settings.executor_secret_id_ttl,
+            secret_id_num_uses=0 if bound else settings.executor_secret_id_num_uses,
+            bound_cidrs=cidrs if bound else settings.executor_bound_cidrs,
+        ),
+        snapshot_approle=AppRoleArgs(  # one login per run, a token revoked at its end
+            token_ttl=600, token_max_ttl=1800,
+            secret_id_ttl=0 if bound else AppRoleArgs.secret_id_ttl,
+            secret_id_num_uses=0 if bound else AppRoleArgs.secret_id_num_uses,
+            bound_cidrs=cidrs,
         ),
         database=database_args(settings.database, connection),
     ), opts)

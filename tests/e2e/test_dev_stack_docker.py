@@ -310,6 +310,12 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, alert_receiver, 
     rto = _query(out["prometheus_url"], 'envvars_restore_check_rto_seconds{job="vault-restore-check"}')
     print(f"restore check in the dev stack: success {checked['value'][1]}, RTO {rto.get('value', ['', '?'])[1]} s")
     assert checked["value"][1] == "1", engine.containers.get(f"dev-stack-{s.name}-restore-check-agent").logs()[-2000:]
+    # Every `up` renewed the config-admin token and reported its expiry (one period, 768 h, from then).
+    admin = {}
+    _wait(lambda: admin.update(_query(out["prometheus_url"],
+                                      'vault_token_expiry_timestamp_seconds{token="config-admin"}')) or admin, 60)
+    assert 767 * 3600 < float(admin["value"][1]) - time.time() <= 768 * 3600, admin
+    assert "ok: the config-admin token alive" in ok.stdout and "left (period 32d 0h" in ok.stdout, ok.stdout
 
     prefix = f"dev-stack-{s.name}"
     for i in range(1, 4):

@@ -106,7 +106,8 @@ def test_docker_monitoring(mocks):
     # The webhook URL may carry a token: the Alertmanager's files are a secret (encrypted in the state).
     assert "files" in mocks.named("mon-alertmanager").secret_inputs
     assert "http://hook:1/" not in str(am["command"]) + str(am["env"]) + str(am["labels"])
-    assert containers["mon-pushgateway"]["ports"] == []  # reached on the network only
+    # On the network (the snapshot agent) and on 127.0.0.1 (`up` reports the config-admin token's expiry).
+    assert containers["mon-pushgateway"]["ports"] == [{"internal": 9091, "external": 0}]
     assert len(mocks.of_type("docker:Volume")) == 6
     assert [n.inputs["name"] for n in mocks.of_type("docker:Network")] == ["vault-envvars-dev-mon-net"]
 

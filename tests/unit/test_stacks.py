@@ -243,6 +243,8 @@ def test_prod_with_vault_endpoints_bootstraps_configures_and_deploys_the_service
     # A stopping pod's running jobs get the service's grace to end before Kubernetes kills the pod.
     assert dep["template"]["spec"]["terminationGracePeriodSeconds"] > int(env["ENVVARS_SHUTDOWN_GRACE_SECONDS"]) > 0
     assert "postgresql://x" not in str(dep)
+    # A digest of the Secret and the settings the pods read at start: a change to either rolls them.
+    assert re.fullmatch(r"[0-9a-f]{64}", dep["template"]["metadata"]["annotations"]["checksum/config"])
     assert mocks.named("envvars-credentials").inputs["stringData"]["database-url"] == "postgresql://x"
     assert sorted(outputs) == ["alertmanager_url", "dashboard_url", "executor_role_id", "namespace",
                                "prometheus_url", "service_internal_url", "service_url", "vault_admin_token",
