@@ -11,10 +11,11 @@ import time
 
 import hvac
 import pytest
+import requests
 from pulumi import automation as auto
 
 from devkit.stacks import ThrowawayStack
-from devkit.vault_servers import TRANSIT_KEY, start_raft_cluster, start_transit_server
+from devkit.vault_servers import TRANSIT_KEY, _start_node, start_raft_cluster, start_transit_server
 from infra import vault_ops
 
 pytestmark = pytest.mark.integration
@@ -108,12 +109,17 @@ def test_transit_seal_of_another_openbao_and_nodes_that_unseal_themselves(toolch
         try:
             _checks(s, out, cluster, "transit")
             assert not s.stored_text_contains(token)
-            # Fail closed: with the transit server gone, a restarted node cannot unseal.
+            # Fail closed: with the transit server gone, a restarted node cannot unseal (OpenBao 2.7.2 does not
+            # even start: it cannot set up its seal).
             transit.stop()
             cluster.kill(1)
-            cluster.start(1)
-            time.sleep(5)
-            assert vault_ops.seal_status(cluster.nodes[1], cluster.ca_file)["sealed"] is True
+            proc = cluster.processes[1] = _start_node(cluster.commands[1], cluster.workdir, 1, cluster.env)
+            time.sleep(8)
+            try:
+                unsealed = vault_ops.seal_status(cluster.nodes[1], cluster.ca_file, timeout=3)["sealed"] is False
+            except requests.RequestException:
+                unsealed = False
+            assert not unsealed, "a node unsealed with its transit server gone"
         finally:
             s.destroy()
     finally:
