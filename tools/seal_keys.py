@@ -31,10 +31,17 @@ def state_keys(stack: str, env: Optional[dict] = None, cwd: str = REPO_ROOT) -> 
     for res in resources:
         if res.get("urn", "").endswith(f"::{BOOTSTRAP}"):
             out = res.get("outputs") or {}
-            keys = out.get("recovery_keys") or out.get("unseal_keys") or []
+            keys = _plain(out.get("recovery_keys")) or _plain(out.get("unseal_keys")) or []
             if keys:
                 return list(keys)
     raise KeysUnavailable(f"stack {stack} holds no key shares in its state (no {BOOTSTRAP} resource with keys)")
+
+
+def _plain(value):
+    """A secret in `--show-secrets` export is {<signature>: ..., "plaintext": <its JSON>}."""
+    if isinstance(value, dict) and "plaintext" in value:
+        return json.loads(value["plaintext"])
+    return value
 
 
 def with_keys(stack: str, outputs: dict, env: Optional[dict] = None, cwd: str = REPO_ROOT) -> dict:

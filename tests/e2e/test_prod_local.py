@@ -667,12 +667,16 @@ def test_a_shamir_cluster_with_data_migrates_to_a_transit_seal_outside_the_clust
         nodes.delete_pod(1)
         vault_ops.wait_until(lambda: not vault_ops.seal_status(addresses[1], ca, timeout=3)["sealed"], 90,
                              "vault-1 unsealed by itself")
-        # Fail closed: the transit server gone, a deleted pod stays sealed.
+        # Fail closed: the transit server gone, a deleted pod does not come back unsealed (OpenBao 2.7.2 does not
+        # even start: it cannot set up its seal).
         transit.stop()
         nodes.delete_pod(2)
-        nodes.wait_serving(2)
-        time.sleep(10)
-        assert vault_ops.seal_status(addresses[2], ca, timeout=5)["sealed"] is True
+        time.sleep(15)
+        try:
+            unsealed = vault_ops.seal_status(addresses[2], ca, timeout=5)["sealed"] is False
+        except requests.RequestException:
+            unsealed = False
+        assert not unsealed, "a pod unsealed with its transit server gone"
     finally:
         transit.stop()
         try:

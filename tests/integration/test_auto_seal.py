@@ -113,7 +113,7 @@ def test_transit_seal_of_another_openbao_and_nodes_that_unseal_themselves(toolch
             # even start: it cannot set up its seal).
             transit.stop()
             cluster.kill(1)
-            proc = cluster.processes[1] = _start_node(cluster.commands[1], cluster.workdir, 1, cluster.env)
+            cluster.processes[1] = _start_node(cluster.commands[1], cluster.workdir, 1, cluster.env)
             time.sleep(8)
             try:
                 unsealed = vault_ops.seal_status(cluster.nodes[1], cluster.ca_file, timeout=3)["sealed"] is False
