@@ -17,6 +17,7 @@ from pulumi import automation as auto
 from devkit.stacks import ThrowawayStack
 from devkit.vault_servers import TRANSIT_KEY, _start_node, start_raft_cluster, start_transit_server
 from infra import vault_ops
+from tools.seal_keys import state_keys
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +52,8 @@ def _checks(s: ThrowawayStack, out: dict, cluster, seal_type: str) -> None:
         assert (status["type"], status["recovery_seal"], status["sealed"]) == (seal_type, True, False), status
     for key in out["recovery_keys"]:
         assert not s.stored_text_contains(key)
+    # Where the tools find them (no output of the prod stack holds them): the state, decrypted in memory.
+    assert state_keys(s.name, env=s.env, cwd=s.work_dir) == out["recovery_keys"]
     # A value written now survives every restart below.
     value = secrets.token_hex(16)
     with vault_ops.break_glass_root(cluster.nodes[0], out["recovery_keys"], out["admin_token"], ca) as root:
