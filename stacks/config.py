@@ -1,5 +1,7 @@
 """Typed stack configuration: every config read of the project happens here, validated once, with an
 error that names the key and the allowed values."""
+import base64
+import binascii
 import ipaddress
 import json
 import re
@@ -12,7 +14,8 @@ from infra.durations import parse_duration
 from infra.job_egress import JobEgressRule
 from infra.providers.vault import VaultConnection
 from infra.vault_configuration import ResourceHints
-from infra.vault_k8s import ContainerResources, TlsSecretArgs, TransitSealArgs
+from infra.vault_k8s import ContainerResources, TlsSecretArgs
+from infra.vault_seal import SEAL_TYPES, SealArgs, StaticSealArgs, TransitSealArgs
 from tools.versions import toolchain_versions
 
 NAMESPACE = "vault-envvars"
@@ -289,6 +292,86 @@ class MonitoringSettings:
 
 
 @dataclass(frozen=True)
+class SealSettings:
+    """How the prod cluster seals its root key (README "Seals"): `seal` shamir | static | transit."""
+
+    kind: str
+    args: Optional[SealArgs]  # None: Shamir
+    generate_static_key: bool  # static without staticSealSecret: the stack makes the key (a Pulumi secret)
+    recovery_pgp_keys: list[str]  # base64 OpenPGP public keys, one per share: the shares' custodians
+
+    @property
+    def auto(self) -> bool:
+        return self.kind != "shamir"
+
+    @classmethod
+    def load(cls, r: "_Reader", raft: RaftSettings) -> "SealSettings":
+        kind = r.choice("seal", SEAL_TYPES, "shamir")
+        transit_keys = ("transitSealAddress", "transitSealKeyName", "transitSealTokenSecret", "transitSealMountPath",
+                        "transitSealCaSecret")
+        static_keys = ("staticSealSecret", "staticSealKeyId", "staticSealPreviousKeyId")
+        for keys, needs in ((transit_keys, "transit"), (static_keys, "static")):
+            stray = [k for k in keys if r.has(k)]
+            if stray and kind != needs:
+                raise ConfigError(f"stack config {r.key(stray[0])} needs {r.key('seal')} = {needs} "
+                                  f"(it is {kind}); allowed values of {r.key('seal')}: {', '.join(SEAL_TYPES)}")
+        if r.has("pgpKeys"):
+            raise ConfigError(f"stack config {r.key('pgpKeys')} is not allowed: the bootstrap unseals Shamir pods "
+                              f"with the keys it holds, so they cannot be encrypted to custodians; set {r.key('seal')} "
+                              f"= static or transit and give the custodians' keys as {r.key('recoveryPgpKeys')}")
+        pgp = r.string_list("recoveryPgpKeys", [])
+        if pgp:
+            if kind == "shamir":
+                raise ConfigError(f"stack config {r.key('recoveryPgpKeys')} needs an auto seal: {r.key('seal')} = "
+                                  "static or transit (Shamir has no recovery shares)")
+            if len(pgp) != raft.key_shares:
+                raise ConfigError(f"stack config {r.key('recoveryPgpKeys')} lists {len(pgp)} keys; give one per "
+                                  f"share ({r.key('keyShares')} = {raft.key_shares}), in custodian order")
+            for i, key in enumerate(pgp):
+                if not _is_openpgp_public_key(key):
+                    raise ConfigError(f"stack config {r.key('recoveryPgpKeys')}[{i}] is not an OpenPGP public key "
+                                      "(binary, base64-encoded: gpg --export <id> | base64 -w0)")
+        args: Optional[SealArgs] = None
+        generate = False
+        if kind == "static":
+            previous = r.string("staticSealPreviousKeyId", "")
+            generate = not r.has("staticSealSecret")
+            if previous and generate:
+                raise ConfigError(f"stack config {r.key('staticSealPreviousKeyId')} needs {r.key('staticSealSecret')}: "
+                                  "a rotation's previous key comes from the operator's Secret (`previous-key`)")
+            key_id = r.string("staticSealKeyId", "1")
+            if previous == key_id:
+                raise ConfigError(f"stack config {r.key('staticSealPreviousKeyId')} must differ from "
+                                  f"{r.key('staticSealKeyId')} = {key_id!r}")
+            args = StaticSealArgs(secret_name=r.string("staticSealSecret", "vault-seal-key"), key_id=key_id,
+                                  previous_key_id=previous)
+        elif kind == "transit":
+            address = r.string("transitSealAddress", "")
+            if not re.match(r"^https?://[^/\s]+$", address):
+                raise ConfigError(f"stack config {r.key('transitSealAddress')} = {address!r} is not allowed; allowed "
+                                  "values: the transit server's URL, like https://transit.example:8200 "
+                                  f"({r.key('seal')} = transit needs it)")
+            mount = r.string("transitSealMountPath", "transit/")
+            args = TransitSealArgs(address=address, key_name=r.string("transitSealKeyName", "vault-unseal"),
+                                   token_secret_name=r.string("transitSealTokenSecret", "vault-transit-token"),
+                                   mount_path=mount if mount.endswith("/") else mount + "/",
+                                   ca_secret_name=r.string("transitSealCaSecret", ""))
+        return cls(kind, args, generate, pgp)
+
+
+def _is_openpgp_public_key(text: str) -> bool:
+    """Base64 of a binary OpenPGP key whose first packet is a public key (tag 6), what Vault's init takes."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    if not raw or not raw[0] & 0x80:
+        return False
+    tag = raw[0] & 0x3F if raw[0] & 0x40 else (raw[0] >> 2) & 0x0F
+    return tag == 6
+
+
+@dataclass(frozen=True)
 class DevConfig:
     """Settings of the `dev` stack (Pulumi.dev.yaml)."""
 
@@ -344,7 +427,7 @@ class ProdConfig:
     # ingress); empty: through the Kubernetes API server (port-forwards of its own, the kubeconfig only).
     vault_endpoints: list[str]
     bootstrap: bool  # False: the Kubernetes objects only (API servers without kubelets, rendered manifests)
-    transit_seal: Optional[TransitSealArgs]
+    seal: SealSettings
     tls_secret: Optional[TlsSecretArgs]  # None: the cluster makes its own CA and certificate
     client_namespaces: list[str]
     skip_await: bool  # test API servers only: they run no controllers
@@ -384,12 +467,6 @@ class ProdConfig:
         if len(schedule.split()) != 5:
             raise ConfigError(f"stack config {r.key('snapshotSchedule')} = {schedule!r} is not a cron schedule "
                               "(five fields, e.g. '0 * * * *')")
-        transit = None
-        if r.has("transitSealAddress"):
-            transit = TransitSealArgs(address=r.string("transitSealAddress", ""),
-                                      key_name=r.string("transitSealKeyName", "vault-unseal"),
-                                      token_secret_name=r.string("transitSealTokenSecret", "vault-transit-token"),
-                                      mount_path=r.string("transitSealMountPath", "transit/"))
         render_dir = r.string("renderDir", "")
         bootstrap = r.boolean("bootstrap", not render_dir)
         if bootstrap and render_dir:
@@ -441,7 +518,7 @@ class ProdConfig:
             render_dir=render_dir,
             vault_endpoints=endpoints,
             bootstrap=bootstrap,
-            transit_seal=transit,
+            seal=SealSettings.load(r, raft),
             tls_secret=tls_secret,
             client_namespaces=r.string_list("clientNamespaces", []),
             skip_await=r.boolean("skipAwait", False),

@@ -51,7 +51,8 @@ def deploy() -> dict[str, pulumi.Output]:
     cluster = VaultKubernetes("vault", VaultKubernetesArgs(
         namespace=namespace, image=cfg.vault_image, replicas=cfg.raft.replicas, flavor=flavor,
         tls_secret=cfg.tls_secret, resources=cfg.resources, storage_class=cfg.storage_class,
-        data_storage=cfg.data_storage, audit_storage=cfg.audit_storage, transit_seal=cfg.transit_seal,
+        data_storage=cfg.data_storage, audit_storage=cfg.audit_storage, seal=cfg.seal.args,
+        generate_static_key=cfg.seal.generate_static_key,
         client_namespaces=cfg.client_namespaces, host_addresses=cfg.vault_endpoints, skip_await=cfg.skip_await,
         prometheus_namespace=_monitoring_namespace(cfg) if cfg.monitoring.enabled else "",
     ), opts=k8s_opts)
@@ -68,7 +69,8 @@ def deploy() -> dict[str, pulumi.Output]:
         bootstrap = VaultBootstrap(
             "vault-bootstrap", node_addresses=cluster.node_addresses, ca_cert_pem=cluster.ca_cert_pem,
             admin_policy=admin_policy(settings), key_shares=cfg.raft.key_shares,
-            key_threshold=cfg.raft.key_threshold, revoke_root=True,
+            key_threshold=cfg.raft.key_threshold, revoke_root=True, seal_type=cfg.seal.kind,
+            recovery_pgp_keys=cfg.seal.recovery_pgp_keys,
             admin_token_period=vault_duration(cfg.raft.admin_token_period),
             # The pods' addresses are names, not the cluster's objects' outputs: wait for those objects.
             opts=pulumi.ResourceOptions(depends_on=[cluster]))
@@ -84,8 +86,9 @@ def deploy() -> dict[str, pulumi.Output]:
             "vault", settings, admin, manage_admin_policy=False, autopilot_min_quorum=cfg.raft.replicas,
             opts=pulumi.ResourceOptions(depends_on=[identity]) if identity else None)
         # The admin token and the keys make a break-glass root token (tools/raft_drills.py, tools/drill.py).
-        outputs.update(vault_nodes=cluster.node_addresses, vault_unseal_keys=bootstrap.unseal_keys,
-                       vault_admin_token=bootstrap.admin_token, executor_role_id=vault.executor_role_id)
+        outputs.update(vault_nodes=cluster.node_addresses, vault_admin_token=bootstrap.admin_token,
+                       executor_role_id=vault.executor_role_id, vault_seal=pulumi.Output.from_input(cfg.seal.kind),
+                       **_key_outputs(cfg, bootstrap))
         if identity:
             outputs.update(vault_address=cluster.host_address, jwt_issuer=identity.issuer,
                            oidc_client_id=identity.client_id, oidc_client_secret=identity.client_secret,
@@ -117,6 +120,22 @@ def _snapshot_store(cfg: ProdConfig) -> Optional[SnapshotStoreArgs]:
                              region=b.region, ca_cert_pem=b.ca_cert_pem, access_key_id=b.access_key_id,
                              secret_access_key=b.secret_access_key, encryption_key=b.encryption_key, tiers=b.tiers,
                              local_copy=b.local_copy)
+
+
+def _key_outputs(cfg: ProdConfig, bootstrap: VaultBootstrap) -> dict[str, pulumi.Output]:
+    """Where the key shares are (README "Seals"). Shamir: the unseal keys, a secret output. An auto seal: the
+    recovery shares encrypted to their custodians (one per `recoveryPgpKeys` entry, in that order), or without
+    custodians only where they are: in the bootstrap resource's state, never an output."""
+    if not cfg.seal.auto:
+        pulumi.log.warn("seal = shamir: a Vault pod restarted by anything (eviction, OOM, node upgrade) stays sealed "
+                        "until someone runs `python tools/vault_unseal.py --stack <stack>` (or the next `up`); "
+                        "set vault-envvars:seal to static or transit for pods that unseal themselves")
+        return {"vault_unseal_keys": bootstrap.unseal_keys}
+    if cfg.seal.recovery_pgp_keys:
+        return {"vault_recovery_keys_pgp": pulumi.Output.unsecret(bootstrap.recovery_keys)}
+    return {"vault_recovery_keys_location": pulumi.Output.from_input(
+        "not encrypted to custodians (no recoveryPgpKeys): in this stack's state only, the vault-bootstrap "
+        "resource's recovery_keys (a Pulumi secret), which the tools read (tools/seal_keys.py)")}
 
 
 def _monitoring_namespace(cfg: ProdConfig) -> str:

@@ -4,7 +4,8 @@ import re
 import pulumi
 import pytest
 
-from infra.vault_k8s import TlsSecretArgs, TransitSealArgs
+from infra.vault_k8s import TlsSecretArgs
+from infra.vault_seal import StaticSealArgs, TransitSealArgs
 from stacks import composition_for, deploy
 from stacks.config import ConfigError, DevConfig, ProdConfig, VaultSettings
 from tests.unit.conftest import run
@@ -55,19 +56,34 @@ def test_prod_settings(mocks):
     assert (cfg.raft.key_shares, cfg.raft.key_threshold) == (5, 3)
 
 
-@pytest.mark.parametrize("mocks", [{"transitSealAddress": "https://transit.example:8200", "tlsSecretName": "corp-tls",
+@pytest.mark.parametrize("mocks", [{"seal": "transit", "transitSealAddress": "https://transit.example:8200",
+                                    "transitSealCaSecret": "transit-ca", "tlsSecretName": "corp-tls",
                                     "tlsCaCert": "CORP CA", "storageClass": "fast"}], indirect=True)
 def test_prod_settings_are_typed_component_args(mocks):
     cfg = ProdConfig.load()
-    assert cfg.transit_seal == TransitSealArgs(address="https://transit.example:8200", key_name="vault-unseal",
-                                               token_secret_name="vault-transit-token", mount_path="transit/")
+    assert cfg.seal.args == TransitSealArgs(address="https://transit.example:8200", key_name="vault-unseal",
+                                            token_secret_name="vault-transit-token", mount_path="transit/",
+                                            ca_secret_name="transit-ca")
+    assert cfg.seal.auto and not cfg.seal.generate_static_key
     assert cfg.tls_secret == TlsSecretArgs(name="corp-tls", ca_cert_pem="CORP CA")
     assert cfg.storage_class == "fast"
 
 
+# The first bytes of a binary OpenPGP public key (old-format packet, tag 6): what the check looks at.
+PGP_KEY = "mQENBGVvdGVzdA=="
+
+
+@pytest.mark.parametrize("mocks", [{"seal": "static", "keyShares": "2", "keyThreshold": "2",
+                                    "recoveryPgpKeys": f"{PGP_KEY},{PGP_KEY}"}], indirect=True)
+def test_static_seal_defaults_to_a_generated_key_and_takes_custodians(mocks):
+    cfg = ProdConfig.load()
+    assert cfg.seal.args == StaticSealArgs(secret_name="vault-seal-key", key_id="1", previous_key_id="")
+    assert cfg.seal.generate_static_key and cfg.seal.recovery_pgp_keys == [PGP_KEY, PGP_KEY]
+
+
 def test_prod_defaults_leave_tls_and_storage_class_to_the_cluster(mocks):
     cfg = ProdConfig.load()
-    assert (cfg.transit_seal, cfg.tls_secret, cfg.storage_class) == (None, None, None)
+    assert (cfg.seal.kind, cfg.seal.args, cfg.tls_secret, cfg.storage_class) == ("shamir", None, None, None)
     assert cfg.resources.spec() == {"requests": {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": "64Mi"},
                                     "limits": {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "1Gi"}}
 
@@ -88,6 +104,22 @@ def test_prod_defaults_leave_tls_and_storage_class_to_the_cluster(mocks):
      "vault-envvars:servicePublicUrl = 'http://envvars.example' is not allowed; allowed values: https:// URLs"),
     ({"ingressHost": "envvars.example"}, "vault-envvars:ingressHost needs vault-envvars:ingressTlsSecret"),
     ({"localPlainHttp": "yes"}, "vault-envvars:localPlainHttp = 'yes' is not allowed; allowed values: true, false"),
+    ({"seal": "awskms"}, "vault-envvars:seal = 'awskms' is not allowed; allowed values: shamir, static, transit"),
+    ({"transitSealAddress": "https://t:8200"},
+     "vault-envvars:transitSealAddress needs vault-envvars:seal = transit (it is shamir); allowed values of "
+     "vault-envvars:seal: shamir, static, transit"),
+    ({"seal": "transit"}, "vault-envvars:transitSealAddress = '' is not allowed"),
+    ({"seal": "static", "transitSealKeyName": "k"}, "vault-envvars:transitSealKeyName needs vault-envvars:seal = transit"),
+    ({"staticSealSecret": "s"}, "vault-envvars:staticSealSecret needs vault-envvars:seal = static (it is shamir)"),
+    ({"seal": "static", "staticSealPreviousKeyId": "0"},
+     "vault-envvars:staticSealPreviousKeyId needs vault-envvars:staticSealSecret"),
+    ({"seal": "static", "staticSealSecret": "s", "staticSealPreviousKeyId": "1"},
+     "vault-envvars:staticSealPreviousKeyId must differ from vault-envvars:staticSealKeyId = '1'"),
+    ({"pgpKeys": "mQ=="}, "vault-envvars:pgpKeys is not allowed"),
+    ({"recoveryPgpKeys": PGP_KEY}, "vault-envvars:recoveryPgpKeys needs an auto seal"),
+    ({"seal": "static", "recoveryPgpKeys": PGP_KEY}, "vault-envvars:recoveryPgpKeys lists 1 keys; give one per share"),
+    ({"seal": "static", "keyShares": "2", "keyThreshold": "1", "recoveryPgpKeys": f"{PGP_KEY},bm90IGEga2V5"},
+     "vault-envvars:recoveryPgpKeys[1] is not an OpenPGP public key"),
 ], indirect=["mocks"])
 def test_bad_prod_settings_name_the_key(mocks, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -248,7 +280,8 @@ def test_prod_with_vault_endpoints_bootstraps_configures_and_deploys_the_service
     assert mocks.named("envvars-credentials").inputs["stringData"]["database-url"] == "postgresql://x"
     assert sorted(outputs) == ["alertmanager_url", "dashboard_url", "executor_role_id", "namespace",
                                "prometheus_url", "service_internal_url", "service_url", "vault_admin_token",
-                               "vault_ca_cert", "vault_internal_address", "vault_nodes", "vault_unseal_keys"]
+                               "vault_ca_cert", "vault_internal_address", "vault_nodes", "vault_seal",
+                               "vault_unseal_keys"]
     # Bootstrap and configuration reach the pods where the stack's config says, with the cluster's own CA.
     assert boot["node_addresses"] == ["https://127.0.0.1:18200", "https://127.0.0.1:18201", "https://127.0.0.1:18202"]
     assert boot["ca_cert_pem"] == "CA-PEM"
@@ -257,6 +290,32 @@ def test_prod_with_vault_endpoints_bootstraps_configures_and_deploys_the_service
 
 
 PROD_IDP = {"jwksUrl": "https://idp.example/keys", "jwtIssuer": "https://idp.example"}
+
+ENDPOINTS = '["https://127.0.0.1:18200", "https://127.0.0.1:18201", "https://127.0.0.1:18202"]'
+
+
+@pytest.mark.parametrize("mocks,pgp", [({"vaultEndpoints": ENDPOINTS, **PROD_IDP, "seal": "static"}, False),
+                                       ({"vaultEndpoints": ENDPOINTS, **PROD_IDP, "seal": "static", "keyShares": "1",
+                                         "keyThreshold": "1", "recoveryPgpKeys": PGP_KEY}, True)],
+                         indirect=["mocks"])
+def test_prod_with_an_auto_seal_exports_no_share_in_clear(mocks, pgp):
+    outputs, flags = {}, {}
+
+    def program():
+        out = deploy("prod")
+        outputs.update(out)
+        return pulumi.Output.all(*[pulumi.Output.from_input(o.is_secret()).apply(
+            lambda s, k=k: flags.__setitem__(k, s)) for k, o in out.items()])
+
+    run(program)
+    boot = mocks.of_type("vault:Bootstrap")[0].inputs
+    assert boot["seal_type"] == "static" and boot["recovery_pgp_keys"] == ([PGP_KEY] if pgp else [])
+    assert "vault_unseal_keys" not in outputs and "vault_recovery_keys" not in outputs
+    if pgp:  # ciphertexts only their custodians open: a plain output
+        assert flags["vault_recovery_keys_pgp"] is False and "vault_recovery_keys_location" not in outputs
+    else:
+        assert flags["vault_recovery_keys_location"] is False and "vault_recovery_keys_pgp" not in outputs
+    assert mocks.of_type("random:RandomKey") and mocks.named("vault-seal-key").inputs["stringData"]["key"]
 
 
 @pytest.mark.parametrize("mocks", [{**PROD_IDP, "namespace": "vault-prod", "databaseUrl": "postgresql://x"}],
