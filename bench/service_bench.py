@@ -53,6 +53,7 @@ from devkit.postgres import start_postgres
 from devkit.service_process import start_service as start_service_process
 from devkit.stacks import ThrowawayStack
 from devkit.vault_servers import start_dev_server
+from service.vault_login import VaultLoginSigner
 
 CLIENTS = 8
 REPLICAS = 3
@@ -92,25 +93,29 @@ def setup(workdir: str):
         "vault-envvars:executorSecretIdNumUses": auto.ConfigValue("0"),
     })
     outputs = {k: v.value for k, v in stack.up().outputs.items()}
+    # The floor's direct Vault sessions log in as the service does: with its login key (Vault trusts no other).
+    issuer.vault_login = VaultLoginSigner(outputs["service_login_key"])
     return server, issuer, stack, outputs
 
 
 def service_env(server, issuer, outputs, workdir: str) -> dict:
     """The service's settings: only what it must be told, and a rate limit the clients cannot reach.
     Processes, workers and the executor's pool keep their defaults."""
-    secret = os.path.join(workdir, "secret_id")
-    if not os.path.exists(secret):
-        with open(os.open(secret, os.O_WRONLY | os.O_CREAT, 0o400), "w") as f:
-            f.write(outputs["executor_secret_id"])
+    secret, login_key = os.path.join(workdir, "secret_id"), os.path.join(workdir, "vault_login_key")
+    for path, content in ((secret, outputs["executor_secret_id"]), (login_key, outputs["service_login_key"])):
+        if not os.path.exists(path):
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o400), "w") as f:
+                f.write(content)
     return {"ENVVARS_VAULT_ADDR": server.address, "ENVVARS_OIDC_ISSUER": issuer.iss,
             "ENVVARS_OIDC_JWKS_URL": issuer.jwks_url, "ENVVARS_APPROLE_ROLE_ID": outputs["executor_role_id"],
-            "ENVVARS_APPROLE_SECRET_ID_FILE": secret, "ENVVARS_RATE_LIMIT": "1000000/minute"}
+            "ENVVARS_APPROLE_SECRET_ID_FILE": secret, "ENVVARS_VAULT_LOGIN_KEY_FILE": login_key,
+            "ENVVARS_RATE_LIMIT": "1000000/minute"}
 
 
 def user_client(server, issuer, sub: str) -> hvac.Client:
     """A user's own Vault session, logged in once; its requests.Session keeps the connection alive."""
     c = hvac.Client(url=server.address)
-    c.auth.jwt.jwt_login(role="user", jwt=issuer.token(sub, ttl=3600), path="jwt")
+    c.auth.jwt.jwt_login(role="user", jwt=issuer.vault_login.token(sub), path="jwt")
     return c
 
 

@@ -33,19 +33,20 @@ class S3Server:
     proc: Optional[subprocess.Popen] = None
     ca_file: str = ""  # set: it serves TLS with a certificate of its own CA (a private endpoint)
     tls: list[str] = field(default_factory=list)
+    host: str = "127.0.0.1"  # e.g. the local cluster's bridge address, for pods
 
     @property
     def endpoint(self) -> str:
-        return f"{'https' if self.ca_file else 'http'}://127.0.0.1:{self.port}"
+        return f"{'https' if self.ca_file else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> None:
         env = {**os.environ, "ROOT_ACCESS_KEY": self.access_key_id, "ROOT_SECRET_KEY": self.secret_access_key}
-        self.proc = procs.start([self.binary, "--port", f"127.0.0.1:{self.port}", *self.tls, "posix", self.folder],
+        self.proc = procs.start([self.binary, "--port", f"{self.host}:{self.port}", *self.tls, "posix", self.folder],
                                 os.path.join(os.path.dirname(self.folder), "versitygw.log"), env=env, append=True)
         deadline = time.monotonic() + 30
         while True:
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                socket.create_connection((self.host, self.port), timeout=1).close()
                 return
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -71,11 +72,12 @@ class S3Server:
         return name
 
 
-def start_s3_server(workdir: str, tls: bool = False) -> S3Server:
-    """With `tls`, HTTPS with a certificate for 127.0.0.1 from a CA of its own (`ca_file`)."""
+def start_s3_server(workdir: str, tls: bool = False, host: str = "127.0.0.1") -> S3Server:
+    """With `tls`, HTTPS with a certificate for 127.0.0.1 from a CA of its own (`ca_file`); `host`: the
+    address it listens on (a free port there)."""
     folder = os.path.join(workdir, "buckets")
     os.makedirs(folder, exist_ok=True)
-    server = S3Server(versitygw_binary(), folder, free_port())
+    server = S3Server(versitygw_binary(), folder, free_port(), host=host)
     if tls:
         from infra.providers.tls import make_bundle
 

@@ -32,7 +32,7 @@ class MonitoringDockerArgs:
 
 class MonitoringDocker(pulumi.ComponentResource):
     """Outputs: `prometheus_url` and `alertmanager_url` (on the host), `pushgateway_url` (on
-    `network_name`, the monitoring's own network, for the snapshot agent)."""
+    `network_name`, the monitoring's own network, for the snapshot agent) and `pushgateway_host_url`."""
 
     prometheus_url: pulumi.Output[str]
     alertmanager_url: pulumi.Output[str]
@@ -65,11 +65,13 @@ class MonitoringDocker(pulumi.ComponentResource):
                 wait_http_path="/-/ready" if port else "", docker_host=args.docker_host,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[network, *(volumes[v] for v in mounts)]))
 
+        # Published on 127.0.0.1 too: `up` reports the config-admin token's expiry there (jobs, in the service's
+        # container, reach neither this network nor the host's loopback).
         pushgateway = container(
             "pushgateway", ["prometheus-pushgateway", f"--web.listen-address=:{mc.PUSHGATEWAY_PORT}",
                             f"--persistence.file={mc.PUSHGATEWAY_DATA}/data/metrics"],
             {"pushgateway-data": mc.PUSHGATEWAY_DATA}, {f"{mc.PUSHGATEWAY_DATA}/data": {"directory": True, "mode": 0o750}},
-            None, "64m")
+            (mc.PUSHGATEWAY_PORT, 0), "64m")
         alertmanager = container(
             "alertmanager", ["prometheus-alertmanager", f"--config.file={mc.CONFIG_DIR}/alertmanager.yml",
                              f"--storage.path={mc.ALERTMANAGER_DATA}/data", f"--web.listen-address=:{mc.ALERTMANAGER_PORT}",
@@ -99,9 +101,11 @@ class MonitoringDocker(pulumi.ComponentResource):
         self.prometheus_url = _host_url(prometheus)
         self.alertmanager_url = _host_url(alertmanager)
         self.pushgateway_url = pushgateway.id.apply(lambda _: f"http://pushgateway:{mc.PUSHGATEWAY_PORT}")
+        self.pushgateway_host_url = _host_url(pushgateway)
         self.network_name = own_network
         self.register_outputs({"prometheus_url": self.prometheus_url, "alertmanager_url": self.alertmanager_url,
-                               "pushgateway_url": self.pushgateway_url, "network_name": self.network_name})
+                               "pushgateway_url": self.pushgateway_url, "pushgateway_host_url": self.pushgateway_host_url,
+                               "network_name": self.network_name})
 
 
 def _host_url(container: docker.Container) -> pulumi.Output[str]:

@@ -132,6 +132,10 @@ class MonitoringKubernetes(pulumi.ComponentResource):
             "ingress": [{"from": [{"podSelector": {}},
                                   {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": vault_ns}}}]}],
         }, opts=child)
+        # The Pushgateway only answers: it opens no connection.
+        k8s.networking.v1.NetworkPolicy(f"{name}-pushgateway-netpol", metadata=meta("pushgateway-egress"), spec={
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "pushgateway"}}, "policyTypes": ["Egress"],
+            "egress": []}, opts=child)
 
         self.prometheus_url = namespace.apply(
             lambda ns: kube_forward.service_address(ns, "prometheus", mc.PROMETHEUS_PORT))
@@ -164,7 +168,9 @@ class MonitoringKubernetes(pulumi.ComponentResource):
                         "ports": [{"name": "http", "containerPort": port}],
                         "readinessProbe": probe("/-/ready", periodSeconds=5),
                         "livenessProbe": probe("/-/healthy", initialDelaySeconds=30, periodSeconds=15),
-                        "resources": resources,
+                        # Writable layer and logs bounded (data sits on a volume or a sized emptyDir).
+                        "resources": {"requests": {**resources["requests"], "ephemeral-storage": "16Mi"},
+                                      "limits": {**resources["limits"], "ephemeral-storage": "256Mi"}},
                         "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
                                             "capabilities": {"drop": ["ALL"]}},
                         # Configuration (ConfigMaps, Secrets) read-only; data volumes writable.

@@ -25,6 +25,7 @@ DEFAULT_IMAGE = "localhost/vault-envvars/postgres:15-r2"
 POSTGRES_UID = 999  # the image's postgres user and group (tools/postgres/install.sh)
 PORT = 5432
 SERVICE_NAME = "postgres"
+HEADLESS_NAME = "postgres-headless"
 DATA_DIR = "/var/lib/postgresql/data"
 PGDATA = f"{DATA_DIR}/pgdata"  # a folder of the volume: its root may hold lost+found
 PASSWORD_DIR = "/run/secrets/postgres"  # noqa: S105 (a folder of the pod)
@@ -44,8 +45,9 @@ class PostgresKubernetesArgs:
     client_labels: dict = field(default_factory=lambda: {"app.kubernetes.io/name": "envvars"})
     client_namespace: Optional[pulumi.Input[str]] = None
     client_cidrs: list = field(default_factory=lambda: list(PRIVATE_NETWORKS))
-    resources: dict = field(default_factory=lambda: {"requests": {"cpu": "100m", "memory": "256Mi"},
-                                                     "limits": {"cpu": "1", "memory": "512Mi"}})
+    resources: dict = field(default_factory=lambda: {
+        "requests": {"cpu": "100m", "memory": "256Mi", "ephemeral-storage": "64Mi"},
+        "limits": {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "512Mi"}})
     skip_await: bool = False
 
 
@@ -78,7 +80,7 @@ class PostgresKubernetes(pulumi.ComponentResource):
                       "--dbname=postgres", "--timeout=3"]
         sts = k8s.apps.v1.StatefulSet(f"{name}-sts", metadata=meta("postgres"), spec={
             "replicas": 1,
-            "serviceName": SERVICE_NAME,
+            "serviceName": HEADLESS_NAME,
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {"labels": labels},
@@ -130,12 +132,17 @@ class PostgresKubernetes(pulumi.ComponentResource):
         k8s.core.v1.Service(f"{name}-svc", metadata=meta(SERVICE_NAME), spec={
             "type": "ClusterIP", "selector": labels,
             "ports": [{"name": "postgres", "port": PORT, "targetPort": PORT}]}, opts=child)
+        # The StatefulSet's governing Service (its pods' DNS names); clients use the ClusterIP one above.
+        k8s.core.v1.Service(f"{name}-headless", metadata=meta(HEADLESS_NAME), spec={
+            "clusterIP": "None", "selector": labels,
+            "ports": [{"name": "postgres", "port": PORT, "targetPort": PORT}]}, opts=child)
         peer: dict = {"podSelector": {"matchLabels": args.client_labels}}
         if args.client_namespace is not None:
             peer["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": args.client_namespace}}
+        # PostgreSQL opens no connection of its own: no egress at all.
         k8s.networking.v1.NetworkPolicy(f"{name}-netpol", metadata=meta("postgres"), spec={
-            "podSelector": {"matchLabels": labels}, "policyTypes": ["Ingress"],
-            "ingress": [{"from": [peer], "ports": [{"protocol": "TCP", "port": PORT}]}]}, opts=child)
+            "podSelector": {"matchLabels": labels}, "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [peer], "ports": [{"protocol": "TCP", "port": PORT}]}], "egress": []}, opts=child)
 
         self.host = pulumi.Output.from_input(args.namespace).apply(lambda ns: f"{SERVICE_NAME}.{ns}.svc")
         self.database_url = pulumi.Output.secret(pulumi.Output.all(self.host, password.result).apply(

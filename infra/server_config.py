@@ -9,6 +9,7 @@ from typing import Optional
 
 from infra.audit import server_audit_hcl
 from infra.server_paths import AUDIT_LOG, DATA_DIR, TLS_DIR
+from infra.vault_seal import SealArgs, render_stanza
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,8 @@ class RaftServerConfig:
     # Kubernetes: label pods openbao-active (HashiCorp Vault: vault-active), ...-sealed so the active and
     # standby Services select them.
     kubernetes_service_registration: bool = False
-    # Auto-unseal through another Vault's transit engine; None keeps Shamir keys (the default).
-    transit_seal: Optional[dict] = None
+    # An auto seal (static key, another Vault's transit engine: infra/vault_seal.py); None keeps Shamir keys.
+    seal: Optional[SealArgs] = None
     # The web UI: off by default; the dev cluster serves it for the dev identity provider's login page.
     ui: bool = False
 
@@ -64,10 +65,7 @@ telemetry {{
 '''
         if self.kubernetes_service_registration:
             text += '\nservice_registration "kubernetes" {}\n'
-        if self.transit_seal:
-            # The token comes from the environment (BAO_/VAULT_TOKEN from a Secret), never this file.
-            body = "\n".join(f'  {k} = "{v}"' for k, v in self.transit_seal.items())
-            text += f'\nseal "transit" {{\n{body}\n}}\n'
+        text += render_stanza(self.seal)
         if self.declare_audit:
             text += "\n" + server_audit_hcl(self.audit_file_path)
         return text

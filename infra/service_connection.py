@@ -26,12 +26,15 @@ class ServiceConnection:
     oidc_authorization_url: pulumi.Input[str] = ""
     oidc_scopes: str = "openid"
     public_url: pulumi.Input[str] = ""
+    # The key the service signs users' Vault login tokens with (VaultConfiguration.service_login_key):
+    # Vault's user role trusts no other.
+    vault_login_key: pulumi.Input[str] = ""
 
 
 def service_env(conn: ServiceConnection, extra: Optional[dict] = None) -> pulumi.Output[dict]:
     """The service's settings, none of them secret (secrets are named by *_FILE settings)."""
     def render(v: list) -> dict:
-        vault, issuer, jwks, audience, role_id, vault_ca, oidc_ca, client_secret, auth_url, public_url = v
+        vault, issuer, jwks, audience, role_id, vault_ca, oidc_ca, client_secret, auth_url, public_url, login_key = v
         env = {
             "ENVVARS_VAULT_ADDR": vault, "ENVVARS_OIDC_ISSUER": issuer, "ENVVARS_OIDC_JWKS_URL": jwks,
             "ENVVARS_OIDC_AUDIENCE": audience,
@@ -43,21 +46,25 @@ def service_env(conn: ServiceConnection, extra: Optional[dict] = None) -> pulumi
         optional = {"ENVVARS_VAULT_CACERT": vault_ca and f"{SECRETS_DIR}/vault-ca.pem",
                     "ENVVARS_OIDC_CACERT": oidc_ca and f"{SECRETS_DIR}/oidc-ca.pem",
                     "ENVVARS_OIDC_CLIENT_SECRET_FILE": client_secret and f"{SECRETS_DIR}/oidc-client-secret",
-                    "ENVVARS_OIDC_AUTHORIZATION_URL": auth_url, "ENVVARS_PUBLIC_URL": public_url}
+                    "ENVVARS_OIDC_AUTHORIZATION_URL": auth_url, "ENVVARS_PUBLIC_URL": public_url,
+                    "ENVVARS_VAULT_LOGIN_KEY_FILE": login_key and f"{SECRETS_DIR}/vault-login-key"}
         return {**env, **{k: v for k, v in optional.items() if v}, **(extra or {})}
 
-    # The client secret is only tested for presence here: its value goes to secret_files alone.
+    # The client secret and the login key are only tested for presence here: their values go to
+    # secret_files alone.
     has_secret = pulumi.Output.from_input(conn.oidc_client_secret).apply(lambda s: "yes" if s else "")
+    has_login_key = pulumi.Output.from_input(conn.vault_login_key).apply(lambda s: "yes" if s else "")
     return pulumi.Output.all(conn.vault_address, conn.oidc_issuer, conn.oidc_jwks_url, conn.oidc_audience,
                              conn.role_id, conn.vault_ca_pem, conn.oidc_ca_pem, has_secret,
-                             conn.oidc_authorization_url, conn.public_url).apply(render)
+                             conn.oidc_authorization_url, conn.public_url, has_login_key).apply(render)
 
 
 def secret_files(conn: ServiceConnection, session_key: pulumi.Input[str],
                  extra: Optional[dict] = None) -> pulumi.Output[dict]:
     """{file name in SECRETS_DIR: content} of the non-empty ones: a secret output, encrypted in state."""
     files = {"approle-secret-id": conn.secret_id, "session-key": session_key, "vault-ca.pem": conn.vault_ca_pem,
-             "oidc-ca.pem": conn.oidc_ca_pem, "oidc-client-secret": conn.oidc_client_secret, **(extra or {})}
+             "oidc-ca.pem": conn.oidc_ca_pem, "oidc-client-secret": conn.oidc_client_secret,
+             "vault-login-key": conn.vault_login_key, **(extra or {})}
     names = list(files)
     return pulumi.Output.secret(pulumi.Output.all(*files.values()).apply(
         lambda values: {n: c for n, c in zip(names, values, strict=True) if c}))

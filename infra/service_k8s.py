@@ -6,13 +6,16 @@ Jobs run as Kubernetes Jobs in a namespace of their own (the kubernetes executor
 ServiceAccount may only create, follow and delete Jobs, their Secrets and their pods' logs there (it
 cannot read a Secret back); job pods get no token and accept no connection (a NetworkPolicy), and with
 `job_network="none"` make none either."""
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.kube_meta import annotated
+from infra.job_egress import JobEgressRule, egress_rules
+from infra.kube_meta import POD_SECURITY_RESTRICTED, annotated
 from infra.providers.random import RandomSecret
 from infra.service_connection import SECRETS_DIR, ServiceConnection, secret_files, service_env
 
@@ -28,17 +31,32 @@ class ServiceKubernetesArgs:
     connection: ServiceConnection
     database_url: pulumi.Input[str]  # PostgreSQL; a secret
     replicas: int = 2
-    resources: dict = field(default_factory=lambda: {"requests": {"cpu": "100m", "memory": "128Mi"},
-                                                     "limits": {"cpu": "1", "memory": "512Mi"}})
+    resources: dict = field(default_factory=lambda: {
+        "requests": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "64Mi"},
+        "limits": {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "512Mi"}})
     ingress_host: str = ""
     ingress_tls_secret: str = ""
     jobs_namespace: str = "env-vars-jobs"
     job_image: str = "python:3.12-slim"
     job_network: str = "on"  # "none": job pods may not open any connection
+    # With "on": where job pods may connect (nowhere by default), and the API server's addresses, which
+    # no CIDR of the allowlist covers unless it names them (infra/job_egress.py).
+    job_egress: list[JobEgressRule] = field(default_factory=list)
+    api_server_cidrs: list[str] = field(default_factory=list)
     skip_await: bool = False
     # A fixed NodePort for the Service (0: ClusterIP only). For a cluster without an ingress controller,
     # such as the local one, where NodePorts answer on the pod bridge's address only.
     node_port: int = 0
+    # Session cookies Secure whatever the URL; off only for a local stand-in served over plain http.
+    secure_cookies: bool = True
+
+
+def checksum(*values: pulumi.Input) -> pulumi.Output[str]:
+    """A SHA-256 over values (dicts of strings), as a pod annotation: a new one rolls the Deployment. It
+    tells nothing of a secret value (a digest of high-entropy keys among them), and stays a Pulumi secret."""
+    def digest(resolved: list) -> str:
+        return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
+    return pulumi.Output.all(*values).apply(digest)
 
 
 class ServiceKubernetes(pulumi.ComponentResource):
@@ -60,14 +78,15 @@ class ServiceKubernetes(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         # One session key for every replica: a dashboard session works whichever pod answers.
         session_key = RandomSecret(f"{name}-session-key", length=32, opts=child)
+        files = secret_files(args.connection, session_key.result, {"database-url": args.database_url})
         secret = k8s.core.v1.Secret(f"{name}-credentials", metadata=meta("envvars-credentials"), type="Opaque",
-                                    string_data=secret_files(args.connection, session_key.result,
-                                                             {"database-url": args.database_url}), opts=child)
+                                    string_data=files, opts=child)
         runner = self._job_runner(name, args, labels, annotations, child)
         env = service_env(args.connection, {
             "ENVVARS_DATABASE_URL_FILE": f"{SECRETS_DIR}/database-url", "ENVVARS_EXECUTOR_BACKEND": "kubernetes",
             "ENVVARS_KUBERNETES_NAMESPACE": args.jobs_namespace, "ENVVARS_KUBERNETES_IMAGE": args.job_image,
-            "ENVVARS_JOB_NETWORK": args.job_network, "ENVVARS_SHUTDOWN_GRACE_SECONDS": str(SHUTDOWN_GRACE_SECONDS)})
+            "ENVVARS_JOB_NETWORK": args.job_network, "ENVVARS_SHUTDOWN_GRACE_SECONDS": str(SHUTDOWN_GRACE_SECONDS),
+            "ENVVARS_SECURE_COOKIES": "true" if args.secure_cookies else "false"})
         probe = lambda path, **t: {"httpGet": {"path": path, "port": 8080}, **t}  # noqa: E731
         self.deployment = k8s.apps.v1.Deployment(f"{name}-deployment", metadata=meta("envvars"), spec={
             "replicas": args.replicas,
@@ -76,7 +95,10 @@ class ServiceKubernetes(pulumi.ComponentResource):
             "template": {
                 "metadata": {"labels": labels, "annotations": {"prometheus.io/scrape": "true",
                                                                "prometheus.io/port": "8080",
-                                                               "prometheus.io/path": "/metrics"}},
+                                                               "prometheus.io/path": "/metrics",
+                                                               # The pods read the Secret and settings at
+                                                               # start: a change to either rolls them.
+                                                               "checksum/config": checksum(files, env)}},
                 "spec": {
                     # Its token reaches only what the job runner's Role allows, in the jobs' namespace.
                     "serviceAccountName": "envvars", "automountServiceAccountToken": True,
@@ -108,6 +130,11 @@ class ServiceKubernetes(pulumi.ComponentResource):
                 },
             },
         }, opts=pulumi.ResourceOptions(parent=self, depends_on=[secret, *runner]))
+        # Its port, from anywhere (browsers arrive through the NodePort or the ingress controller, whose
+        # addresses the stack does not know; Prometheus from its namespace); nothing else reaches the pods.
+        k8s.networking.v1.NetworkPolicy(f"{name}-netpol", metadata=meta("envvars"), spec={
+            "podSelector": {"matchLabels": labels}, "policyTypes": ["Ingress"],
+            "ingress": [{"ports": [{"protocol": "TCP", "port": 8080}]}]}, opts=child)
         k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=meta("envvars"), spec={
             "minAvailable": 1, "selector": {"matchLabels": labels}}, opts=child)
         port = {"name": "http", "port": 80, "targetPort": 8080, **({"nodePort": args.node_port} if args.node_port else {})}
@@ -133,7 +160,8 @@ class ServiceKubernetes(pulumi.ComponentResource):
         """The jobs' namespace, the service's ServiceAccount and the Role it holds there, and the job pods'
         NetworkPolicy."""
         jobs = {"name": args.jobs_namespace, "labels": labels, **annotated(annotations)}
-        ns = k8s.core.v1.Namespace(f"{name}-jobs-namespace", metadata=jobs, opts=child)
+        ns = k8s.core.v1.Namespace(f"{name}-jobs-namespace", metadata={
+            **jobs, "labels": {**labels, **POD_SECURITY_RESTRICTED}}, opts=child)
         in_jobs = pulumi.ResourceOptions(parent=child.parent, depends_on=[ns])
         account = k8s.core.v1.ServiceAccount(f"{name}-account", metadata={
             "name": "envvars", "namespace": args.namespace, "labels": labels, **annotated(annotations)},
@@ -152,6 +180,7 @@ class ServiceKubernetes(pulumi.ComponentResource):
             subjects=[{"kind": "ServiceAccount", "name": "envvars", "namespace": args.namespace}], opts=in_jobs)
         isolation = k8s.networking.v1.NetworkPolicy(f"{name}-job-isolation", metadata={
             **jobs, "name": "job-isolation", "namespace": args.jobs_namespace}, spec={
-            "podSelector": {}, "ingress": [],
-            "policyTypes": ["Ingress", "Egress"] if args.job_network == "none" else ["Ingress"]}, opts=in_jobs)
+            "podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [],
+            "egress": [] if args.job_network == "none" else egress_rules(args.job_egress, args.api_server_cidrs)},
+            opts=in_jobs)
         return [account, role, binding, isolation]

@@ -74,6 +74,7 @@ class VaultDevServer(pulumi.ComponentResource):
         self.internal_address = pulumi.Output.from_input("http://vault:8200")
         self.ca_cert_pem = pulumi.Output.from_input("")
         self.network_name = self.network.id.apply(lambda _: f"{prefix}-net")
+        self.network_cidrs = self.network.container_cidrs.apply(lambda c: c or [])
         self.root_token = pulumi.Output.secret(args.root_token)
         self.register_outputs({"host_address": self.host_address, "internal_address": self.internal_address,
                                "ca_cert_pem": self.ca_cert_pem, "network_name": self.network_name,

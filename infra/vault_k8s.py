@@ -5,7 +5,7 @@ Secret (its own CA and a certificate for its own names, or a given Secret); requ
 PodDisruptionBudget; readiness = unsealed and serving, liveness that never kills a sealed or standby pod;
 OnDelete updates; a pre-stop delay; non-root, read-only containers; headless, active and standby
 Services; a ServiceAccount with the RBAC that service registration needs; a NetworkPolicy; requests and
-limits; Prometheus telemetry; audit volumes; optional transit auto-unseal (Shamir otherwise).
+limits; Prometheus telemetry; audit volumes; the seal (infra/vault_seal.py: Shamir, static or transit).
 """
 from dataclasses import dataclass, field
 from typing import Optional
@@ -18,6 +18,7 @@ from infra.kube_meta import annotated
 from infra.providers.tls import TlsBundle
 from infra.server_config import RaftServerConfig
 from infra.server_paths import CONFIG_DIR, DATA_DIR, LOGS_DIR, SERVER_HCL, TLS_DIR
+from infra.vault_seal import SealArgs, StaticSealArgs, StaticSealKey, TransitSealArgs  # noqa: F401 (re-exported)
 
 API_PORT, CLUSTER_PORT = 8200, 8201
 
@@ -26,18 +27,6 @@ def internal_address(namespace: str, name: str = "vault") -> str:
     """The active node's API as clients in the cluster reach it (the `<name>-active` Service)."""
     return f"https://{name}-active.{namespace}.svc:{API_PORT}"
 UID, GID = 100, 1000
-
-
-@dataclass
-class TransitSealArgs:
-    address: str
-    key_name: str
-    token_secret_name: str  # a Secret in the namespace with key `token`
-    mount_path: str = "transit/"
-
-    def seal_config(self) -> dict[str, str]:
-        """The server config's `seal "transit"` settings; the token reaches the pods from the Secret."""
-        return {"address": self.address, "key_name": self.key_name, "mount_path": self.mount_path}
 
 
 @dataclass(frozen=True)
@@ -54,10 +43,16 @@ class ContainerResources:
     memory_request: str = "256Mi"
     cpu_limit: str = "1"
     memory_limit: str = "512Mi"
+    # The container's writable layer and logs (data and audit sit on volumes): bounded, so a runaway log
+    # evicts this pod rather than filling the node.
+    ephemeral_request: str = "64Mi"
+    ephemeral_limit: str = "1Gi"
 
     def spec(self) -> dict:
-        return {"requests": {"cpu": self.cpu_request, "memory": self.memory_request},
-                "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit}}
+        return {"requests": {"cpu": self.cpu_request, "memory": self.memory_request,
+                             "ephemeral-storage": self.ephemeral_request},
+                "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit,
+                           "ephemeral-storage": self.ephemeral_limit}}
 
 
 @dataclass
@@ -73,7 +68,10 @@ class VaultKubernetesArgs:
     audit_storage: str = "10Gi"
     storage_class: Optional[str] = None
     resources: ContainerResources = field(default_factory=ContainerResources)
-    transit_seal: Optional[TransitSealArgs] = None
+    # None: Shamir keys. An auto seal (infra/vault_seal.py) lets every pod unseal itself at start.
+    seal: Optional[SealArgs] = None
+    # The static seal's key made by the stack (a Pulumi secret) when no Secret of the operator's is named.
+    generate_static_key: bool = False
     # Namespaces whose pods may call the API (8200); the cluster port only ever talks to peers.
     client_namespaces: list[str] = field(default_factory=list)
     # A namespace other than the Vault one whose Prometheus pods (app.kubernetes.io/name=prometheus) scrape
@@ -118,9 +116,10 @@ class VaultKubernetes(pulumi.ComponentResource):
         sa = self._service_account()
         tls_secret, tls_objects = self._tls()
         config = self._server_config()
+        seal_objects = self._seal_key()
         self._services()
         self._disruption_budget_and_network_policy()
-        self.statefulset = self._statefulset(tls_secret, depends_on=[config, sa, *tls_objects])
+        self.statefulset = self._statefulset(tls_secret, depends_on=[config, sa, *tls_objects, *seal_objects])
 
         if args.host_addresses:
             self.host_address = pulumi.Output.from_input(args.host_addresses[0])
@@ -187,9 +186,17 @@ class VaultKubernetes(pulumi.ComponentResource):
         peers = [f"https://{p}.{self._headless}:{API_PORT}" for p in self._pods]
         config = RaftServerConfig(peers=peers, tls_dir=TLS_DIR, declare_audit=args.flavor == "openbao",
                                   kubernetes_service_registration=True,
-                                  transit_seal=args.transit_seal.seal_config() if args.transit_seal else None)
+                                  seal=args.seal)
         return k8s.core.v1.ConfigMap(f"{self._name}-config", metadata=self._meta(f"{args.name}-config"),
                                      data={"server.hcl": config.render()}, opts=self._child)
+
+    def _seal_key(self) -> list[pulumi.Resource]:
+        seal = self._args.seal
+        if not (self._args.generate_static_key and isinstance(seal, StaticSealArgs)):
+            return []
+        key = StaticSealKey(f"{self._name}-seal", namespace=self._args.namespace, secret_name=seal.secret_name,
+                            labels=self._labels, opts=self._child)
+        return [key.secret]
 
     def _service_specs(self) -> dict[str, dict]:
         n, labels = self._args.name, self._labels
@@ -244,10 +251,7 @@ class VaultKubernetes(pulumi.ComponentResource):
                 {"name": f"{prefix}_K8S_POD_NAME", "value": "$(POD_NAME)"},
                 {"name": f"{prefix}_K8S_NAMESPACE", "value": "$(POD_NAMESPACE)"},
             ]
-            if self._args.transit_seal:
-                env.append({"name": f"{prefix}_TOKEN", "valueFrom": {"secretKeyRef": {
-                    "name": self._args.transit_seal.token_secret_name, "key": "token"}}})
-        return env
+        return env + (self._args.seal.env() if self._args.seal else [])
 
     def _container(self) -> dict:
         args = self._args
@@ -284,6 +288,7 @@ class VaultKubernetes(pulumi.ComponentResource):
                 {"name": "data", "mountPath": DATA_DIR},
                 {"name": "audit", "mountPath": LOGS_DIR},
                 {"name": "tmp", "mountPath": "/tmp"},
+                *(args.seal.mounts() if args.seal else []),
             ],
         }
 
@@ -320,6 +325,7 @@ class VaultKubernetes(pulumi.ComponentResource):
                         {"name": "config", "configMap": {"name": f"{n}-config"}},
                         {"name": "tls", "secret": {"secretName": tls_secret, "defaultMode": 0o440}},
                         {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+                        *(args.seal.volumes() if args.seal else []),
                     ],
                 },
             },

@@ -108,16 +108,48 @@ def sealed_nodes(nodes: list[str], ca: Any = None) -> list[str]:
     return out
 
 
-def initialize(address: str, shares: int, threshold: int, ca: Any = None) -> tuple[list[str], str]:
-    """Initialises the node's cluster; returns (unseal keys, root token)."""
-    init = client(address, ca=ca, timeout=30).sys.initialize(secret_shares=shares, secret_threshold=threshold)
-    return init["keys"], init["root_token"]
+def auto_sealed(status: dict) -> bool:
+    """Whether a node's seal status (sys/seal-status) is an auto seal (static, transit, a KMS): it unseals
+    itself, and its key shares are recovery shares, which never unseal."""
+    return status.get("type", "shamir") != "shamir"
+
+
+def seal_types(nodes: list[str], ca: Any = None) -> set[str]:
+    """The seal types the answering, initialised nodes report (one, unless a seal migration is under way)."""
+    out = set()
+    for address in nodes:
+        try:
+            status = seal_status(address, ca)
+        except (requests.RequestException, hvac.exceptions.VaultError):
+            continue
+        if status.get("initialized"):
+            out.add(status.get("type", "shamir"))
+    return out
+
+
+def initialize(address: str, shares: int, threshold: int, ca: Any = None,
+               pgp_keys: Optional[list[str]] = None) -> tuple[list[str], str]:
+    """Initialises the node's cluster; returns (key shares, root token). The shares are unseal keys with
+    Shamir, recovery shares with an auto seal (the node's seal type decides); encrypted to `pgp_keys` (base64
+    OpenPGP public keys, one per share) they come back as base64 ciphertexts only their holders can open."""
+    c = client(address, ca=ca, timeout=30)
+    if auto_sealed(c.sys.read_seal_status()):
+        init = c.sys.initialize(recovery_shares=shares, recovery_threshold=threshold,
+                                recovery_pgp_keys=pgp_keys or None)
+        return init["recovery_keys_base64" if pgp_keys else "recovery_keys"], init["root_token"]
+    init = c.sys.initialize(secret_shares=shares, secret_threshold=threshold, pgp_keys=pgp_keys or None)
+    return init["keys_base64" if pgp_keys else "keys"], init["root_token"]
 
 
 def unseal(address: str, keys: list[str], ca: Any = None, *, timeout: float = 120, interval: float = 0.3,
            error: type[Exception] = TimeoutError) -> None:
-    """Unseals one node with as many of `keys` as it needs, and waits until it is unsealed."""
+    """Unseals one node with as many of `keys` as it needs, and waits until it is unsealed. An auto-sealed
+    node unseals itself (once it has joined): it is only waited for."""
     c = client(address, ca=ca, timeout=30)
+    if auto_sealed(wait_until(c.sys.read_seal_status, timeout, f"{address} to answer", interval=interval, error=error)):
+        wait_until(lambda: not c.sys.read_seal_status()["sealed"], timeout, f"{address} to unseal itself (auto seal)",
+                   interval=interval, error=error)
+        return
     # A joiner reports t=0 until it has the leader's challenge: unsealing before that fails.
     status = wait_until(lambda: (s := c.sys.read_seal_status()).get("t", 0) > 0 and s, timeout,
                         f"{address} to join the cluster", interval=interval, error=error)
@@ -167,7 +199,7 @@ def unseal_until_serving(nodes: list[str], keys: list[str], ca: Any = None, time
             try:
                 c = client(n, ca=ca, timeout=5)
                 s = c.sys.read_seal_status()
-                if s.get("sealed") and s.get("t", 0) > 0:
+                if s.get("sealed") and s.get("t", 0) > 0 and not auto_sealed(s):  # auto: it unseals itself
                     c.sys.submit_unseal_keys(keys[:s["t"]])
                 elif s.get("sealed") is False:
                     unsealed += 1

@@ -19,6 +19,9 @@ class VaultRaftDockerArgs:
     host_ports: list[int] = field(default_factory=list)  # per node; 0 or missing: a free port
     labels: dict[str, str] = field(default_factory=dict)
     tls_days: int = 365
+    tls_valid_seconds: int = 0  # overrides tls_days (the time-lapse test's certificates live seconds)
+    tls_ca_days: int = 3650  # the CA outlives its certificates: a renewed one is trusted by every client
+    tls_renew_before: int = 30 * 86400  # `up` renews the certificate this many seconds before it expires
     mem_limit: str = "512m"
     docker_host: Optional[str] = None
 
@@ -34,6 +37,7 @@ class VaultRaftDocker(pulumi.ComponentResource):
     internal_address: pulumi.Output[str]
     ca_cert_pem: pulumi.Output[str]
     network_name: pulumi.Output[str]
+    network_cidrs: pulumi.Output[list]  # where containers on network_name come from, as Vault sees them
 
     def __init__(self, name: str, args: VaultRaftDockerArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("vault-envvars:infra:VaultRaftDocker", name, None, opts)
@@ -45,7 +49,8 @@ class VaultRaftDocker(pulumi.ComponentResource):
         binary = "bao" if args.flavor == "openbao" else "vault"
 
         self.tls = TlsBundle(f"{name}-tls", common_name="vault", dns_names=["vault", "localhost", *hosts],
-                             ip_addresses=["127.0.0.1"], days=args.tls_days, opts=child)
+                             ip_addresses=["127.0.0.1"], days=args.tls_days, valid_seconds=args.tls_valid_seconds,
+                             ca_days=args.tls_ca_days, renew_before=args.tls_renew_before, opts=child)
         network = docker.Network(f"{name}-net", network_name=f"{prefix}-net", labels=args.labels,
                                  docker_host=args.docker_host, opts=child)
         config = RaftServerConfig(peers=[f"https://{h}:8200" for h in hosts], tls_dir=CONFIG_DIR,
@@ -85,6 +90,9 @@ class VaultRaftDocker(pulumi.ComponentResource):
                 read_only=True,
                 tmpfs={"/tmp": "rw,size=16m"},
                 files=files,
+                # A renewed certificate is written into the running node, which reloads it on SIGHUP.
+                reloadable_files=[f"{CONFIG_DIR}/{f}" for f in ("ca.pem", "tls.crt", "tls.key")],
+                reload_signal="SIGHUP",
                 labels={**args.labels, "vault-envvars.node": host},
                 mem_limit=args.mem_limit,
                 wait_http_path="/v1/sys/seal-status",
@@ -99,6 +107,7 @@ class VaultRaftDocker(pulumi.ComponentResource):
         self.internal_address = pulumi.Output.from_input("https://vault:8200")
         self.ca_cert_pem = self.tls.ca_pem
         self.network_name = network.id.apply(lambda _: f"{prefix}-net")
+        self.network_cidrs = network.container_cidrs.apply(lambda c: c or [])  # [] until a refresh reads an older network
         self.register_outputs({
             "host_address": self.host_address, "node_addresses": self.node_addresses,
             "internal_address": self.internal_address, "ca_cert_pem": self.ca_cert_pem,

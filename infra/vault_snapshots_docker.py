@@ -63,8 +63,8 @@ class VaultSnapshotsDocker(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: VaultSnapshotsDockerArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("vault-envvars:infra:VaultSnapshotsDocker", name, None, opts)
-        if args.retain < 1 or args.interval_seconds < 60:
-            raise ValueError("snapshots need retain >= 1 and an interval of at least 60 s")
+        if args.retain < 1 or args.interval_seconds < 10:
+            raise ValueError("snapshots need retain >= 1 and an interval of at least 10 s")
         child = pulumi.ResourceOptions(parent=self)
         prefix = f"{pulumi.get_project()}-{pulumi.get_stack()}-{name}"
         with open(snapshot_agent.__file__) as f:

@@ -17,10 +17,11 @@ from service.executor.sandbox import Sandbox, SandboxLimits
 from service.identity import IdentityRegistry
 from service.metrics import Metrics, StateCollector
 from service.rate_limit import RateLimit
-from service.settings import Settings
+from service.settings import Settings, SettingsError
 from service.ui.oidc import OidcClient
 from service.ui.session import CookieCodec
 from service.vault_access import VaultGateway
+from service.vault_login import LoginKeyError, VaultLoginSigner
 from service.webhooks import Webhooks
 
 log = logging.getLogger("service")
@@ -90,11 +91,16 @@ def backend_for(settings: Settings):
 
 
 def build_components(settings: Settings, backend=None) -> Components:
+    try:
+        signer = VaultLoginSigner(settings.vault_login_key, settings.vault_login_issuer, settings.vault_login_audience)
+    except LoginKeyError as e:
+        raise SettingsError(f"ENVVARS_VAULT_LOGIN_KEY_FILE: {e}") from None
     backend = backend or backend_for(settings)  # first: a service without its sandbox stops before anything
     migrate(settings.database_url)
     sessions = session_factory(make_engine(settings.database_url))
     gateway = VaultGateway(settings.vault_addr, settings.vault_ca_file, settings.kv_mount, settings.jwt_mount,
-                           settings.jwt_role, settings.approle_mount, timeout=settings.vault_timeout_seconds)
+                           settings.jwt_role, settings.approle_mount, timeout=settings.vault_timeout_seconds,
+                           login_signer=signer)
     metrics = Metrics()
     metrics.watch(StateCollector(sessions, gateway.status, gateway.server_certificate_expiry,
                                  tls_cert_file=settings.tls_cert_file, vault_ca_file=settings.vault_ca_file))

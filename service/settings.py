@@ -72,6 +72,8 @@ class Settings:
     oidc_scopes: str = "openid"
     # The dashboard's own URL as browsers see it (its OIDC redirect URI); empty: taken from each request.
     public_url: str = ""
+    # Session cookies `Secure` whatever the URL (the prod compositions); off: `Secure` over https only.
+    secure_cookies: bool = False
     # Encrypts the dashboard's session cookies; empty: a random key per process (sessions end at restart).
     session_key: str = field(default="", repr=False)
     # Dynamic env vars (service/executor/leases.py): the database engine's mount, the token role of the
@@ -92,6 +94,11 @@ class Settings:
     webhook_backoff_ms: int = 1000  # before the 2nd attempt; doubled before each next one
     webhook_expiring_days: int = 7  # env_var.expiring: told once when an expiry comes within so many days
     webhook_expiry_check_seconds: int = 3600
+    # The key the service signs users' Vault login tokens with (service/vault_login.py): Vault's user role
+    # trusts no other, so no token of the identity provider alone logs in at Vault.
+    vault_login_key: str = field(default="", repr=False)
+    vault_login_issuer: str = "vault-envvars-service"
+    vault_login_audience: str = "vault-envvars:user-role"
 
     @classmethod
     def from_env(cls, env: Optional[dict] = None) -> "Settings":
@@ -141,9 +148,19 @@ class Settings:
             raise SettingsError(f"ENVVARS_STACK_WEBHOOK_URL = {stack_webhook_url!r} must be an http(s) URL")
         if stack_webhook_url and not stack_webhook_secret_file:
             raise SettingsError("ENVVARS_STACK_WEBHOOK_URL needs ENVVARS_STACK_WEBHOOK_SECRET_FILE (its signing secret)")
+        # The stack's service_login_key output, in a file: the one key Vault's user role trusts.
+        login_key_file = get("VAULT_LOGIN_KEY_FILE")
+        if not login_key_file:
+            raise SettingsError("ENVVARS_VAULT_LOGIN_KEY_FILE is required")
         public_url = get("PUBLIC_URL", "").rstrip("/")
         if public_url and not re.fullmatch(r"https?://[^/?#]+(/[^?#]*)?", public_url):
             raise SettingsError(f"ENVVARS_PUBLIC_URL = {public_url!r} must be an http(s) URL without query")
+        secure_cookies = get("SECURE_COOKIES", "false").lower()
+        if secure_cookies not in ("true", "false"):
+            raise SettingsError(f"ENVVARS_SECURE_COOKIES = {secure_cookies!r}; allowed values: true, false")
+        if secure_cookies == "true" and public_url.startswith("http://"):
+            raise SettingsError(f"ENVVARS_PUBLIC_URL = {public_url!r} must be an https:// URL with "
+                                "ENVVARS_SECURE_COOKIES=true (browsers send Secure cookies over https only)")
         audience = get("OIDC_AUDIENCE", "env-vars")
         return cls(
             vault_addr=get("VAULT_ADDR").rstrip("/"),
@@ -191,6 +208,7 @@ class Settings:
             oidc_authorization_url=get("OIDC_AUTHORIZATION_URL", ""),
             oidc_scopes=get("OIDC_SCOPES", "openid"),
             public_url=public_url,
+            secure_cookies=secure_cookies == "true",
             session_key=_read_file(session_key_file) if session_key_file else "",
             database_mount=get("DATABASE_MOUNT", "database"),
             job_token_role=get("JOB_TOKEN_ROLE", "envvars-job"),
@@ -204,4 +222,7 @@ class Settings:
             webhook_backoff_ms=integer("WEBHOOK_BACKOFF_MS", 1000, minimum=0),
             webhook_expiring_days=integer("WEBHOOK_EXPIRING_DAYS", 7, minimum=0),
             webhook_expiry_check_seconds=integer("WEBHOOK_EXPIRY_CHECK_SECONDS", 3600),
+            vault_login_key=_read_file(login_key_file),
+            vault_login_issuer=get("VAULT_LOGIN_ISSUER", "vault-envvars-service"),
+            vault_login_audience=get("VAULT_LOGIN_AUDIENCE", "vault-envvars:user-role"),
         )

@@ -1,6 +1,7 @@
-"""Vault access. Writes run as the user (a JWT login per request: Vault enforces isolation and its audit
-log names the user); the executor reads with its AppRole, renewing its token and logging in again when it
-expires. Errors carry no value and no token."""
+"""Vault access. Writes run as the user (one JWT login per user token, with a token the service signs for
+the admitted user: service/vault_login.py; Vault enforces isolation and its audit log names the user);
+the executor reads with its AppRole, renewing its token and logging in again when it expires. Errors
+carry no value and no token."""
 import hashlib
 import socket
 import ssl
@@ -16,6 +17,7 @@ from hvac.exceptions import Forbidden, InvalidPath, InvalidRequest, VaultDown, V
 from urllib3.exceptions import ProtocolError
 
 from service.db import kv_path
+from service.vault_login import VaultLoginSigner
 
 
 class VaultUnavailable(Exception):
@@ -114,7 +116,7 @@ class KvHistory:
 
 
 class UserVault:
-    """One user's Vault session, logged in with the user's own OIDC/JWT token."""
+    """One user's Vault session, logged in with the service's login token for that user."""
 
     def __init__(self, gateway: "VaultGateway", client: hvac.Client, user: str, expires: float = float("inf")):
         self._g, self._c, self.user = gateway, client, user
@@ -297,17 +299,20 @@ class VaultStatus:
 class VaultGateway:
     def __init__(self, addr: str, ca_file: str = "", kv_mount: str = "secret", jwt_mount: str = "jwt",
                  jwt_role: str = "user", approle_mount: str = "approle", timeout: int = 10,
-                 retry_seconds: float = 5.0):
+                 retry_seconds: float = 5.0, login_signer: Optional[VaultLoginSigner] = None):
         self.addr, self.ca_file, self.kv_mount = addr, ca_file, kv_mount
         self.timeout = timeout  # seconds per Vault request
         self.retry_seconds = retry_seconds  # how long a request refused by a cluster in transition is retried
         self.jwt_mount, self.jwt_role, self.approle_mount = jwt_mount, jwt_role, approle_mount
+        self._signer = login_signer  # None: no user sessions (the drift check reads as the executor only)
         # The Vault token a user's JWT logged in to, kept in memory only (never on disk) until shortly
         # before it expires, keyed by a hash of that JWT: one login per JWT, not one per request.
         self._sessions: dict[str, tuple[float, hvac.Client]] = {}
         self._lock = threading.Lock()
 
     def as_user(self, jwt: str, user: str) -> UserVault:
+        """`jwt`: the user's verified token (the session's cache key); `user`: the admitted user's id,
+        the subject of the login token the service signs. The user's own token never reaches Vault."""
         key = hashlib.sha256(jwt.encode()).hexdigest()
         now = time.monotonic()
         with self._lock:
@@ -316,9 +321,11 @@ class VaultGateway:
                 return UserVault(self, cached[1], user, cached[0])
             for k in [k for k, (exp, _) in self._sessions.items() if exp <= now]:
                 del self._sessions[k]
+        if self._signer is None:
+            raise VaultDenied("this gateway signs in no users")
         try:
             c = _client(self.addr, self.ca_file, timeout=self.timeout, retry_seconds=self.retry_seconds)
-            auth = c.auth.jwt.jwt_login(role=self.jwt_role, jwt=jwt, path=self.jwt_mount)["auth"]
+            auth = c.auth.jwt.jwt_login(role=self.jwt_role, jwt=self._signer.token(user), path=self.jwt_mount)["auth"]
         except (InvalidRequest, Forbidden) as e:
             raise VaultDenied("Vault refused the user's token") from e
         except Exception as e:

@@ -1,5 +1,8 @@
 """Typed stack configuration: every config read of the project happens here, validated once, with an
 error that names the key and the allowed values."""
+import base64
+import binascii
+import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
@@ -8,13 +11,18 @@ from typing import Any, Optional, Sequence
 import pulumi
 
 from infra.durations import parse_duration
+from infra.job_egress import JobEgressRule
 from infra.providers.vault import VaultConnection
-from infra.vault_k8s import ContainerResources, TlsSecretArgs, TransitSealArgs
+from infra.vault_configuration import ResourceHints
+from infra.vault_k8s import ContainerResources, TlsSecretArgs
+from infra.vault_seal import SEAL_TYPES, SealArgs, StaticSealArgs, TransitSealArgs
+from tools.versions import toolchain_versions
 
 NAMESPACE = "vault-envvars"
 DEFAULT_BAO_IMAGE = "localhost/vault-envvars/openbao:2.7.2"
-DEFAULT_BASE_IMAGE = "localhost/vault-envvars/debian-python:bookworm-r2"
-DEFAULT_MONITORING_IMAGE = "localhost/vault-envvars/monitoring:bookworm-r1"
+# The images tools/images.sh builds, named once in tools/versions.env.
+DEFAULT_BASE_IMAGE = toolchain_versions()["DEFAULT_BASE_IMAGE"]
+DEFAULT_MONITORING_IMAGE = toolchain_versions()["DEFAULT_MONITORING_IMAGE"]
 
 
 class ConfigError(Exception):
@@ -125,6 +133,7 @@ class RaftSettings:
     key_threshold: int
     snapshot_interval: int  # seconds
     snapshot_retain: int
+    admin_token_period: int = 768 * 3600  # seconds: the config-admin token lives this long past each `up`
 
     @classmethod
     def load(cls, r: "_Reader") -> "RaftSettings":
@@ -137,9 +146,12 @@ class RaftSettings:
             raise ConfigError(f"stack config {r.key('keyThreshold')} = {threshold} must not exceed "
                               f"{r.key('keyShares')} = {shares}")
         interval = r.duration("snapshotInterval", "1h")
-        if interval < 60:
-            raise ConfigError(f"stack config {r.key('snapshotInterval')} must be at least 1m")
-        return cls(replicas, shares, threshold, interval, r.integer("snapshotRetain", 24, minimum=1))
+        if interval < 10:
+            raise ConfigError(f"stack config {r.key('snapshotInterval')} must be at least 10s")
+        period = r.duration("adminTokenPeriod", "768h")
+        if period < 10:
+            raise ConfigError(f"stack config {r.key('adminTokenPeriod')} must be at least 10s")
+        return cls(replicas, shares, threshold, interval, r.integer("snapshotRetain", 24, minimum=1), period)
 
 
 @dataclass(frozen=True)
@@ -280,6 +292,86 @@ class MonitoringSettings:
 
 
 @dataclass(frozen=True)
+class SealSettings:
+    """How the prod cluster seals its root key (README "Seals"): `seal` shamir | static | transit."""
+
+    kind: str
+    args: Optional[SealArgs]  # None: Shamir
+    generate_static_key: bool  # static without staticSealSecret: the stack makes the key (a Pulumi secret)
+    recovery_pgp_keys: list[str]  # base64 OpenPGP public keys, one per share: the shares' custodians
+
+    @property
+    def auto(self) -> bool:
+        return self.kind != "shamir"
+
+    @classmethod
+    def load(cls, r: "_Reader", raft: RaftSettings) -> "SealSettings":
+        kind = r.choice("seal", SEAL_TYPES, "shamir")
+        transit_keys = ("transitSealAddress", "transitSealKeyName", "transitSealTokenSecret", "transitSealMountPath",
+                        "transitSealCaSecret")
+        static_keys = ("staticSealSecret", "staticSealKeyId", "staticSealPreviousKeyId")
+        for keys, needs in ((transit_keys, "transit"), (static_keys, "static")):
+            stray = [k for k in keys if r.has(k)]
+            if stray and kind != needs:
+                raise ConfigError(f"stack config {r.key(stray[0])} needs {r.key('seal')} = {needs} "
+                                  f"(it is {kind}); allowed values of {r.key('seal')}: {', '.join(SEAL_TYPES)}")
+        if r.has("pgpKeys"):
+            raise ConfigError(f"stack config {r.key('pgpKeys')} is not allowed: the bootstrap unseals Shamir pods "
+                              f"with the keys it holds, so they cannot be encrypted to custodians; set {r.key('seal')} "
+                              f"= static or transit and give the custodians' keys as {r.key('recoveryPgpKeys')}")
+        pgp = r.string_list("recoveryPgpKeys", [])
+        if pgp:
+            if kind == "shamir":
+                raise ConfigError(f"stack config {r.key('recoveryPgpKeys')} needs an auto seal: {r.key('seal')} = "
+                                  "static or transit (Shamir has no recovery shares)")
+            if len(pgp) != raft.key_shares:
+                raise ConfigError(f"stack config {r.key('recoveryPgpKeys')} lists {len(pgp)} keys; give one per "
+                                  f"share ({r.key('keyShares')} = {raft.key_shares}), in custodian order")
+            for i, key in enumerate(pgp):
+                if not _is_openpgp_public_key(key):
+                    raise ConfigError(f"stack config {r.key('recoveryPgpKeys')}[{i}] is not an OpenPGP public key "
+                                      "(binary, base64-encoded: gpg --export <id> | base64 -w0)")
+        args: Optional[SealArgs] = None
+        generate = False
+        if kind == "static":
+            previous = r.string("staticSealPreviousKeyId", "")
+            generate = not r.has("staticSealSecret")
+            if previous and generate:
+                raise ConfigError(f"stack config {r.key('staticSealPreviousKeyId')} needs {r.key('staticSealSecret')}: "
+                                  "a rotation's previous key comes from the operator's Secret (`previous-key`)")
+            key_id = r.string("staticSealKeyId", "1")
+            if previous == key_id:
+                raise ConfigError(f"stack config {r.key('staticSealPreviousKeyId')} must differ from "
+                                  f"{r.key('staticSealKeyId')} = {key_id!r}")
+            args = StaticSealArgs(secret_name=r.string("staticSealSecret", "vault-seal-key"), key_id=key_id,
+                                  previous_key_id=previous)
+        elif kind == "transit":
+            address = r.string("transitSealAddress", "")
+            if not re.match(r"^https?://[^/\s]+$", address):
+                raise ConfigError(f"stack config {r.key('transitSealAddress')} = {address!r} is not allowed; allowed "
+                                  "values: the transit server's URL, like https://transit.example:8200 "
+                                  f"({r.key('seal')} = transit needs it)")
+            mount = r.string("transitSealMountPath", "transit/")
+            args = TransitSealArgs(address=address, key_name=r.string("transitSealKeyName", "vault-unseal"),
+                                   token_secret_name=r.string("transitSealTokenSecret", "vault-transit-token"),
+                                   mount_path=mount if mount.endswith("/") else mount + "/",
+                                   ca_secret_name=r.string("transitSealCaSecret", ""))
+        return cls(kind, args, generate, pgp)
+
+
+def _is_openpgp_public_key(text: str) -> bool:
+    """Base64 of a binary OpenPGP key whose first packet is a public key (tag 6), what Vault's init takes."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    if not raw or not raw[0] & 0x80:
+        return False
+    tag = raw[0] & 0x3F if raw[0] & 0x40 else (raw[0] >> 2) & 0x0F
+    return tag == 6
+
+
+@dataclass(frozen=True)
 class DevConfig:
     """Settings of the `dev` stack (Pulumi.dev.yaml)."""
 
@@ -292,11 +384,16 @@ class DevConfig:
     raft: RaftSettings
     monitoring: MonitoringSettings
     backup: BackupSettings
+    tls_validity: int = 365 * 86400  # raft: seconds the Vault server certificate is valid
+    tls_renew_before: int = 45 * 86400  # raft: `up` renews it this long before it expires
     dev_database: bool = True  # a PostgreSQL container and a `readonly` role granted to alice (dynamic env vars)
 
     @classmethod
     def load(cls, config: Optional[pulumi.Config] = None) -> "DevConfig":
         r = _Reader(config)
+        validity, renew = r.duration("tlsValidity", "365d"), r.duration("tlsRenewBefore", "45d")
+        if not 0 < renew < validity:
+            raise ConfigError(f"stack config {r.key('tlsRenewBefore')} must be shorter than {r.key('tlsValidity')}")
         return cls(
             vault_mode=r.choice("vaultMode", ("dev", "raft"), "dev"),
             vault_image=r.string("vaultImage", DEFAULT_BAO_IMAGE),
@@ -307,6 +404,8 @@ class DevConfig:
             raft=RaftSettings.load(r),
             monitoring=MonitoringSettings.load(r),
             backup=BackupSettings.load(r, pulumi.get_stack()),
+            tls_validity=validity,
+            tls_renew_before=renew,
             dev_database=r.boolean("devDatabase", True),
         )
 
@@ -330,7 +429,7 @@ class ProdConfig:
     # ingress); empty: through the Kubernetes API server (port-forwards of its own, the kubeconfig only).
     vault_endpoints: list[str]
     bootstrap: bool  # False: the Kubernetes objects only (API servers without kubelets, rendered manifests)
-    transit_seal: Optional[TransitSealArgs]
+    seal: SealSettings
     tls_secret: Optional[TlsSecretArgs]  # None: the cluster makes its own CA and certificate
     client_namespaces: list[str]
     skip_await: bool  # test API servers only: they run no controllers
@@ -349,6 +448,12 @@ class ProdConfig:
     service_node_port: int  # the service's Service as a NodePort (0: ClusterIP)
     service_public_url: str  # the dashboard's URL as browsers see it (its OIDC redirect URI)
     monitoring: MonitoringSettings
+    backup: BackupSettings  # snapshots only on Kubernetes so far (no database backup, no restore check)
+    # Local stand-in: the dashboard over plain http (prod-local, until its pods serve TLS). Off: the public
+    # URL must be https:// and session cookies are always Secure.
+    local_plain_http: bool = False
+    job_egress: list = field(default_factory=list)  # JobEgressRule: where job pods may connect
+    api_server_cidrs: list = field(default_factory=list)  # never covered by a job egress CIDR unless named
 
     @classmethod
     def load(cls, config: Optional[pulumi.Config] = None) -> "ProdConfig":
@@ -360,19 +465,10 @@ class ProdConfig:
                               f"give one per replica ({raft.replicas}), in pod order")
         if r.has("tlsSecretName") != r.has("tlsCaCert"):
             raise ConfigError(f"stack config: set both {r.key('tlsSecretName')} and {r.key('tlsCaCert')}, or neither")
-        if r.has("backupBucket"):  # not silently ignored: the CronJob does not upload yet
-            raise ConfigError(f"stack config {r.key('backupBucket')} is not supported by the prod stack yet "
-                              "(dev raft only); unset it")
         schedule = r.string("snapshotSchedule", "0 * * * *")
         if len(schedule.split()) != 5:
             raise ConfigError(f"stack config {r.key('snapshotSchedule')} = {schedule!r} is not a cron schedule "
                               "(five fields, e.g. '0 * * * *')")
-        transit = None
-        if r.has("transitSealAddress"):
-            transit = TransitSealArgs(address=r.string("transitSealAddress", ""),
-                                      key_name=r.string("transitSealKeyName", "vault-unseal"),
-                                      token_secret_name=r.string("transitSealTokenSecret", "vault-transit-token"),
-                                      mount_path=r.string("transitSealMountPath", "transit/"))
         render_dir = r.string("renderDir", "")
         bootstrap = r.boolean("bootstrap", not render_dir)
         if bootstrap and render_dir:
@@ -388,7 +484,23 @@ class ProdConfig:
         public_url = r.string("servicePublicUrl", "")
         if public_url and not re.match(r"^https?://[^/\s]+$", public_url):
             raise ConfigError(f"stack config {r.key('servicePublicUrl')} = {public_url!r} must be a URL without a path, "
-                              "like http://10.244.0.1:30080")
+                              "like https://envvars.example")
+        plain_http = r.boolean("localPlainHttp", False)
+        if public_url.startswith("http://") and not plain_http:
+            raise ConfigError(f"stack config {r.key('servicePublicUrl')} = {public_url!r} is not allowed; allowed "
+                              f"values: https:// URLs (tokens and values must not cross the network in clear; "
+                              f"{r.key('localPlainHttp')}: true allows http on a local test cluster only)")
+        if r.has("ingressHost") and not r.has("ingressTlsSecret") and not public_url and not plain_http:
+            raise ConfigError(f"stack config {r.key('ingressHost')} needs {r.key('ingressTlsSecret')}: the "
+                              "service's public URL would be http://")
+        job_egress = _job_egress(r)
+        api_server_cidrs = r.string_list("kubeApiServerCidrs", [])
+        for cidr in api_server_cidrs:
+            try:
+                ipaddress.ip_network(cidr)
+            except ValueError:
+                raise ConfigError(f"stack config {r.key('kubeApiServerCidrs')}: {cidr!r} is not a network "
+                                  "(a.b.c.d/n)") from None
         tls_secret = None
         if r.has("tlsSecretName"):
             tls_secret = TlsSecretArgs(name=r.string("tlsSecretName", ""), ca_cert_pem=r.string("tlsCaCert", ""))
@@ -408,7 +520,7 @@ class ProdConfig:
             render_dir=render_dir,
             vault_endpoints=endpoints,
             bootstrap=bootstrap,
-            transit_seal=transit,
+            seal=SealSettings.load(r, raft),
             tls_secret=tls_secret,
             client_namespaces=r.string_list("clientNamespaces", []),
             skip_await=r.boolean("skipAwait", False),
@@ -426,7 +538,34 @@ class ProdConfig:
             service_node_port=node_port,
             service_public_url=public_url,
             monitoring=MonitoringSettings.load(r),
+            backup=BackupSettings.load(r, pulumi.get_stack()),
+            local_plain_http=plain_http,
+            job_egress=job_egress,
+            api_server_cidrs=api_server_cidrs,
         )
+
+
+def _job_egress(r: "_Reader") -> list[JobEgressRule]:
+    """`jobEgress`: a list of {"cidr": "a.b.c.d/n"} or {"namespace": "name"}, each with optional "ports"."""
+    key, raw = r.key("jobEgress"), r.string("jobEgress", "[]")
+    form = 'allowed values: a list of {"cidr": "a.b.c.d/n"} or {"namespace": "name"}, each with optional "ports": [443]'
+    try:
+        items = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ConfigError(f"stack config {key} is not valid JSON; {form}") from None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ConfigError(f"stack config {key} must be a list; {form}")
+    rules = []
+    for i, item in enumerate(items):
+        if set(item) - {"cidr", "namespace", "ports"}:
+            unknown = sorted(set(item) - {"cidr", "namespace", "ports"})
+            raise ConfigError(f"stack config {key}[{i}] has unknown keys {unknown}; {form}")
+        try:
+            rules.append(JobEgressRule(cidr=str(item.get("cidr", "")), namespace=str(item.get("namespace", "")),
+                                       ports=tuple(item.get("ports", []))))
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"stack config {key}[{i}]: {e}; {form}") from None
+    return rules
 
 
 @dataclass(frozen=True)
@@ -446,10 +585,43 @@ class ExistingVaultConfig:
         token = r.secret("vaultToken")
         if token is None:
             raise ConfigError(f"stack config {r.key('vaultToken')} is required: a config-admin token, set with --secret")
+        # What each failure of the server asks of the user, by setting (infra/providers/vault.py ERROR_KINDS).
+        hints = {
+            "unreachable": f"check {r.key('vaultAddress')} = {address}: the server's URL, reachable from here",
+            "tls": f"set {r.key('vaultCaCert')} to the PEM of the CA that signed the server's certificate",
+            "forbidden": f"the token in {r.key('vaultToken')} may not do this: the first `up` needs one allowed "
+                         "to write sys/policies/acl/config-admin (root, once), later ones a config-admin token "
+                         "(README, \"Pointing it at an existing Vault\")",
+        }
         return cls(
-            connection=VaultConnection(address=address, token=token, ca_cert_pem=r.string("vaultCaCert", "")),
+            connection=VaultConnection(address=address, token=token, ca_cert_pem=r.string("vaultCaCert", ""),
+                                       hints=hints),
             adopt_kv_mount=r.boolean("adoptKvMount", False),
             audit_file_path=r.string("auditFilePath", "/vault/logs/audit.log"),
+        )
+
+    def resource_hints(self, settings: "VaultSettings") -> ResourceHints:
+        """What resolves a refused resource, in this stack's settings."""
+        def k(name: str) -> str:
+            return f"{NAMESPACE}:{name}"
+        source = next((key for key, given in (("oidcDiscoveryUrl", settings.oidc_discovery_url),
+                                               ("jwksUrl", settings.jwks_url),
+                                               ("jwtValidationPubkeys", settings.validation_pubkeys)) if given),
+                      "jwtValidationPubkeys")
+        return ResourceHints(
+            kv_in_use=(f"a mount is at {settings.kv_path}/ already (every dev server mounts KV v2 at secret/): "
+                       f"set {k('adoptKvMount')} true to take over a KV v2 mount there "
+                       f"(pulumi config set {k('adoptKvMount')} true), or {k('kvPath')} to a free path"
+                       if not self.adopt_kv_mount else
+                       f"{k('adoptKvMount')} takes over a KV v2 mount only: set {k('kvPath')} to a free path"),
+            auth_in_use=("an auth method is enabled at that path already, by someone else: this configuration "
+                         "needs approle/ and jwt/ to itself (disable the other one, or point "
+                         f"{k('vaultAddress')} at another Vault)"),
+            jwt_config_rejected=(f"Vault refused the users' key source: check {k(source)} (Vault fetches a URL "
+                                 f"when the config is written, so it must be reachable from the Vault server) "
+                                 f"and {k('jwtIssuer')}"),
+            audit_rejected=(f"{k('serverFlavor')} = vault enables audit devices through the API, which OpenBao "
+                            f"refuses: set {k('serverFlavor')} openbao (audit devices in the server's config)"),
         )
 
 
@@ -669,6 +841,11 @@ class VaultSettings:
             if getattr(settings, _snake(short)) > getattr(settings, _snake(long)):
                 raise ConfigError(f"stack config {r.key(short)} must not exceed {r.key(long)}")
         return settings
+
+
+def vault_duration(seconds: int) -> str:
+    """Seconds as Vault spells a duration, in hours when whole ones (768h, not 2764800s)."""
+    return f"{seconds // 3600}h" if seconds % 3600 == 0 else f"{seconds}s"
 
 
 def _snake(name: str) -> str:

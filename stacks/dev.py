@@ -12,6 +12,7 @@ from infra.postgres_docker import PostgresDocker, PostgresDockerArgs
 from infra.providers.random import FreePort, RandomSecret
 from infra.providers.vault import VaultConnection
 from infra.providers.vault_bootstrap import VaultBootstrap
+from infra.providers.vault_token import TokenRenewal
 from infra.restore_check_docker import RestoreCheckDocker, RestoreCheckDockerArgs
 from infra.service_connection import ServiceConnection
 from infra.service_docker import ServiceDocker, ServiceDockerArgs
@@ -19,7 +20,7 @@ from infra.vault_dev_server import VaultDevServer, VaultDevServerArgs
 from infra.vault_raft_docker import VaultRaftDocker, VaultRaftDockerArgs
 from infra.vault_snapshots_docker import SnapshotStoreArgs, VaultSnapshotsDocker, VaultSnapshotsDockerArgs
 from stacks import export
-from stacks.config import DevConfig, VaultSettings
+from stacks.config import DevConfig, VaultSettings, vault_duration
 from stacks.dev_database import dev_database_args
 from stacks.vault import admin_policy, configure_vault
 
@@ -48,17 +49,21 @@ def deploy() -> dict[str, pulumi.Output]:
     else:
         cluster = VaultRaftDocker("vault", VaultRaftDockerArgs(
             image=cfg.vault_image, nodes=cfg.raft.replicas, flavor=settings.server_flavor, labels=labels,
+            tls_valid_seconds=cfg.tls_validity, tls_renew_before=cfg.tls_renew_before,
         ))
         bootstrap = VaultBootstrap(
             "vault-bootstrap", node_addresses=cluster.node_addresses, ca_cert_pem=cluster.ca_cert_pem,
             admin_policy=admin_policy(settings),
             key_shares=cfg.raft.key_shares, key_threshold=cfg.raft.key_threshold,
             # Dev keeps root for experiments; prod revokes it after bootstrap.
-            revoke_root=False,
+            revoke_root=False, admin_token_period=vault_duration(cfg.raft.admin_token_period),
         )
         admin = VaultConnection(cluster.host_address, bootstrap.admin_token, cluster.ca_cert_pem)
+        raft_nodes = cluster.node_addresses
+        # The admin token and the keys make a break-glass root token (tools/raft_drills.py).
         outputs.update(vault_nodes=cluster.node_addresses, vault_ca_cert=cluster.ca_cert_pem,
-                       vault_root_token=bootstrap.root_token, vault_unseal_keys=bootstrap.unseal_keys)
+                       vault_root_token=bootstrap.root_token, vault_unseal_keys=bootstrap.unseal_keys,
+                       vault_admin_token=bootstrap.admin_token)
 
     # The service's host port is picked before its container exists: the dashboard's OIDC redirect URI
     # is registered with that port, and stays valid when the container is replaced.
@@ -75,24 +80,30 @@ def deploy() -> dict[str, pulumi.Output]:
     dev_idp = not settings.oidc_discovery_url and not settings.validation_pubkeys and \
         settings.jwks_url == jwks_url(f"{scheme}://127.0.0.1:8200")
     vault = configure_vault(
-        "vault", settings, admin, jwt_ca_pem=cluster.ca_cert_pem,
-        # Tokens of the dev identity provider carry its generated client id as their audience.
-        audiences=identity.client_id.apply(lambda cid: [cid]) if dev_idp else None,
+        "vault", settings, admin,
         adopt_kv_mount=cfg.vault_mode == "dev",
         manage_admin_policy=cfg.vault_mode == "dev",  # raft: the bootstrap wrote it
         autopilot_min_quorum=cfg.raft.replicas if cfg.vault_mode == "raft" else None,
+        # The executor and the snapshot job run on the cluster's network: secret ids that never run out,
+        # usable from there only (README, "Credentials over time").
+        network_bound_cidrs=cluster.network_cidrs,
         database=dev_database_args(settings.database, admin, postgres, identity.demo_subjects) if postgres else None,
         opts=pulumi.ResourceOptions(depends_on=[identity]),
     )
     monitoring = _monitoring(cfg, cluster, labels)
     if monitoring:
         outputs.update(prometheus_url=monitoring.prometheus_url, alertmanager_url=monitoring.alertmanager_url)
+    if cfg.vault_mode == "raft":
+        # Every preview/up renews the config-admin token; its expiry goes to the Pushgateway for the alert.
+        TokenRenewal("vault-admin-token", connection=admin, token_name="config-admin",  # noqa: S106 (a name)
+                     node_addresses=raft_nodes, report_url=monitoring.pushgateway_host_url if monitoring else "")
 
     connection = ServiceConnection(
         vault_address=cluster.internal_address, vault_ca_pem=cluster.ca_cert_pem, oidc_issuer=settings.issuer,
         oidc_jwks_url=jwks_url(in_network) if dev_idp else settings.jwks_url,
         oidc_audience=identity.client_id if dev_idp else settings.audiences[0],
         role_id=vault.executor_role_id, secret_id=vault.executor_secret_id, public_url=service_url,
+        vault_login_key=vault.service_login_key,
     )
     if dev_idp:  # the dashboard logs users in through the dev provider, in the Vault UI on the host
         connection.oidc_ca_pem = cluster.ca_cert_pem

@@ -9,19 +9,22 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.dev_identity import DevIdentity, DevIdentityArgs, issuer_url, jwks_url
+from infra.kube_meta import POD_SECURITY_RESTRICTED
 from infra.monitoring_config import AlertRouting
 from infra.monitoring_k8s import MonitoringKubernetes, MonitoringKubernetesArgs
 from infra.postgres_k8s import DEFAULT_IMAGE as POSTGRES_IMAGE
 from infra.postgres_k8s import PostgresKubernetes, PostgresKubernetesArgs
 from infra.providers.vault import VaultConnection
 from infra.providers.vault_bootstrap import VaultBootstrap
+from infra.providers.vault_token import TokenRenewal
 from infra.service_connection import ServiceConnection
 from infra.service_k8s import ServiceKubernetes, ServiceKubernetesArgs
 from infra.vault_configuration import VaultConfiguration
 from infra.vault_k8s import API_PORT, VaultKubernetes, VaultKubernetesArgs, internal_address
+from infra.vault_snapshots_docker import SnapshotStoreArgs
 from infra.vault_snapshots_k8s import VaultSnapshotsKubernetes, VaultSnapshotsKubernetesArgs
 from stacks import export
-from stacks.config import ProdConfig, VaultSettings
+from stacks.config import ProdConfig, VaultSettings, vault_duration
 from stacks.vault import admin_policy, configure_vault
 
 
@@ -38,15 +41,18 @@ def deploy() -> dict[str, pulumi.Output]:
                             render_yaml_to_directory=cfg.render_dir or None)
     k8s_opts = pulumi.ResourceOptions(provider=provider)
     annotations = {"pulumi.com/skipAwait": "true"} if cfg.skip_await else {}
+    # Vault, the service, PostgreSQL, the snapshots and (by default) the monitoring: every pod passes the
+    # `restricted` Pod Security profile, which the API server enforces on the namespace.
     ns = k8s.core.v1.Namespace("vault-namespace", metadata={
-        "name": cfg.namespace, "labels": {"app.kubernetes.io/part-of": "vault-envvars"},
+        "name": cfg.namespace, "labels": {"app.kubernetes.io/part-of": "vault-envvars", **POD_SECURITY_RESTRICTED},
         "annotations": annotations}, opts=k8s_opts)
     namespace = ns.metadata["name"]
 
     cluster = VaultKubernetes("vault", VaultKubernetesArgs(
         namespace=namespace, image=cfg.vault_image, replicas=cfg.raft.replicas, flavor=flavor,
         tls_secret=cfg.tls_secret, resources=cfg.resources, storage_class=cfg.storage_class,
-        data_storage=cfg.data_storage, audit_storage=cfg.audit_storage, transit_seal=cfg.transit_seal,
+        data_storage=cfg.data_storage, audit_storage=cfg.audit_storage, seal=cfg.seal.args,
+        generate_static_key=cfg.seal.generate_static_key,
         client_namespaces=cfg.client_namespaces, host_addresses=cfg.vault_endpoints, skip_await=cfg.skip_await,
         prometheus_namespace=_monitoring_namespace(cfg) if cfg.monitoring.enabled else "",
     ), opts=k8s_opts)
@@ -63,23 +69,26 @@ def deploy() -> dict[str, pulumi.Output]:
         bootstrap = VaultBootstrap(
             "vault-bootstrap", node_addresses=cluster.node_addresses, ca_cert_pem=cluster.ca_cert_pem,
             admin_policy=admin_policy(settings), key_shares=cfg.raft.key_shares,
-            key_threshold=cfg.raft.key_threshold, revoke_root=True,
+            key_threshold=cfg.raft.key_threshold, revoke_root=True, seal_type=cfg.seal.kind,
+            recovery_pgp_keys=cfg.seal.recovery_pgp_keys,
+            admin_token_period=vault_duration(cfg.raft.admin_token_period),
             # The pods' addresses are names, not the cluster's objects' outputs: wait for those objects.
             opts=pulumi.ResourceOptions(depends_on=[cluster]))
         admin = VaultConnection(cluster.host_address, bootstrap.admin_token, cluster.ca_cert_pem)
+        # Every preview/up renews it.
+        TokenRenewal("vault-admin-token", connection=admin, token_name="config-admin",  # noqa: S106 (a name)
+                     node_addresses=cluster.node_addresses)
         identity = DevIdentity("identity", DevIdentityArgs(
             connection=admin, issuer_base_url=internal,
             redirect_uris=[f"{cfg.service_public_url}/dashboard/callback"] if cfg.service_public_url else [],
         )) if cfg.dev_identity else None
         vault = configure_vault(
             "vault", settings, admin, manage_admin_policy=False, autopilot_min_quorum=cfg.raft.replicas,
-            # Tokens of the dev provider carry its generated client id as their audience.
-            jwt_ca_pem=cluster.ca_cert_pem if identity else "",
-            audiences=identity.client_id.apply(lambda cid: [cid]) if identity else None,
             opts=pulumi.ResourceOptions(depends_on=[identity]) if identity else None)
         # The admin token and the keys make a break-glass root token (tools/raft_drills.py, tools/drill.py).
-        outputs.update(vault_nodes=cluster.node_addresses, vault_unseal_keys=bootstrap.unseal_keys,
-                       vault_admin_token=bootstrap.admin_token, executor_role_id=vault.executor_role_id)
+        outputs.update(vault_nodes=cluster.node_addresses, vault_admin_token=bootstrap.admin_token,
+                       executor_role_id=vault.executor_role_id, vault_seal=pulumi.Output.from_input(cfg.seal.kind),
+                       **_key_outputs(cfg, bootstrap))
         if identity:
             outputs.update(vault_address=cluster.host_address, jwt_issuer=identity.issuer,
                            oidc_client_id=identity.client_id, oidc_client_secret=identity.client_secret,
@@ -96,8 +105,37 @@ def deploy() -> dict[str, pulumi.Output]:
         storage_class=cfg.storage_class, skip_await=cfg.skip_await,
         role_id=vault.snapshot_role_id if vault else None, secret_id=vault.snapshot_secret_id if vault else None,
         pushgateway_url=monitoring.pushgateway_url if monitoring else "",
+        store=_snapshot_store(cfg),
     ), opts=k8s_opts)
     return export(outputs)
+
+
+def _snapshot_store(cfg: ProdConfig) -> Optional[SnapshotStoreArgs]:
+    """The bucket for the CronJob's snapshots; its image is the service's (boto3, cryptography)."""
+    b = cfg.backup
+    if not b.enabled:
+        return None
+    assert b.access_key_id and b.secret_access_key and b.encryption_key  # noqa: S101 (BackupSettings.load)
+    return SnapshotStoreArgs(image=cfg.service_image, bucket=b.bucket, prefix=b.prefix, endpoint=b.endpoint,
+                             region=b.region, ca_cert_pem=b.ca_cert_pem, access_key_id=b.access_key_id,
+                             secret_access_key=b.secret_access_key, encryption_key=b.encryption_key, tiers=b.tiers,
+                             local_copy=b.local_copy)
+
+
+def _key_outputs(cfg: ProdConfig, bootstrap: VaultBootstrap) -> dict[str, pulumi.Output]:
+    """Where the key shares are (README "Seals"). Shamir: the unseal keys, a secret output. An auto seal: the
+    recovery shares encrypted to their custodians (one per `recoveryPgpKeys` entry, in that order), or without
+    custodians only where they are: in the bootstrap resource's state, never an output."""
+    if not cfg.seal.auto:
+        pulumi.log.warn("seal = shamir: a Vault pod restarted by anything (eviction, OOM, node upgrade) stays sealed "
+                        "until someone runs `python tools/vault_unseal.py --stack <stack>` (or the next `up`); "
+                        "set vault-envvars:seal to static or transit for pods that unseal themselves")
+        return {"vault_unseal_keys": bootstrap.unseal_keys}
+    if cfg.seal.recovery_pgp_keys:
+        return {"vault_recovery_keys_pgp": pulumi.Output.unsecret(bootstrap.recovery_keys)}
+    return {"vault_recovery_keys_location": pulumi.Output.from_input(
+        "not encrypted to custodians (no recoveryPgpKeys): in this stack's state only, the vault-bootstrap "
+        "resource's recovery_keys (a Pulumi secret), which the tools read (tools/seal_keys.py)")}
 
 
 def _monitoring_namespace(cfg: ProdConfig) -> str:
@@ -116,7 +154,7 @@ def _monitoring(cfg: ProdConfig, namespace: pulumi.Output, cluster: VaultKuberne
     where: pulumi.Input[str] = namespace
     if _monitoring_namespace(cfg):
         where = k8s.core.v1.Namespace("monitoring-namespace", metadata={
-            "name": mon.namespace, "labels": {"app.kubernetes.io/part-of": "vault-envvars"},
+            "name": mon.namespace, "labels": {"app.kubernetes.io/part-of": "vault-envvars", **POD_SECURITY_RESTRICTED},
             "annotations": annotations}, opts=k8s_opts).metadata["name"]
     return MonitoringKubernetes("monitoring", MonitoringKubernetesArgs(
         namespace=where, image=mon.image, vault_namespace=cfg.namespace,
@@ -146,7 +184,8 @@ def _service(cfg: ProdConfig, settings: VaultSettings, namespace: pulumi.Output,
         vault_address=cluster.internal_address, vault_ca_pem=cluster.ca_cert_pem, oidc_issuer=settings.issuer,
         oidc_jwks_url=jwks, oidc_audience=identity.client_id if identity else settings.audiences[0],
         role_id=vault.executor_role_id, secret_id=vault.executor_secret_id,
-        oidc_client_secret=cfg.oidc_client_secret or "", public_url=public_url)
+        oidc_client_secret=cfg.oidc_client_secret or "", public_url=public_url,
+        vault_login_key=vault.service_login_key)
     if identity:  # the dashboard signs users in through the dev provider
         connection.oidc_ca_pem = cluster.ca_cert_pem
         connection.oidc_client_secret = identity.client_secret
@@ -155,6 +194,7 @@ def _service(cfg: ProdConfig, settings: VaultSettings, namespace: pulumi.Output,
         namespace=namespace, image=cfg.service_image, connection=connection, database_url=database_url,
         replicas=cfg.service_replicas, ingress_host=cfg.ingress_host, ingress_tls_secret=cfg.ingress_tls_secret,
         job_image=cfg.job_image, jobs_namespace=cfg.jobs_namespace, node_port=cfg.service_node_port, skip_await=cfg.skip_await,
+        secure_cookies=not cfg.local_plain_http, job_egress=cfg.job_egress, api_server_cidrs=cfg.api_server_cidrs,
     ), opts=k8s_opts)
     url = pulumi.Output.from_input(public_url) if public_url else service.url
     return {"service_internal_url": service.internal_url, "service_url": url,

@@ -7,7 +7,14 @@ import pulumi
 from infra.database_secrets import DatabaseConnectionArgs, DatabaseRoleArgs, DatabaseSecretsArgs
 from infra.providers.vault import VaultConnection
 from infra.server_paths import AUDIT_LOG
-from infra.vault_configuration import AppRoleArgs, JwtAuthArgs, VaultConfiguration, VaultConfigurationArgs, config_admin_policy
+from infra.vault_configuration import (
+    AppRoleArgs,
+    JwtAuthArgs,
+    ResourceHints,
+    VaultConfiguration,
+    VaultConfigurationArgs,
+    config_admin_policy,
+)
 from stacks.config import DatabaseSettings, VaultSettings
 
 
@@ -35,18 +42,24 @@ def configure_vault(
     settings: VaultSettings,
     connection: VaultConnection,
     *,
-    jwt_ca_pem: pulumi.Input[str] = "",
     adopt_kv_mount: bool = False,
     manage_admin_policy: bool = True,
     autopilot_min_quorum: Optional[int] = None,
-    audiences: Optional[pulumi.Input[list[str]]] = None,
     audit_file_path: str = AUDIT_LOG,
     database: Optional[DatabaseSecretsArgs] = None,
+    hints: Optional[ResourceHints] = None,
+    network_bound_cidrs: Optional[pulumi.Input[list[str]]] = None,
     opts: Optional[pulumi.ResourceOptions] = None,
 ) -> VaultConfiguration:
     """`jwt_ca_pem`: the CA of the users' key source URL when a private CA signs it (the dev cluster);
     `audiences`: replaces the configured audiences (the dev identity provider's generated client id);
+    `hints`: which setting resolves a refused resource (a Vault the stack did not make).
+    Users' identity provider settings are the service's (it verifies their tokens); Vault's JWT mount
+    trusts only the service's login key (infra/vault_configuration.py).
+    `network_bound_cidrs`: where the executor and the snapshot job run (the container engine's network):
+    their secret ids then never run out (no TTL, no use limit) and work only from there, tokens too.
     `database`: replaces the database engine's arguments made from the settings (the dev stack adds its own)."""
+    bound, cidrs = network_bound_cidrs is not None, network_bound_cidrs or []
     return VaultConfiguration(name, VaultConfigurationArgs(
         connection=connection,
         kv_path=settings.kv_path,
@@ -56,23 +69,24 @@ def configure_vault(
         autopilot_min_quorum=autopilot_min_quorum,
         audit_via_api=settings.server_flavor == "vault",
         audit_file_path=audit_file_path,
+        hints=hints or ResourceHints(),
         jwt=JwtAuthArgs(
             type=settings.auth_type,
-            bound_audiences=audiences if audiences is not None else settings.audiences,
-            bound_issuer=settings.issuer,
-            oidc_discovery_url=settings.oidc_discovery_url,
-            jwks_url=settings.jwks_url,
-            validation_pubkeys=settings.validation_pubkeys,
-            ca_pem=jwt_ca_pem,
             token_ttl=settings.user_token_ttl,
             token_max_ttl=settings.user_token_max_ttl,
         ),
         approle=AppRoleArgs(
             token_ttl=settings.executor_token_ttl,
             token_max_ttl=settings.executor_token_max_ttl,
-            secret_id_ttl=settings.executor_secret_id_ttl,
-            secret_id_num_uses=settings.executor_secret_id_num_uses,
-            bound_cidrs=settings.executor_bound_cidrs,
+            secret_id_ttl=0 if bound else settings.executor_secret_id_ttl,
+            secret_id_num_uses=0 if bound else settings.executor_secret_id_num_uses,
+            bound_cidrs=cidrs if bound else settings.executor_bound_cidrs,
+        ),
+        snapshot_approle=AppRoleArgs(  # one login per run, a token revoked at its end
+            token_ttl=600, token_max_ttl=1800,
+            secret_id_ttl=0 if bound else AppRoleArgs.secret_id_ttl,
+            secret_id_num_uses=0 if bound else AppRoleArgs.secret_id_num_uses,
+            bound_cidrs=cidrs,
         ),
         database=database or database_args(settings.database, connection),
     ), opts)

@@ -11,17 +11,13 @@ import pytest
 
 from stacks.config import DEFAULT_BASE_IMAGE
 from tests.conftest import REPO_ROOT
+from tools.versions import toolchain_versions
 
 pytestmark = pytest.mark.integration  # the real binaries the toolchain built
 
 
 def _versions_env() -> dict[str, str]:
-    out = {}
-    for line in open(os.path.join(REPO_ROOT, "tools", "versions.env")):
-        if "=" in line and not line.startswith("#"):
-            k, v = line.strip().split("=", 1)
-            out[k] = v
-    return out
+    return toolchain_versions()
 
 
 def _pinned(package: str) -> str:

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes pieces from Go modules, each once per version, into $CACHE_DIR:
-#   kube-<v>-etcd-<v>/    etcd, kube-apiserver (the prod stack's API-server tests and the cluster)
-#   kube-node-<v>/        kubelet, kube-controller-manager, kube-scheduler, kube-proxy, kubectl
-#   coredns-<v>/          the cluster's DNS (its own module: its client libraries differ from kubelet's)
-#   crictl-<v>/           for `cluster.sh down` to stop pods through the CRI
-#   pause-<rev>/          the sandbox's PID 1 (no registry here gives registry.k8s.io/pause)
-# Prints one line per directory, "NAME=DIR", the API server's last: `tail -n1` keeps working for it.
+#   api:  kube-<v>-etcd-<v>/    etcd, kube-apiserver (the prod stack's API-server tests and the cluster)
+#   node: kube-node-<v>/        kubelet, kube-controller-manager, kube-scheduler, kube-proxy, kubectl
+#         coredns-<v>/          the cluster's DNS (its own module: its client libraries differ from kubelet's)
+#         crictl-<v>/           for `cluster.sh down` to stop pods through the CRI
+#         pause-<rev>/          the sandbox's PID 1 (no registry here gives registry.k8s.io/pause)
+# build-kube.sh [--check] api|node|all (default all). Prints one line per directory, "NAME=DIR", the API
+# server's last: `tail -n1` keeps working for it. With --check, builds nothing: exit 1 if one is missing.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/versions.env"
-need go "install Go >= 1.25"
+CHECK=""; [ "${1:-}" = --check ] && { CHECK=1; shift; }
+PART=${1:-all}
+case "$PART" in api|node|all) ;; *) die "usage: build-kube.sh [--check] api|node|all" ;; esac
+[ -n "$CHECK" ] || need go "install Go >= 1.25"
 export GOWORK=off GOFLAGS=-mod=mod GOTOOLCHAIN=local
 
 kube_module() {  # kube_module CMD... : in a fresh dir, a module requiring k8s.io/kubernetes' commands
@@ -43,10 +47,22 @@ go_module_cmd() {  # go_module_cmd NAME MODULE@VERSION PACKAGE : a static binary
   finish
 }
 
+# piece DIR FILE...: whether to build DIR now (its files are missing and this is no --check run)
+piece() {
+  local dir=$1 f; shift
+  for f in "$@"; do
+    [ -x "$dir/$f" ] && continue
+    [ -n "$CHECK" ] && exit 1
+    return 0
+  done
+  return 1
+}
+
+if [ "$PART" != api ]; then
 OUT=$CACHE_DIR/kube-node-$KUBE_VERSION
 NODE_CMDS="kubelet kube-controller-manager kube-scheduler kube-proxy kubectl"
-all_built() { local c; for c in $NODE_CMDS; do [ -x "$OUT/$c" ] || return 1; done; }
-if ! all_built; then
+# shellcheck disable=SC2086
+if piece "$OUT" $NODE_CMDS; then
   fresh "kube-node-$KUBE_VERSION"
   kube_module $NODE_CMDS
   go build -trimpath -ldflags "$(kube_ldflags)" -o "$OUT.partial/" $(for c in $NODE_CMDS; do echo "k8s.io/kubernetes/cmd/$c"; done)
@@ -55,15 +71,15 @@ fi
 echo "KUBE_NODE_BIN=$OUT"
 
 OUT=$CACHE_DIR/coredns-$COREDNS_VERSION
-[ -x "$OUT/coredns" ] || go_module_cmd coredns "github.com/coredns/coredns@$COREDNS_VERSION" github.com/coredns/coredns
+! piece "$OUT" coredns || go_module_cmd coredns "github.com/coredns/coredns@$COREDNS_VERSION" github.com/coredns/coredns
 echo "COREDNS_BIN=$OUT"
 
 OUT=$CACHE_DIR/crictl-$CRICTL_VERSION
-[ -x "$OUT/crictl" ] || go_module_cmd crictl "sigs.k8s.io/cri-tools@$CRICTL_VERSION" sigs.k8s.io/cri-tools/cmd/crictl
+! piece "$OUT" crictl || go_module_cmd crictl "sigs.k8s.io/cri-tools@$CRICTL_VERSION" sigs.k8s.io/cri-tools/cmd/crictl
 echo "CRICTL_BIN=$OUT"
 
 OUT=$CACHE_DIR/pause-$PAUSE_REVISION
-if [ ! -x "$OUT/pause" ]; then
+if piece "$OUT" pause; then
   fresh pause
   go mod init local.invalid/pause >/dev/null 2>&1
   cp "$REPO_ROOT/tools/cluster/pause.go" main.go
@@ -71,9 +87,11 @@ if [ ! -x "$OUT/pause" ]; then
   finish
 fi
 echo "PAUSE_BIN=$OUT"
+fi
 
+[ "$PART" = node ] && exit 0
 OUT=$CACHE_DIR/kube-$KUBE_VERSION-etcd-$ETCD_VERSION
-if [ ! -x "$OUT/kube-apiserver" ] || [ ! -x "$OUT/etcd" ]; then
+if piece "$OUT" kube-apiserver etcd; then
   fresh "kube-$KUBE_VERSION"
   # etcd's server module has main.go at its root; its own replaces point at modules published at the
   # same tag, so a plain requirement works.

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Builds the Pulumi engine, the Python language host and the kubernetes resource plugin from Go modules,
-# into $CACHE_DIR/<piece>-v<version>/, only when not built yet. Prints the bin directory holding
-# `pulumi` with its bundled plugins beside it.
+# Builds from Go modules, into $CACHE_DIR/<piece>-v<version>/, only when not built yet:
+#   build-pulumi.sh engine       the Pulumi engine and the Python language host; prints the bin directory
+#                                holding `pulumi` with its bundled plugins beside it
+#   build-pulumi.sh kubernetes   the kubernetes resource plugin; prints the plugin's path
+# With --check first, builds nothing: exit 0 (and the same line) when that piece is built, else 1.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/versions.env"
-need go "install Go >= 1.25 (Debian/upstream go toolchain)"
+CHECK=""; [ "${1:-}" = --check ] && { CHECK=1; shift; }
+PIECE=${1:?usage: build-pulumi.sh [--check] engine|kubernetes}
 export GOWORK=off GOFLAGS=-mod=mod GOTOOLCHAIN=local
 
 moddir() {  # moddir MODULE@VERSION: downloads one module and prints its read-only source directory
@@ -20,12 +23,25 @@ BIN=$PULUMI_DIR/bin
 SRC=$CACHE_DIR/src
 STAMP="-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION"
 
-# 1. Engine. A `pulumi` already on PATH at the pinned version is used instead, with its own langhost.
-existing=$(command -v pulumi 2>/dev/null || true)
-if [ -n "$existing" ] && [ "$(pulumi version 2>/dev/null)" = "v$PULUMI_VERSION" ] \
-   && [ -x "$(dirname "$(readlink -f "$existing")")/pulumi-language-python" ]; then
-  BIN=$(dirname "$(readlink -f "$existing")")
-elif [ ! -x "$BIN/pulumi" ]; then
+K8S=$CACHE_DIR/pulumi-resource-kubernetes-v$KUBERNETES_PLUGIN_VERSION
+case "$PIECE" in
+  engine)
+    # A `pulumi` already on PATH at the pinned version is used instead, with its own langhost.
+    existing=$(command -v pulumi 2>/dev/null || true)
+    if [ -n "$existing" ] && [ "$(pulumi version 2>/dev/null)" = "v$PULUMI_VERSION" ] \
+       && [ -x "$(dirname "$(readlink -f "$existing")")/pulumi-language-python" ]; then
+      BIN=$(dirname "$(readlink -f "$existing")")
+    fi
+    built() { [ -x "$BIN/pulumi" ] && [ -x "$BIN/pulumi-language-python" ]; }
+    OUT=$BIN ;;
+  kubernetes) built() { [ -x "$K8S/pulumi-resource-kubernetes" ]; }; OUT=$K8S/pulumi-resource-kubernetes ;;
+  *) die "unknown piece $PIECE: engine or kubernetes" ;;
+esac
+if [ -n "$CHECK" ]; then built || exit 1; echo "$OUT"; exit 0; fi
+built && { echo "$OUT"; exit 0; }
+need go "install Go >= 1.25 (Debian/upstream go toolchain)"
+
+if [ "$PIECE" = engine ]; then
   # The repository layout is rebuilt from the two module zips so pkg's `replace sdk => ../sdk` holds.
   W=$SRC/pulumi-$PULUMI_VERSION
   cpmod "github.com/pulumi/pulumi/pkg/v3@v$PULUMI_VERSION" "$W/pkg"
@@ -36,7 +52,7 @@ elif [ ! -x "$BIN/pulumi" ]; then
   # Executor script and dynamic-provider shim are bundled plugins: they must sit beside `pulumi`.
   install -m 0755 "$W/sdk/python/cmd/pulumi-language-python-exec" \
     "$W/sdk/python/dist/pulumi-resource-pulumi-python" "$BIN.partial/"
-  # 2. Python language host (see versions.env for why v$LANGHOST_SDK_VERSION).
+  # Python language host (see versions.env for why v$LANGHOST_SDK_VERSION).
   LH=$SRC/langhost-$LANGHOST_SDK_VERSION
   mkdir -p "$LH"
   (cd "$LH" && { [ -f go.mod ] || go mod init local.invalid/langhost >/dev/null 2>&1; } \
@@ -47,9 +63,8 @@ elif [ ! -x "$BIN/pulumi" ]; then
   rm -rf "$W" "$LH"
 fi
 
-# 3. Kubernetes resource plugin.
-K8S=$CACHE_DIR/pulumi-resource-kubernetes-v$KUBERNETES_PLUGIN_VERSION
-if [ ! -x "$K8S/pulumi-resource-kubernetes" ]; then
+# Kubernetes resource plugin.
+if [ "$PIECE" = kubernetes ]; then
   W=$SRC/pulumi-kubernetes-$KUBERNETES_PLUGIN_VERSION
   cpmod "$KUBERNETES_PROVIDER_MODULE" "$W/provider"
   # Satisfies the provider's `replace .../sdk/v4 => ../sdk`.
@@ -62,4 +77,4 @@ if [ ! -x "$K8S/pulumi-resource-kubernetes" ]; then
   rm -rf "$K8S" && mv "$K8S.partial" "$K8S"
   rm -rf "$W"
 fi
-echo "$BIN"
+echo "$OUT"

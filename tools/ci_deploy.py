@@ -3,6 +3,10 @@
   python tools/ci_deploy.py preview STACK   the diff, then fail (exit 3) on a guarded replace or delete
   python tools/ci_deploy.py up STACK        the same guard, then `pulumi up`; exit non-zero on failure
 
+Both refresh first (`--refresh`): drift (a deleted object) is put back. Run `up` on a schedule (nightly):
+it renews the config-admin token and certificates within their renewal window (README, "Credentials over
+time").
+
 Guarded: resources whose replacement or deletion loses data or quorum — the Vault StatefulSet and
 every volume claim on Kubernetes; Vault's containers and volumes and the bootstrap on the container
 engine. Set ALLOW_DESTRUCTIVE=1 for a change that really means it.
@@ -86,7 +90,8 @@ def destructive_steps(diff_text: str) -> list[str]:
 
 
 def guard(stack: str, env: Optional[dict[str, str]] = None) -> int:
-    preview = _pulumi("preview", "--diff", "--stack", stack, capture=True, env=env)
+    # --refresh: the diff against what is really there (a deleted object shows as one to create again).
+    preview = _pulumi("preview", "--refresh", "--diff", "--stack", stack, capture=True, env=env)
     sys.stdout.write(preview.stdout)
     sys.stderr.write(preview.stderr)
     bad = destructive_steps(preview.stdout)
@@ -108,7 +113,7 @@ def main(argv: list[str]) -> int:
         code = guard(stack, env)
         if code or action == "preview":
             return code
-        return _pulumi("up", "--yes", "--skip-preview", "--stack", stack, env=env).returncode
+        return _pulumi("up", "--refresh", "--yes", "--skip-preview", "--stack", stack, env=env).returncode
 
 
 if __name__ == "__main__":

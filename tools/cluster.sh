@@ -12,7 +12,8 @@
 #   cluster.sh volumes  offer again the local volumes whose claims were deleted (emptied first)
 #   cluster.sh status   exit 0 if the cluster answers and every node is Ready
 #   cluster.sh env      the KUBECONFIG export
-#   cluster.sh packages the Debian packages it needs (containerd, runc, CNI plugins, iptables, nftables...)
+#   cluster.sh packages the Debian packages it needs (containerd, runc, CNI plugins, iptables, nftables...);
+#                       with --check, only whether they are installed
 # Needs root and the toolchain's environment (source .toolchain/env.sh; `make cluster` does it).
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/cluster/pki.sh"
@@ -430,7 +431,8 @@ case "${1:-}" in
   wipe) down; rm -rf "$S"; echo "removed $S" ;;
   images) need_tools; images ;;
   volumes) recycle_volumes ;;
-  packages) apt_install $DEBIAN_PACKAGES ;;  # for tools/toolchain.sh
+  # for tools/toolchain.sh; --check: exit 1 when one is missing, installing nothing
+  packages) if [ "${2:-}" = --check ]; then dpkg -s $DEBIAN_PACKAGES >/dev/null 2>&1; else apt_install $DEBIAN_PACKAGES; fi ;;
   status) status ;;
   env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
   *) echo "usage: $0 up|down|wipe|images|status|env" >&2; exit 2 ;;

@@ -35,6 +35,7 @@ from service.settings import Settings
 from tools.dev_token import stack_outputs, use_stack_kubeconfig
 from tools.drill_common import StepTimer, kv_hashes, restart_clock, stack_kv_mount, step, write_report
 from tools.raft_drills import drill_token, stack_nodes
+from tools.seal_keys import keys_of, with_keys
 
 
 def source_address(outputs: dict, ca_file: str) -> str:
@@ -129,7 +130,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="drill-reports")
     ap.add_argument("--image", default="localhost/vault-envvars/openbao:2.7.2", help="containers: the nodes' image")
     args = ap.parse_args(argv)
-    outputs = stack_outputs(args.stack)
+    outputs = with_keys(args.stack, stack_outputs(args.stack))
     kv_mount = stack_kv_mount(args.stack, outputs)
     if not outputs.get("namespace"):
         return drill(outputs, args.stack, args.out, args.image, args.snapshot, kv_mount)[0]
@@ -186,7 +187,7 @@ def drill(outputs: dict, stack_name: str, out_dir: str, image: str = "", snapsho
             fresh_ca = os.path.join(work, "fresh-ca.pem")
             with open(fresh_ca, "w") as f:
                 f.write(fresh_ca_pem)
-            keys = outputs["vault_unseal_keys"]
+            keys = keys_of(outputs)
             # Pods start after `up` (containers with it): wait until the first one answers.
             vault_ops.wait_until(lambda: vault_ops.seal_status(nodes[0], fresh_ca, timeout=5), 180,
                                  "the throwaway cluster's first node to answer", interval=1)

@@ -7,6 +7,7 @@ import base64
 import datetime
 import json
 import os
+import re
 import secrets
 from typing import Optional
 
@@ -19,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from infra import kube_forward
 from infra.vault_k8s import VaultKubernetes, VaultKubernetesArgs
+from infra.vault_seal import STATIC_KEY, StaticSealArgs
 from infra.vault_snapshots_k8s import CREDENTIAL_SECRET
 from service.db import EnvVar, make_engine, migrate
 from tools.drill import throwaway_stack
@@ -38,6 +40,16 @@ class KubeSource:
         claims = {t.metadata.name: t.spec for t in sts.spec.volume_claim_templates}
         self.storage_class = claims["data"].storage_class_name
         self.sizes = {name: spec.resources.requests["storage"] for name, spec in claims.items()}
+        # An auto-sealed source's snapshot opens only under the same seal: its static key goes along.
+        seal = next((v.secret.secret_name for v in sts.spec.template.spec.volumes or [] if v.name == "seal"), None)
+        hcl = self.core.read_namespaced_config_map(f"{statefulset}-config", self.namespace).data["server.hcl"]
+        if 'seal "transit"' in hcl:
+            raise RuntimeError("the restore drill of a transit-sealed stack is not automated: its throwaway cluster "
+                               "would need a token of the transit server (restore by hand: docs/runbook-restore.md)")
+        self.static_seal: Optional[StaticSealArgs] = None
+        if seal:
+            key_id = re.search(r'current_key_id = "([^"]*)"', hcl)
+            self.static_seal = StaticSealArgs(secret_name=seal, key_id=key_id.group(1) if key_id else "1")
 
     def _secret(self, name: str, key: str) -> str:
         data = self.core.read_namespaced_secret(name, self.namespace).data or {}
@@ -84,15 +96,22 @@ class KubeSource:
         namespace = f"drill-{secrets.token_hex(3)}"
         args = VaultKubernetesArgs(namespace=namespace, image=self.image, flavor=self.flavor,
                                    storage_class=self.storage_class, data_storage=self.sizes["data"],
-                                   audit_storage=self.sizes["audit"])
+                                   audit_storage=self.sizes["audit"], seal=self.static_seal)
         kubeconfig = self.kubeconfig
+        seal_name = self.static_seal.secret_name if self.static_seal else ""
+        seal_key = self._secret(seal_name, STATIC_KEY) if seal_name else ""
 
         def program():
             provider = k8s.Provider("k8s", kubeconfig=kubeconfig)
             opts = pulumi.ResourceOptions(provider=provider)
             ns = k8s.core.v1.Namespace("drill-namespace", metadata={
                 "name": namespace, "labels": {"app.kubernetes.io/part-of": "vault-envvars"}}, opts=opts)
-            cluster = VaultKubernetes("drill", args, opts=pulumi.ResourceOptions(provider=provider, depends_on=[ns]))
+            # The source's static key, in the drill's namespace: a Pulumi secret in the drill's own state.
+            seal = [k8s.core.v1.Secret("drill-seal-key", metadata={"name": seal_name, "namespace": namespace},
+                                       string_data={STATIC_KEY: pulumi.Output.secret(seal_key)},
+                                       opts=pulumi.ResourceOptions(provider=provider, depends_on=[ns]))] if seal_key else []
+            cluster = VaultKubernetes("drill", args, opts=pulumi.ResourceOptions(provider=provider,
+                                                                               depends_on=[ns, *seal]))
             pulumi.export("nodes", cluster.node_addresses)
             pulumi.export("ca", cluster.ca_cert_pem)
 

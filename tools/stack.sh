@@ -29,8 +29,11 @@ fi
 unset kubeconfig
 case "$ACTION" in
   up)
-    step "pulumi up ($STACK)"
-    pulumi up --yes --non-interactive --skip-preview --suppress-progress
+    step "pulumi up --refresh ($STACK)"
+    # --refresh: reads what is really there first, so drift (a deleted container, Secret or Vault object) is
+    # put back, not reported unchanged. Every up also renews the config-admin token and certificates within
+    # their renewal window (README, "Credentials over time").
+    pulumi up --refresh --yes --non-interactive --skip-preview --suppress-progress
     done_step
     step "checking what was deployed, as a user would (tools/stack_check.py)"
     python tools/stack_check.py "$STACK" || die "stack $STACK was deployed but does not work (the failing check is above)"

@@ -1,7 +1,8 @@
 """What `make up` checks before it says a stack is up, as a user would: Vault healthy and unsealed on every
-node, the service ready (its /readyz: Vault and its database reachable from inside), the dashboard's
-sign-in answering, Prometheus answering with every Vault node an up target, the Alertmanager answering. A
-failed check exits 1 naming it, with the last log lines of the service's container.
+node, the config-admin token alive (and how long it has left), the service ready (its /readyz: Vault and
+its database reachable from inside), the dashboard's sign-in answering, Prometheus answering with every
+Vault node an up target, the Alertmanager answering. A failed check exits 1 naming it, with the last log
+lines of the service's container.
 
   python tools/stack_check.py STACK [--wait SECONDS]
 """
@@ -28,6 +29,28 @@ def _vault_node(address: str, verify) -> Callable[[], str]:
         if r.status_code in UNSEALED:
             return ""
         return {501: "not initialised", 503: "sealed"}.get(r.status_code, f"HTTP {r.status_code}")
+    return check
+
+
+def human(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    return f"{days}d {rest // 3600}h" if days else f"{rest // 3600}h {rest % 3600 // 60}m {rest % 60}s"
+
+
+def _admin_token(address: str, token: str, verify) -> Callable[[], str]:
+    """Fails when the config-admin token is gone; prints how long it has left before it needs an `up`."""
+    def check() -> str:
+        r = requests.get(f"{kube_forward.local_url(address)}/v1/auth/token/lookup-self",
+                         headers={"X-Vault-Token": token}, verify=verify, timeout=5)
+        if r.status_code == 403:
+            return "expired or revoked (docs/runbook-alerts.md#vaulttokenexpiressoon)"
+        if r.status_code != 200:
+            return f"HTTP {r.status_code}"
+        data = r.json()["data"]
+        print(f"   the config-admin token has {human(data['ttl'])} left (period {human(data.get('period') or 0)}; "
+              "every preview/up renews it)")
+        return ""
     return check
 
 
@@ -80,6 +103,8 @@ def checks(outputs: dict) -> list[tuple[str, Callable[[], str]]]:
     verify = vault_ops.ca_verify(outputs.get("vault_ca_cert") or None)
     nodes = outputs.get("vault_nodes") or [outputs["vault_address"]]
     found = [(f"Vault at {n} healthy and unsealed", _vault_node(n, verify)) for n in nodes]
+    if outputs.get("vault_admin_token"):
+        found.append(("the config-admin token alive", _admin_token(nodes[0], outputs["vault_admin_token"], verify)))
     if outputs.get("service_url"):
         found += [(f"the service's /readyz at {outputs['service_url']}", _service_ready(outputs["service_url"])),
                   ("the dashboard's sign-in", _sign_in(outputs["service_url"]))]

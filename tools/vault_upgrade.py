@@ -23,6 +23,7 @@ from tools.dev_token import stack_outputs
 from tools.drill_common import restart_clock, step, write_report
 from tools.kube_nodes import KubeNodes
 from tools.raft_drills import drill_token, stack_nodes
+from tools.seal_keys import keys_of, with_keys
 
 
 def _rejoined(nodes: KubeNodes, i: int, token: str) -> bool:
@@ -100,7 +101,7 @@ def main(argv=None) -> int:
     ap.add_argument("--stack", default="prod-local")
     ap.add_argument("--out", default="drill-reports")
     args = ap.parse_args(argv)
-    outputs = stack_outputs(args.stack)
+    outputs = with_keys(args.stack, stack_outputs(args.stack))
     if not outputs.get("namespace"):
         ap.error(f"stack {args.stack} is not a prod stack on Kubernetes")
     os.makedirs(args.out, exist_ok=True)
@@ -110,7 +111,7 @@ def main(argv=None) -> int:
     nodes = stack_nodes(args.stack, outputs, ca_file)
     assert isinstance(nodes, KubeNodes)
     with drill_token(nodes, outputs) as token:
-        return run(nodes, token, outputs["vault_unseal_keys"], args.out)[0]
+        return run(nodes, token, keys_of(outputs), args.out)[0]
 
 
 if __name__ == "__main__":

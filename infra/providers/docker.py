@@ -5,6 +5,7 @@ stack can target any engine (default: DOCKER_HOST of the `pulumi up` environment
 """
 import hashlib
 import io
+import ipaddress
 import os
 import tarfile
 import time
@@ -15,7 +16,7 @@ import docker
 import pulumi
 import requests
 from docker.errors import NotFound
-from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
 from infra import engine_api
 
@@ -31,22 +32,39 @@ def default_docker_host() -> str:
     return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
 
 
+def container_cidrs(net: Any) -> list[str]:
+    """Where the network's containers come from, as a server on it sees them: its IPv4 subnets less their
+    gateway, the address the host's connections (published ports, the host's own) arrive from."""
+    cidrs: list[str] = []
+    for c in (net.attrs.get("IPAM") or {}).get("Config") or []:
+        if not c.get("Subnet") or ":" in c["Subnet"]:
+            continue
+        subnet = ipaddress.IPv4Network(c["Subnet"], strict=False)
+        gateway = c.get("Gateway") or str(next(subnet.hosts()))
+        # Single addresses left out (the network's own address, never a container's): Vault spells a /32
+        # differently in each field it is read back from, which a refresh would see as drift.
+        cidrs += sorted(str(n) for n in subnet.address_exclude(ipaddress.IPv4Network(f"{gateway.split('/')[0]}/32"))
+                        if n.prefixlen < 32)
+    return cidrs
+
+
 class _NetworkProvider(ManagedProvider):
     managed = ("name", "internal", "labels", "docker_host")
     replace_on = managed
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        net = engine(props).networks.create(
+        client = engine(props)
+        net = client.networks.create(
             props["name"], driver="bridge", internal=bool(props["internal"]), labels=props["labels"] or {}
         )
-        return CreateResult(net.id, dict(props))
+        return CreateResult(net.id, {**props, "container_cidrs": container_cidrs(client.networks.get(net.id))})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         try:
-            engine(props).networks.get(id_)
+            net = engine(props).networks.get(id_)
         except NotFound:
             return ReadResult(None, {})
-        return ReadResult(id_, dict(props))
+        return ReadResult(id_, {**props, "container_cidrs": container_cidrs(net)})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         try:
@@ -56,12 +74,16 @@ class _NetworkProvider(ManagedProvider):
 
 
 class Network(Resource, module="docker", name="Network"):
+    """`container_cidrs`: where its containers come from (CIDRs to bind their credentials to)."""
+
+    container_cidrs: pulumi.Output[list]
+
     def __init__(self, name: str, *, network_name: str, internal: bool = False,
                  labels: Optional[dict[str, str]] = None, docker_host: Optional[str] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(_NetworkProvider(), name, {
             "name": network_name, "internal": internal, "labels": labels or {},
-            "docker_host": docker_host or default_docker_host(),
+            "docker_host": docker_host or default_docker_host(), "container_cidrs": None,
         }, opts)
 
 
@@ -159,11 +181,22 @@ CONTAINER_INPUTS = (
     "read_only", "tmpfs", "labels", "restart", "cap_drop", "cap_add", "security_opt", "init", "mem_limit",
     "docker_host", "wait_http_path", "wait_https", "files", "wait_log",
 )
+# Inputs that change a running container in place: which files may be rewritten, and the signal that
+# makes its process read them again.
+RELOAD_INPUTS = ("reloadable_files", "reload_signal")
 
 
 class _ContainerProvider(ManagedProvider):
-    managed = CONTAINER_INPUTS
-    replace_on = CONTAINER_INPUTS  # a container's configuration is immutable
+    managed = CONTAINER_INPUTS + RELOAD_INPUTS
+    replace_on = CONTAINER_INPUTS  # a container's configuration is immutable, but for reloadable files
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        result = super().diff(id_, olds, news)
+        if "files" in (result.replaces or []) and _only_reloadable_changed(olds, news):
+            # A renewed certificate: written into the running container, which reloads it (no restart).
+            result.replaces = [k for k in result.replaces or [] if k != "files"]
+            result.delete_before_replace = bool(result.replaces)
+        return result
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         client = engine(props)
@@ -190,9 +223,11 @@ class _ContainerProvider(ManagedProvider):
         container = client.containers.create(**kwargs)
         try:
             copy_files(container, plain(props["files"] or {}), props["user"])
-            container.start()
+            # Every network joined before the process starts: its first action may need any of them (the
+            # snapshot agent's first push, to the Pushgateway on the second, failed on "name not known").
             for extra in networks[1:]:
                 client.networks.get(extra["name"]).connect(container, aliases=extra.get("aliases"))
+            container.start()
             outs = self._outs(client, container.id, props)
             if props["wait_http_path"] and outs["host_ports"]:
                 # A liveness probe only (nothing is sent), so a private CA need not be trusted here.
@@ -223,14 +258,34 @@ class _ContainerProvider(ManagedProvider):
         except NotFound:
             return ReadResult(None, {})
 
-    def update(self, id_: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(self._outs(engine(news), id_, news))
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        client = engine(news)
+        changed = _changed_files(olds, news)
+        if changed:
+            container = client.containers.get(id_)
+            copy_files(container, changed, news["user"])
+            if news.get("reload_signal"):
+                container.kill(signal=news["reload_signal"])
+        return UpdateResult(self._outs(client, id_, news))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         try:
             engine(props).containers.get(id_).remove(force=True, v=False)
         except NotFound:
             pass
+
+
+def _changed_files(olds: dict[str, Any], news: dict[str, Any]) -> dict[str, dict]:
+    old, new = plain(olds.get("files") or {}), plain(news.get("files") or {})
+    return {path: spec for path, spec in new.items() if old.get(path) != spec}
+
+
+def _only_reloadable_changed(olds: dict[str, Any], news: dict[str, Any]) -> bool:
+    """Only files named reloadable changed (none added or removed, every other input the same)."""
+    old, new = plain(olds.get("files") or {}), plain(news.get("files") or {})
+    reloadable = set(news.get("reloadable_files") or [])
+    return (bool(reloadable) and set(old) == set(new)
+            and all(p in reloadable for p in _changed_files(olds, news)))
 
 
 def copy_files(container: Any, files: dict[str, dict], user: str) -> None:
@@ -317,7 +372,11 @@ class Container(Resource, module="docker", name="Container"):
                  security_opt: Optional[list[str]] = None, init: bool = True, mem_limit: str = "",
                  wait_http_path: str = "", wait_https: bool = False, wait_log: str = "",
                  files: Optional[pulumi.Input[dict[str, dict]]] = None,
+                 reloadable_files: Optional[list[str]] = None, reload_signal: str = "",
                  docker_host: Optional[str] = None, opts: Optional[pulumi.ResourceOptions] = None):
+        """`reloadable_files`: paths of `files` whose new content is written into the running container, then
+        `reload_signal` sent to it (e.g. SIGHUP: OpenBao reloads its TLS certificate); any other change
+        replaces the container."""
         super().__init__(_ContainerProvider(), name, {
             "name": container_name, "image": image, "command": list(command or []), "entrypoint": entrypoint or [],
             "env": env or {}, "ports": ports or [], "networks": networks or [], "volumes": volumes or [],
@@ -328,6 +387,6 @@ class Container(Resource, module="docker", name="Container"):
             "wait_log": wait_log,
             # {path on a volume: {"content": str, "mode": int} or {"directory": True, "mode": int}}, owned
             # by `user`; pass secret content as a Pulumi secret.
-            "files": files or {},
+            "files": files or {}, "reloadable_files": reloadable_files or [], "reload_signal": reload_signal,
             "docker_host": docker_host or default_docker_host(), "host_ports": None, "state": None,
         }, opts)

@@ -33,11 +33,11 @@ class KubernetesBackend:
         self._ns, self._image, self._limits = namespace, image, limits
         self._core, self._batch = k8s.CoreV1Api(api_client), k8s.BatchV1Api(api_client)
 
-    def submit(self, job: JobSpec) -> str:
-        """Creates the Job, then its Secret owned by it; returns the Job's name."""
+    def manifest(self, job: JobSpec) -> k8s.V1Job:
+        """The Job of an execution; its values come from the Secret of the same name (never in the Job)."""
         name = f"envvars-{job.execution_id}"
         labels = {LABEL: job.execution_id}
-        body = k8s.V1Job(
+        return k8s.V1Job(
             metadata=k8s.V1ObjectMeta(name=name, labels=labels),
             spec=k8s.V1JobSpec(
                 backoff_limit=0, active_deadline_seconds=job.timeout_seconds, ttl_seconds_after_finished=300,
@@ -52,7 +52,8 @@ class KubernetesBackend:
                         volumes=[k8s.V1Volume(name=n, empty_dir=k8s.V1EmptyDirVolumeSource(
                             medium="Memory", size_limit=str(self._limits.tmpfs_bytes))) for n in ("work", "tmp")],
                         containers=[k8s.V1Container(
-                            name="job", image=self._image, command=job.command, working_dir=WORKDIR,
+                            name="job", image=self._image, image_pull_policy="IfNotPresent", command=job.command,
+                            working_dir=WORKDIR,
                             env=[k8s.V1EnvVar(name=k, value=v) for k, v in BASE_ENV.items()],
                             env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=name))],
                             volume_mounts=[k8s.V1VolumeMount(name="work", mount_path=WORKDIR),
@@ -60,10 +61,18 @@ class KubernetesBackend:
                             security_context=k8s.V1SecurityContext(
                                 read_only_root_filesystem=True, allow_privilege_escalation=False, privileged=False,
                                 capabilities=k8s.V1Capabilities(drop=["ALL"])),
-                            resources=k8s.V1ResourceRequirements(limits={
-                                "cpu": "1", "memory": str(self._limits.memory_bytes),
-                                "ephemeral-storage": str(self._limits.tmpfs_bytes)}),
+                            # Requests small enough that many jobs fit a node; limits the sandbox's.
+                            resources=k8s.V1ResourceRequirements(
+                                requests={"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "16Mi"},
+                                limits={"cpu": "1", "memory": str(self._limits.memory_bytes),
+                                        "ephemeral-storage": str(self._limits.tmpfs_bytes)}),
                         )]))))
+
+    def submit(self, job: JobSpec) -> str:
+        """Creates the Job, then its Secret owned by it; returns the Job's name."""
+        name = f"envvars-{job.execution_id}"
+        labels = {LABEL: job.execution_id}
+        body = self.manifest(job)
         created = self._batch.create_namespaced_job(self._ns, body)
         owner = k8s.V1OwnerReference(api_version="batch/v1", kind="Job", name=name, uid=created.metadata.uid,
                                      controller=True, block_owner_deletion=True)

@@ -81,8 +81,8 @@ def check_csrf(expected: str, token: str) -> None:
 
 
 def _cookie_args(c: Components, request: Request) -> dict:
-    return {"httponly": True, "samesite": "lax", "secure": _base_url(c, request).startswith("https://"),
-            "path": "/dashboard"}
+    secure = c.settings.secure_cookies or _base_url(c, request).startswith("https://")
+    return {"httponly": True, "samesite": "lax", "secure": secure, "path": "/dashboard"}
 
 
 def _base_url(c: Components, request: Request) -> str:

@@ -42,7 +42,8 @@ def dashboard(toolchain, pulumi_backend, tmp_path_factory):
         })
         out = {k: v.value for k, v in stack.up().outputs.items()}
         files = {}
-        for name, content in (("secret-id", out["executor_secret_id"]), ("client-secret", out["client_secret"])):
+        for name, content in (("secret-id", out["executor_secret_id"]), ("client-secret", out["client_secret"]),
+                              ("vault-login-key", out["service_login_key"])):
             files[name] = str(work / name)
             with open(os.open(files[name], os.O_WRONLY | os.O_CREAT, 0o400), "w") as f:
                 f.write(content)
@@ -53,6 +54,7 @@ def dashboard(toolchain, pulumi_backend, tmp_path_factory):
                "ENVVARS_OIDC_SCOPES": "openid profile", "ENVVARS_DATABASE_URL": f"sqlite:///{db_path}",
                "ENVVARS_APPROLE_ROLE_ID": out["executor_role_id"],
                "ENVVARS_APPROLE_SECRET_ID_FILE": files["secret-id"],
+               "ENVVARS_VAULT_LOGIN_KEY_FILE": files["vault-login-key"],
                # Every page a test browses counts against the user's limit (default 120/minute), and the
                # browser tests share two users: the limit itself is tested in tests/service/.
                "ENVVARS_RATE_LIMIT": "1000/minute"}

@@ -110,7 +110,8 @@ def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack,
     check_container(f"{prefix}-vault", {8200, 8201}, {})
     check_container(f"{prefix}-envvars-api", {8080}, {"/run/envvars/approle-secret-id": 0o400,
                                                      "/run/envvars/oidc-client-secret": 0o400,
-                                                     "/run/envvars/session-key": 0o400},
+                                                     "/run/envvars/session-key": 0o400,
+                                                     "/run/envvars/vault-login-key": 0o400},
                     root_caps=SANDBOX_CAPS)
     check_container(f"{prefix}-postgres-server", {5432}, {"/run/secrets/postgres/password": 0o400})
 
@@ -315,6 +316,12 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, alert_receiver, 
     rto = _query(out["prometheus_url"], 'envvars_restore_check_rto_seconds{job="vault-restore-check"}')
     print(f"restore check in the dev stack: success {checked['value'][1]}, RTO {rto.get('value', ['', '?'])[1]} s")
     assert checked["value"][1] == "1", engine.containers.get(f"dev-stack-{s.name}-restore-check-agent").logs()[-2000:]
+    # Every `up` renewed the config-admin token and reported its expiry (one period, 768 h, from then).
+    admin = {}
+    _wait(lambda: admin.update(_query(out["prometheus_url"],
+                                      'vault_token_expiry_timestamp_seconds{token="config-admin"}')) or admin, 60)
+    assert 767 * 3600 < float(admin["value"][1]) - time.time() <= 768 * 3600, admin
+    assert "ok: the config-admin token alive" in ok.stdout and "left (period 32d 0h" in ok.stdout, ok.stdout
 
     prefix = f"dev-stack-{s.name}"
     for i in range(1, 4):

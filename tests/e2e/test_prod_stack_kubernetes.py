@@ -65,8 +65,8 @@ def test_statefulset_defaults(prod_up):
     sc = c.security_context
     assert sc.read_only_root_filesystem is True and sc.allow_privilege_escalation is False
     assert sc.capabilities.drop == ["ALL"]
-    assert c.resources.requests == {"cpu": "250m", "memory": "256Mi"}
-    assert c.resources.limits == {"cpu": "1", "memory": "512Mi"}
+    assert c.resources.requests == {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": "64Mi"}
+    assert c.resources.limits == {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "1Gi"}
     assert c.readiness_probe.http_get.path == "/v1/sys/health?standbyok=true&perfstandbyok=true"
     assert c.readiness_probe.http_get.scheme == "HTTPS"
     live = c.liveness_probe.http_get.path
@@ -197,3 +197,29 @@ def test_monitoring_objects(prod_up):
     cron = kclient.BatchV1Api(api).read_namespaced_cron_job("vault-snapshots", NS)
     cmd = cron.spec.job_template.spec.template.spec.containers[0].command
     assert cmd[cmd.index("--pushgateway") + 1] == f"http://pushgateway.{NS}.svc:9091"
+
+
+def test_the_namespace_enforces_restricted_pod_security_and_every_pod_passes(prod_up):
+    """The API server admits the pods of Vault's StatefulSet, the snapshot CronJob and the monitoring in
+    the `restricted` namespace (a server-side dry run of each template as a pod: nothing runs here) and
+    refuses a pod that asks for the host's network."""
+    _, api = prod_up
+    core, apps = kclient.CoreV1Api(api), kclient.AppsV1Api(api)
+    assert core.read_namespace(NS).metadata.labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    sts = apps.read_namespaced_stateful_set("vault", NS).spec
+    # The StatefulSet controller adds a volume per claim template: so does the dry run.
+    sts.template.spec.volumes += [kclient.V1Volume(name=t.metadata.name, persistent_volume_claim=(
+        kclient.V1PersistentVolumeClaimVolumeSource(claim_name=f"{t.metadata.name}-vault-0")))
+        for t in sts.volume_claim_templates]
+    templates = {"vault": sts.template.spec,
+                 "snapshots": kclient.BatchV1Api(api).read_namespaced_cron_job(
+                     "vault-snapshots", NS).spec.job_template.spec.template.spec}
+    templates.update({d.metadata.name: d.spec.template.spec for d in apps.list_namespaced_deployment(NS).items})
+    assert {"vault", "snapshots", "prometheus", "alertmanager", "pushgateway"} <= set(templates)
+    for name, spec in templates.items():
+        core.create_namespaced_pod(NS, {"metadata": {"name": f"psa-{name}"}, "spec": spec}, dry_run="All")
+    host = {"metadata": {"name": "psa-host"}, "spec": {"hostNetwork": True, "containers": [{
+        "name": "c", "image": "localhost/vault-envvars/openbao:2.7.2"}]}}
+    with pytest.raises(kclient.ApiException) as refused:
+        core.create_namespaced_pod(NS, host, dry_run="All")
+    assert refused.value.status == 403 and "violates PodSecurity" in refused.value.body

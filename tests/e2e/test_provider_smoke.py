@@ -10,6 +10,8 @@ import requests
 import yaml
 from pulumi import automation as auto
 
+from stacks.config import DEFAULT_BASE_IMAGE
+
 pytestmark = pytest.mark.e2e
 
 
@@ -41,7 +43,7 @@ def test_docker_container_over_http(throwaway_stack, toolchain):
     name = f"smoke-{secrets.token_hex(3)}"
     s = throwaway_stack("e2e/programs/docker_http")
     s.stack.set_config("name", auto.ConfigValue(name))
-    s.stack.set_config("image", auto.ConfigValue("localhost/vault-envvars/debian-python:bookworm-r2"))
+    s.stack.set_config("image", auto.ConfigValue(DEFAULT_BASE_IMAGE))
 
     url = s.up().outputs["url"].value
     r = requests.get(f"{url}/os-release", timeout=5)

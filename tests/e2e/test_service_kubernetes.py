@@ -10,6 +10,8 @@ from kubernetes import config as kconfig
 from pulumi import automation as auto
 
 from devkit.stacks import ThrowawayStack
+from service.executor.base import JobSpec
+from service.executor.kubernetes_backend import KubernetesBackend
 
 pytestmark = pytest.mark.e2e
 NS = "envvars-e2e"
@@ -43,9 +45,15 @@ def test_service_on_kubernetes(pulumi_backend, kube_apiserver):
         assert kclient.RbacAuthorizationV1Api(api).list_namespaced_role(NS).items == []
         isolation = kclient.NetworkingV1Api(api).read_namespaced_network_policy("job-isolation", "env-vars-jobs").spec
         assert isolation.pod_selector.match_labels is None and not isolation.ingress
+        # Default-deny egress: the program lists one CIDR, which never covers the metadata address.
+        assert isolation.policy_types == ["Ingress", "Egress"]
+        (rule,) = isolation.egress
+        assert rule.to[0].ip_block.cidr == "0.0.0.0/0" and rule.to[0].ip_block._except == ["169.254.169.254/32"]
+        assert {(p.protocol, p.port) for p in rule.ports} == {("TCP", 443), ("UDP", 443)}
+        _pod_security_is_enforced(api, pod)
         assert c.readiness_probe.http_get.path == "/readyz" and c.liveness_probe.http_get.path == "/healthz"
         assert c.security_context.read_only_root_filesystem is True and c.security_context.capabilities.drop == ["ALL"]
-        assert c.resources.limits == {"cpu": "1", "memory": "512Mi"}
+        assert c.resources.limits == {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "512Mi"}
         creds = next(v for v in pod.volumes if v.name == "credentials").secret
         assert creds.secret_name == "envvars-credentials" and creds.default_mode == 0o400
         spec_text = json.dumps(api.sanitize_for_serialization(dep))
@@ -61,3 +69,21 @@ def test_service_on_kubernetes(pulumi_backend, kube_apiserver):
         assert s.changes_of_second_up() == {}
     finally:
         s.destroy()
+
+
+def _pod_security_is_enforced(api, service_pod: kclient.V1PodSpec) -> None:
+    """The jobs' namespace is labelled `restricted` and the API server enforces it: a job pod as the
+    service makes it, and the service's own pod, are admitted (a server-side dry run: nothing is stored);
+    a pod that asks for privileges is refused."""
+    labels = kclient.CoreV1Api(api).read_namespace("env-vars-jobs").metadata.labels
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    core = kclient.CoreV1Api(api)
+    backend = KubernetesBackend("env-vars-jobs", "localhost/job:1", api_client=api)
+    job_pod = backend.manifest(JobSpec("psa-probe", ["true"], {}, 60)).spec.template.spec
+    for name, spec in (("job", job_pod), ("service", service_pod)):
+        core.create_namespaced_pod("env-vars-jobs", {"metadata": {"name": f"psa-{name}"}, "spec": spec}, dry_run="All")
+    privileged = {"metadata": {"name": "psa-privileged"}, "spec": {"containers": [{
+        "name": "c", "image": "localhost/job:1", "securityContext": {"privileged": True}}]}}
+    with pytest.raises(kclient.ApiException) as refused:
+        core.create_namespaced_pod("env-vars-jobs", privileged, dry_run="All")
+    assert refused.value.status == 403 and "violates PodSecurity" in refused.value.body

@@ -13,6 +13,7 @@ from pulumi import automation as auto
 
 from devkit.jwt_issuer import TestIssuer
 from devkit.stacks import ThrowawayStack
+from tests.service.conftest import vault_login_token
 
 pytestmark = pytest.mark.integration
 PROGRAM = "integration/programs/vault_config"
@@ -58,9 +59,10 @@ def _root(server) -> hvac.Client:
     return hvac.Client(url=server.address, token=server.token, verify=server.verify)
 
 
-def _user(server, issuer, sub: str) -> hvac.Client:
+def _user(server, outputs, sub: str) -> hvac.Client:
+    """A user's Vault session, logged in as the service logs users in (its login key)."""
     c = hvac.Client(url=server.address, verify=server.verify)
-    c.auth.jwt.jwt_login(role="user", jwt=issuer.token(sub), path="jwt")
+    c.auth.jwt.jwt_login(role="user", jwt=vault_login_token(outputs, sub), path="jwt")
     return c
 
 
@@ -115,7 +117,7 @@ def test_secret_id_is_not_in_plain_text_in_state(configured_dev):
 # --- users ------------------------------------------------------------------------------------------
 
 def test_user_manages_only_own_env_vars(configured_dev, bao_dev_server, issuer):
-    alice, bob = _user(bao_dev_server, issuer, "alice"), _user(bao_dev_server, issuer, "bob")
+    alice, bob = _user(bao_dev_server, configured_dev[1], "alice"), _user(bao_dev_server, configured_dev[1], "bob")
     path = f"users/alice/{secrets.token_hex(4)}"
     _kv(alice).create_or_update_secret(path=path, secret={"value": "a1"}, mount_point="secret")
     assert _kv(alice).read_secret_version(path=path, mount_point="secret",
@@ -155,24 +157,42 @@ def _has_keys(c, path) -> bool:
         return False
 
 
-@pytest.mark.parametrize("case", ["wrong audience", "expired", "wrong key", "wrong issuer"])
+def test_the_service_login_key_is_not_in_plain_text_in_state(configured_dev):
+    s, outputs = configured_dev
+    assert "PRIVATE KEY" in outputs["service_login_key"]
+    assert s.stored_text_contains(outputs["service_login_key"].splitlines()[1]) is False
+
+
+@pytest.mark.parametrize("case", ["the identity provider's own token", "a case variant from the identity provider",
+                                  "wrong audience", "expired", "wrong key", "wrong issuer"])
 def test_bad_user_tokens_are_refused(configured_dev, bao_dev_server, issuer, case):
+    """Vault's user role takes only the service's login tokens: a token the identity provider signed
+    (the one the stack names as the users' key source, with its audience) logs in nowhere."""
+    _, outputs = configured_dev
     token = {
-        "wrong audience": lambda: issuer.token("alice", audience="someone-else"),
-        "expired": lambda: issuer.token("alice", ttl=-120),
-        "wrong key": lambda: issuer.token("alice", key=TestIssuer.other_key()),
-        "wrong issuer": lambda: issuer.token("alice", iss="https://evil.test.invalid"),
+        "the identity provider's own token": lambda: issuer.token("alice"),
+        "a case variant from the identity provider": lambda: issuer.token("ALICE"),
+        "wrong audience": lambda: vault_login_token(outputs, "alice", aud=issuer.audience),
+        "expired": lambda: vault_login_token(outputs, "alice", exp=int(time.time()) - 120),
+        "wrong key": lambda: vault_login_token({"service_login_key": _other_es256_key()}, "alice"),
+        "wrong issuer": lambda: vault_login_token(outputs, "alice", iss=issuer.iss),
     }[case]()
     c = hvac.Client(url=bao_dev_server.address)
     with pytest.raises((InvalidRequest, Forbidden)):
         c.auth.jwt.jwt_login(role="user", jwt=token, path="jwt")
 
 
+def _other_es256_key() -> str:
+    from infra.providers.tls import make_signing_key
+
+    return make_signing_key()["key_pem"]
+
+
 # --- executor ---------------------------------------------------------------------------------------
 
 def test_executor_reads_any_user_and_writes_nothing(configured_dev, bao_dev_server, issuer):
     _, outputs = configured_dev
-    alice = _user(bao_dev_server, issuer, "alice")
+    alice = _user(bao_dev_server, configured_dev[1], "alice")
     path = f"users/alice/{secrets.token_hex(4)}"
     _kv(alice).create_or_update_secret(path=path, secret={"value": "for the job"}, mount_point="secret")
 
@@ -267,7 +287,7 @@ CAPABILITIES = {
 @pytest.mark.parametrize("policy", sorted(CAPABILITIES))
 def test_capabilities_matrix(configured_dev, bao_dev_server, issuer, policy):
     if policy == "user(alice)":
-        client = _user(bao_dev_server, issuer, "alice")
+        client = _user(bao_dev_server, configured_dev[1], "alice")
     else:
         token = _root(bao_dev_server).auth.token.create(policies=[policy], ttl="5m")
         client = hvac.Client(url=bao_dev_server.address, token=token["auth"]["client_token"])
@@ -287,7 +307,7 @@ def test_no_policy_grants_everything(configured_dev, bao_dev_server):
 
 def test_audit_logs_every_request_and_never_a_value(configured_dev, bao_dev_server, issuer):
     canary = f"canary-{secrets.token_hex(12)}"
-    alice = _user(bao_dev_server, issuer, "alice")
+    alice = _user(bao_dev_server, configured_dev[1], "alice")
     path = f"users/alice/audit-{secrets.token_hex(4)}"
     _kv(alice).create_or_update_secret(path=path, secret={"value": canary}, mount_point="secret")
     _kv(alice).read_secret_version(path=path, mount_point="secret", raise_on_deleted_version=True)

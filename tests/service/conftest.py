@@ -12,6 +12,7 @@ from devkit.jwt_issuer import TestIssuer
 from devkit.postgres import remove, start_postgres
 from devkit.stacks import ThrowawayStack
 from devkit.vault_servers import start_dev_server
+from infra.providers.tls import make_signing_key
 from service.app import create_app
 from service.settings import Settings
 
@@ -66,10 +67,21 @@ def postgres():
     remove(server)
 
 
+def _secret_file(path, content: str) -> str:
+    if path.exists():
+        path.chmod(0o600)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400), "w") as f:
+        f.write(content)
+    path.chmod(0o400)
+    return str(path)
+
+
 def settings_for(server, outputs, issuer, database_url: str, tmp_path, **extra) -> Settings:
-    secret_file = tmp_path / "approle-secret-id"
-    with open(os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400), "w") as f:
-        f.write(outputs["executor_secret_id"])
+    """Writes the AppRole secret id and the Vault login key (0400 files in tmp_path); stack outputs
+    without a login key (a server the project did not configure) get a key of their own."""
+    secret_file = _secret_file(tmp_path / "approle-secret-id", outputs["executor_secret_id"])
+    login_key = _secret_file(tmp_path / "vault-login-key",
+                             outputs.get("service_login_key") or make_signing_key()["key_pem"])
     env = {
         "ENVVARS_VAULT_ADDR": server.address,
         "ENVVARS_OIDC_ISSUER": issuer.iss,
@@ -77,7 +89,8 @@ def settings_for(server, outputs, issuer, database_url: str, tmp_path, **extra) 
         "ENVVARS_OIDC_JWKS_URL": issuer.jwks_url,
         "ENVVARS_DATABASE_URL": database_url,
         "ENVVARS_APPROLE_ROLE_ID": outputs["executor_role_id"],
-        "ENVVARS_APPROLE_SECRET_ID_FILE": str(secret_file),
+        "ENVVARS_APPROLE_SECRET_ID_FILE": secret_file,
+        "ENVVARS_VAULT_LOGIN_KEY_FILE": login_key,
         **{f"ENVVARS_{k.upper()}": str(v) for k, v in extra.items()},
     }
     return Settings.from_env(env)
@@ -86,14 +99,14 @@ def settings_for(server, outputs, issuer, database_url: str, tmp_path, **extra) 
 def process_env(server, outputs, issuer, tmp_path, **extra) -> dict:
     """The ENVVARS_* settings of a `python -m service` process on this Vault (SQLite in tmp_path unless
     `extra` says otherwise), its secrets in 0400 files."""
-    settings_for(server, outputs, issuer, "", tmp_path)  # writes the AppRole secret id file (0400)
+    settings_for(server, outputs, issuer, "", tmp_path)  # writes the secret id and login key files (0400)
     key_file = tmp_path / "session-key"
     key_file.write_text(secrets.token_urlsafe(32))
     key_file.chmod(0o400)
     return {"ENVVARS_VAULT_ADDR": server.address, "ENVVARS_OIDC_ISSUER": issuer.iss,
             "ENVVARS_OIDC_JWKS_URL": issuer.jwks_url, "ENVVARS_APPROLE_ROLE_ID": outputs["executor_role_id"],
             "ENVVARS_APPROLE_SECRET_ID_FILE": str(tmp_path / "approle-secret-id"),
-            "ENVVARS_SESSION_KEY_FILE": str(key_file),
+            "ENVVARS_SESSION_KEY_FILE": str(key_file), "ENVVARS_VAULT_LOGIN_KEY_FILE": str(tmp_path / "vault-login-key"),
             "ENVVARS_DATABASE_URL": f"sqlite:///{tmp_path}/envvars.db", **extra}
 
 
@@ -124,6 +137,20 @@ def make_client(service_vault, issuer, tmp_path):
 @pytest.fixture
 def client(make_client):
     return make_client()
+
+
+def vault_login_token(outputs, user: str, **claims) -> str:
+    """A login token for Vault's user role as the service signs it (for tests that reach Vault directly);
+    `claims` override the service's (an audience, an expiry...)."""
+    import time
+
+    import jwt
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    now = int(time.time())
+    body = {"iss": "vault-envvars-service", "aud": "vault-envvars:user-role", "sub": user, "iat": now, "nbf": now,
+            "exp": now + 60, **claims}
+    return jwt.encode(body, load_pem_private_key(outputs["service_login_key"].encode(), None), algorithm="ES256")
 
 
 def bearer(issuer: TestIssuer, user: str) -> dict:

@@ -24,7 +24,7 @@ from devkit.postgres import remove, require_passwords, start_postgres
 from devkit.service_process import start_service, wait_execution
 from devkit.stacks import ThrowawayStack
 from devkit.vault_servers import start_dev_server
-from tests.service.conftest import app_clients, bearer, process_env, wait_finished
+from tests.service.conftest import app_clients, bearer, process_env, vault_login_token, wait_finished
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -215,16 +215,16 @@ def test_grant_is_vaults_decision(dyn_client, jobs_db, issuer, dynamic_vault):
     assert refused.status_code == 403 and "reader" in refused.json()["detail"], refused.text
     nobody = _declare(dyn_client, alice, jobs_db.port, name="NOBODY", role="nobody")
     assert nobody.status_code == 403 and "nobody" in nobody.json()["detail"], nobody.text
-    # Vault itself refuses bob: his own token cannot read the creds path.
-    server, _ = dynamic_vault
+    # Vault itself refuses bob: his own Vault token (from a login token as the service signs it) cannot read
+    # the creds path.
+    server, outputs = dynamic_vault
     login = requests.post(f"{server.address}/v1/auth/jwt/login",
-                          json={"role": "user", "jwt": issuer.token("bob")}, timeout=10).json()["auth"]
+                          json={"role": "user", "jwt": vault_login_token(outputs, "bob")}, timeout=10).json()["auth"]
     r = requests.get(f"{server.address}/v1/database/creds/reader",
                      headers={"X-Vault-Token": login["client_token"]}, timeout=10)
     assert r.status_code == 403
     # The executor's own capability revokes this engine's leases by id, and nothing else: not through the body,
     # not by prefix, not another engine's; and it cannot mint.
-    _, outputs = dynamic_vault
     executor = hvac.Client(url=server.address)
     executor.auth.approle.login(role_id=outputs["executor_role_id"], secret_id=outputs["executor_secret_id"])
     xh = {"X-Vault-Token": executor.token}

@@ -10,10 +10,11 @@ pytestmark = pytest.mark.integration
 
 def test_python_m_service_serves_the_api(service_vault, issuer, tmp_path):
     server, outputs = service_vault
-    settings_for(server, outputs, issuer, "", tmp_path)  # writes the AppRole secret id file
+    settings_for(server, outputs, issuer, "", tmp_path)  # writes the AppRole secret id and login key files
     env = {"ENVVARS_VAULT_ADDR": server.address, "ENVVARS_OIDC_ISSUER": issuer.iss,
            "ENVVARS_OIDC_JWKS_URL": issuer.jwks_url, "ENVVARS_APPROLE_ROLE_ID": outputs["executor_role_id"],
-           "ENVVARS_APPROLE_SECRET_ID_FILE": str(tmp_path / "approle-secret-id")}
+           "ENVVARS_APPROLE_SECRET_ID_FILE": str(tmp_path / "approle-secret-id"),
+           "ENVVARS_VAULT_LOGIN_KEY_FILE": str(tmp_path / "vault-login-key")}
     # Started in an empty folder: the SQLite default lands in the working directory.
     proc, base = start_service(env, str(tmp_path), str(tmp_path / "service.log"))
     try:

@@ -17,6 +17,7 @@ from service.db import EnvVar
 from service.executor.base import JobSpec
 from service.executor.docker_backend import DockerBackend
 from service.executor.kubernetes_backend import KubernetesBackend
+from stacks.config import DEFAULT_BASE_IMAGE
 from tests.service.conftest import bearer, configured_vault, settings_for, wait_finished
 
 pytestmark = pytest.mark.integration
@@ -133,7 +134,7 @@ PRINT = ("import hashlib,os\nfor k in sorted(os.environ):\n    print(k, hashlib.
 def test_docker_backend_injects_byte_exact_and_removes_the_container(toolchain):
     import docker
 
-    backend = DockerBackend("localhost/vault-envvars/debian-python:bookworm-r2", toolchain["docker_host"])
+    backend = DockerBackend(DEFAULT_BASE_IMAGE, toolchain["docker_host"])
     result = backend.run(JobSpec("dockertest1", ["python3", "-c", PRINT], dict(VALUES), 60), threading.Event())
     assert result.exit_code == 0, result.output
     out = result.output.decode()

@@ -7,6 +7,7 @@ import secrets
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 
 import docker
@@ -14,6 +15,7 @@ import pytest
 import requests
 
 from devkit.service_process import start_service, wait_execution
+from infra.providers.tls import make_signing_key
 from tests.service.conftest import bearer, process_env, wait_finished
 
 pytestmark = pytest.mark.integration
@@ -43,7 +45,7 @@ def mem():
         return m.read(64)
 attempt("memory of the service", mem)
 attempt("files of the service through its /proc root", lambda: os.listdir(f"/proc/{t['service_pid']}/root/"))
-for key in ("secret_id_file", "session_key_file", "database_file"):
+for key in ("secret_id_file", "session_key_file", "login_key_file", "database_file"):
     attempt(key, lambda: read(t[key]))
 attempt("the service's code", lambda: os.listdir(t["code_dir"]))
 def tamper():
@@ -63,6 +65,13 @@ def approle():
     r = urllib.request.urlopen(urllib.request.Request(t["vault"] + "/v1/auth/approle/login", body, method="POST"), timeout=5)
     return r.read()
 attempt("AppRole login with what a job could find", approle)
+def jwt_login(token):
+    body = json.dumps({"role": "user", "jwt": token}).encode()
+    request = urllib.request.Request(t["vault"] + "/v1/auth/jwt/login", body, method="POST")
+    return urllib.request.urlopen(request, timeout=5).read()
+# Tokens a job may hold: its user's own, and one the identity provider issued to a case variant of bob.
+attempt("Vault login with the user's own token", lambda: jwt_login(t["own_token"]))
+attempt("Vault login as a case variant of bob", lambda: jwt_login(t["case_variant_token"]))
 attempt("list every user's values without a token",
         lambda: urllib.request.urlopen(t["vault"] + "/v1/secret/metadata/users?list=true", timeout=5).read())
 print(json.dumps(got))
@@ -106,12 +115,15 @@ def _attack(service_vault, issuer, tmp_path, destructive=True, **extra) -> tuple
         targets = {"service_pid": proc.pid, "secret_id_file": env["ENVVARS_APPROLE_SECRET_ID_FILE"],
                    "session_key_file": env["ENVVARS_SESSION_KEY_FILE"], "database_file": f"{tmp_path}/envvars.db",
                    "code_dir": os.path.join(REPO_ROOT, "service"), "bob_job_pid": bob_job_pid,
-                   "vault": server.address, "role_id": outputs["executor_role_id"], "destructive": destructive}
+                   "vault": server.address, "role_id": outputs["executor_role_id"], "destructive": destructive,
+                   "login_key_file": env["ENVVARS_VAULT_LOGIN_KEY_FILE"],
+                   "own_token": issuer.token("attacker-alice"), "case_variant_token": issuer.token("VICTIM-BOB")}
         attack = wait_execution(base, alice, _run(base, alice, ["python3", "-c", ATTACK, json.dumps(targets)])["id"])
         assert attack["status"] == "succeeded", (attack["exit_code"], attack["error"], attack["output"][-3000:])
         bob_done = wait_execution(base, bob, bob_run["id"])
         assert proc.poll() is None  # the service survived
-        must_not_see = [bob_value, outputs["executor_secret_id"], open(env["ENVVARS_SESSION_KEY_FILE"]).read()]
+        must_not_see = [bob_value, outputs["executor_secret_id"], open(env["ENVVARS_SESSION_KEY_FILE"]).read(),
+                        outputs["service_login_key"].splitlines()[1]]
         return json.loads(attack["output"]), attack["output"], bob_done, must_not_see
     finally:
         proc.terminate()
@@ -126,6 +138,9 @@ def test_a_job_reaches_nothing_of_the_service_or_other_jobs(service_vault, issue
     report, output, bob_done, must_not_see = _attack(service_vault, issuer, tmp_path, **BACKENDS[backend])
     # Its sandbox's (or container's) init and itself, nothing else.
     assert set(report.pop("visible pids")) <= {1, report.pop("own pid")}, report
+    if backend == "subprocess":  # it shares the network: Vault itself answered, and refused both tokens
+        for route in ("Vault login with the user's own token", "Vault login as a case variant of bob"):
+            assert report[route] == "denied HTTPError", (route, report[route])
     leaked = {route: outcome for route, outcome in report.items() if not outcome.startswith("denied")}
     assert leaked == {}, json.dumps(report, indent=1)
     for secret in must_not_see:
@@ -142,6 +157,7 @@ def test_without_the_sandbox_the_same_attack_gets_the_credentials(service_vault,
                                               ENVVARS_UNSAFE_UNSANDBOXED_JOBS="true")
     assert len(report["visible pids"]) > 3 and report["environ of the service"].startswith("GOT")
     assert report["AppRole login with what a job could find"].startswith("GOT")
+    assert report["login_key_file"].startswith("GOT")
     assert must_not_see[1] in output
     assert "UNSANDBOXED_JOBS" in open(tmp_path / "service.log").read()
 
@@ -200,13 +216,19 @@ def test_the_service_refuses_to_start_without_its_sandbox(service_vault, issuer)
     """`python -m service` run by a user that cannot switch to the jobs' uids (not root, no CAP_SETUID)
     exits at once, before touching its database, saying why and what to change."""
     server, _ = service_vault
+    # A throwaway login key that user can read: the settings are read after the switch.
+    key = tempfile.NamedTemporaryFile("w", suffix=".pem")
+    key.write(make_signing_key()["key_pem"])
+    key.flush()
+    os.chmod(key.name, 0o444)
     env = {"ENVVARS_VAULT_ADDR": server.address, "ENVVARS_OIDC_ISSUER": issuer.iss,
-           "ENVVARS_OIDC_JWKS_URL": issuer.jwks_url}
+           "ENVVARS_OIDC_JWKS_URL": issuer.jwks_url, "ENVVARS_VAULT_LOGIN_KEY_FILE": key.name}
     # Everything is imported first: the interpreter's own files may not be readable by that user.
     drop = ("import os, sys, uvicorn, service.__main__ as m, service.app; "
             "os.setgroups([]); os.setgid(65534); os.setuid(65534); sys.exit(m.main([]))")
     r = subprocess.run([sys.executable, "-c", drop], cwd=REPO_ROOT, env={**os.environ, **env},
                        capture_output=True, text=True, timeout=60)
+    key.close()
     assert r.returncode == 2, r.stderr[-2000:]
     assert "cannot start jobs as uid 200000" in r.stderr and "CAP_SETUID" in r.stderr, r.stderr
 

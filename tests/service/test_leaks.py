@@ -113,10 +113,13 @@ def test_secrets_the_job_minted_are_found_masked_recorded_counted_and_shown(clie
     assert stored and not any(s.strip()[:20] in stored for s in secrets_.values())
 
 
-def test_a_leaked_registered_value_marks_its_env_var_and_blocks_a_same_version_rerun(client, issuer):
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_leaked_registered_value_marks_its_env_var_and_blocks_a_same_version_rerun(make_client, issuer, postgres,
+                                                                                    database):
+    client = make_client(postgres.url if database == "postgresql" else "")
     rnd = random.Random(RANDOM_SEED)  # the same synthetic secrets every run (checked to be detectable)
     value = "tok-" + _rand(rnd, 36, ALNUM + "-_")  # 40 characters: its base64 is not aligned on 3 bytes
-    alice = bearer(issuer, "leak-carol")
+    alice = bearer(issuer, f"leak-carol-{database}")
     ev = _create(client, alice, "DEPLOY_TOKEN", value)
     # Forms redaction misses: base64 split over two writes, JSON inside base64, reversed; and a suffix
     # (redacted: the value is whole).
@@ -155,7 +158,7 @@ def test_a_leaked_registered_value_marks_its_env_var_and_blocks_a_same_version_r
     assert again.status_code == 409 and "version 1 of env var DEPLOY_TOKEN is compromised" in again.json()["detail"]
     latest = client.post(f"/api/v2/execution/{run['id']}/rerun", json={"versions": "latest"}, headers=alice)
     assert latest.status_code == 202
-    assert client.get(f"{API}/compromised", headers=bearer(issuer, "leak-dave")).json()["items"] == []
+    assert client.get(f"{API}/compromised", headers=bearer(issuer, f"leak-dave-{database}")).json()["items"] == []
 
 
 def test_a_value_of_another_env_var_is_matched_by_hash_and_a_dismissal_allowlists_it(client, issuer):

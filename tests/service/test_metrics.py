@@ -16,7 +16,7 @@ from devkit import procs
 from devkit.net import free_port
 from devkit.vault_servers import VaultServer
 from infra import vault_ops
-from infra.providers.tls import make_bundle
+from infra.providers.tls import make_bundle, make_signing_key
 from service.app import create_app
 from service.auth import AUTH_FAILURE_REASONS
 from tests.service.conftest import bearer, settings_for, wait_finished
@@ -72,11 +72,12 @@ def bearer_for(issuer, user: str, audience: str) -> dict:
     return {"Authorization": f"Bearer {issuer.token(user, audience=audience)}"}
 
 
-def test_a_token_vault_refuses_is_counted_as_a_vault_login_refusal(make_client, issuer):
-    # The service accepts this audience, Vault's JWT role (bound to the issuer's audience) does not.
-    client = make_client(oidc_audience="service-only-audience")
-    r = client.post(API, json={"name": "REFUSED", "value": "x"},
-                    headers=bearer_for(issuer, "refused-alice", audience="service-only-audience"))
+def test_a_token_vault_refuses_is_counted_as_a_vault_login_refusal(make_client, issuer, tmp_path):
+    # The service accepts the user's token but signs its Vault login with a key Vault does not trust.
+    other_key = tmp_path / "other-login-key"
+    other_key.write_text(make_signing_key()["key_pem"])
+    client = make_client(vault_login_key_file=str(other_key))
+    r = client.post(API, json={"name": "REFUSED", "value": "x"}, headers=bearer(issuer, "refused-alice"))
     assert r.status_code == 403, r.text
     _, samples = scrape(client)
     assert sample(samples, "envvars_auth_failures_total", reason="vault_login_refused") == 1.0

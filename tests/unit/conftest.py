@@ -74,13 +74,19 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["image_id"] = "sha256:mock"
         if args.typ.endswith("tls:TlsBundle"):
             outputs.update(ca_pem="CA-PEM", cert_pem="CERT-PEM", key_pem="PRIVATE-KEY-PEM")
+        if args.typ.endswith("tls:SigningKey"):
+            outputs.update(public_pem="SIGNING-PUBLIC-PEM", key_pem="SIGNING-PRIVATE-KEY-PEM")
         if args.typ.endswith("random:FreePort"):
             outputs["port"] = 18080
         if args.typ.endswith("random:RandomSecret"):
             outputs["result"] = args.inputs.get("prefix", "") + "x" * int(args.inputs["length"])
+        if args.typ.endswith("random:RandomKey"):
+            outputs["hex"] = "ab" * int(args.inputs["bytes"])
         if args.typ.endswith("vault:Bootstrap"):
-            outputs.update(unseal_keys=["unseal-key-mock"] * int(args.inputs["key_shares"]), root_token="root-mock",
-                           admin_token="admin-token-mock")
+            auto = args.inputs.get("seal_type", "shamir") != "shamir"
+            shares = ["share-mock"] * int(args.inputs["key_shares"])
+            outputs.update(unseal_keys=[] if auto else shares, recovery_keys=shares if auto else [],
+                           root_token="root-mock", admin_token="admin-token-mock")
         return outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):

@@ -75,12 +75,23 @@ def test_dev_raft_stack_sends_snapshots_and_the_database_to_the_bucket(mocks):
     assert image.inputs["dockerfile"] == "infra/restore_check.Dockerfile"
 
 
-@pytest.mark.parametrize("mocks", [{"backupBucket": "team-backups"}], indirect=True)
-def test_the_prod_stack_refuses_a_bucket_it_cannot_use_yet(mocks):
-    from stacks.config import ProdConfig
-
-    with pytest.raises(ConfigError, match=re.escape("vault-envvars:backupBucket is not supported by the prod stack")):
-        ProdConfig.load()
+@pytest.mark.parametrize("mocks", [{**{k: v for k, v in BUCKET.items() if k not in ("vaultMode", "backupNetwork")},
+                                    "renderDir": "/tmp/unused"}], indirect=True)
+def test_the_prod_snapshot_cronjob_uploads_to_the_bucket(mocks):
+    run(lambda: deploy("prod"))
+    pod = mocks.named("vault-snapshots-cronjob").inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    cmd = container["command"]
+    assert cmd[cmd.index("--store-config") + 1] == "/agent/store.json"
+    assert cmd[cmd.index("--key-file") + 1] == "/store/backup.key"
+    assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "--tier"] == ["3600:6", "604800:4"]
+    assert container["image"] == "localhost/vault-envvars/service:latest"  # boto3 and cryptography
+    assert {"name": "store", "mountPath": "/store", "readOnly": True} in container["volumeMounts"]
+    secret = mocks.named("vault-snapshots-store")
+    assert "string_data" in secret.secret_inputs or "stringData" in secret.secret_inputs
+    data = mocks.named("vault-snapshots-agent").inputs["data"]
+    assert json.loads(data["store.json"])["ca_file"] == "/agent/store-ca.pem" and "backup_store.py" in data
+    assert KEY not in json.dumps(data) and "secret-key-mock" not in json.dumps(data)
 
 
 @pytest.mark.parametrize("mocks,message", [

@@ -5,8 +5,9 @@ import pytest
 
 from infra.providers.vault_bootstrap import VaultBootstrap
 from infra.vault_dev_server import VaultDevServer, VaultDevServerArgs
-from infra.vault_k8s import ContainerResources, TlsSecretArgs, TransitSealArgs, VaultKubernetes, VaultKubernetesArgs
+from infra.vault_k8s import ContainerResources, TlsSecretArgs, VaultKubernetes, VaultKubernetesArgs
 from infra.vault_raft_docker import VaultRaftDocker, VaultRaftDockerArgs
+from infra.vault_seal import StaticSealArgs, TransitSealArgs
 from infra.vault_snapshots_docker import VaultSnapshotsDocker, VaultSnapshotsDockerArgs
 from tests.unit.conftest import run
 
@@ -40,7 +41,7 @@ def test_statefulset_defaults(mocks):
     assert "sealedcode=200" in c["livenessProbe"]["httpGet"]["path"]
     assert "sealedcode" not in c["readinessProbe"]["httpGet"]["path"]
     assert c["lifecycle"]["preStop"]["exec"]["command"][-1] == "sleep 5"
-    assert c["resources"]["limits"] == {"cpu": "1", "memory": "512Mi"}
+    assert c["resources"]["limits"] == {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "1Gi"}
     assert not any(e["name"].endswith("_TOKEN") for e in c["env"])  # Shamir: no transit token
     assert "storageClassName" not in spec["volumeClaimTemplates"][0]["spec"]
     # Never awaited: its pods turn Ready once unsealed, which only the bootstrap, after it, does; so with
@@ -60,8 +61,8 @@ def test_statefulset_defaults(mocks):
 
 def test_settings_take_effect(mocks):
     run(lambda: _k8s(replicas=5, storage_class="fast", skip_await=True, flavor="vault",
-                     transit_seal=TransitSealArgs(address="https://transit:8200", key_name="unseal",
-                                                  token_secret_name="transit-token"),
+                     seal=TransitSealArgs(address="https://transit:8200", key_name="unseal",
+                                          token_secret_name="transit-token", ca_secret_name="transit-ca"),
                      resources=ContainerResources(cpu_request="1", memory_request="1Gi", cpu_limit="2",
                                                   memory_limit="2Gi"),
                      client_namespaces=["apps"]))
@@ -70,12 +71,15 @@ def test_settings_take_effect(mocks):
     assert spec["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "fast"
     (c,) = spec["template"]["spec"]["containers"]
     assert c["command"][0] == "vault"
-    assert c["resources"] == {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
+    assert c["resources"] == {"requests": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "64Mi"},
+                              "limits": {"cpu": "2", "memory": "2Gi", "ephemeral-storage": "1Gi"}}
     token_env = [e for e in c["env"] if e["name"] in ("BAO_TOKEN", "VAULT_TOKEN")]
     assert all(e["valueFrom"]["secretKeyRef"] == {"name": "transit-token", "key": "token"} for e in token_env)
     assert len(token_env) == 2
     config = mocks.named("vault-config").inputs["data"]["server.hcl"]
     assert 'seal "transit"' in config and 'key_name = "unseal"' in config
+    assert 'tls_ca_cert = "/bao/seal-ca/ca.pem"' in config and "token" not in config.split('seal "transit"')[1]
+    assert {"name": "seal-ca", "mountPath": "/bao/seal-ca", "readOnly": True} in c["volumeMounts"]
     assert 'audit "file"' not in config  # HashiCorp Vault: audit devices through the API
     assert mocks.named("vault-svc-vault-active").inputs["spec"]["selector"]["vault-active"] == "true"
     assert "https://vault-4.vault-internal:8200" in config
@@ -138,12 +142,38 @@ def test_bootstrap_outputs_are_secret(mocks):
 
     def program():
         b = VaultBootstrap("b", node_addresses=["https://a"], admin_policy="p", revoke_root=False)
-        outputs = {"unseal_keys": b.unseal_keys, "root_token": b.root_token, "admin_token": b.admin_token}
+        outputs = {"unseal_keys": b.unseal_keys, "recovery_keys": b.recovery_keys, "root_token": b.root_token,
+                   "admin_token": b.admin_token}
         return pulumi.Output.all(*[pulumi.Output.from_input(o.is_secret()).apply(
             lambda s, k=k: flags.__setitem__(k, s)) for k, o in outputs.items()])
 
     run(program)
-    assert flags == {"unseal_keys": True, "root_token": True, "admin_token": True}
+    assert flags == {"unseal_keys": True, "recovery_keys": True, "root_token": True, "admin_token": True}
+
+
+def test_static_seal_generated_key_is_a_secret_mounted_read_only(mocks):
+    run(lambda: _k8s(seal=StaticSealArgs(), generate_static_key=True))
+    config = mocks.named("vault-config").inputs["data"]["server.hcl"]
+    assert 'seal "static" {\n  current_key_id = "1"\n  current_key = "file:///bao/seal/key"\n}' in config
+    assert "previous_key" not in config
+    pod = _sts(mocks)["template"]["spec"]
+    assert {"name": "seal", "secret": {"secretName": "vault-seal-key", "defaultMode": 0o440}} in pod["volumes"]
+    assert {"name": "seal", "mountPath": "/bao/seal", "readOnly": True} in pod["containers"][0]["volumeMounts"]
+    assert not any(e["name"].endswith("_TOKEN") for e in pod["containers"][0]["env"])
+    (key,) = mocks.of_type("random:RandomKey")
+    assert key.inputs["bytes"] == 32
+    secret = mocks.named("vault-seal-key").inputs
+    assert secret["metadata"]["name"] == "vault-seal-key" and secret["stringData"]["key"] == "ab" * 32
+
+
+def test_static_seal_from_the_operators_secret_with_a_previous_key(mocks):
+    run(lambda: _k8s(seal=StaticSealArgs(secret_name="corp-seal", key_id="2024-06", previous_key_id="2023-01")))
+    config = mocks.named("vault-config").inputs["data"]["server.hcl"]
+    assert 'current_key_id = "2024-06"' in config and 'previous_key_id = "2023-01"' in config
+    assert 'previous_key = "file:///bao/seal/previous-key"' in config
+    assert mocks.of_type("random:RandomKey") == [] and not [r for r in mocks.resources if r.name == "vault-seal-key"]
+    pod = _sts(mocks)["template"]["spec"]
+    assert {"name": "seal", "secret": {"secretName": "corp-seal", "defaultMode": 0o440}} in pod["volumes"]
 
 
 def test_kubernetes_cluster_makes_its_certificate_for_its_own_names(mocks):

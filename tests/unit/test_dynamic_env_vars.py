@@ -79,7 +79,7 @@ def test_engine_roles_grants_and_job_token_role(mocks):
 
     def program():
         VaultConfiguration("vault", VaultConfigurationArgs(
-            connection=conn, jwt=JwtAuthArgs(bound_audiences=["env-vars"], jwks_url="https://idp/keys"),
+            connection=conn, jwt=JwtAuthArgs(),
             database=database_args(settings.database, conn)))
     run(program)
     mount = mocks.named("vault-database-mount").inputs

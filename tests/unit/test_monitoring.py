@@ -18,6 +18,7 @@ from infra.vault_k8s import VaultKubernetes, VaultKubernetesArgs
 from stacks import deploy
 from stacks.config import ConfigError, DevConfig, ProdConfig
 from tests.unit.conftest import run
+from tools.versions import toolchain_versions
 
 pytestmark = pytest.mark.unit
 CONTRACT_JOBS = ["vault", "envvars-service", "vault-snapshots", "prometheus", "alertmanager"]
@@ -105,7 +106,8 @@ def test_docker_monitoring(mocks):
     # The webhook URL may carry a token: the Alertmanager's files are a secret (encrypted in the state).
     assert "files" in mocks.named("mon-alertmanager").secret_inputs
     assert "http://hook:1/" not in str(am["command"]) + str(am["env"]) + str(am["labels"])
-    assert containers["mon-pushgateway"]["ports"] == []  # reached on the network only
+    # On the network (the snapshot agent) and on 127.0.0.1 (`up` reports the config-admin token's expiry).
+    assert containers["mon-pushgateway"]["ports"] == [{"internal": 9091, "external": 0}]
     assert len(mocks.of_type("docker:Volume")) == 6
     assert [n.inputs["name"] for n in mocks.of_type("docker:Network")] == ["vault-envvars-dev-mon-net"]
 
@@ -187,7 +189,7 @@ def test_monitoring_settings_defaults(mocks):
     mon = DevConfig.load().monitoring
     assert (mon.enabled, mon.webhook_url, mon.interval_seconds, mon.retention) == (True, "", 10, "15d")
     assert (mon.prometheus_host_port, mon.alertmanager_host_port) == (0, 0)
-    assert mon.image == "localhost/vault-envvars/monitoring:bookworm-r1"
+    assert mon.image == toolchain_versions()["DEFAULT_MONITORING_IMAGE"] == "localhost/vault-envvars/monitoring:bookworm-r1"
 
 
 @pytest.mark.parametrize("mocks,message", [

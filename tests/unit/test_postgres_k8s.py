@@ -28,7 +28,8 @@ def _pod(mocks) -> dict:
 def test_one_hardened_pod_on_a_claim(mocks):
     run(_pg)
     spec = mocks.named("db-sts").inputs["spec"]
-    assert spec["replicas"] == 1 and spec["serviceName"] == "postgres"
+    assert spec["replicas"] == 1 and spec["serviceName"] == "postgres-headless"
+    assert mocks.named("db-headless").inputs["spec"]["clusterIP"] == "None"
     (claim,) = spec["volumeClaimTemplates"]
     assert claim["spec"]["storageClassName"] == "local-path"
     assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
@@ -64,7 +65,7 @@ def test_one_hardened_pod_on_a_claim(mocks):
 def test_only_the_service_pods_may_connect(mocks):
     run(_pg)
     policy = mocks.named("db-netpol").inputs["spec"]
-    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"] and policy["egress"] == []  # it opens no connection
     assert policy["podSelector"]["matchLabels"] == mocks.named("db-sts").inputs["spec"]["selector"]["matchLabels"]
     (rule,) = policy["ingress"]
     assert rule == {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "envvars"}}}],

@@ -1,5 +1,8 @@
 """The service's pure logic, no server: output redaction, env var names, settings from the environment."""
+import atexit
 import datetime
+import os
+import tempfile
 
 import pytest
 
@@ -103,8 +106,12 @@ def test_names_that_change_how_a_job_runs_are_reserved(name):
 
 # --- Settings.from_env -----------------------------------------------------------------------------
 
+LOGIN_KEY = tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False)  # removed at exit (atexit below)
+LOGIN_KEY.write("LOGIN-KEY-PEM")
+LOGIN_KEY.close()
+atexit.register(os.unlink, LOGIN_KEY.name)
 REQUIRED = {"ENVVARS_VAULT_ADDR": "https://vault.test:8200/", "ENVVARS_OIDC_ISSUER": "https://issuer.test",
-            "ENVVARS_OIDC_JWKS_URL": "https://issuer.test/keys"}
+            "ENVVARS_OIDC_JWKS_URL": "https://issuer.test/keys", "ENVVARS_VAULT_LOGIN_KEY_FILE": LOGIN_KEY.name}
 INTEGERS = {"VAULT_TIMEOUT_SECONDS": 1, "MAX_WORKERS": 1, "JOB_UID_BASE": 1, "JOB_MEMORY_MB": 16,
             "JOB_MAX_PROCESSES": 1, "JOB_CPU_SECONDS": 1, "JOB_OPEN_FILES": 16, "JOB_TMPFS_MB": 1,
             "JOB_MAX_OUTPUT_BYTES": 1, "DEFAULT_TIMEOUT_SECONDS": 1, "MAX_TIMEOUT_SECONDS": 1,
@@ -142,14 +149,15 @@ def test_secrets_come_from_files_and_stay_out_of_repr(tmp_path):
     files = {}
     for key, value in (("APPROLE_SECRET_ID", "secret-id-value"), ("OIDC_CLIENT_SECRET", "client-secret-value"),
                        ("SESSION_KEY", "session-key-value"), ("DATABASE_URL", "postgresql://u:pw@db/envvars"),
-                       ("APPROLE_ROLE_ID", "role-id-value")):
+                       ("APPROLE_ROLE_ID", "role-id-value"), ("VAULT_LOGIN_KEY", "login-key-value")):
         (tmp_path / key).write_text(value + "\n")
         files[f"ENVVARS_{key}_FILE"] = str(tmp_path / key)
     s = Settings.from_env({**REQUIRED, **files})
     assert (s.approle_secret_id, s.oidc_client_secret, s.session_key) == \
         ("secret-id-value", "client-secret-value", "session-key-value")
     assert (s.database_url, s.approle_role_id) == ("postgresql://u:pw@db/envvars", "role-id-value")
-    for secret in ("secret-id-value", "client-secret-value", "session-key-value"):
+    assert s.vault_login_key == "login-key-value"
+    for secret in ("secret-id-value", "client-secret-value", "session-key-value", "login-key-value"):
         assert secret not in repr(s)
 
 
@@ -285,3 +293,41 @@ def test_a_timestamp_stored_by_sqlite_encodes_as_its_datetime_does(tmp_path, mom
         parsed, stored = s.execute(select(EnvVar.created_at, type_coerce(EnvVar.created_at, String).label("stored"))).one()
     assert isinstance(stored, str) and sqlite_iso_utc(stored) == iso_utc(parsed)
     assert iso_utc(parsed) == moment.astimezone(datetime.timezone.utc).replace(tzinfo=None).isoformat() + "Z"
+
+
+# --- the service's Vault login tokens ---------------------------------------------------------------
+
+def test_login_tokens_carry_the_admitted_spelling_for_vaults_user_role_only():
+    import jwt
+
+    from infra.providers.tls import make_signing_key
+    from service.vault_login import LoginKeyError, VaultLoginSigner
+
+    key = make_signing_key()
+    token = VaultLoginSigner(key["key_pem"]).token("Carol")
+    claims = jwt.decode(token, key["public_pem"], algorithms=["ES256"], audience="vault-envvars:user-role",
+                        issuer="vault-envvars-service")
+    assert claims["sub"] == "Carol" and claims["exp"] - claims["iat"] == 60 and len(claims["jti"]) == 32
+    with pytest.raises(ValueError):
+        VaultLoginSigner(key["key_pem"]).token("carol/../bob")
+    for bad in ("", "not a key", make_bundle_key_rsa()):
+        with pytest.raises(LoginKeyError):
+            VaultLoginSigner(bad)
+
+
+def make_bundle_key_rsa() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+
+
+def test_secure_cookies_need_an_https_public_url():
+    assert Settings.from_env({**REQUIRED, "ENVVARS_SECURE_COOKIES": "true",
+                              "ENVVARS_PUBLIC_URL": "https://envvars.example"}).secure_cookies is True
+    assert Settings.from_env(dict(REQUIRED)).secure_cookies is False
+    with pytest.raises(SettingsError, match="ENVVARS_PUBLIC_URL = 'http://envvars.example' must be an https:// URL"):
+        Settings.from_env({**REQUIRED, "ENVVARS_SECURE_COOKIES": "true", "ENVVARS_PUBLIC_URL": "http://envvars.example"})
+    with pytest.raises(SettingsError, match="ENVVARS_SECURE_COOKIES = 'yes'; allowed values: true, false"):
+        Settings.from_env({**REQUIRED, "ENVVARS_SECURE_COOKIES": "yes"})

@@ -4,7 +4,8 @@ import re
 import pulumi
 import pytest
 
-from infra.vault_k8s import TlsSecretArgs, TransitSealArgs
+from infra.vault_k8s import TlsSecretArgs
+from infra.vault_seal import StaticSealArgs, TransitSealArgs
 from stacks import composition_for, deploy
 from stacks.config import ConfigError, DevConfig, ProdConfig, VaultSettings
 from tests.unit.conftest import run
@@ -55,21 +56,36 @@ def test_prod_settings(mocks):
     assert (cfg.raft.key_shares, cfg.raft.key_threshold) == (5, 3)
 
 
-@pytest.mark.parametrize("mocks", [{"transitSealAddress": "https://transit.example:8200", "tlsSecretName": "corp-tls",
+@pytest.mark.parametrize("mocks", [{"seal": "transit", "transitSealAddress": "https://transit.example:8200",
+                                    "transitSealCaSecret": "transit-ca", "tlsSecretName": "corp-tls",
                                     "tlsCaCert": "CORP CA", "storageClass": "fast"}], indirect=True)
 def test_prod_settings_are_typed_component_args(mocks):
     cfg = ProdConfig.load()
-    assert cfg.transit_seal == TransitSealArgs(address="https://transit.example:8200", key_name="vault-unseal",
-                                               token_secret_name="vault-transit-token", mount_path="transit/")
+    assert cfg.seal.args == TransitSealArgs(address="https://transit.example:8200", key_name="vault-unseal",
+                                            token_secret_name="vault-transit-token", mount_path="transit/",
+                                            ca_secret_name="transit-ca")
+    assert cfg.seal.auto and not cfg.seal.generate_static_key
     assert cfg.tls_secret == TlsSecretArgs(name="corp-tls", ca_cert_pem="CORP CA")
     assert cfg.storage_class == "fast"
 
 
+# The first bytes of a binary OpenPGP public key (old-format packet, tag 6): what the check looks at.
+PGP_KEY = "mQENBGVvdGVzdA=="
+
+
+@pytest.mark.parametrize("mocks", [{"seal": "static", "keyShares": "2", "keyThreshold": "2",
+                                    "recoveryPgpKeys": f"{PGP_KEY},{PGP_KEY}"}], indirect=True)
+def test_static_seal_defaults_to_a_generated_key_and_takes_custodians(mocks):
+    cfg = ProdConfig.load()
+    assert cfg.seal.args == StaticSealArgs(secret_name="vault-seal-key", key_id="1", previous_key_id="")
+    assert cfg.seal.generate_static_key and cfg.seal.recovery_pgp_keys == [PGP_KEY, PGP_KEY]
+
+
 def test_prod_defaults_leave_tls_and_storage_class_to_the_cluster(mocks):
     cfg = ProdConfig.load()
-    assert (cfg.transit_seal, cfg.tls_secret, cfg.storage_class) == (None, None, None)
-    assert cfg.resources.spec() == {"requests": {"cpu": "250m", "memory": "256Mi"},
-                                    "limits": {"cpu": "1", "memory": "512Mi"}}
+    assert (cfg.seal.kind, cfg.seal.args, cfg.tls_secret, cfg.storage_class) == ("shamir", None, None, None)
+    assert cfg.resources.spec() == {"requests": {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": "64Mi"},
+                                    "limits": {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "1Gi"}}
 
 
 @pytest.mark.parametrize("mocks,message", [
@@ -84,6 +100,26 @@ def test_prod_defaults_leave_tls_and_storage_class_to_the_cluster(mocks):
     ({"serviceNodePort": "8080"},
      "vault-envvars:serviceNodePort = 8080 is out of range; allowed values: 0 (no NodePort) or 30000-32767"),
     ({"servicePublicUrl": "10.244.0.1:30080"}, "vault-envvars:servicePublicUrl = '10.244.0.1:30080' must be a URL"),
+    ({"servicePublicUrl": "http://envvars.example"},
+     "vault-envvars:servicePublicUrl = 'http://envvars.example' is not allowed; allowed values: https:// URLs"),
+    ({"ingressHost": "envvars.example"}, "vault-envvars:ingressHost needs vault-envvars:ingressTlsSecret"),
+    ({"localPlainHttp": "yes"}, "vault-envvars:localPlainHttp = 'yes' is not allowed; allowed values: true, false"),
+    ({"seal": "awskms"}, "vault-envvars:seal = 'awskms' is not allowed; allowed values: shamir, static, transit"),
+    ({"transitSealAddress": "https://t:8200"},
+     "vault-envvars:transitSealAddress needs vault-envvars:seal = transit (it is shamir); allowed values of "
+     "vault-envvars:seal: shamir, static, transit"),
+    ({"seal": "transit"}, "vault-envvars:transitSealAddress = '' is not allowed"),
+    ({"seal": "static", "transitSealKeyName": "k"}, "vault-envvars:transitSealKeyName needs vault-envvars:seal = transit"),
+    ({"staticSealSecret": "s"}, "vault-envvars:staticSealSecret needs vault-envvars:seal = static (it is shamir)"),
+    ({"seal": "static", "staticSealPreviousKeyId": "0"},
+     "vault-envvars:staticSealPreviousKeyId needs vault-envvars:staticSealSecret"),
+    ({"seal": "static", "staticSealSecret": "s", "staticSealPreviousKeyId": "1"},
+     "vault-envvars:staticSealPreviousKeyId must differ from vault-envvars:staticSealKeyId = '1'"),
+    ({"pgpKeys": "mQ=="}, "vault-envvars:pgpKeys is not allowed"),
+    ({"recoveryPgpKeys": PGP_KEY}, "vault-envvars:recoveryPgpKeys needs an auto seal"),
+    ({"seal": "static", "recoveryPgpKeys": PGP_KEY}, "vault-envvars:recoveryPgpKeys lists 1 keys; give one per share"),
+    ({"seal": "static", "keyShares": "2", "keyThreshold": "1", "recoveryPgpKeys": f"{PGP_KEY},bm90IGEga2V5"},
+     "vault-envvars:recoveryPgpKeys[1] is not an OpenPGP public key"),
 ], indirect=["mocks"])
 def test_bad_prod_settings_name_the_key(mocks, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -102,10 +138,10 @@ def test_dev_stack_composes_vault_identity_and_configuration(mocks):
                           "vault-envvars:infra:MonitoringDocker", "vault-envvars:infra:PostgresDocker",
                           "vault-envvars:infra:ServiceDocker", "vault-envvars:infra:VaultConfiguration",
                           "vault-envvars:infra:VaultDevServer"]
-    # The dev identity provider is the JWT mount's key source, and KV v2 at secret/ is adopted.
+    # Vault's JWT mount trusts the service's login key, never the dev identity provider; KV v2 is adopted.
     jwt_config = mocks.named("vault-jwt-config").inputs["data"]
-    assert jwt_config["jwks_url"] == "http://127.0.0.1:8200/v1/identity/oidc/provider/envvars/.well-known/keys"
-    assert jwt_config["bound_issuer"] == "http://vault:8200/v1/identity/oidc/provider/envvars"
+    assert jwt_config["jwt_validation_pubkeys"] == ["SIGNING-PUBLIC-PEM"] and "jwks_url" not in jwt_config
+    assert jwt_config["bound_issuer"] == "vault-envvars-service"
     assert mocks.named("vault-kv").inputs["adopt"] is True
 
 
@@ -175,14 +211,18 @@ def test_a_stack_without_dev_identity_must_name_a_key_source(mocks):
 
 def test_dev_service_trusts_the_dev_identity_and_gets_its_secret_id_as_a_file(mocks):
     run(lambda: deploy("dev"))
-    assert mocks.named("vault-user-role").inputs["data"]["bound_audiences"] == ["client_id-mock"]
+    # Vault's user role takes the service's login tokens, never the identity provider's.
+    assert mocks.named("vault-user-role").inputs["data"]["bound_audiences"] == ["vault-envvars:user-role"]
     api = mocks.named("envvars-api").inputs
     assert api["env"]["ENVVARS_OIDC_AUDIENCE"] == "client_id-mock"
     assert api["env"]["ENVVARS_OIDC_JWKS_URL"] == \
         "http://vault:8200/v1/identity/oidc/provider/envvars/.well-known/keys"
     assert api["env"]["ENVVARS_APPROLE_SECRET_ID_FILE"] == "/run/envvars/approle-secret-id"
     assert api["files"]["/run/envvars/approle-secret-id"]["mode"] == 0o400
+    assert api["env"]["ENVVARS_VAULT_LOGIN_KEY_FILE"] == "/run/envvars/vault-login-key"
+    assert api["files"]["/run/envvars/vault-login-key"] == {"content": "SIGNING-PRIVATE-KEY-PEM", "mode": 0o400}
     assert "secret-id-mock" not in str(api["env"]) + str(api["command"]) + str(api["labels"])
+    assert "SIGNING-PRIVATE-KEY-PEM" not in str(api["env"]) + str(api["command"]) + str(api["labels"])
     # uid 0 with only the jobs' sandbox's capabilities, no /proc of the jobs' own (a container's is masked).
     assert (api["user"], api["read_only"], api["cap_drop"]) == ("0:0", True, ["ALL"])
     assert sorted(api["cap_add"]) == ["KILL", "SETGID", "SETUID"] and "no-new-privileges" in api["security_opt"]
@@ -222,7 +262,7 @@ def test_dev_service_host_port_setting_is_used_as_given(mocks):
 @pytest.mark.parametrize("mocks", [{
     "vaultEndpoints": '["https://127.0.0.1:18200", "https://127.0.0.1:18201", "https://127.0.0.1:18202"]',
     "jwksUrl": "https://idp.example/keys", "jwtIssuer": "https://idp.example", "databaseUrl": "postgresql://x",
-    "ingressHost": "envvars.example",
+    "ingressHost": "envvars.example", "ingressTlsSecret": "envvars-tls",
 }], indirect=True)
 def test_prod_with_vault_endpoints_bootstraps_configures_and_deploys_the_service_through_them(mocks):
     outputs = {}
@@ -234,13 +274,17 @@ def test_prod_with_vault_endpoints_bootstraps_configures_and_deploys_the_service
     env = {e["name"]: e["value"] for e in dep["template"]["spec"]["containers"][0]["env"]}
     assert env["ENVVARS_VAULT_ADDR"] == "https://vault-active.vault.svc:8200"
     assert env["ENVVARS_OIDC_JWKS_URL"] == "https://idp.example/keys"
+    assert env["ENVVARS_PUBLIC_URL"] == "https://envvars.example" and env["ENVVARS_SECURE_COOKIES"] == "true"
     # A stopping pod's running jobs get the service's grace to end before Kubernetes kills the pod.
     assert dep["template"]["spec"]["terminationGracePeriodSeconds"] > int(env["ENVVARS_SHUTDOWN_GRACE_SECONDS"]) > 0
     assert "postgresql://x" not in str(dep)
+    # A digest of the Secret and the settings the pods read at start: a change to either rolls them.
+    assert re.fullmatch(r"[0-9a-f]{64}", dep["template"]["metadata"]["annotations"]["checksum/config"])
     assert mocks.named("envvars-credentials").inputs["stringData"]["database-url"] == "postgresql://x"
     assert sorted(outputs) == ["alertmanager_url", "dashboard_url", "executor_role_id", "namespace",
                                "prometheus_url", "service_internal_url", "service_url", "vault_admin_token",
-                               "vault_ca_cert", "vault_internal_address", "vault_nodes", "vault_unseal_keys"]
+                               "vault_ca_cert", "vault_internal_address", "vault_nodes", "vault_seal",
+                               "vault_unseal_keys"]
     # Bootstrap and configuration reach the pods where the stack's config says, with the cluster's own CA.
     assert boot["node_addresses"] == ["https://127.0.0.1:18200", "https://127.0.0.1:18201", "https://127.0.0.1:18202"]
     assert boot["ca_cert_pem"] == "CA-PEM"
@@ -249,6 +293,32 @@ def test_prod_with_vault_endpoints_bootstraps_configures_and_deploys_the_service
 
 
 PROD_IDP = {"jwksUrl": "https://idp.example/keys", "jwtIssuer": "https://idp.example"}
+
+ENDPOINTS = '["https://127.0.0.1:18200", "https://127.0.0.1:18201", "https://127.0.0.1:18202"]'
+
+
+@pytest.mark.parametrize("mocks,pgp", [({"vaultEndpoints": ENDPOINTS, **PROD_IDP, "seal": "static"}, False),
+                                       ({"vaultEndpoints": ENDPOINTS, **PROD_IDP, "seal": "static", "keyShares": "1",
+                                         "keyThreshold": "1", "recoveryPgpKeys": PGP_KEY}, True)],
+                         indirect=["mocks"])
+def test_prod_with_an_auto_seal_exports_no_share_in_clear(mocks, pgp):
+    outputs, flags = {}, {}
+
+    def program():
+        out = deploy("prod")
+        outputs.update(out)
+        return pulumi.Output.all(*[pulumi.Output.from_input(o.is_secret()).apply(
+            lambda s, k=k: flags.__setitem__(k, s)) for k, o in out.items()])
+
+    run(program)
+    boot = mocks.of_type("vault:Bootstrap")[0].inputs
+    assert boot["seal_type"] == "static" and boot["recovery_pgp_keys"] == ([PGP_KEY] if pgp else [])
+    assert "vault_unseal_keys" not in outputs and "vault_recovery_keys" not in outputs
+    if pgp:  # ciphertexts only their custodians open: a plain output
+        assert flags["vault_recovery_keys_pgp"] is False and "vault_recovery_keys_location" not in outputs
+    else:
+        assert flags["vault_recovery_keys_location"] is False and "vault_recovery_keys_pgp" not in outputs
+    assert mocks.of_type("random:RandomKey") and mocks.named("vault-seal-key").inputs["stringData"]["key"]
 
 
 @pytest.mark.parametrize("mocks", [{**PROD_IDP, "namespace": "vault-prod", "databaseUrl": "postgresql://x"}],
@@ -307,7 +377,7 @@ def test_prod_with_a_given_tls_secret_makes_no_certificate_and_exports_its_ca(mo
 
 @pytest.mark.parametrize("mocks", [{"namespace": "vault", "localDatabase": "true", "devIdentity": "true",
                                     "serviceNodePort": "30080", "servicePublicUrl": "http://10.244.0.1:30080",
-                                    "jobImage": "localhost/base:1"}], indirect=True)
+                                    "localPlainHttp": "true", "jobImage": "localhost/base:1"}], indirect=True)
 def test_prod_local_stand_ins_database_identity_and_node_port(mocks):
     """Pulumi.prod-local.yaml's keys: a PostgreSQL StatefulSet, Vault's own OIDC provider, a NodePort."""
     outputs = {}
@@ -321,9 +391,52 @@ def test_prod_local_stand_ins_database_identity_and_node_port(mocks):
     issuer = "https://vault-active.vault.svc:8200/v1/identity/oidc/provider/envvars"
     assert env["ENVVARS_OIDC_ISSUER"] == issuer and env["ENVVARS_OIDC_JWKS_URL"] == issuer + "/.well-known/keys"
     assert env["ENVVARS_PUBLIC_URL"] == "http://10.244.0.1:30080" and env["ENVVARS_KUBERNETES_IMAGE"] == "localhost/base:1"
+    assert env["ENVVARS_SECURE_COOKIES"] == "false"  # the local stand-in over plain http only
     assert dep["enableServiceLinks"] is False  # else Kubernetes sets ENVVARS_PORT=tcp://... from the Service
     jwt = mocks.named("vault-jwt-config").inputs["data"]
-    assert jwt["jwks_url"] == "https://127.0.0.1:8200/v1/identity/oidc/provider/envvars/.well-known/keys"
+    assert jwt["jwt_validation_pubkeys"] == ["SIGNING-PUBLIC-PEM"]
+    assert env["ENVVARS_VAULT_LOGIN_KEY_FILE"] == "/run/envvars/vault-login-key"
+    assert creds["vault-login-key"] == "SIGNING-PRIVATE-KEY-PEM"
     svc = mocks.named("envvars-svc").inputs["spec"]
     assert svc["type"] == "NodePort" and svc["ports"][0]["nodePort"] == 30080
     assert {"service_url", "dashboard_url", "demo_user_passwords", "oidc_client_id"} <= set(outputs)
+
+
+@pytest.mark.parametrize("mocks", [{**PROD_IDP, "databaseUrl": "postgresql://x", "ingressHost": "envvars.example",
+                                    "ingressTlsSecret": "envvars-tls"}], indirect=True)
+def test_prod_jobs_reach_nothing_by_default_and_namespaces_enforce_restricted(mocks):
+    run(lambda: deploy("prod"))
+    policy = mocks.named("envvars-job-isolation").inputs["spec"]
+    assert policy["podSelector"] == {} and policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["ingress"] == [] and policy["egress"] == []
+    for ns in ("vault-namespace", "envvars-jobs-namespace"):
+        labels = mocks.named(ns).inputs["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted", ns
+
+
+@pytest.mark.parametrize("mocks", [{
+    **PROD_IDP, "databaseUrl": "postgresql://x", "ingressHost": "envvars.example", "ingressTlsSecret": "envvars-tls",
+    "kubeApiServerCidrs": "10.96.0.1/32, 192.168.10.5/32",
+    "jobEgress": '[{"cidr": "0.0.0.0/0", "ports": [443]}, {"namespace": "pypi-mirror"}, {"cidr": "192.168.10.5/32"}]',
+}], indirect=True)
+def test_prod_job_egress_allowlist_never_covers_metadata_or_the_api_server_unless_named(mocks):
+    run(lambda: deploy("prod"))
+    wide, mirror, api = mocks.named("envvars-job-isolation").inputs["spec"]["egress"]
+    assert wide == {"to": [{"ipBlock": {"cidr": "0.0.0.0/0",
+                                        "except": ["10.96.0.1/32", "169.254.169.254/32", "192.168.10.5/32"]}}],
+                    "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "UDP", "port": 443}]}
+    assert mirror == {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "pypi-mirror"}}}]}
+    assert api == {"to": [{"ipBlock": {"cidr": "192.168.10.5/32"}}]}  # named: allowed
+
+
+@pytest.mark.parametrize("mocks,message", [
+    ({"jobEgress": "[{\"cidr\": \"10.0.0.1/8\"}]"}, "vault-envvars:jobEgress[0]:"),
+    ({"jobEgress": "[{\"cidr\": \"10.0.0.0/8\", \"namespace\": \"x\"}]"}, "exactly one of cidr or namespace"),
+    ({"jobEgress": "[{\"host\": \"x\"}]"}, "vault-envvars:jobEgress[0] has unknown keys ['host']"),
+    ({"jobEgress": "[{\"cidr\": \"10.0.0.0/8\", \"ports\": [0]}]"}, "ports are whole numbers 1-65535"),
+    ({"jobEgress": "cidr=10.0.0.0/8"}, "vault-envvars:jobEgress is not valid JSON"),
+    ({"kubeApiServerCidrs": "api.example"}, "vault-envvars:kubeApiServerCidrs: 'api.example' is not a network"),
+], indirect=["mocks"])
+def test_bad_job_egress_settings_name_the_key(mocks, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        ProdConfig.load()

@@ -4,16 +4,23 @@ import pytest
 
 from infra.policies import POLICY_NAMES, render_policy
 from infra.providers.vault import VaultConnection
-from infra.vault_configuration import AppRoleArgs, JwtAuthArgs, VaultConfiguration, VaultConfigurationArgs
+from infra.vault_configuration import (
+    SERVICE_LOGIN_AUDIENCE,
+    SERVICE_LOGIN_ISSUER,
+    AppRoleArgs,
+    JwtAuthArgs,
+    VaultConfiguration,
+    VaultConfigurationArgs,
+)
+from service import vault_login
+from service.settings import Settings
 from tests.unit.conftest import run
 
 pytestmark = pytest.mark.unit
 
 
 def _config(**overrides) -> VaultConfiguration:
-    args = dict(connection=VaultConnection("https://vault.example:8200", "admin-token", "CA PEM"),
-                jwt=JwtAuthArgs(bound_audiences=["env-vars"], jwks_url="https://idp.example/keys",
-                                bound_issuer="https://idp.example"))
+    args = dict(connection=VaultConnection("https://vault.example:8200", "admin-token", "CA PEM"))
     args.update(overrides)
     return VaultConfiguration("vault", VaultConfigurationArgs(**args))
 
@@ -48,23 +55,33 @@ def test_cidr_binding_reaches_token_and_secret_id(mocks):
     assert data["secret_id_bound_cidrs"] == data["token_bound_cidrs"] == ["10.1.0.0/16"]
 
 
-def test_users_log_in_with_jwt_subject_and_bound_audience(mocks):
-    run(lambda: _config())
+def test_users_log_in_only_with_the_service_login_key(mocks):
+    """Vault trusts one key, the service's (generated here, a secret output), for one issuer, audience and
+    algorithm: no identity provider's token logs in at the user role."""
+    secret = {}
+
+    def program():
+        config = _config()
+        pulumi.Output.from_input(config.service_login_key.is_secret()).apply(lambda v: secret.setdefault("key", v))
+
+    run(program)
+    assert secret == {"key": True}
     cfg = mocks.named("vault-jwt-config").inputs
     assert cfg["path"] == "auth/jwt/config"
-    assert cfg["data"] == {"jwks_url": "https://idp.example/keys", "bound_issuer": "https://idp.example",
-                           "default_role": "user"}
+    assert cfg["data"] == {"jwt_validation_pubkeys": ["SIGNING-PUBLIC-PEM"], "bound_issuer": SERVICE_LOGIN_ISSUER,
+                           "jwt_supported_algs": ["ES256"], "default_role": "user"}
     role = mocks.named("vault-user-role").inputs["data"]
     assert role["role_type"] == "jwt" and role["user_claim"] == "sub"
-    assert role["bound_audiences"] == ["env-vars"] and role["token_policies"] == ["user"]
+    assert role["bound_audiences"] == [SERVICE_LOGIN_AUDIENCE] and role["token_policies"] == ["user"]
     assert (role["token_ttl"], role["token_max_ttl"]) == (900, 3600)
+    assert role["expiration_leeway"] == role["not_before_leeway"] == role["clock_skew_leeway"] == 30
 
 
-def test_jwt_needs_exactly_one_key_source():
-    with pytest.raises(ValueError, match="exactly one"):
-        JwtAuthArgs(bound_audiences=["a"]).key_source()
-    with pytest.raises(ValueError, match="exactly one"):
-        JwtAuthArgs(bound_audiences=["a"], jwks_url="u", oidc_discovery_url="d").key_source()
+def test_the_service_names_what_vault_binds():
+    """The service's defaults (it does not import infra/) are the names Vault's user role binds."""
+    s = Settings(vault_addr="-", oidc_issuer="-", oidc_audience="-", oidc_jwks_url="-")
+    assert (s.vault_login_issuer, s.vault_login_audience) == (SERVICE_LOGIN_ISSUER, SERVICE_LOGIN_AUDIENCE)
+    assert (vault_login.ISSUER, vault_login.AUDIENCE) == (SERVICE_LOGIN_ISSUER, SERVICE_LOGIN_AUDIENCE)
 
 
 def test_policies_are_the_rendered_files(mocks):
@@ -128,7 +145,6 @@ def test_snapshot_operator_approle(mocks):
     assert (cred["mount"], cred["role"]) == ("approle", "snapshot-operator")
 
 
-def test_private_ca_of_the_key_source_reaches_the_jwt_config(mocks):
-    jwt = JwtAuthArgs(bound_audiences=["a"], jwks_url="https://vault:8200/keys", ca_pem="CA PEM")
-    run(lambda: _config(jwt=jwt))
-    assert mocks.named("vault-jwt-config").inputs["data"]["jwks_ca_pem"] == "CA PEM"
+def test_leeway_is_a_setting(mocks):
+    run(lambda: _config(jwt=JwtAuthArgs(leeway_seconds=5)))
+    assert mocks.named("vault-user-role").inputs["data"]["expiration_leeway"] == 5

@@ -16,8 +16,7 @@ identity = DevIdentity("identity", DevIdentityArgs(
 settings = VaultSettings.load(default_key_source={"jwks_url": jwks_url(address), "issuer": issuer_url(address)})
 vault = configure_vault("vault", settings, target.connection,
                         adopt_kv_mount=target.adopt_kv_mount, audit_file_path=target.audit_file_path,
-                        audiences=identity.client_id.apply(lambda cid: [cid]),
                         opts=pulumi.ResourceOptions(depends_on=[identity]))
 export({"issuer": identity.issuer, "client_id": identity.client_id, "client_secret": identity.client_secret,
         "demo_passwords": identity.demo_passwords, "executor_role_id": vault.executor_role_id,
-        "executor_secret_id": vault.executor_secret_id})
+        "executor_secret_id": vault.executor_secret_id, "service_login_key": vault.service_login_key})

@@ -2,6 +2,7 @@
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.job_egress import JobEgressRule
 from infra.service_connection import ServiceConnection
 from infra.service_k8s import ServiceKubernetes, ServiceKubernetesArgs
 
@@ -15,5 +16,5 @@ ServiceKubernetes("envvars", ServiceKubernetesArgs(
         oidc_jwks_url="https://idp.example/keys", oidc_audience="env-vars", role_id="role-id-1",
         secret_id=cfg.require_secret("secretId"), public_url="https://envvars.example"),
     database_url=cfg.require_secret("databaseUrl"), ingress_host="envvars.example", ingress_tls_secret="envvars-tls",
-    skip_await=True,
+    skip_await=True, job_egress=[JobEgressRule(cidr="0.0.0.0/0", ports=(443,))],
 ), opts=pulumi.ResourceOptions(provider=provider))

@@ -1,0 +1,53 @@
+"""Unseals the sealed Vault pods of a Shamir-sealed prod stack with the stack's unseal keys: what a pod
+restarted by anything (eviction, OOM, a node upgrade) needs when `seal` is `shamir` (README "Seals").
+
+  python tools/vault_unseal.py --stack prod-local
+
+Pods of an auto-sealed stack (static, transit) unseal themselves: for them it only waits and reports.
+Exit 1 when a pod stays sealed.
+"""
+import argparse
+import os
+import sys
+import tempfile
+
+from infra import vault_ops
+from tools.dev_token import stack_outputs, use_stack_kubeconfig
+from tools.drill_common import step
+from tools.seal_keys import keys_of, with_keys
+
+
+def unseal_all(nodes: list[str], keys: list[str], ca: str, timeout: float = 120) -> list[str]:
+    """Unseals every node that answers sealed; returns the ones it unsealed (or saw unseal themselves)."""
+    sealed = vault_ops.sealed_nodes(nodes, ca)
+    for address in sealed:
+        step(f"{address} is sealed: unsealing it")
+        vault_ops.unseal(address, keys, ca, timeout=timeout)
+    return sealed
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stack", default="prod-local")
+    args = ap.parse_args(argv)
+    outputs = stack_outputs(args.stack)
+    if not outputs.get("vault_nodes"):
+        ap.error(f"stack {args.stack} has no Vault nodes (a prod stack or a raft-mode dev stack)")
+    if outputs.get("namespace"):
+        use_stack_kubeconfig(args.stack)
+    keys = keys_of(with_keys(args.stack, outputs)) if outputs.get("vault_seal", "shamir") == "shamir" else []
+    with tempfile.TemporaryDirectory() as work:
+        ca = os.path.join(work, "ca.pem")
+        with open(ca, "w") as f:
+            f.write(outputs["vault_ca_cert"])
+        try:
+            done = unseal_all(outputs["vault_nodes"], keys, ca)
+        except TimeoutError as e:
+            step(f"FAILED: {e}")
+            return 1
+    step(f"unsealed: {', '.join(done) if done else 'nothing was sealed'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
