@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 import pulumi
+from pulumi.runtime.config import is_config_secret
 
 from infra.durations import parse_duration
 from infra.job_egress import JobEgressRule
@@ -305,6 +306,10 @@ class PlatformWebhookSettings:
             raise ConfigError(f"stack config {r.key('platformWebhookUrl')} = {url!r} is not allowed; "
                               "allowed values: an http:// or https:// URL, or unset (no platform webhook)")
         secret = r.secret("platformWebhookSecret")
+        if secret is not None and not is_config_secret(r.key("platformWebhookSecret")):
+            # In clear in the stack's config file: refused, never echoed.
+            raise ConfigError(f"stack config {r.key('platformWebhookSecret')} must be a secret: set it with "
+                              "`pulumi config set --secret platformWebhookSecret ...`")
         if secret is not None and not url:
             raise ConfigError(f"stack config {r.key('platformWebhookSecret')} needs {r.key('platformWebhookUrl')}")
         return cls(url=url, secret=secret)

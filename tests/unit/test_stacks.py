@@ -443,6 +443,15 @@ HOOK = "https://platform.example/hooks/envvars"
 HOOK_SECRET = "canary-platform-hook-7d3f1a"  # noqa: S105 (planted: must be in no setting, only in the file)
 
 
+@pytest.fixture
+def hook_secret_is_secret(mocks):
+    """platformWebhookSecret as `pulumi config set --secret` leaves it (the mocks' config has no secret keys)."""
+    config = {k: v for k, v in pulumi.runtime.config.CONFIG.get().items()}
+    pulumi.runtime.set_all_config(config, ["vault-envvars:platformWebhookSecret"])
+    yield
+    pulumi.runtime.set_all_config(config, [])
+
+
 @pytest.mark.parametrize("mocks,message", [
     ({"platformWebhookUrl": "ftp://platform.example/x"},
      "vault-envvars:platformWebhookUrl = 'ftp://platform.example/x' is not allowed; allowed values: an http:// or "
@@ -450,7 +459,7 @@ HOOK_SECRET = "canary-platform-hook-7d3f1a"  # noqa: S105 (planted: must be in n
     ({"platformWebhookUrl": "https://"}, "vault-envvars:platformWebhookUrl = 'https://' is not allowed"),
     ({"platformWebhookSecret": HOOK_SECRET}, "vault-envvars:platformWebhookSecret needs vault-envvars:platformWebhookUrl"),
 ], indirect=["mocks"])
-def test_bad_platform_webhook_settings_name_the_key(mocks, message):
+def test_bad_platform_webhook_settings_name_the_key(mocks, hook_secret_is_secret, message):
     for load in (DevConfig.load, ProdConfig.load):
         with pytest.raises(ConfigError, match=re.escape(message)) as err:
             load()
@@ -472,7 +481,8 @@ def _deploy_with_secret_flags(stack: str) -> tuple[dict, dict]:
 @pytest.mark.parametrize("mocks,operators", [({"platformWebhookUrl": HOOK}, False),
                                              ({"platformWebhookUrl": HOOK, "platformWebhookSecret": HOOK_SECRET}, True)],
                          indirect=["mocks"])
-def test_dev_platform_webhook_reaches_the_container_its_secret_only_as_a_file_and_a_secret_output(mocks, operators):
+def test_dev_platform_webhook_reaches_the_container_its_secret_only_as_a_file_and_a_secret_output(
+        mocks, hook_secret_is_secret, operators):
     values, flags = _deploy_with_secret_flags("dev")
     generated = mocks.of_type("random:RandomSecret")
     secret = HOOK_SECRET if operators else "x" * 32  # the mocks' RandomSecret result
@@ -492,6 +502,15 @@ def test_dev_platform_webhook_reaches_the_container_its_secret_only_as_a_file_an
         assert not [k for k, v in values.items() if k != "platform_webhook_secret" and HOOK_SECRET in str(v)]
 
 
+@pytest.mark.parametrize("mocks", [{"platformWebhookUrl": HOOK, "platformWebhookSecret": HOOK_SECRET}], indirect=True)
+def test_a_platform_webhook_secret_in_clear_config_is_refused_naming_the_key(mocks):
+    for load in (DevConfig.load, ProdConfig.load):
+        with pytest.raises(ConfigError, match=re.escape(
+                "vault-envvars:platformWebhookSecret must be a secret: set it with `pulumi config set --secret")) as err:
+            load()
+        assert HOOK_SECRET not in str(err.value)
+
+
 def test_dev_without_a_platform_webhook_sets_none(mocks):
     run(lambda: deploy("dev"))
     env = mocks.named("envvars-api").inputs["env"]
@@ -501,7 +520,7 @@ def test_dev_without_a_platform_webhook_sets_none(mocks):
 
 @pytest.mark.parametrize("mocks", [{**PROD_IDP, "databaseUrl": "postgresql://x", "platformWebhookUrl": HOOK,
                                     "platformWebhookSecret": HOOK_SECRET}], indirect=True)
-def test_prod_platform_webhook_reaches_the_pods_as_a_file_from_the_secret(mocks):
+def test_prod_platform_webhook_reaches_the_pods_as_a_file_from_the_secret(mocks, hook_secret_is_secret):
     values, flags = _deploy_with_secret_flags("prod")
     dep = mocks.named("envvars-deployment").inputs["spec"]
     container = dep["template"]["spec"]["containers"][0]
