@@ -20,6 +20,7 @@ from infra.vault_raft_docker import VaultRaftDocker, VaultRaftDockerArgs
 from infra.vault_snapshots_docker import SnapshotStoreArgs, VaultSnapshotsDocker, VaultSnapshotsDockerArgs
 from stacks import export
 from stacks.config import DevConfig, VaultSettings, vault_duration
+from stacks.platform_webhook import platform_webhook_secret
 from stacks.vault import admin_policy, configure_vault
 
 
@@ -92,13 +93,17 @@ def deploy() -> dict[str, pulumi.Output]:
         TokenRenewal("vault-admin-token", connection=admin, token_name="config-admin",  # noqa: S106 (a name)
                      node_addresses=raft_nodes, report_url=monitoring.pushgateway_host_url if monitoring else "")
 
+    hook_secret = platform_webhook_secret(cfg.platform_webhook)
     connection = ServiceConnection(
         vault_address=cluster.internal_address, vault_ca_pem=cluster.ca_cert_pem, oidc_issuer=settings.issuer,
         oidc_jwks_url=jwks_url(in_network) if dev_idp else settings.jwks_url,
         oidc_audience=identity.client_id if dev_idp else settings.audiences[0],
         role_id=vault.executor_role_id, secret_id=vault.executor_secret_id, public_url=service_url,
         vault_login_key=vault.service_login_key,
+        platform_webhook_url=cfg.platform_webhook.url, platform_webhook_secret=hook_secret or "",
     )
+    if hook_secret is not None:  # the platform team verifies the deliveries' signatures with it
+        outputs["platform_webhook_secret"] = hook_secret
     if dev_idp:  # the dashboard logs users in through the dev provider, in the Vault UI on the host
         connection.oidc_ca_pem = cluster.ca_cert_pem
         connection.oidc_client_secret = identity.client_secret
