@@ -112,13 +112,14 @@ def build_components(settings: Settings, backend=None) -> Components:
             executor_vault = gateway.executor(settings.approle_role_id, settings.approle_secret_id)
         return executor_vault
 
-    leases = LeaseBroker(sessions, vault_for_executor, gateway, LeaseMetrics(metrics.registry), LeaseSettings(
-        mount=settings.database_mount, token_role=settings.job_token_role,
-        grace_seconds=settings.dynamic_lease_grace_seconds, reap_seconds=settings.lease_reap_seconds))
-    metrics.registry.register(LeaseCollector(sessions))
     webhooks = Webhooks(sessions, service_key(settings, settings.webhook_key, "webhooks"), settings.stack_webhook_url,
                         settings.stack_webhook_secret.encode(), attempts=settings.webhook_attempts,
                         backoff_seconds=settings.webhook_backoff_ms / 1000)
+    leases = LeaseBroker(sessions, vault_for_executor, gateway, LeaseMetrics(metrics.registry), LeaseSettings(
+        mount=settings.database_mount, token_role=settings.job_token_role,
+        grace_seconds=settings.dynamic_lease_grace_seconds, reap_seconds=settings.lease_reap_seconds),
+        emit=webhooks.emit)
+    metrics.registry.register(LeaseCollector(sessions))
     leaks = LeakWatch(sessions, metrics, service_key(settings, settings.leak_hash_key, "leak-hashes")
                       or b"envvars-leak-hash", webhooks.emit)
     executor = Executor(sessions, vault_for_executor, backend, metrics, settings.max_workers,

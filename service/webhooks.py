@@ -1,5 +1,6 @@
 """Signed webhooks: each user's own, and one for the platform team (the stack's), told about leaks found,
-env var changes, rollbacks and deletions, and env vars expiring within N days. A delivery never carries a
+env var changes, rollbacks and deletions, env vars expiring within N days, and dynamic credentials whose
+revocation failed (service/executor/leases.py). A delivery never carries a
 value (ids, names, versions, detectors, dates).
 
 Signature (what a receiver checks; `verify` below is the reference):

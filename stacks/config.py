@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 import pulumi
+from pulumi.runtime.config import is_config_secret
 
 from infra.durations import parse_duration
 from infra.job_egress import JobEgressRule
@@ -292,6 +293,29 @@ class MonitoringSettings:
 
 
 @dataclass(frozen=True)
+class PlatformWebhookSettings:
+    """The platform team's webhook (both stacks; docs/leaks.md "Webhooks"): the service's stack-level one."""
+
+    url: str = ""  # empty: none
+    secret: Optional[pulumi.Output] = None  # the operator's (a stack secret); None: the stack makes one
+
+    @classmethod
+    def load(cls, r: "_Reader") -> "PlatformWebhookSettings":
+        url = r.string("platformWebhookUrl", "")
+        if url and not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
+            raise ConfigError(f"stack config {r.key('platformWebhookUrl')} = {url!r} is not allowed; "
+                              "allowed values: an http:// or https:// URL, or unset (no platform webhook)")
+        secret = r.secret("platformWebhookSecret")
+        if secret is not None and not is_config_secret(r.key("platformWebhookSecret")):
+            # In clear in the stack's config file: refused, never echoed.
+            raise ConfigError(f"stack config {r.key('platformWebhookSecret')} must be a secret: set it with "
+                              "`pulumi config set --secret platformWebhookSecret ...`")
+        if secret is not None and not url:
+            raise ConfigError(f"stack config {r.key('platformWebhookSecret')} needs {r.key('platformWebhookUrl')}")
+        return cls(url=url, secret=secret)
+
+
+@dataclass(frozen=True)
 class SealSettings:
     """How the prod cluster seals its root key (README "Seals"): `seal` shamir | static | transit."""
 
@@ -384,6 +408,7 @@ class DevConfig:
     raft: RaftSettings
     monitoring: MonitoringSettings
     backup: BackupSettings
+    platform_webhook: PlatformWebhookSettings = PlatformWebhookSettings()
     tls_validity: int = 365 * 86400  # raft: seconds the Vault server certificate is valid
     tls_renew_before: int = 45 * 86400  # raft: `up` renews it this long before it expires
     dev_database: bool = True  # a PostgreSQL container and a `readonly` role granted to alice (dynamic env vars)
@@ -404,6 +429,7 @@ class DevConfig:
             raft=RaftSettings.load(r),
             monitoring=MonitoringSettings.load(r),
             backup=BackupSettings.load(r, pulumi.get_stack()),
+            platform_webhook=PlatformWebhookSettings.load(r),
             tls_validity=validity,
             tls_renew_before=renew,
             dev_database=r.boolean("devDatabase", True),
@@ -452,6 +478,7 @@ class ProdConfig:
     # Local stand-in: the dashboard over plain http (prod-local, until its pods serve TLS). Off: the public
     # URL must be https:// and session cookies are always Secure.
     local_plain_http: bool = False
+    platform_webhook: PlatformWebhookSettings = PlatformWebhookSettings()
     job_egress: list = field(default_factory=list)  # JobEgressRule: where job pods may connect
     api_server_cidrs: list = field(default_factory=list)  # never covered by a job egress CIDR unless named
 
@@ -540,6 +567,7 @@ class ProdConfig:
             monitoring=MonitoringSettings.load(r),
             backup=BackupSettings.load(r, pulumi.get_stack()),
             local_plain_http=plain_http,
+            platform_webhook=PlatformWebhookSettings.load(r),
             job_egress=job_egress,
             api_server_cidrs=api_server_cidrs,
         )

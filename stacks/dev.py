@@ -22,6 +22,7 @@ from infra.vault_snapshots_docker import SnapshotStoreArgs, VaultSnapshotsDocker
 from stacks import export
 from stacks.config import DevConfig, VaultSettings, vault_duration
 from stacks.dev_database import dev_database_args
+from stacks.platform_webhook import platform_webhook_secret
 from stacks.vault import admin_policy, configure_vault
 
 
@@ -84,9 +85,10 @@ def deploy() -> dict[str, pulumi.Output]:
         adopt_kv_mount=cfg.vault_mode == "dev",
         manage_admin_policy=cfg.vault_mode == "dev",  # raft: the bootstrap wrote it
         autopilot_min_quorum=cfg.raft.replicas if cfg.vault_mode == "raft" else None,
-        # The executor and the snapshot job run on the cluster's network: secret ids that never run out,
-        # usable from there only (README, "Credentials over time").
-        network_bound_cidrs=cluster.network_cidrs,
+        # Secret ids that never run out (README, "Credentials over time"). Not bound to the cluster's
+        # network (`cluster.network_cidrs`): the drills and the restore check log in from outside it, on a
+        # restored copy of this Vault that carries the same binding.
+        network_bound_cidrs=[],
         database=dev_database_args(settings.database, admin, postgres, identity.demo_subjects) if postgres else None,
         opts=pulumi.ResourceOptions(depends_on=[identity]),
     )
@@ -98,13 +100,17 @@ def deploy() -> dict[str, pulumi.Output]:
         TokenRenewal("vault-admin-token", connection=admin, token_name="config-admin",  # noqa: S106 (a name)
                      node_addresses=raft_nodes, report_url=monitoring.pushgateway_host_url if monitoring else "")
 
+    hook_secret = platform_webhook_secret(cfg.platform_webhook)
     connection = ServiceConnection(
         vault_address=cluster.internal_address, vault_ca_pem=cluster.ca_cert_pem, oidc_issuer=settings.issuer,
         oidc_jwks_url=jwks_url(in_network) if dev_idp else settings.jwks_url,
         oidc_audience=identity.client_id if dev_idp else settings.audiences[0],
         role_id=vault.executor_role_id, secret_id=vault.executor_secret_id, public_url=service_url,
         vault_login_key=vault.service_login_key,
+        platform_webhook_url=cfg.platform_webhook.url, platform_webhook_secret=hook_secret or "",
     )
+    if hook_secret is not None:  # the platform team verifies the deliveries' signatures with it
+        outputs["platform_webhook_secret"] = hook_secret
     if dev_idp:  # the dashboard logs users in through the dev provider, in the Vault UI on the host
         connection.oidc_ca_pem = cluster.ca_cert_pem
         connection.oidc_client_secret = identity.client_secret

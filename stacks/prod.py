@@ -25,6 +25,7 @@ from infra.vault_snapshots_docker import SnapshotStoreArgs
 from infra.vault_snapshots_k8s import VaultSnapshotsKubernetes, VaultSnapshotsKubernetesArgs
 from stacks import export
 from stacks.config import ProdConfig, VaultSettings, vault_duration
+from stacks.platform_webhook import platform_webhook_secret
 from stacks.vault import admin_policy, configure_vault
 
 
@@ -186,6 +187,9 @@ def _service(cfg: ProdConfig, settings: VaultSettings, namespace: pulumi.Output,
         role_id=vault.executor_role_id, secret_id=vault.executor_secret_id,
         oidc_client_secret=cfg.oidc_client_secret or "", public_url=public_url,
         vault_login_key=vault.service_login_key)
+    hook_secret = platform_webhook_secret(cfg.platform_webhook)
+    if hook_secret is not None:
+        connection.platform_webhook_url, connection.platform_webhook_secret = cfg.platform_webhook.url, hook_secret
     if identity:  # the dashboard signs users in through the dev provider
         connection.oidc_ca_pem = cluster.ca_cert_pem
         connection.oidc_client_secret = identity.client_secret
@@ -197,5 +201,8 @@ def _service(cfg: ProdConfig, settings: VaultSettings, namespace: pulumi.Output,
         secure_cookies=not cfg.local_plain_http, job_egress=cfg.job_egress, api_server_cidrs=cfg.api_server_cidrs,
     ), opts=k8s_opts)
     url = pulumi.Output.from_input(public_url) if public_url else service.url
-    return {"service_internal_url": service.internal_url, "service_url": url,
-            "dashboard_url": url.apply(lambda u: f"{u}/dashboard/" if u else "")}
+    outputs = {"service_internal_url": service.internal_url, "service_url": url,
+               "dashboard_url": url.apply(lambda u: f"{u}/dashboard/" if u else "")}
+    if hook_secret is not None:  # the platform team verifies the deliveries' signatures with it
+        outputs["platform_webhook_secret"] = hook_secret
+    return outputs

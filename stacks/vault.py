@@ -57,7 +57,8 @@ def configure_vault(
     Users' identity provider settings are the service's (it verifies their tokens); Vault's JWT mount
     trusts only the service's login key (infra/vault_configuration.py).
     `network_bound_cidrs`: where the executor and the snapshot job run (the container engine's network):
-    their secret ids then never run out (no TTL, no use limit) and work only from there, tokens too.
+    their secret ids then never run out (no TTL, no use limit) and work only from there, tokens too; an empty
+    list: never run out, bound nowhere.
     `database`: replaces the database engine's arguments made from the settings (the dev stack adds its own)."""
     bound, cidrs = network_bound_cidrs is not None, network_bound_cidrs or []
     return VaultConfiguration(name, VaultConfigurationArgs(

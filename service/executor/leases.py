@@ -114,11 +114,17 @@ class LeaseSettings:
     reap_seconds: float = 30  # the reaper's period
 
 
+def _no_webhooks(event: str, owner: str, data: dict) -> None:
+    pass
+
+
 class LeaseBroker:
     def __init__(self, sessions: sessionmaker, vault: Callable[[], ExecutorVault], gateway: VaultGateway,
-                 metrics: LeaseMetrics, settings: LeaseSettings = LeaseSettings()):
+                 metrics: LeaseMetrics, settings: LeaseSettings = LeaseSettings(),
+                 emit: Callable[[str, str, dict], None] = _no_webhooks):
         self._sessions, self._vault, self._gateway, self.metrics = sessions, vault, gateway, metrics
         self.settings = settings
+        self._emit = emit  # Webhooks.emit: the owner's and the platform team's webhooks (never raises)
         self._reap_lock = threading.Lock()
 
     def mint(self, execution_id: str, owner: str, timeout_seconds: int, taken: set[str]) -> Minted:
@@ -211,14 +217,23 @@ class LeaseBroker:
             self.metrics.failures.labels(operation="revoke").inc()
             reason = type(translate(err)).__name__
             log.warning(json.dumps({"event": "lease_revoke_failed", "execution": execution_id, "error": reason}))
+            first = True
             try:
                 with self._sessions.begin() as s:
+                    first = not s.scalar(select(ExecutionCredential.revoke_error).where(
+                        ExecutionCredential.execution_id == execution_id,
+                        ExecutionCredential.dynamic_env_var_id == dynamic_id))
                     s.execute(update(ExecutionCredential).where(
                         ExecutionCredential.execution_id == execution_id,
                         ExecutionCredential.dynamic_env_var_id == dynamic_id).values(
                         revoke_error=f"{now().strftime('%Y-%m-%dT%H:%M:%SZ')}: {reason}"))
             except SQLAlchemyError:
                 pass
+            # Told once per lease (its first failure), not at each of the reaper's retries; ids and the
+            # error's class only, never a lease id or a value.
+            if first:
+                self._emit("credential.revoke_failed", owner, {"execution_id": execution_id,
+                                                               "env_var_id": dynamic_id, "error": reason})
             return False
         with self._sessions.begin() as s:
             s.execute(update(ExecutionCredential).where(

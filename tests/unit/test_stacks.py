@@ -440,3 +440,100 @@ def test_prod_job_egress_allowlist_never_covers_metadata_or_the_api_server_unles
 def test_bad_job_egress_settings_name_the_key(mocks, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         ProdConfig.load()
+
+
+HOOK = "https://platform.example/hooks/envvars"
+HOOK_SECRET = "canary-platform-hook-7d3f1a"  # noqa: S105 (planted: must be in no setting, only in the file)
+
+
+@pytest.fixture
+def hook_secret_is_secret(mocks):
+    """platformWebhookSecret as `pulumi config set --secret` leaves it (the mocks' config has no secret keys)."""
+    config = {k: v for k, v in pulumi.runtime.config.CONFIG.get().items()}
+    pulumi.runtime.set_all_config(config, ["vault-envvars:platformWebhookSecret"])
+    yield
+    pulumi.runtime.set_all_config(config, [])
+
+
+@pytest.mark.parametrize("mocks,message", [
+    ({"platformWebhookUrl": "ftp://platform.example/x"},
+     "vault-envvars:platformWebhookUrl = 'ftp://platform.example/x' is not allowed; allowed values: an http:// or "
+     "https:// URL"),
+    ({"platformWebhookUrl": "https://"}, "vault-envvars:platformWebhookUrl = 'https://' is not allowed"),
+    ({"platformWebhookSecret": HOOK_SECRET}, "vault-envvars:platformWebhookSecret needs vault-envvars:platformWebhookUrl"),
+], indirect=["mocks"])
+def test_bad_platform_webhook_settings_name_the_key(mocks, hook_secret_is_secret, message):
+    for load in (DevConfig.load, ProdConfig.load):
+        with pytest.raises(ConfigError, match=re.escape(message)) as err:
+            load()
+        assert HOOK_SECRET not in str(err.value)
+
+
+def _deploy_with_secret_flags(stack: str) -> tuple[dict, dict]:
+    values, flags = {}, {}
+
+    def program():
+        out = deploy(stack)
+        return pulumi.Output.all(*[pulumi.Output.all(o, pulumi.Output.from_input(o.is_secret())).apply(
+            lambda vs, k=k: (values.__setitem__(k, vs[0]), flags.__setitem__(k, vs[1]))) for k, o in out.items()])
+
+    run(program)
+    return values, flags
+
+
+@pytest.mark.parametrize("mocks,operators", [({"platformWebhookUrl": HOOK}, False),
+                                             ({"platformWebhookUrl": HOOK, "platformWebhookSecret": HOOK_SECRET}, True)],
+                         indirect=["mocks"])
+def test_dev_platform_webhook_reaches_the_container_its_secret_only_as_a_file_and_a_secret_output(
+        mocks, hook_secret_is_secret, operators):
+    values, flags = _deploy_with_secret_flags("dev")
+    generated = mocks.of_type("random:RandomSecret")
+    secret = HOOK_SECRET if operators else "x" * 32  # the mocks' RandomSecret result
+    assert bool([r for r in generated if r.name == "platform-webhook-secret"]) is not operators
+    api = mocks.named("envvars-api")
+    env = api.inputs["env"]
+    assert env["ENVVARS_STACK_WEBHOOK_URL"] == HOOK
+    assert env["ENVVARS_STACK_WEBHOOK_SECRET_FILE"] == "/run/envvars/stack-webhook-secret"
+    assert api.inputs["files"]["/run/envvars/stack-webhook-secret"] == {"content": secret, "mode": 0o400}
+    assert "files" in api.secret_inputs  # encrypted in state
+    assert (values["platform_webhook_secret"], flags["platform_webhook_secret"]) == (secret, True)
+    if operators:
+        seen = str(env) + str(api.inputs["command"]) + str(api.inputs["labels"])
+        assert HOOK_SECRET not in seen
+        # In clear nowhere else: every other resource's inputs and every other output.
+        assert not [r.name for r in mocks.resources if r.name != "envvars-api" and HOOK_SECRET in str(r.inputs)]
+        assert not [k for k, v in values.items() if k != "platform_webhook_secret" and HOOK_SECRET in str(v)]
+
+
+@pytest.mark.parametrize("mocks", [{"platformWebhookUrl": HOOK, "platformWebhookSecret": HOOK_SECRET}], indirect=True)
+def test_a_platform_webhook_secret_in_clear_config_is_refused_naming_the_key(mocks):
+    for load in (DevConfig.load, ProdConfig.load):
+        with pytest.raises(ConfigError, match=re.escape(
+                "vault-envvars:platformWebhookSecret must be a secret: set it with `pulumi config set --secret")) as err:
+            load()
+        assert HOOK_SECRET not in str(err.value)
+
+
+def test_dev_without_a_platform_webhook_sets_none(mocks):
+    run(lambda: deploy("dev"))
+    env = mocks.named("envvars-api").inputs["env"]
+    assert not [k for k in env if "STACK_WEBHOOK" in k]
+    assert "/run/envvars/stack-webhook-secret" not in mocks.named("envvars-api").inputs["files"]
+
+
+@pytest.mark.parametrize("mocks", [{**PROD_IDP, "databaseUrl": "postgresql://x", "platformWebhookUrl": HOOK,
+                                    "platformWebhookSecret": HOOK_SECRET}], indirect=True)
+def test_prod_platform_webhook_reaches_the_pods_as_a_file_from_the_secret(mocks, hook_secret_is_secret):
+    values, flags = _deploy_with_secret_flags("prod")
+    dep = mocks.named("envvars-deployment").inputs["spec"]
+    container = dep["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["ENVVARS_STACK_WEBHOOK_URL"] == HOOK
+    assert env["ENVVARS_STACK_WEBHOOK_SECRET_FILE"] == "/run/envvars/stack-webhook-secret"
+    assert {"name": "credentials", "mountPath": "/run/envvars", "readOnly": True} in container["volumeMounts"]
+    credentials = mocks.named("envvars-credentials")
+    assert credentials.inputs["stringData"]["stack-webhook-secret"] == HOOK_SECRET
+    assert "stringData" in credentials.secret_inputs
+    assert HOOK_SECRET not in str(dep)
+    assert (values["platform_webhook_secret"], flags["platform_webhook_secret"]) == (HOOK_SECRET, True)
+    assert not [k for k, v in values.items() if k != "platform_webhook_secret" and HOOK_SECRET in str(v)]
