@@ -29,7 +29,7 @@ def _env(name: str, default: str) -> str:
 
 def main(argv: list[str]) -> int:
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(serving=argv[:1] != ["check"])
         if argv[:1] != ["check"]:
             return serve(settings)
     except (SettingsError, SandboxUnavailable) as e:

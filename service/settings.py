@@ -101,7 +101,8 @@ class Settings:
     vault_login_audience: str = "vault-envvars:user-role"
 
     @classmethod
-    def from_env(cls, env: Optional[dict] = None) -> "Settings":
+    def from_env(cls, env: Optional[dict] = None, serving: bool = True) -> "Settings":
+        """`serving`: False for `python -m service check`, which logs in as the executor only (no users' key)."""
         e = dict(os.environ if env is None else env)
 
         def get(name: str, default: Optional[str] = None) -> str:
@@ -149,8 +150,8 @@ class Settings:
         if stack_webhook_url and not stack_webhook_secret_file:
             raise SettingsError("ENVVARS_STACK_WEBHOOK_URL needs ENVVARS_STACK_WEBHOOK_SECRET_FILE (its signing secret)")
         # The stack's service_login_key output, in a file: the one key Vault's user role trusts.
-        login_key_file = get("VAULT_LOGIN_KEY_FILE")
-        if not login_key_file:
+        login_key_file = get("VAULT_LOGIN_KEY_FILE", "")
+        if serving and not login_key_file:
             raise SettingsError("ENVVARS_VAULT_LOGIN_KEY_FILE is required")
         public_url = get("PUBLIC_URL", "").rstrip("/")
         if public_url and not re.fullmatch(r"https?://[^/?#]+(/[^?#]*)?", public_url):
@@ -222,7 +223,7 @@ class Settings:
             webhook_backoff_ms=integer("WEBHOOK_BACKOFF_MS", 1000, minimum=0),
             webhook_expiring_days=integer("WEBHOOK_EXPIRING_DAYS", 7, minimum=0),
             webhook_expiry_check_seconds=integer("WEBHOOK_EXPIRY_CHECK_SECONDS", 3600),
-            vault_login_key=_read_file(login_key_file),
+            vault_login_key=_read_file(login_key_file) if login_key_file else "",
             vault_login_issuer=get("VAULT_LOGIN_ISSUER", "vault-envvars-service"),
             vault_login_audience=get("VAULT_LOGIN_AUDIENCE", "vault-envvars:user-role"),
         )

@@ -168,6 +168,12 @@ def test_a_missing_required_setting_is_named(key):
         Settings.from_env(env)
 
 
+def test_the_drift_check_needs_no_users_login_key():
+    """`python -m service check` (the restore check runs it) logs in as the executor only."""
+    env = {k: v for k, v in REQUIRED.items() if k != "ENVVARS_VAULT_LOGIN_KEY_FILE"}
+    assert Settings.from_env(env, serving=False).vault_login_key == ""
+
+
 @pytest.mark.parametrize("key, value", [
     ("EXECUTOR_BACKEND", "ssh"), ("JOB_NETWORK", "off"), ("JOB_PROC", "host"), ("UNSAFE_UNSANDBOXED_JOBS", "yes"),
     ("RATE_LIMIT", "10/day"), ("RATE_LIMIT", "many"), ("PUBLIC_URL", "ftp://dash.test"),
