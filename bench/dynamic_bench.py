@@ -25,13 +25,11 @@ import hvac
 import requests
 from pulumi import automation as auto
 
+from bench import service_bench
 from bench.service_bench import FIRST, PYTHON, compare, service_env
 from devkit import procs
-from devkit.jwt_issuer import TestIssuer
 from devkit.postgres import remove, require_passwords, start_postgres
 from devkit.service_process import start_service
-from devkit.stacks import ThrowawayStack
-from devkit.vault_servers import start_dev_server
 
 ROLE_SQL = ['CREATE ROLE "{{name}}" WITH LOGIN PASSWORD \'{{password}}\' VALID UNTIL \'{{expiration}}\';']
 REVOKE_SQL = ['DROP ROLE IF EXISTS "{{name}}";']
@@ -44,22 +42,8 @@ def setup(workdir: str):
     subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-d", "postgres", "-c",
                     f"CREATE ROLE vaultadmin WITH LOGIN CREATEROLE PASSWORD '{admin_password}'"],
                    check=True, capture_output=True)
-    server = start_dev_server(os.environ["BAO_BIN"], os.path.join(workdir, "bao"))
-    issuer = TestIssuer()
-    issuer.jwks_url = issuer.serve_jwks()
-    backend = {"PULUMI_BACKEND_URL": f"file://{workdir}/state", "PULUMI_CONFIG_PASSPHRASE": secrets.token_hex(8)}
-    os.makedirs(f"{workdir}/state")
-    stack = ThrowawayStack("integration/programs/vault_config", backend)
     url = f"postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{pg.port}/postgres?sslmode=disable"
-    stack.stack.set_all_config({
-        "vault-envvars:vaultAddress": auto.ConfigValue(server.address),
-        "vault-envvars:vaultToken": auto.ConfigValue(server.token, secret=True),
-        "vault-envvars:adoptKvMount": auto.ConfigValue("true"),
-        "vault-envvars:auditFilePath": auto.ConfigValue(server.audit_log),
-        "vault-envvars:jwtIssuer": auto.ConfigValue(issuer.iss),
-        "vault-envvars:jwksUrl": auto.ConfigValue(issuer.jwks_url),
-        "vault-envvars:userTokenTtl": auto.ConfigValue("1h"),
-        "vault-envvars:executorSecretIdNumUses": auto.ConfigValue("0"),
+    server, issuer, stack, outputs = service_bench.setup(workdir, {
         "vault-envvars:databaseConnections": auto.ConfigValue(json.dumps(
             [{"name": "bench", "username": "vaultadmin", "connectionUrl": url}])),
         "vault-envvars:databaseRoles": auto.ConfigValue(json.dumps(
@@ -67,7 +51,6 @@ def setup(workdir: str):
               "revocationStatements": REVOKE_SQL, "defaultTtl": "10m", "users": ["bench-dyn"]}])),
         "vault-envvars:databasePasswords": auto.ConfigValue(json.dumps({"bench": admin_password}), secret=True),
     })
-    outputs = {k: v.value for k, v in stack.up().outputs.items()}
     return pg, server, issuer, stack, outputs
 
 

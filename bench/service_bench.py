@@ -75,7 +75,8 @@ def compare(label: str, service: list[float], floor: list[float], target: str) -
             f"ratio p50 {s50 / f50:.2f}x p99 {s99 / f99:.2f}x ({target})")
 
 
-def setup(workdir: str):
+def setup(workdir: str, config: dict[str, auto.ConfigValue] | None = None):
+    """A dev server configured by the project's Vault configuration program, plus `config` (more settings)."""
     server = start_dev_server(os.environ["BAO_BIN"], os.path.join(workdir, "bao"))
     issuer = TestIssuer()
     issuer.jwks_url = issuer.serve_jwks()
@@ -91,6 +92,7 @@ def setup(workdir: str):
         "vault-envvars:jwksUrl": auto.ConfigValue(issuer.jwks_url),
         "vault-envvars:userTokenTtl": auto.ConfigValue("1h"),
         "vault-envvars:executorSecretIdNumUses": auto.ConfigValue("0"),
+        **(config or {}),
     })
     outputs = {k: v.value for k, v in stack.up().outputs.items()}
     # The floor's direct Vault sessions log in as the service does: with its login key (Vault trusts no other).
