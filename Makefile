@@ -35,7 +35,7 @@ preview: toolchain-$(STACK_TIER)
 	@$(WITH_ENV) bash tools/stack.sh preview $(STACK)
 
 test: toolchain-test  ## every test but the local cluster's (make test-k8s; CI runs both): unit, integration, e2e, browser
-	@$(WITH_ENV) python -m pytest -m "not k8s" $(PYTEST_ARGS)
+	@$(WITH_ENV) python -m pytest -m "not k8s" --durations=20 $(PYTEST_ARGS)
 
 test-unit: toolchain-test
 	@$(WITH_ENV) python -m pytest tests/unit $(PYTEST_ARGS)
@@ -50,7 +50,7 @@ check: lint typecheck  ## the fast gate: lint, types and the unit tests (seconds
 	@$(WITH_ENV) python -m pytest -q -m unit tests/unit $(PYTEST_ARGS)
 
 test-k8s: toolchain-k8s  ## the tests on the local three-node Kubernetes (started and stopped for the run; it changes host settings)
-	@$(WITH_ENV) python -m pytest -m k8s $(PYTEST_ARGS)
+	@$(WITH_ENV) python -m pytest -m k8s --durations=20 $(PYTEST_ARGS)
 
 test-e2e: toolchain-test
 	@$(WITH_ENV) python -m pytest -m e2e $(PYTEST_ARGS)
