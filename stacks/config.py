@@ -621,7 +621,7 @@ class ExistingVaultConfig:
             "tls": f"set {r.key('vaultCaCert')} to the PEM of the CA that signed the server's certificate",
             "forbidden": f"the token in {r.key('vaultToken')} may not do this: the first `up` needs one allowed "
                          "to write sys/policies/acl/config-admin (root, once), later ones a config-admin token "
-                         "(README, \"Pointing it at an existing Vault\")",
+                         "(docs/stacks.md, \"Pointing it at an existing Vault\")",
         }
         return cls(
             connection=VaultConnection(address=address, token=token, ca_cert_pem=r.string("vaultCaCert", ""),
