@@ -240,7 +240,7 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, alert_receiver, 
     engine = _engine(toolchain)
     s = throwaway_stack(DEV_STACK_PROGRAM)
     s.stack.set_config("vault-envvars:vaultMode", auto.ConfigValue("raft"))
-    # Backups to a real S3 server beside the stack (README "Backups in object storage").
+    # Backups to a real S3 server beside the stack (docs/backups.md).
     s3_network, s3 = s3_beside
     bucket, key = s3.create_bucket(), secrets.token_bytes(32)
     s.stack.set_all_config({f"vault-envvars:{k}": auto.ConfigValue(v, secret=k in (

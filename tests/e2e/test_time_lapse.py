@@ -108,7 +108,7 @@ def test_time_lapse_nothing_expires_and_drift_is_put_back(throwaway_stack, toolc
         f.write(out["vault_ca_cert"])
     nodes, root, url = out["vault_nodes"], out["vault_root_token"], out["service_url"]
 
-    # The AppRole design: secret ids without TTL or use limit (README, "Credentials over time").
+    # The AppRole design: secret ids without TTL or use limit (docs/credentials-and-rollouts.md).
     vault = vault_client(nodes[0], root, ca_file)
     for role in ("executor", "snapshot-operator"):
         data = vault.read(f"auth/approle/role/{role}")["data"]
