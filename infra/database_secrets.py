@@ -1,6 +1,6 @@
 """Dynamic database credentials as code: the database secrets engine, its connections and roles, the
 grant of each role (a policy and an identity group of the granted users' entities), and the token role
-of the executor's per-job tokens (README "Dynamic env vars")."""
+of the executor's per-job tokens (docs/dynamic-env-vars.md)."""
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 

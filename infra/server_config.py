@@ -52,7 +52,7 @@ listener "tcp" {{
   tls_min_version = "tls12"
   # Prometheus scrapes /v1/sys/metrics without a token: metrics hold no secret value, the listener is
   # network-restricted (NetworkPolicy, the stack's private network), and a sealed node, which can check
-  # no token, still reports itself sealed (README "Monitoring").
+  # no token, still reports itself sealed (docs/monitoring.md).
   telemetry {{
     unauthenticated_metrics_access = true
   }}

@@ -45,7 +45,7 @@ class ServiceDocker(pulumi.ComponentResource):
             f"{SECRETS_DIR}/{n}": {"content": c, "mode": 0o444 if n.endswith(".pem") else 0o400}
             for n, c in named.items()})
         # A container's /proc is masked: the jobs' sandbox cannot mount one of its own (unmasking it would let
-        # the service write the host's sysctls), so jobs here get none (README, "Security").
+        # the service write the host's sysctls), so jobs here get none (docs/security.md).
         env = service_env(args.connection, {"ENVVARS_RATE_LIMIT": args.rate_limit, "ENVVARS_JOB_PROC": "none"})
         container = docker.Container(
             f"{name}-api", container_name=f"{prefix}-api", image=image.image_id, env=env,

@@ -1,4 +1,4 @@
-"""How a Vault/OpenBao cluster on Kubernetes seals its root key (the `seal` stack setting, README "Seals").
+"""How a Vault/OpenBao cluster on Kubernetes seals its root key (the `seal` stack setting, docs/seals.md).
 
 - `shamir`: no stanza; the bootstrap holds the unseal keys, and a restarted pod stays sealed until someone
   unseals it (`python tools/vault_unseal.py` or the next `up`).
@@ -125,7 +125,7 @@ class RandomKey(Resource, module="random", name="RandomKey"):
 class StaticSealKey(pulumi.ComponentResource):
     """A static seal key made by the stack: 32 random bytes kept as a Pulumi secret, in a Secret the pods
     mount. Whoever reads the stack's state with its passphrase, or the Secret, can unseal a copy of the
-    data: README "Seals" says what this protects against and what it does not."""
+    data: docs/seals.md says what this protects against and what it does not."""
 
     def __init__(self, name: str, *, namespace: pulumi.Input[str], secret_name: str,
                  labels: Optional[dict] = None, opts: Optional[pulumi.ResourceOptions] = None):

@@ -158,7 +158,7 @@ class RaftSettings:
 @dataclass(frozen=True)
 class BackupSettings:
     """Where snapshots and metadata database backups go off the cluster: an S3-compatible bucket (both
-    stacks; README "Backups in object storage"). `bucket` empty: none (local snapshots only)."""
+    stacks; docs/backups.md). `bucket` empty: none (local snapshots only)."""
 
     bucket: str
     endpoint: str  # empty: AWS S3's own
@@ -251,7 +251,7 @@ def _checked_key(text: str) -> str:
 
 @dataclass(frozen=True)
 class MonitoringSettings:
-    """Prometheus, Alertmanager and the Pushgateway (both stacks; README "Monitoring")."""
+    """Prometheus, Alertmanager and the Pushgateway (both stacks; docs/monitoring.md)."""
 
     enabled: bool
     image: str  # Debian's packages (tools/images.sh); prod: an image your cluster can pull
@@ -317,7 +317,7 @@ class PlatformWebhookSettings:
 
 @dataclass(frozen=True)
 class SealSettings:
-    """How the prod cluster seals its root key (README "Seals"): `seal` shamir | static | transit."""
+    """How the prod cluster seals its root key (docs/seals.md): `seal` shamir | static | transit."""
 
     kind: str
     args: Optional[SealArgs]  # None: Shamir
@@ -621,7 +621,7 @@ class ExistingVaultConfig:
             "tls": f"set {r.key('vaultCaCert')} to the PEM of the CA that signed the server's certificate",
             "forbidden": f"the token in {r.key('vaultToken')} may not do this: the first `up` needs one allowed "
                          "to write sys/policies/acl/config-admin (root, once), later ones a config-admin token "
-                         "(README, \"Pointing it at an existing Vault\")",
+                         "(docs/stacks.md, \"Pointing it at an existing Vault\")",
         }
         return cls(
             connection=VaultConnection(address=address, token=token, ca_cert_pem=r.string("vaultCaCert", ""),
@@ -686,7 +686,7 @@ class DatabaseRole:
 
 @dataclass(frozen=True)
 class DatabaseSettings:
-    """Dynamic database credentials (README "Dynamic env vars"): the engine's mount, its connections and
+    """Dynamic database credentials (docs/dynamic-env-vars.md): the engine's mount, its connections and
     roles, each role's granted users. Passwords come from the secret map `databasePasswords`."""
 
     path: str

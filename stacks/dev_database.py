@@ -1,6 +1,6 @@
 """The dev stack's own database for dynamic env vars (stack setting `devDatabase`, default true): a
 PostgreSQL container, its connection in Vault's database secrets engine and a `readonly` role granted to
-the demo user alice (not bob), beside whatever the stack's database settings declare (README "The dev stack")."""
+the demo user alice (not bob), beside whatever the stack's database settings declare (docs/stacks.md, "The dev stack")."""
 from typing import Optional
 
 import pulumi

@@ -124,7 +124,7 @@ def _snapshot_store(cfg: ProdConfig) -> Optional[SnapshotStoreArgs]:
 
 
 def _key_outputs(cfg: ProdConfig, bootstrap: VaultBootstrap) -> dict[str, pulumi.Output]:
-    """Where the key shares are (README "Seals"). Shamir: the unseal keys, a secret output. An auto seal: the
+    """Where the key shares are (docs/seals.md). Shamir: the unseal keys, a secret output. An auto seal: the
     recovery shares encrypted to their custodians (one per `recoveryPgpKeys` entry, in that order), or without
     custodians only where they are: in the bootstrap resource's state, never an output."""
     if not cfg.seal.auto:

@@ -18,8 +18,6 @@ from devkit.s3_server import start_s3_server
 from devkit.stacks import ThrowawayStack
 from devkit.vault_servers import start_dev_server, start_raft_cluster
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def _terminated(_signum, _frame):
     # A second SIGTERM must not cut the teardown short; a handler (unlike SIG_IGN) is not inherited by

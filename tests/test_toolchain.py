@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from stacks.config import DEFAULT_BASE_IMAGE
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 from tools.versions import toolchain_versions
 
 pytestmark = pytest.mark.integration  # the real binaries the toolchain built

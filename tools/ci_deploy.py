@@ -4,8 +4,8 @@
   python tools/ci_deploy.py up STACK        the same guard, then `pulumi up`; exit non-zero on failure
 
 Both refresh first (`--refresh`): drift (a deleted object) is put back. Run `up` on a schedule (nightly):
-it renews the config-admin token and certificates within their renewal window (README, "Credentials over
-time").
+it renews the config-admin token and certificates within their renewal window
+(docs/credentials-and-rollouts.md).
 
 Guarded: resources whose replacement or deletion loses data or quorum — the Vault StatefulSet and
 every volume claim on Kubernetes; Vault's containers and volumes and the bootstrap on the container

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A three-node Kubernetes on this machine for the prod stack (README, "Local Kubernetes cluster"):
+# A three-node Kubernetes on this machine for the prod stack (docs/kubernetes.md):
 # etcd, kube-apiserver, controller-manager, scheduler, kube-proxy and, per node, a containerd and a
 # kubelet with their own cgroup root, ports and pod range on one bridge (so the Vault StatefulSet's
 # required anti-affinity is met), CoreDNS, a default `local` StorageClass with pre-made volumes, and the

@@ -1,4 +1,4 @@
-"""Where the tools (drills, upgrade, unseal) find a prod stack's key shares (README "Seals").
+"""Where the tools (drills, upgrade, unseal) find a prod stack's key shares (docs/seals.md).
 
 Shamir: the unseal keys are the stack's secret output `vault_unseal_keys`. An auto seal without custodians:
 the recovery shares are no output at all; the stack says where they are (`vault_recovery_keys_location`), in

@@ -32,7 +32,7 @@ case "$ACTION" in
     step "pulumi up --refresh ($STACK)"
     # --refresh: reads what is really there first, so drift (a deleted container, Secret or Vault object) is
     # put back, not reported unchanged. Every up also renews the config-admin token and certificates within
-    # their renewal window (README, "Credentials over time").
+    # their renewal window (docs/credentials-and-rollouts.md).
     pulumi up --refresh --yes --non-interactive --skip-preview --suppress-progress
     done_step
     step "checking what was deployed, as a user would (tools/stack_check.py)"

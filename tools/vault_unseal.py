@@ -1,5 +1,5 @@
 """Unseals the sealed Vault pods of a Shamir-sealed prod stack with the stack's unseal keys: what a pod
-restarted by anything (eviction, OOM, a node upgrade) needs when `seal` is `shamir` (README "Seals").
+restarted by anything (eviction, OOM, a node upgrade) needs when `seal` is `shamir` (docs/seals.md).
 
   python tools/vault_unseal.py --stack prod-local
 

@@ -1,4 +1,4 @@
-"""Credentials that live and die with one job (dynamic env vars, README "Dynamic env vars").
+"""Credentials that live and die with one job (dynamic env vars, docs/dynamic-env-vars.md).
 
 At job start the executor makes the job a Vault token of its own (token role `envvars-job`: an orphan, not
 renewable, living the job's timeout plus a grace, whose one policy mints database credentials), reads

@@ -6,22 +6,11 @@ import os
 import pytest
 from pulumi import automation as auto
 
-from devkit.browser import sign_in
 from devkit.net import free_port
 from devkit.service_process import start_service
 from devkit.stacks import ThrowawayStack
 from devkit.vault_servers import start_dev_server
-
-
-class Dashboard:
-    def __init__(self, url: str, vault_url: str, vault_token: str, issuer: str, passwords: dict, log_path: str,
-                 db_path: str):
-        self.url, self.vault_url, self.vault_token, self.issuer = url, vault_url, vault_token, issuer
-        self.passwords, self.log_path, self.db_path = passwords, log_path, db_path
-
-    def log_text(self) -> str:
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
+from tests.dashboard.helpers import Dashboard
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +58,3 @@ def dashboard(toolchain, pulumi_backend, tmp_path_factory):
             stack.destroy()
         finally:
             server.stop()
-
-
-def login(page, dashboard: Dashboard, user: str, path: str = "/dashboard/env-vars") -> None:
-    sign_in(page, dashboard.url, dashboard.vault_url, user, dashboard.passwords[user], path)

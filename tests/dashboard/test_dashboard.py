@@ -3,62 +3,20 @@ edit and delete env vars, run a job with two of them and watch it finish with it
 second person sees nothing of the first's; forms are CSRF-protected; no planted value ever reaches a
 page, a URL, a response, the service's log or its database."""
 import re
-import secrets
 
 import pytest
 from playwright.sync_api import expect
 
 from devkit.browser import shot
-from tests.dashboard.conftest import login
+from tests.dashboard.helpers import assert_nowhere, create_env_var, login, new_canary, watch_page
 
 pytestmark = pytest.mark.browser
 
 
-def _canary() -> str:
-    return f"canary-{secrets.token_hex(12)}"
-
-
-def _watch(page) -> dict:
-    """Every request URL and response body the page sees."""
-    seen = {"urls": [], "bodies": []}
-    page.on("request", lambda r: seen["urls"].append(r.url))
-
-    def on_response(r):
-        seen["urls"].append(r.url)
-        try:
-            seen["bodies"].append(r.body())
-        except Exception:  # noqa: BLE001, S110 (redirects have no body)
-            pass
-
-    page.on("response", on_response)
-    return seen
-
-
-def assert_nowhere(values, page, seen: dict, dashboard) -> None:
-    """No planted value anywhere: the page, URLs (so history), responses, the service's log, its database."""
-    with open(dashboard.db_path, "rb") as f:
-        database = f.read()
-    for v in values:
-        assert v not in page.content()
-        assert not any(v in u for u in seen["urls"]), "a value reached a URL"
-        assert not any(v.encode() in b for b in seen["bodies"]), "a value reached a response"
-        assert v not in dashboard.log_text()
-        assert v.encode() not in database
-
-
-def _create(page, name: str, value: str, description: str = "") -> None:
-    page.get_by_role("link", name=re.compile("New env var|Create your first env var")).first.click()
-    page.get_by_label("Name").fill(name)
-    page.get_by_label("Description").fill(description)
-    page.get_by_label("Value").fill(value)
-    page.get_by_role("button", name="Save").click()
-    expect(page.get_by_role("status")).to_have_text(f"Created {name}.")
-
-
 def test_a_user_manages_env_vars_and_runs_a_job(dashboard, new_page):
-    canary, canary2, canary3 = _canary(), _canary(), _canary()
+    canary, canary2, canary3 = new_canary(), new_canary(), new_canary()
     page = new_page()
-    seen = _watch(page)
+    seen = watch_page(page)
     login(page, dashboard, "alice")
     expect(page.get_by_test_id("user")).to_have_text("alice")
     expect(page.get_by_role("heading", name="No env vars yet")).to_be_visible()
@@ -75,8 +33,8 @@ def test_a_user_manages_env_vars_and_runs_a_job(dashboard, new_page):
     shot(page, "02-new-env-var")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("status")).to_have_text("Created API_TOKEN.")
-    _create(page, "DB_PASSWORD", canary2, "database password")
-    _create(page, "UNUSED_FLAG", "on", "not used by the job")
+    create_env_var(page, "DB_PASSWORD", canary2, "database password")
+    create_env_var(page, "UNUSED_FLAG", "on", "not used by the job")
     expect(page.locator("tbody tr")).to_have_count(3)
     shot(page, "03-list")
 
@@ -108,7 +66,7 @@ def test_a_user_manages_env_vars_and_runs_a_job(dashboard, new_page):
     expect(page.get_by_label("Value")).to_have_value("")
     expect(page.get_by_label("Value")).to_have_attribute("placeholder", "••••••••")
     page.get_by_label("Description").fill("the primary database's password")
-    canary2 = _canary()
+    canary2 = new_canary()
     page.get_by_label("Value").fill(canary2)
     shot(page, "06-edit")
     page.get_by_role("button", name="Save").click()
@@ -173,7 +131,7 @@ def test_a_user_manages_env_vars_and_runs_a_job(dashboard, new_page):
 def test_a_second_user_sees_none_of_the_first_users_env_vars(dashboard, new_page):
     alice = new_page()
     login(alice, dashboard, "alice")
-    _create(alice, "ALICE_ONLY", _canary())
+    create_env_var(alice, "ALICE_ONLY", new_canary())
     alice_edit = alice.get_by_role("link", name="Edit ALICE_ONLY").get_attribute("href")
 
     bob = new_page()
@@ -225,7 +183,7 @@ def test_secret_fields_are_cleared_when_the_page_is_left_and_shown_again(dashboa
     page = new_page()
     login(page, dashboard, "alice", "/dashboard/env-vars/new")
     page.get_by_label("Name").fill("TYPED")
-    page.get_by_label("Value").fill(_canary())
+    page.get_by_label("Value").fill(new_canary())
     page.get_by_role("link", name="Cancel").click()
     page.go_back()
     expect(page.get_by_label("Value")).to_have_value("")
@@ -264,7 +222,7 @@ def test_every_page_passes_axe_accessibility_checks(dashboard, new_page):
     axe, page = Axe(), new_page()
     login(page, dashboard, "bob")
     pages = {"list (empty)": None}
-    _create(page, "AXE_CHECK", _canary(), "for the accessibility check")
+    create_env_var(page, "AXE_CHECK", new_canary(), "for the accessibility check")
     env_id = page.get_by_role("link", name="Edit AXE_CHECK").get_attribute("href").rsplit("/", 1)[1]
     pages.update({"list": "/dashboard/env-vars", "new": "/dashboard/env-vars/new",
                   "edit": f"/dashboard/env-vars/{env_id}", "delete": f"/dashboard/env-vars/{env_id}/delete",

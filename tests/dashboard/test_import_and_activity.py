@@ -14,8 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from devkit.browser import ARTIFACTS
-from tests.dashboard.conftest import login
-from tests.dashboard.test_dashboard import _canary, _create, _watch, assert_nowhere
+from tests.dashboard.helpers import assert_nowhere, create_env_var, login, new_canary, watch_page
 
 pytestmark = pytest.mark.browser
 
@@ -45,11 +44,11 @@ def _sha(value: str) -> str:
 def test_a_user_imports_a_env_file_and_follows_it_in_the_activity(dashboard, new_page):
     sfx = secrets.token_hex(3).upper()
     a, b, old, upload = f"IMP_A_{sfx}", f"IMP_B_{sfx}", f"IMP_OLD_{sfx}", f"IMP_FILE_{sfx}"
-    c = [_canary() for _ in range(7)]
+    c = [new_canary() for _ in range(7)]
     page = new_page()
-    seen = _watch(page)
+    seen = watch_page(page)
     login(page, dashboard, "alice")
-    _create(page, old, c[0], "to be overwritten by the import")
+    create_env_var(page, old, c[0], "to be overwritten by the import")
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Import .env").click()
     expect(page.get_by_role("heading", name="Import a .env file")).to_be_visible()
@@ -111,8 +110,8 @@ def test_without_scripts_the_preview_asks_for_the_text_again_and_never_shows_it(
     signed_in = new_page()
     login(signed_in, dashboard, "alice")  # the identity provider's page needs scripts; the dashboard does not
     page = new_page(java_script_enabled=False, storage_state=signed_in.context.storage_state())
-    seen = _watch(page)
-    value = _canary()
+    seen = watch_page(page)
+    value = new_canary()
     text = f"NOJS_{sfx}=\"{value}\"\n"
     page.goto(f"{dashboard.url}/dashboard/import")
     page.get_by_label("Paste the file").fill(text)
@@ -133,7 +132,7 @@ def test_another_user_sees_none_of_the_first_users_activity_and_pages_through_th
     sfx = secrets.token_hex(3).upper()
     alice = new_page()
     login(alice, dashboard, "alice")
-    _create(alice, f"ALICE_ACT_{sfx}", _canary())
+    create_env_var(alice, f"ALICE_ACT_{sfx}", new_canary())
     bob = new_page()
     login(bob, dashboard, "bob", "/dashboard/activity")
     expect(bob.get_by_test_id("activity")).to_contain_text("Dashboard sign-in")
@@ -165,7 +164,7 @@ def test_the_import_and_activity_pages_pass_axe_accessibility_checks(dashboard, 
     sfx = secrets.token_hex(3).upper()
     axe, page = Axe(), new_page()
     login(page, dashboard, "bob", "/dashboard/env-vars")
-    _create(page, f"AXE_OLD_{sfx}", _canary())
+    create_env_var(page, f"AXE_OLD_{sfx}", new_canary())
     found = {}
     page.goto(f"{dashboard.url}/dashboard/import")
     found["import"] = axe.run(page).response["violations"]

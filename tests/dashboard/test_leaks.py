@@ -9,8 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from devkit.browser import shot
-from tests.dashboard.conftest import login
-from tests.dashboard.test_dashboard import _create, _watch, assert_nowhere
+from tests.dashboard.helpers import assert_nowhere, create_env_var, login, watch_page
 
 pytestmark = pytest.mark.browser
 NAME = "LEAKY_TOKEN"
@@ -19,9 +18,9 @@ NAME = "LEAKY_TOKEN"
 def test_a_leaked_value_is_shown_refused_rotated_and_dismissed(dashboard, new_page):
     value, rotated = "leak-" + secrets.token_urlsafe(24), "new-" + secrets.token_urlsafe(24)
     page = new_page()
-    seen = _watch(page)
+    seen = watch_page(page)
     login(page, dashboard, "alice")
-    _create(page, NAME, value, "printed backwards by a careless job")
+    create_env_var(page, NAME, value, "printed backwards by a careless job")
     page.get_by_role("link", name="Run a job").click()
     page.get_by_label("Command").fill(f'''python3 -c "import os; print('x', os.environ['{NAME}'][::-1])"''')
     page.get_by_label(NAME).check()

@@ -13,8 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from devkit.browser import shot
-from tests.dashboard.conftest import login
-from tests.dashboard.test_dashboard import _canary, _watch, assert_nowhere
+from tests.dashboard.helpers import assert_nowhere, login, new_canary, watch_page
 
 pytestmark = pytest.mark.browser
 PRINT = ("import hashlib,os; print('sha', hashlib.sha256(os.environb[b'PROV_TOKEN']).hexdigest()); "
@@ -31,11 +30,11 @@ def _row(page, name: str):
 
 
 def test_expiry_field_list_columns_job_versions_and_run_again(dashboard, new_page):
-    first, second, rejected = _canary(), _canary(), _canary()
+    first, second, rejected = new_canary(), new_canary(), new_canary()
     suffix = secrets.token_hex(3).upper()
     token, short, plain = f"PROV_TOKEN_{suffix}", f"PROV_SHORT_{suffix}", f"PROV_PLAIN_{suffix}"
     page = new_page()
-    seen = _watch(page)
+    seen = watch_page(page)
     login(page, dashboard, "alice")
     now = datetime.datetime.now(datetime.timezone.utc)
 
@@ -54,7 +53,7 @@ def test_expiry_field_list_columns_job_versions_and_run_again(dashboard, new_pag
     shot(page, "prov-01-expiry-field")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("status")).to_have_text(f"Created {token}.")
-    for name, value in ((short, "on"), (plain, _canary())):
+    for name, value in ((short, "on"), (plain, new_canary())):
         page.get_by_role("link", name="New env var").click()
         page.get_by_label("Name").fill(name)
         page.get_by_label("Value").fill(value)

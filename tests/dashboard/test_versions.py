@@ -8,8 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from devkit.browser import shot
-from tests.dashboard.conftest import login
-from tests.dashboard.test_dashboard import _canary, _create, _watch, assert_nowhere
+from tests.dashboard.helpers import assert_nowhere, create_env_var, login, new_canary, watch_page
 
 pytestmark = pytest.mark.browser
 NAME = "ROLLBACK_TOKEN"
@@ -18,11 +17,11 @@ NAME = "ROLLBACK_TOKEN"
 def test_the_history_panel_lists_versions_and_a_confirmed_rollback_makes_an_old_value_current(dashboard, new_page):
     from axe_playwright_python.sync_playwright import Axe
 
-    first, second = _canary(), _canary()
+    first, second = new_canary(), new_canary()
     page = new_page()
-    seen = _watch(page)
+    seen = watch_page(page)
     login(page, dashboard, "alice")
-    _create(page, NAME, first, "rolled back in the browser")
+    create_env_var(page, NAME, first, "rolled back in the browser")
     page.get_by_role("link", name=f"Edit {NAME}").click()
     page.get_by_label("Value").fill(second)
     page.get_by_role("button", name="Save").click()

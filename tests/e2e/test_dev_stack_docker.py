@@ -6,10 +6,7 @@ import contextlib
 import datetime
 import hashlib
 import json
-import os
 import secrets
-import subprocess
-import sys
 import time
 
 import docker
@@ -21,13 +18,12 @@ from pulumi import automation as auto
 from devkit.browser import shot, sign_in
 from devkit.service_process import wait_execution
 from stacks.config import DEFAULT_BASE_IMAGE
-from tests.conftest import REPO_ROOT
 from tests.e2e.container_checks import check_container
 from tests.e2e.dev_dynamic_env_vars import check_dynamic_env_var_in_dashboard
+from tests.e2e.helpers import DEV_STACK_PROGRAM, stack_check, vault_client
 from tools.dev_token import id_token
 
 pytestmark = pytest.mark.e2e
-PROGRAM = "e2e/programs/dev_stack"
 # The service container's only capabilities: CAP_KILL, CAP_SETGID, CAP_SETUID (its jobs' sandbox).
 SANDBOX_CAPS = (1 << 5) | (1 << 6) | (1 << 7)
 
@@ -44,7 +40,7 @@ def _leftovers(engine, stack_name) -> dict:
 
 
 def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack, toolchain, new_page):
-    s = throwaway_stack(PROGRAM)
+    s = throwaway_stack(DEV_STACK_PROGRAM)
     out = {k: v.value for k, v in s.up().outputs.items()}
     vault = hvac.Client(url=out["vault_address"], token=out["vault_root_token"])
     assert vault.sys.read_health_status(method="GET")["sealed"] is False
@@ -133,11 +129,11 @@ def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack,
     assert s.changes_of_second_up() == {}
     # What `make up` checks last passes; once the service cannot reach Vault it fails, naming the check,
     # with the service's last log lines.
-    assert _stack_check(s).returncode == 0
+    assert stack_check(s).returncode == 0
     api = engine.containers.get(f"{prefix}-envvars-api")
     for network in api.attrs["NetworkSettings"]["Networks"]:
         engine.networks.get(network).disconnect(api)
-    broken = _stack_check(s, wait=3)
+    broken = stack_check(s, wait=3)
     assert broken.returncode == 1 and "CHECK FAILED: the service's /readyz" in broken.stderr, broken.stderr
     assert f"last lines of {prefix}-envvars-api" in broken.stderr
     s.destroy()
@@ -179,21 +175,10 @@ def _history_import_rerun_and_activity(url: str, user: dict, env_var_id: str, fi
     assert imported not in json.dumps(activity) and first_value not in json.dumps(activity)
 
 
-def _stack_check(s, wait: float = 30) -> subprocess.CompletedProcess:
-    """tools/stack_check.py on a throwaway stack, as `make up` runs it."""
-    return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "tools", "stack_check.py"), s.name,
-                           "--wait", str(wait)], cwd=s.work_dir, capture_output=True, text=True,
-                          env={**os.environ, **s.env, "PYTHONPATH": REPO_ROOT}, timeout=300)
-
-
-def _client(address, token, ca_file) -> hvac.Client:
-    return hvac.Client(url=address, token=token, verify=ca_file, timeout=3)
-
-
 def _write_anywhere(nodes, token, ca_file, path, value) -> bool:
     for address in nodes:
         try:
-            _client(address, token, ca_file).secrets.kv.v2.create_or_update_secret(
+            vault_client(address, token, ca_file).secrets.kv.v2.create_or_update_secret(
                 path=path, secret={"value": value}, mount_point="secret")
             return True
         except (requests.RequestException, hvac.exceptions.VaultError):
@@ -253,9 +238,9 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, alert_receiver, 
     from infra import snapshot_agent
 
     engine = _engine(toolchain)
-    s = throwaway_stack(PROGRAM)
+    s = throwaway_stack(DEV_STACK_PROGRAM)
     s.stack.set_config("vault-envvars:vaultMode", auto.ConfigValue("raft"))
-    # Backups to a real S3 server beside the stack (README "Backups in object storage").
+    # Backups to a real S3 server beside the stack (docs/backups.md).
     s3_network, s3 = s3_beside
     bucket, key = s3.create_bucket(), secrets.token_bytes(32)
     s.stack.set_all_config({f"vault-envvars:{k}": auto.ConfigValue(v, secret=k in (
@@ -281,13 +266,13 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, alert_receiver, 
     assert page.get_by_test_id("user").inner_text() == "bob"
 
     # Three peers, all voters, exactly one leader.
-    raft = _client(nodes[0], root, ca_file).sys.read_raft_config()["data"]["config"]["servers"]
+    raft = vault_client(nodes[0], root, ca_file).sys.read_raft_config()["data"]["config"]["servers"]
     assert len(raft) == 3 and all(p["voter"] for p in raft)
     assert sum(1 for p in raft if p["leader"]) == 1
-    autopilot = _client(nodes[0], root, ca_file).read("sys/storage/raft/autopilot/configuration")["data"]
+    autopilot = vault_client(nodes[0], root, ca_file).read("sys/storage/raft/autopilot/configuration")["data"]
     assert autopilot["cleanup_dead_servers"] is True and autopilot["min_quorum"] == 3
     assert s.changes_of_second_up() == {}
-    ok = _stack_check(s)  # every node over TLS with the stack's CA, the service, the sign-in, Prometheus
+    ok = stack_check(s)  # every node over TLS with the stack's CA, the service, the sign-in, Prometheus
     assert ok.returncode == 0 and ok.stdout.count("ok: Vault at") == 3, ok.stdout + ok.stderr
     assert "ok: Prometheus at" in ok.stdout and "ok: the Alertmanager at" in ok.stdout, ok.stdout
 
@@ -377,7 +362,7 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, alert_receiver, 
     leader.start()
     assert s.up().summary.resource_changes.get("update") == 1
     def rejoined():
-        state = _client(survivors[0], root, ca_file).read("sys/storage/raft/autopilot/state")["data"]
+        state = vault_client(survivors[0], root, ca_file).read("sys/storage/raft/autopilot/state")["data"]
         return state["healthy"] and len(state["servers"]) == 3 and all(
             v["healthy"] and v["status"] in ("leader", "voter") for v in state["servers"].values())
     _wait(rejoined, 60)
@@ -386,7 +371,7 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, alert_receiver, 
     rejoined_node = next(n for n, c in zip(nodes, _node_containers(engine, s.name), strict=True)
                          if c.name == leader.name)
     for address in (survivors[0], rejoined_node):
-        kv = _client(address, root, ca_file).secrets.kv.v2
+        kv = vault_client(address, root, ca_file).secrets.kv.v2
         for prefix, n in (("before", 20), ("during", written_during + 1)):
             for i in range(n):
                 got = kv.read_secret_version(path=f"users/failover/{prefix}-{i}", mount_point="secret",

@@ -1,5 +1,6 @@
-"""The `existing` composition as a newcomer tries it: the README's "Pointing it at an existing Vault" example,
-run as written (bash, the real CLI, the project's own `__main__.py`), against a plain `bao server -dev`."""
+"""The `existing` composition as a newcomer tries it: the "Pointing it at an existing Vault" example of
+docs/stacks.md, run as written (bash, the real CLI, the project's own `__main__.py`), against a plain
+`bao server -dev`."""
 import os
 import re
 import secrets
@@ -11,16 +12,16 @@ import pytest
 from devkit import procs
 from devkit.net import free_port
 from infra import vault_ops
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 
-SECTION = "### Pointing it at an existing Vault"
+SECTION = "## Pointing it at an existing Vault"
 
 
 def readme_example() -> str:
-    """The first shell block of the README's section, as a user copies it."""
-    with open(os.path.join(REPO_ROOT, "README.md")) as f:
+    """The first shell block of that section of docs/stacks.md, as a user copies it."""
+    with open(os.path.join(REPO_ROOT, "docs", "stacks.md")) as f:
         section = f.read().split(SECTION, 1)[1]
     return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
 

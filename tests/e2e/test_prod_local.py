@@ -21,8 +21,8 @@ import yaml
 from devkit.cluster import kubectl, run_cluster_sh
 from devkit.stacks import ThrowawayStack
 from infra import kube_forward, vault_ops
-from tests.conftest import REPO_ROOT
-from tests.service.test_api import PRINT_ENCODED
+from tests.helpers import REPO_ROOT
+from tests.service.helpers import PRINT_ENCODED
 from tools import drill as drill_tool
 from tools import raft_drills, vault_upgrade
 from tools.dev_token import id_token

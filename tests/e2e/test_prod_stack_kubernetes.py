@@ -9,7 +9,7 @@ from kubernetes import client as kclient
 from kubernetes import config as kconfig
 from pulumi import automation as auto
 
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 PROGRAM = "e2e/programs/prod_stack"

@@ -21,7 +21,7 @@ from pulumi import automation as auto
 
 from devkit.service_process import wait_execution
 from infra.vault_ops import break_glass_root
-from tests.e2e.test_dev_stack_docker import PROGRAM, _client, _stack_check
+from tests.e2e.helpers import DEV_STACK_PROGRAM, stack_check, vault_client
 from tools.dev_token import id_token
 
 pytestmark = pytest.mark.e2e
@@ -97,7 +97,7 @@ def _snapshot_runs(engine, stack_name: str) -> list[dict]:
 
 def test_time_lapse_nothing_expires_and_drift_is_put_back(throwaway_stack, toolchain, tmp_path):
     engine = docker.DockerClient(base_url=toolchain["docker_host"])
-    s = throwaway_stack(PROGRAM)
+    s = throwaway_stack(DEV_STACK_PROGRAM)
     for key, setting in SHORT.items():
         s.stack.set_config(f"vault-envvars:{key}", auto.ConfigValue(setting))
     t0 = time.monotonic()
@@ -108,8 +108,8 @@ def test_time_lapse_nothing_expires_and_drift_is_put_back(throwaway_stack, toolc
         f.write(out["vault_ca_cert"])
     nodes, root, url = out["vault_nodes"], out["vault_root_token"], out["service_url"]
 
-    # The AppRole design: secret ids without TTL or use limit (README, "Credentials over time").
-    vault = _client(nodes[0], root, ca_file)
+    # The AppRole design: secret ids without TTL or use limit (docs/credentials-and-rollouts.md).
+    vault = vault_client(nodes[0], root, ca_file)
     for role in ("executor", "snapshot-operator"):
         data = vault.read(f"auth/approle/role/{role}")["data"]
         assert (data["secret_id_ttl"], data["secret_id_num_uses"]) == (0, 0), data
@@ -166,18 +166,18 @@ def test_time_lapse_nothing_expires_and_drift_is_put_back(throwaway_stack, toolc
     assert len(serials) - 1 >= lapse / LIFE, (len(serials), lapse)
 
     # The admin operations still work: the stack check (it looks the admin token up) and a break-glass root.
-    check = _stack_check(s)
+    check = stack_check(s)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "the config-admin token has" in check.stdout, check.stdout
     with break_glass_root(nodes[0], out["vault_unseal_keys"], out["vault_admin_token"], ca_file) as token:
-        assert "root" in _client(nodes[0], token, ca_file).auth.token.lookup_self()["data"]["policies"]
+        assert "root" in vault_client(nodes[0], token, ca_file).auth.token.lookup_self()["data"]["policies"]
 
     # Drift: the service's container and a Vault policy deleted; the next `up --refresh` puts them back.
     engine.containers.get(f"dev-stack-{s.name}-envvars-api").remove(force=True)
     vault.sys.delete_acl_policy("executor")
     _up(s)
     assert "executor" in vault.sys.list_acl_policies()["data"]["keys"]
-    check = _stack_check(s)
+    check = stack_check(s)
     assert check.returncode == 0, check.stdout + check.stderr
     run = requests.post(f"{url}/api/v2/execution", json={"command": ["python3", "-c", JOB],
                                                         "env_var_ids": [ev.json()["id"]]}, headers=alice, timeout=30)

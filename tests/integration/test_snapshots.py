@@ -16,7 +16,7 @@ import requests
 
 from devkit.vault_servers import start_raft_cluster
 from infra import snapshot_agent
-from tests.integration.test_vault_configuration import _config_stack
+from tests.integration.helpers import config_stack
 
 pytestmark = pytest.mark.integration
 AGENT = snapshot_agent.__file__
@@ -26,7 +26,7 @@ AGENT = snapshot_agent.__file__
 def configured_raft(pulumi_backend, raft_cluster, tmp_path_factory):
     from devkit.jwt_issuer import TestIssuer
 
-    s = _config_stack(pulumi_backend, raft_cluster, TestIssuer(), adopt_kv=False)
+    s = config_stack(pulumi_backend, raft_cluster, TestIssuer(), adopt_kv=False)
     try:
         outputs = {k: v.value for k, v in s.up().outputs.items()}
         creds = tmp_path_factory.mktemp("snapshot-creds")

@@ -12,11 +12,10 @@ from hvac.exceptions import Forbidden, InvalidRequest
 from pulumi import automation as auto
 
 from devkit.jwt_issuer import TestIssuer
-from devkit.stacks import ThrowawayStack
-from tests.service.conftest import vault_login_token
+from tests.integration.helpers import config_stack
+from tests.service.helpers import vault_login_token
 
 pytestmark = pytest.mark.integration
-PROGRAM = "integration/programs/vault_config"
 
 
 @pytest.fixture(scope="module")
@@ -24,30 +23,9 @@ def issuer() -> TestIssuer:
     return TestIssuer()
 
 
-def _config_stack(pulumi_backend, server, issuer, *, adopt_kv: bool, flavor: str = "openbao",
-                  extra: dict | None = None) -> ThrowawayStack:
-    s = ThrowawayStack(PROGRAM, dict(pulumi_backend))
-    settings = {
-        "vault-envvars:vaultAddress": auto.ConfigValue(server.address),
-        "vault-envvars:vaultToken": auto.ConfigValue(server.token, secret=True),
-        "vault-envvars:adoptKvMount": auto.ConfigValue(str(adopt_kv).lower()),
-        "vault-envvars:serverFlavor": auto.ConfigValue(flavor),
-        "vault-envvars:jwtIssuer": auto.ConfigValue(issuer.iss),
-        "vault-envvars:jwtAudiences": auto.ConfigValue(issuer.audience),
-        "vault-envvars:jwtValidationPubkeys": auto.ConfigValue(json.dumps([issuer.public_pem])),
-    }
-    if server.ca_pem:
-        settings["vault-envvars:vaultCaCert"] = auto.ConfigValue(server.ca_pem)
-    if server.audit_log:
-        settings["vault-envvars:auditFilePath"] = auto.ConfigValue(server.audit_log)
-    settings.update({k: auto.ConfigValue(v) for k, v in (extra or {}).items()})
-    s.stack.set_all_config(settings)
-    return s
-
-
 @pytest.fixture(scope="module")
 def configured_dev(pulumi_backend, bao_dev_server, issuer):
-    s = _config_stack(pulumi_backend, bao_dev_server, issuer, adopt_kv=True)
+    s = config_stack(pulumi_backend, bao_dev_server, issuer, adopt_kv=True)
     try:
         outputs = s.up().outputs
         yield s, {k: v.value for k, v in outputs.items()}
@@ -333,7 +311,7 @@ def test_audit_devices_through_the_api_for_hashicorp_vault(pulumi_backend, bao_d
                                                           tmp_path):
     server = bao_dev_server_api_audit
     server.audit_log = str(tmp_path / "api-audit.log")
-    s = _config_stack(pulumi_backend, server, issuer, adopt_kv=True, flavor="vault")
+    s = config_stack(pulumi_backend, server, issuer, adopt_kv=True, flavor="vault")
     try:
         s.up()
         devices = _root(server).sys.list_enabled_audit_devices()["data"]
@@ -349,7 +327,7 @@ def test_audit_devices_through_the_api_for_hashicorp_vault(pulumi_backend, bao_d
 # --- the 3-node TLS Raft cluster --------------------------------------------------------------------
 
 def test_raft_cluster_configuration_and_snapshot_operator(pulumi_backend, raft_cluster, issuer):
-    s = _config_stack(pulumi_backend, raft_cluster, issuer, adopt_kv=False)
+    s = config_stack(pulumi_backend, raft_cluster, issuer, adopt_kv=False)
     try:
         s.up()
         assert s.changes_of_second_up() == {}
@@ -377,7 +355,7 @@ def test_raft_cluster_configuration_and_snapshot_operator(pulumi_backend, raft_c
     ("vault-envvars:serverFlavor", "consul", "allowed values: openbao, vault"),
 ])
 def test_bad_configuration_fails_preview_naming_the_key(pulumi_backend, bao_dev_server, issuer, key, value, message):
-    s = _config_stack(pulumi_backend, bao_dev_server, issuer, adopt_kv=True, extra={key: value})
+    s = config_stack(pulumi_backend, bao_dev_server, issuer, adopt_kv=True, extra={key: value})
     try:
         with pytest.raises(auto.errors.CommandError) as err:
             s.stack.preview(on_output=lambda _l: None)

@@ -9,27 +9,9 @@ import jwt
 import pytest
 
 from service.schemas import EnvVarList
-from tests.service.conftest import bearer, wait_finished
+from tests.service.helpers import API, PRINT_ENCODED, PRINT_ENV, bearer, create_env_var, root_client, stored_value, wait_finished
 
 pytestmark = pytest.mark.integration
-API = "/api/v2/user/env-vars"
-
-
-def _create(client, headers, name, value, description="") -> dict:
-    r = client.post(API, json={"name": name, "description": description, "value": value}, headers=headers)
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-def _root(service_vault) -> hvac.Client:
-    server, _ = service_vault
-    return hvac.Client(url=server.address, token=server.token)
-
-
-def _stored(service_vault, user, env_var_id) -> str:
-    r = _root(service_vault).secrets.kv.v2.read_secret_version(
-        path=f"users/{user}/{env_var_id}", mount_point="secret", raise_on_deleted_version=True)
-    return r["data"]["data"]["value"]
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
@@ -38,12 +20,12 @@ def test_env_var_lifecycle_never_returns_a_value(make_client, issuer, service_va
     alice = bearer(issuer, f"alice-{database}")
     user = f"alice-{database}"
     value = f"v-{secrets.token_hex(8)}"
-    created = _create(client, alice, "API_TOKEN", value, "for the deploy job")
+    created = create_env_var(client, alice, "API_TOKEN", value, "for the deploy job")
     assert set(created) == {"id", "name", "description", "created_at", "updated_at", "expires_at", "last_used_at",
                             "last_used_execution_id"}
-    assert _stored(service_vault, user, created["id"]) == value
+    assert stored_value(service_vault, user, created["id"]) == value
 
-    _create(client, alice, "ZONE_NOTE", f"v-{secrets.token_hex(8)}", "ünïcode — and \"quotes\"\n")
+    create_env_var(client, alice, "ZONE_NOTE", f"v-{secrets.token_hex(8)}", "ünïcode — and \"quotes\"\n")
     page = client.get(API, headers=alice)
     listed = page.json()
     assert listed["total"] == 2 and listed["items"][0] == created  # the same fields and timestamps as a create
@@ -56,14 +38,14 @@ def test_env_var_lifecycle_never_returns_a_value(make_client, issuer, service_va
 
     r = client.put(f"{API}/{created['id']}", json={"value": "second"}, headers=alice)
     assert r.status_code == 200 and "value" not in r.json()
-    assert _stored(service_vault, user, created["id"]) == "second"
+    assert stored_value(service_vault, user, created["id"]) == "second"
     r = client.put(f"{API}/{created['id']}", json={"description": "renamed"}, headers=alice)
-    assert r.json()["description"] == "renamed" and _stored(service_vault, user, created["id"]) == "second"
+    assert r.json()["description"] == "renamed" and stored_value(service_vault, user, created["id"]) == "second"
 
     assert client.delete(f"{API}/{created['id']}", headers=alice).status_code == 204
     assert client.get(f"{API}/{created['id']}", headers=alice).status_code == 404
     with pytest.raises(hvac.exceptions.InvalidPath):
-        _stored(service_vault, user, created["id"])
+        stored_value(service_vault, user, created["id"])
     for r in (client.get(API, headers=alice), client.get("/healthz")):
         assert r.headers["cache-control"] == "no-store"
 
@@ -96,10 +78,10 @@ def test_bad_input_names_the_field_and_never_echoes_the_value(client, issuer, bo
 
 
 def test_duplicate_names_conflict_per_user(client, issuer):
-    _create(client, bearer(issuer, "dup-a"), "SAME", "1")
+    create_env_var(client, bearer(issuer, "dup-a"), "SAME", "1")
     r = client.post(API, json={"name": "SAME", "value": "2"}, headers=bearer(issuer, "dup-a"))
     assert r.status_code == 409 and "SAME" in r.json()["detail"]
-    _create(client, bearer(issuer, "dup-b"), "SAME", "3")  # another user may
+    create_env_var(client, bearer(issuer, "dup-b"), "SAME", "3")  # another user may
 
 
 def test_unauthenticated_and_bad_tokens_are_401(client, issuer):
@@ -132,7 +114,7 @@ def test_an_accepted_token_is_refused_once_it_expires_and_a_forgery_is_never_tak
 
 def test_users_never_see_touch_or_run_each_other(client, issuer):
     alice, bob = bearer(issuer, "iso-alice"), bearer(issuer, "iso-bob")
-    mine = _create(client, alice, "ALICE_ONLY", "alice secret")
+    mine = create_env_var(client, alice, "ALICE_ONLY", "alice secret")
     assert client.get(API, headers=bob).json()["total"] == 0
     unknown = "00000000-0000-0000-0000-000000000000"
     for method, path, body in (("get", f"{API}/{{}}", None), ("put", f"{API}/{{}}", {"description": "x"}),
@@ -147,18 +129,11 @@ def test_users_never_see_touch_or_run_each_other(client, issuer):
     assert client.get(f"/api/v2/execution/{run.json()['id']}", headers=bob).status_code == 404
 
 
-PRINT_ENV = ("import hashlib, os, sys\n"
-             "for name in sys.argv[1:]:\n"
-             "    raw = os.environb[name.encode()]\n"
-             "    print(name, hashlib.sha256(raw).hexdigest())\n"
-             "    sys.stdout.buffer.write(raw + b'\\n')\n")
-
-
 def test_execution_injects_values_byte_exact_and_stores_them_redacted(client, issuer):
     alice = bearer(issuer, "exec-alice")
     values = {"MULTI": "line one\nline two = still\n", "EQUALS": "a=b=c", "UNICODE": "żółć ✓ 東京",
               "SPACES": "  padded  "}
-    ids = [_create(client, alice, name, value)["id"] for name, value in values.items()]
+    ids = [create_env_var(client, alice, name, value)["id"] for name, value in values.items()]
     r = client.post("/api/v2/execution", json={"command": ["python3", "-c", PRINT_ENV, *values],
                                                "env_var_ids": ids}, headers=alice)
     assert r.status_code == 202 and r.json()["status"] == "queued"
@@ -171,21 +146,6 @@ def test_execution_injects_values_byte_exact_and_stores_them_redacted(client, is
         assert f"[redacted:{name}]" in done["output"]
 
 
-# The job prints each common encoding of each value given in argv order, one per line, and a digest.
-PRINT_ENCODED = r"""
-import base64, hashlib, json, os, sys, urllib.parse
-for name in sys.argv[1:]:
-    v = os.environb[name.encode()]
-    s = v.decode()
-    for form in (base64.b64encode(v), base64.b64encode(v).rstrip(b"="), base64.urlsafe_b64encode(v),
-                 base64.urlsafe_b64encode(v).rstrip(b"="), v.hex().encode(), v.hex().upper().encode(),
-                 urllib.parse.quote(s, safe="").encode(), urllib.parse.quote_plus(s).encode(),
-                 json.dumps(s)[1:-1].encode(), json.dumps(s, ensure_ascii=False)[1:-1].encode()):
-        print(name, form.decode())
-    print(name, "sha256", hashlib.sha256(v).hexdigest())
-"""
-
-
 @pytest.mark.parametrize("backend", ["subprocess", "docker"])
 def test_encoded_forms_of_a_value_never_reach_the_stored_output(make_client, issuer, backend):
     """A job printing base64, hex, percent- and JSON-encoded forms of a canary: none is stored. Redaction is
@@ -194,7 +154,7 @@ def test_encoded_forms_of_a_value_never_reach_the_stored_output(make_client, iss
     alice = bearer(issuer, f"encoded-{backend}")
     canary = f"c4n4ry-{secrets.token_hex(6)} \"q\" é/+~?>\nsecond-line-{secrets.token_hex(4)}"
     values = {"CANARY": canary, "FLAG": "on"}
-    ids = [_create(client, alice, name, value)["id"] for name, value in values.items()]
+    ids = [create_env_var(client, alice, name, value)["id"] for name, value in values.items()]
     r = client.post("/api/v2/execution", json={"command": ["python3", "-c", PRINT_ENCODED, *values],
                                                "env_var_ids": ids}, headers=alice)
     done = wait_finished(client, alice, r.json()["id"], timeout=60)
@@ -212,8 +172,8 @@ def test_encoded_forms_of_a_value_never_reach_the_stored_output(make_client, iss
 
 def test_a_missing_value_fails_before_the_job_starts_naming_it(client, issuer, service_vault, tmp_path):
     alice = bearer(issuer, "missing-alice")
-    ev = _create(client, alice, "GONE", "will vanish")
-    _root(service_vault).secrets.kv.v2.delete_metadata_and_all_versions(path=f"users/missing-alice/{ev['id']}",
+    ev = create_env_var(client, alice, "GONE", "will vanish")
+    root_client(service_vault).secrets.kv.v2.delete_metadata_and_all_versions(path=f"users/missing-alice/{ev['id']}",
                                                                         mount_point="secret")
     r = client.post("/api/v2/execution", json={"command": ["echo", "job-started"], "env_var_ids": [ev["id"]]},
                     headers=alice)
@@ -273,7 +233,7 @@ def test_a_canary_value_appears_nowhere_but_in_vault(make_client, issuer, servic
     client = make_client(f"sqlite:///{db_file}")
     alice = bearer(issuer, "canary-alice")
     canary = f"CANARY-{secrets.token_hex(16)}"
-    ev = _create(client, alice, "CANARY", canary)
+    ev = create_env_var(client, alice, "CANARY", canary)
     client.put(f"{API}/{ev['id']}", json={"value": canary + "-2"}, headers=alice)
     bad = client.post(API, json={"name": "bad name", "value": canary}, headers=alice)
     run = client.post("/api/v2/execution", json={"command": ["sh", "-c", "echo $CANARY"], "env_var_ids": [ev["id"]]},
@@ -286,7 +246,7 @@ def test_a_canary_value_appears_nowhere_but_in_vault(make_client, issuer, servic
     client.close()
     for f in tmp_path.glob("canary.db*"):
         assert canary.encode() not in f.read_bytes()
-    assert _stored(service_vault, "canary-alice", ev["id"]) == canary + "-2"
+    assert stored_value(service_vault, "canary-alice", ev["id"]) == canary + "-2"
 
 
 def test_a_replica_starting_leaves_a_live_siblings_job_alone_and_cancels_it(make_client, issuer, tmp_path):
@@ -328,7 +288,7 @@ def test_executions_of_a_gone_replica_are_taken_over(make_client, issuer, tmp_pa
 
 def test_listing_executions_newest_first_paged_and_by_status(client, issuer):
     alice, bob = bearer(issuer, "list-alice"), bearer(issuer, "list-bob")
-    env = _create(client, alice, "LISTED", "v")
+    env = create_env_var(client, alice, "LISTED", "v")
     ids = []
     for i in range(5):
         r = client.post("/api/v2/execution", json={"command": ["sh", "-c", f"exit {i % 2}"],

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from devkit.net import free_port
 from service.app import create_app
 from service.db import AuditEvent
-from tests.service.conftest import app_clients, bearer, configured_vault, settings_for, wait_finished
+from tests.service.helpers import app_clients, bearer, configured_vault, settings_for, wait_finished
 
 pytestmark = pytest.mark.integration
 API = "/api/v2/user/env-vars"

@@ -24,7 +24,7 @@ from devkit.postgres import remove, require_passwords, start_postgres
 from devkit.service_process import start_service, wait_execution
 from devkit.stacks import ThrowawayStack
 from devkit.vault_servers import start_dev_server
-from tests.service.conftest import app_clients, bearer, process_env, vault_login_token, wait_finished
+from tests.service.helpers import app_clients, bearer, process_env, vault_login_token, wait_finished
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -3,7 +3,7 @@ import pytest
 import requests
 
 from devkit.service_process import start_service
-from tests.service.conftest import bearer, settings_for
+from tests.service.helpers import bearer, settings_for
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from service.db import AuditEvent, EnvVar
-from tests.service.conftest import bearer, wait_finished
+from tests.service.helpers import bearer, wait_finished
 
 pytestmark = pytest.mark.integration
 API = "/api/v2/user/env-vars"

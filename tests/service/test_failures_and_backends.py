@@ -18,7 +18,7 @@ from service.executor.base import JobSpec
 from service.executor.docker_backend import DockerBackend
 from service.executor.kubernetes_backend import KubernetesBackend
 from stacks.config import DEFAULT_BASE_IMAGE
-from tests.service.conftest import bearer, configured_vault, settings_for, wait_finished
+from tests.service.helpers import bearer, configured_vault, settings_for, wait_finished
 
 pytestmark = pytest.mark.integration
 API = "/api/v2/user/env-vars"

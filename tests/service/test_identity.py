@@ -6,7 +6,7 @@ import hvac
 import pytest
 from hvac.exceptions import Forbidden, InvalidRequest
 
-from tests.service.conftest import bearer, vault_login_token
+from tests.service.helpers import bearer, vault_login_token
 
 pytestmark = pytest.mark.integration
 API = "/api/v2/user/env-vars"

@@ -16,7 +16,7 @@ import requests
 
 from devkit.service_process import start_service, wait_execution
 from infra.providers.tls import make_signing_key
-from tests.service.conftest import bearer, process_env, wait_finished
+from tests.service.helpers import bearer, process_env, wait_finished
 
 pytestmark = pytest.mark.integration
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -19,7 +19,7 @@ from infra import vault_ops
 from infra.providers.tls import make_bundle, make_signing_key
 from service.app import create_app
 from service.auth import AUTH_FAILURE_REASONS
-from tests.service.conftest import bearer, settings_for, wait_finished
+from tests.service.helpers import bearer, settings_for, wait_finished
 
 pytestmark = pytest.mark.integration
 API = "/api/v2/user/env-vars"

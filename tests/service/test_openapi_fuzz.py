@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tests.service.conftest import bearer
+from tests.service.helpers import bearer
 
 pytestmark = pytest.mark.integration
 

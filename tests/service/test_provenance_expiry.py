@@ -11,8 +11,7 @@ import time
 import pytest
 
 from service.schemas import EnvVarList
-from tests.service.conftest import bearer, wait_finished
-from tests.service.test_api import API, _create, _root
+from tests.service.helpers import API, bearer, create_env_var, root_client, wait_finished
 
 pytestmark = pytest.mark.integration
 RUNS = "/api/v2/execution"
@@ -55,7 +54,7 @@ def test_versions_are_recorded_and_reruns_use_the_same_or_the_latest(make_client
     user = f"prov-{database}"
     alice, bob = bearer(issuer, user), bearer(issuer, f"prov-bob-{database}")
     first, second = f"canary-{secrets.token_hex(12)}", f"canary-{secrets.token_hex(12)}"
-    ev = _create(client, alice, "TOKEN", first)
+    ev = create_env_var(client, alice, "TOKEN", first)
     listed = client.get(API, headers=alice).json()["items"][0]
     assert (listed["last_used_at"], listed["last_used_execution_id"]) == (None, None)
 
@@ -91,7 +90,7 @@ def test_versions_are_recorded_and_reruns_use_the_same_or_the_latest(make_client
 
     # Version 1 destroyed (as kvMaxVersions pruning or its owner would): "same" is refused before anything
     # runs, naming the env var; "latest" still runs.
-    _root(service_vault).secrets.kv.v2.destroy_secret_versions(path=f"users/{user}/{ev['id']}", versions=[1],
+    root_client(service_vault).secrets.kv.v2.destroy_secret_versions(path=f"users/{user}/{ev['id']}", versions=[1],
                                                                 mount_point="secret")
     before = _total_runs(client, alice)
     r = _rerun(client, alice, one["id"], {"versions": "same"})
@@ -100,7 +99,7 @@ def test_versions_are_recorded_and_reruns_use_the_same_or_the_latest(make_client
     assert _rerun(client, alice, two["id"], {"versions": "same"}).status_code == 202
 
     # Deleted: neither kind of rerun, and the env var is named.
-    other = _create(client, alice, "TOKEN_B", f"canary-{secrets.token_hex(12)}")
+    other = create_env_var(client, alice, "TOKEN_B", f"canary-{secrets.token_hex(12)}")
     three = _run(client, alice, [other["id"]])
     assert client.delete(f"{API}/{other['id']}", headers=alice).status_code == 204
     before = _total_runs(client, alice)
@@ -120,7 +119,7 @@ def test_a_pinned_version_gone_before_the_job_starts_fails_it_naming_the_env_var
     client = make_client(max_workers=1)
     user = "prov-race"
     alice = bearer(issuer, user)
-    ev = _create(client, alice, "PINNED", f"canary-{secrets.token_hex(12)}")
+    ev = create_env_var(client, alice, "PINNED", f"canary-{secrets.token_hex(12)}")
     one = _run(client, alice, [ev["id"]])
     blocker = client.post(RUNS, json={"command": ["sleep", "30"]}, headers=alice).json()["id"]
     deadline = time.monotonic() + 10
@@ -129,7 +128,7 @@ def test_a_pinned_version_gone_before_the_job_starts_fails_it_naming_the_env_var
         time.sleep(0.1)
     r = _rerun(client, alice, one["id"], {"versions": "same"})  # accepted: version 1 is there; it waits
     assert r.status_code == 202 and r.json()["status"] == "queued"
-    _root(service_vault).secrets.kv.v2.destroy_secret_versions(path=f"users/{user}/{ev['id']}", versions=[1],
+    root_client(service_vault).secrets.kv.v2.destroy_secret_versions(path=f"users/{user}/{ev['id']}", versions=[1],
                                                                 mount_point="secret")
     client.post(f"{RUNS}/{blocker}/cancel", headers=alice)
     done = wait_finished(client, alice, r.json()["id"])
@@ -152,8 +151,8 @@ def test_expiry_refuses_past_dates_fails_expired_jobs_and_is_filtered_and_counte
                    + datetime.timedelta(days=2)).replace(microsecond=0)
     soon = client.post(API, json={"name": "SOON", "value": canary, "expires_at": in_two_days.isoformat()},
                        headers=alice).json()
-    later = _create(client, alice, "LATER", "later value")
-    never = _create(client, alice, "NEVER", "never expires")
+    later = create_env_var(client, alice, "LATER", "later value")
+    never = create_env_var(client, alice, "NEVER", "never expires")
     assert soon["expires_at"] == in_two_days.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
     assert never["expires_at"] is None
     r = client.put(f"{API}/{later['id']}", json={"expires_at": _in(30 * 86400)}, headers=alice)

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 from devkit import procs
 from devkit.net import free_port
 from devkit.service_process import start_service
-from tests.service.conftest import bearer, process_env
+from tests.service.helpers import bearer, process_env
 
 pytestmark = [pytest.mark.integration]
 

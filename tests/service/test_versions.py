@@ -9,8 +9,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from service.db import AuditEvent, EnvVar
-from tests.service.conftest import bearer, wait_finished
-from tests.service.test_api import API, PRINT_ENV, _create, _root, _stored
+from tests.service.helpers import API, PRINT_ENV, bearer, create_env_var, root_client, stored_value, wait_finished
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +37,7 @@ def test_versions_say_who_wrote_each_and_a_rollback_makes_an_old_value_current(
     user = f"ver-alice-{database}-{secrets.token_hex(3)}"
     alice = bearer(issuer, user)
     canaries = [f"CANARY-{i}-{secrets.token_hex(12)}" for i in range(3)]
-    ev = _create(client, alice, "ROLLED", canaries[0])
+    ev = create_env_var(client, alice, "ROLLED", canaries[0])
     responses = []
     for body in ({"value": canaries[1]}, {"description": "no new version"}, {"value": canaries[2]}):
         r = client.put(f"{API}/{ev['id']}", json=body, headers=alice)
@@ -63,7 +62,7 @@ def test_versions_say_who_wrote_each_and_a_rollback_makes_an_old_value_current(
     assert r.json()["env_var"]["updated_at"] > ev["updated_at"]
     responses.append(r.text)
     # The old value is current: in Vault (read with the admin token) and in what a job receives.
-    assert _stored(service_vault, user, ev["id"]) == canaries[0]
+    assert stored_value(service_vault, user, ev["id"]) == canaries[0]
     output = _hash_in_a_job(client, alice, "ROLLED", ev["id"])
     assert f"ROLLED {hashlib.sha256(canaries[0].encode()).hexdigest()}" in output
     after = _versions(client, alice, ev["id"])
@@ -90,7 +89,7 @@ def test_versions_say_who_wrote_each_and_a_rollback_makes_an_old_value_current(
 
 def test_another_users_env_var_is_404_on_versions_and_rollback(client, issuer):
     alice, bob = bearer(issuer, "ver-iso-alice"), bearer(issuer, "ver-iso-bob")
-    mine = _create(client, alice, "ALICE_ONLY", "first")
+    mine = create_env_var(client, alice, "ALICE_ONLY", "first")
     client.put(f"{API}/{mine['id']}", json={"value": "second"}, headers=alice)
     unknown = "00000000-0000-0000-0000-000000000000"
     for method, suffix, body in (("get", "versions", None), ("post", "rollback", {"version": 1})):
@@ -115,7 +114,7 @@ def test_another_users_env_var_is_404_on_versions_and_rollback(client, issuer):
 ])
 def test_a_bad_version_is_422_naming_the_field(client, issuer, body, says):
     alice = bearer(issuer, "ver-bad")
-    ev = _create(client, alice, f"BAD_{secrets.token_hex(4)}", "one")
+    ev = create_env_var(client, alice, f"BAD_{secrets.token_hex(4)}", "one")
     client.put(f"{API}/{ev['id']}", json={"value": "two"}, headers=alice)
     r = client.post(f"{API}/{ev['id']}/rollback", json=body, headers=alice)
     assert r.status_code == 422, r.text
@@ -127,11 +126,11 @@ def test_a_bad_version_is_422_naming_the_field(client, issuer, body, says):
 
 
 def test_rollback_to_a_pruned_destroyed_or_deleted_version_is_refused(client, issuer, service_vault):
-    root = _root(service_vault)
+    root = root_client(service_vault)
     kept = root.secrets.kv.v2.read_configuration(mount_point="secret")["data"]["max_versions"]  # kvMaxVersions
     user = "ver-pruned"
     alice = bearer(issuer, user)
-    ev = _create(client, alice, "PRUNED", "v1")
+    ev = create_env_var(client, alice, "PRUNED", "v1")
     for n in range(2, kept + 3):
         assert client.put(f"{API}/{ev['id']}", json={"value": f"v{n}"}, headers=alice).status_code == 200
     newest, oldest = kept + 2, 3
@@ -151,10 +150,10 @@ def test_rollback_to_a_pruned_destroyed_or_deleted_version_is_refused(client, is
         r = client.post(f"{API}/{ev['id']}/rollback", json={"version": version}, headers=alice)
         assert r.status_code == 422 and r.json()["detail"][0] == {"loc": ["body", "version"], "msg": says,
                                                                   "type": "value_error"}, r.text
-    assert _stored(service_vault, user, ev["id"]) == f"v{newest}"  # nothing was written
+    assert stored_value(service_vault, user, ev["id"]) == f"v{newest}"  # nothing was written
     r = client.post(f"{API}/{ev['id']}/rollback", json={"version": oldest}, headers=alice)  # a kept one still can
     assert r.status_code == 200 and r.json()["version"] == newest + 1
-    assert _stored(service_vault, user, ev["id"]) == f"v{oldest}"
+    assert stored_value(service_vault, user, ev["id"]) == f"v{oldest}"
     with client.app.state.components.sessions() as s:
         refused = s.scalars(select(AuditEvent.detail).where(AuditEvent.target == ev["id"],
                                                             AuditEvent.outcome == "refused")).all()
@@ -222,7 +221,7 @@ def test_a_rollback_whose_database_half_fails_is_undone_and_the_undo_names_the_s
     client = make_client(f"sqlite:///{db_file}")
     user = "ver-locked"
     alice = bearer(issuer, user)
-    ev = _create(client, alice, "UNDONE", "first")
+    ev = create_env_var(client, alice, "UNDONE", "first")
     client.put(f"{API}/{ev['id']}", json={"value": "second"}, headers=alice)
     # The request runs in the app's worker thread: the lock holder is shared with it.
     other = sqlite3.connect(db_file, isolation_level=None, check_same_thread=False)
@@ -246,7 +245,7 @@ def test_a_rollback_whose_database_half_fails_is_undone_and_the_undo_names_the_s
         other.close()
     assert r.status_code == 503 and r.json()["detail"] == \
         "the database is busy (a lock wait timed out); nothing was changed; retry", r.text
-    assert len(writes) == 2 and _stored(service_vault, user, ev["id"]) == "second"
+    assert len(writes) == 2 and stored_value(service_vault, user, ev["id"]) == "second"
     items = _versions(client, alice, ev["id"])["items"]
     assert [(v["version"], v["author"], v["user"], v["action"], v["rolled_back_from"]) for v in items] == [
         (4, "service", user, "restore", 2),  # the previous current value, written back by the service
@@ -261,11 +260,11 @@ def test_an_unreachable_vault_fails_both_closed_with_503(make_client, issuer, se
 
     from devkit.net import free_port
     from service.app import create_app
-    from tests.service.conftest import settings_for
+    from tests.service.helpers import settings_for
 
     url = f"sqlite:///{tmp_path}/shared.db"
     alice = bearer(issuer, "ver-unreachable")
-    ev = _create(make_client(url), alice, "KEPT", "one")
+    ev = create_env_var(make_client(url), alice, "KEPT", "one")
     _, outputs = service_vault
     nowhere = SimpleNamespace(address=f"http://127.0.0.1:{free_port()}")  # nothing listens there
     with TestClient(create_app(settings=settings_for(nowhere, outputs, issuer, url, tmp_path))) as client:

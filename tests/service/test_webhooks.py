@@ -11,7 +11,7 @@ import time
 import pytest
 
 from service.webhooks import verify
-from tests.service.conftest import bearer, wait_finished
+from tests.service.helpers import bearer, wait_finished
 
 pytestmark = pytest.mark.integration
 API = "/api/v2/user/env-vars"

@@ -108,8 +108,3 @@ def mocks(request) -> RecordingMocks:
     pulumi.runtime.set_all_config({f"vault-envvars:{k}": v for k, v in config.items()})
     yield m
     pulumi.runtime.set_all_config({})
-
-
-def run(program) -> None:
-    """Runs `program` under the mocks and returns once every resource it made is registered."""
-    pulumi.runtime.test(program)()

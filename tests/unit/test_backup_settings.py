@@ -8,7 +8,7 @@ import pytest
 
 from stacks import deploy
 from stacks.config import ConfigError, DevConfig
-from tests.unit.conftest import run
+from tests.unit.helpers import run
 
 pytestmark = pytest.mark.unit
 KEY = base64.b64encode(b"k" * 32).decode()

@@ -9,7 +9,7 @@ from infra.vault_k8s import ContainerResources, TlsSecretArgs, VaultKubernetes, 
 from infra.vault_raft_docker import VaultRaftDocker, VaultRaftDockerArgs
 from infra.vault_seal import StaticSealArgs, TransitSealArgs
 from infra.vault_snapshots_docker import VaultSnapshotsDocker, VaultSnapshotsDockerArgs
-from tests.unit.conftest import run
+from tests.unit.helpers import run
 
 pytestmark = pytest.mark.unit
 

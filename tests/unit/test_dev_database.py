@@ -3,7 +3,7 @@ import pytest
 
 from stacks import deploy
 from stacks.config import ConfigError
-from tests.unit.conftest import run
+from tests.unit.helpers import run
 
 pytestmark = pytest.mark.unit
 

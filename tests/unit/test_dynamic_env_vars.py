@@ -14,7 +14,7 @@ from service.executor.leases import render
 from service.schemas import DynamicEnvVarCreate, ExecutionCreate
 from stacks.config import ConfigError, VaultSettings
 from stacks.vault import database_args
-from tests.unit.conftest import run
+from tests.unit.helpers import run
 
 pytestmark = pytest.mark.unit
 

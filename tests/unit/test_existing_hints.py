@@ -6,7 +6,7 @@ import requests
 
 from infra.providers.vault import VaultSettingError, explained
 from stacks import deploy
-from tests.unit.conftest import run
+from tests.unit.helpers import run
 
 pytestmark = pytest.mark.unit
 

@@ -14,8 +14,8 @@ from kubernetes import client as kclient
 from service.executor.base import JobSpec
 from service.executor.kubernetes_backend import KubernetesBackend
 from stacks import deploy
-from tests.conftest import REPO_ROOT
-from tests.unit.conftest import run
+from tests.helpers import REPO_ROOT
+from tests.unit.helpers import run
 
 pytestmark = pytest.mark.unit
 WAIVERS = os.path.join(REPO_ROOT, "infra", "kube-score-waivers.yaml")

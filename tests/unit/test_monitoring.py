@@ -17,7 +17,7 @@ from infra.monitoring_k8s import MonitoringKubernetes, MonitoringKubernetesArgs
 from infra.vault_k8s import VaultKubernetes, VaultKubernetesArgs
 from stacks import deploy
 from stacks.config import ConfigError, DevConfig, ProdConfig
-from tests.unit.conftest import run
+from tests.unit.helpers import run
 from tools.versions import toolchain_versions
 
 pytestmark = pytest.mark.unit

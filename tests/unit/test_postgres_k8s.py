@@ -7,7 +7,7 @@ import pulumi
 import pytest
 
 from infra.postgres_k8s import DEFAULT_IMAGE, POSTGRES_UID, PostgresKubernetes, PostgresKubernetesArgs
-from tests.unit.conftest import run
+from tests.unit.helpers import run
 
 TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tools")
 

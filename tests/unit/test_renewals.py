@@ -11,7 +11,7 @@ from cryptography import x509
 from infra.providers import docker as docker_provider
 from infra.providers.tls import _TlsBundleProvider, seconds_left
 from stacks.config import ConfigError, DevConfig, RaftSettings, _Reader, vault_duration
-from tests.unit.conftest import run
+from tests.unit.helpers import run
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,7 @@ from infra.vault_k8s import TlsSecretArgs
 from infra.vault_seal import StaticSealArgs, TransitSealArgs
 from stacks import composition_for, deploy
 from stacks.config import ConfigError, DevConfig, ProdConfig, VaultSettings
-from tests.unit.conftest import run
+from tests.unit.helpers import run
 
 pytestmark = pytest.mark.unit
 

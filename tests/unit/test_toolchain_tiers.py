@@ -1,5 +1,5 @@
-"""The toolchain's tiers (tools/toolchain.sh): one table says which target needs which piece; the README's
-table gives each piece's measured cold time, read by the script for its estimates; the Makefile asks
+"""The toolchain's tiers (tools/toolchain.sh): one table says which target needs which piece; the table of
+docs/toolchain.md gives each piece's measured cold time, read by the script for its estimates; the Makefile asks
 each target's tier. Pure text and `make -n`: no piece is built."""
 import os
 import re
@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 pytestmark = pytest.mark.unit
 
@@ -25,8 +25,11 @@ def pieces() -> dict[str, set[str]]:
     return {name.strip(): set(tiers.split()) for name, tiers, _what in rows}
 
 
-def readme_rows() -> dict[str, list[str]]:
-    with open(os.path.join(REPO_ROOT, "README.md")) as f:
+COLD_TIMES = "docs/toolchain.md"  # the page whose first-run table the script reads
+
+
+def cold_time_rows() -> dict[str, list[str]]:
+    with open(os.path.join(REPO_ROOT, COLD_TIMES)) as f:
         return {m.group(1): [c.strip() for c in m.group(0).split("|")[1:-1]]
                 for m in re.finditer(r"^\| `([a-z_]+)`.*\|$", f.read(), re.M)}
 
@@ -57,10 +60,11 @@ def test_the_tests_get_what_they_use():
     assert {"kube_node", "cluster_debs"} <= tier("cluster") - tier("test")
 
 
-def test_the_readme_gives_every_piece_its_tiers_and_a_cold_time_the_script_can_read():
-    rows = readme_rows()
+def test_the_docs_give_every_piece_its_tiers_and_a_cold_time_the_script_can_read():
+    assert f'" {COLD_TIMES} ' in _script(), f"tools/toolchain.sh does not read its cold times from {COLD_TIMES}"
+    rows = cold_time_rows()
     for name, tiers in pieces().items():
-        assert name in rows, f"README's first-run table has no row for `{name}`"
+        assert name in rows, f"{COLD_TIMES}'s first-run table has no row for `{name}`"
         assert set(rows[name][1].split()) == tiers, name
         assert re.match(r"^\d+(\.\d+)? (s|min)\b", rows[name][2]), (name, rows[name][2])
 

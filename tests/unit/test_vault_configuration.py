@@ -14,7 +14,7 @@ from infra.vault_configuration import (
 )
 from service import vault_login
 from service.settings import Settings
-from tests.unit.conftest import run
+from tests.unit.helpers import run
 
 pytestmark = pytest.mark.unit
 

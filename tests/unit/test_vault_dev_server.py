@@ -4,7 +4,7 @@ import pytest
 
 from infra.server_paths import AUDIT_LOG
 from infra.vault_dev_server import VaultDevServer, VaultDevServerArgs
-from tests.unit.conftest import run
+from tests.unit.helpers import run
 
 pytestmark = pytest.mark.unit
 
