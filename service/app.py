@@ -21,12 +21,11 @@ from starlette.exceptions import HTTPException
 from service.api import activity, dynamic_env_vars, env_import, env_vars, executions, health, leaks, webhooks
 from service.api.errors import domain_error_response, validation_error_response
 from service.components import Components, build_components
-from service.core.database import database_error
-from service.core.errors import DomainError
+from service.core.errors import DomainError, database_error
 from service.settings import Settings
 from service.ui import dynamic_routes, leak_pages, pages
 from service.ui import routes as dashboard
-from service.vault_access import VaultUnavailable
+from service.vault import VaultUnavailable
 
 log = logging.getLogger("service")
 

@@ -5,9 +5,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
+from service.api.deps import ComponentsDep, SessionDep
 from service.core import dynamic_env_vars
 from service.core.errors import NameTaken, NotFound, RoleNotGranted, VaultRefused, VaultUnavailable
-from service.dependencies import ComponentsDep, SessionDep
 from service.schemas import DynamicEnvVarCreate
 
 from .pages import render

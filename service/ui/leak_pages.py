@@ -7,10 +7,10 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import RedirectResponse, Response
 from starlette.requests import Request
 
+from service.api.deps import ComponentsDep, SessionDep
 from service.core import leaks, rotation
 from service.core.env_vars import get_env_var
 from service.core.errors import InvalidField
-from service.dependencies import ComponentsDep, SessionDep
 
 from .routes import FormText, ViewerDep, _edit_page, check_csrf
 

@@ -1,5 +1,5 @@
 """The dashboard's pages: its templates, and the page that tells an error (a domain error's status from
-service/http_errors.py, with its own message)."""
+service/api/errors.py, with its own message)."""
 import os
 from typing import Mapping, Optional
 
@@ -8,8 +8,8 @@ from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 
+from service.api.errors import STATUS, retry_headers
 from service.core.errors import DomainError
-from service.http_errors import STATUS, retry_headers
 
 templates = Jinja2Templates(directory=os.path.join(os.path.dirname(__file__), "templates"))
 HOME = "/dashboard/env-vars"

@@ -18,23 +18,23 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
+from service.api.deps import ComponentsDep, SessionDep
 from service.auth import Caller, Unauthenticated
+from service.auth.oidc import IdentityProviderError, LoginAttempt
+from service.auth.session import LOGIN_COOKIE, SESSION_COOKIE
 from service.components import Components
 from service.core import dynamic_env_vars, env_import, leaks
 from service.core.activity import list_activity
-from service.core.audit import audit_failure
-from service.core.callers import admit
+from service.core.admission import admit
 from service.core.env_vars import create_env_var, delete_env_var, get_env_var, list_env_vars, update_env_var
 from service.core.errors import CannotRerun, InvalidField, NameTaken, NotFound, RoleNotGranted, VaultRefused, VaultUnavailable
 from service.core.executions import get_execution, list_executions, rerun_execution, start_execution
 from service.core.versions import list_versions, rollback
-from service.dependencies import ComponentsDep, SessionDep
+from service.db.audit import audit_failure
 from service.request_body import read_capped
 from service.schemas import EnvVarCreate, EnvVarOut, EnvVarUpdate, ExecutionCreate, ExecutionRerun, ExecutionStatus
 
-from .oidc import IdentityProviderError, LoginAttempt
 from .pages import HOME, render
-from .session import LOGIN_COOKIE, SESSION_COOKIE
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 PAGE_SIZE = 50
@@ -181,7 +181,7 @@ def _signed_in(c: Components, sub: Optional[str], outcome: str, detail: str = ""
     """A dashboard sign-in in the user's activity: done, or refused with a token the issuer signed for them
     (its subject is known). A token whose signature is not trusted names no one."""
     if sub:
-        audit_failure(c, Caller(sub, ""), "sign_in.dashboard", "", outcome, detail)
+        audit_failure(c.sessions, sub, "sign_in.dashboard", "", outcome, detail)
 
 
 @router.post("/logout")
