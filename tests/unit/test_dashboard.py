@@ -3,7 +3,8 @@ import pytest
 
 from service.auth.oidc import LoginAttempt
 from service.auth.session import CookieCodec
-from service.ui.routes import HOME, _safe_next, field_errors
+from service.ui.login import _safe_next
+from service.ui.pages import HOME, field_errors
 
 pytestmark = pytest.mark.unit
 
