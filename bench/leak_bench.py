@@ -1,4 +1,4 @@
-"""The leak detector's cost on a job's output path (service/executor/leak_detector.py), as a ratio against
+"""The leak detector's cost on a job's output path (service/leak_detector.py), as a ratio against
 the same path without it, measured in the same run on the same bytes:
 
   python -m bench.leak_bench [--megabytes 100]
@@ -18,8 +18,8 @@ import os
 import secrets
 import time
 
-from service.executor.leak_detector import LeakScanner, mask
 from service.executor.redaction import redact
+from service.leak_detector import LeakScanner, mask
 
 CORPUS = os.path.join(os.path.dirname(__file__), "..", "tests", "data", "build-log.txt.gz")
 OUTPUT_BYTES = 1 << 20

@@ -53,7 +53,7 @@ from devkit.postgres import start_postgres
 from devkit.service_process import start_service as start_service_process
 from devkit.stacks import ThrowawayStack
 from devkit.vault_servers import start_dev_server
-from service.vault_login import VaultLoginSigner
+from service.vault.login import VaultLoginSigner
 
 CLIENTS = 8
 REPLICAS = 3

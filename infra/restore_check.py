@@ -168,7 +168,7 @@ def _read(path: str) -> str:
 
 
 def _executor(address: str, ca_file: str, args: argparse.Namespace) -> Any:
-    from service.vault_access import VaultGateway
+    from service.vault import VaultGateway
 
     return VaultGateway(address, ca_file, args.kv_mount, approle_mount=args.approle_mount).executor(
         _read(args.role_id_file), _read(args.secret_id_file))
@@ -184,7 +184,7 @@ def verify_sample(restored: Any, live: Any, size: int, seed: Optional[int] = Non
         value, version = restored.read_versioned(user, i)
         if live is None:
             continue
-        from service.vault_access import SecretMissing
+        from service.vault import SecretMissing
 
         try:
             live_value, _ = live.read_versioned(user, i, version)

@@ -28,7 +28,7 @@ def config_admin_policy(kv_path: str, approle_path: str = APPROLE_PATH, jwt_path
                          db_path=db_path)
 
 
-# Vault's user role accepts only tokens the service signs (service/vault_login.py) after it verified the
+# Vault's user role accepts only tokens the service signs (service/vault/login.py) after it verified the
 # user's own token and the user's registered spelling: a token from the identity provider, or one a job
 # made up (`CAROL` for `carol`), cannot log in at Vault. The service's settings carry the same two names.
 SERVICE_LOGIN_ISSUER = "vault-envvars-service"

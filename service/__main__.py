@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
     except (SettingsError, SandboxUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from service.check import drift
+    from service.drift import drift
 
     report = drift(settings)
     print(json.dumps(report, indent=2))

@@ -21,12 +21,17 @@ from starlette.exceptions import HTTPException
 from service.api import activity, dynamic_env_vars, env_import, env_vars, executions, health, leaks, webhooks
 from service.api.errors import domain_error_response, validation_error_response
 from service.components import Components, build_components
-from service.core.database import database_error
-from service.core.errors import DomainError
+from service.core.errors import DomainError, database_error
 from service.settings import Settings
-from service.ui import dynamic_routes, leak_pages, pages
-from service.ui import routes as dashboard
-from service.vault_access import VaultUnavailable
+from service.ui import activity as activity_pages
+from service.ui import dynamic_env_vars as dynamic_env_var_pages
+from service.ui import env_import as import_pages
+from service.ui import env_vars as env_var_pages
+from service.ui import executions as execution_pages
+from service.ui import leaks as leak_pages
+from service.ui import login, pages
+from service.ui.deps import LoginRequired
+from service.vault import VaultUnavailable
 
 log = logging.getLogger("service")
 
@@ -115,8 +120,8 @@ def create_app(components: Optional[Components] = None, settings: Optional[Setti
     async def vault_error(_request: Request, exc: VaultUnavailable):
         return JSONResponse({"detail": str(exc)}, status_code=503)  # its reason: never a value or token
 
-    @app.exception_handler(dashboard.LoginRequired)
-    async def login_required(_request: Request, exc: dashboard.LoginRequired):
+    @app.exception_handler(LoginRequired)
+    async def login_required(_request: Request, exc: LoginRequired):
         return RedirectResponse(f"/dashboard/login?{urllib.parse.urlencode({'next': exc.next_path})}", 303)
 
     @app.exception_handler(HTTPException)
@@ -134,10 +139,10 @@ def create_app(components: Optional[Components] = None, settings: Optional[Setti
     app.include_router(webhooks.router)
     app.include_router(executions.router)
     app.include_router(health.router)
-    app.include_router(leak_pages.router)
-    app.include_router(dashboard.router)
-    app.include_router(dynamic_routes.router)
-    app.mount("/dashboard/static", StaticFiles(directory=os.path.join(os.path.dirname(dashboard.__file__), "static")),
+    for dashboard in (login, env_var_pages, leak_pages, execution_pages, import_pages, activity_pages,
+                      dynamic_env_var_pages):
+        app.include_router(dashboard.router)
+    app.mount("/dashboard/static", StaticFiles(directory=os.path.join(os.path.dirname(pages.__file__), "static")),
               name="dashboard-static")
     return app
 

@@ -9,19 +9,19 @@ from dataclasses import dataclass
 from sqlalchemy.orm import sessionmaker
 
 from service.auth import TokenVerifier
-from service.core.leaks import LeakWatch
+from service.auth.identities import IdentityRegistry
+from service.auth.oidc import OidcClient
+from service.auth.session import CookieCodec
 from service.db import embedded, make_engine, migrate, session_factory
+from service.executor.leak_watch import LeakWatch
 from service.executor.leases import LeaseBroker, LeaseCollector, LeaseMetrics, LeaseSettings
 from service.executor.runner import Executor, ExecutorTiming
 from service.executor.sandbox import Sandbox, SandboxLimits
-from service.identity import IdentityRegistry
 from service.metrics import Metrics, StateCollector
 from service.rate_limit import RateLimit
 from service.settings import Settings, SettingsError
-from service.ui.oidc import OidcClient
-from service.ui.session import CookieCodec
-from service.vault_access import VaultGateway
-from service.vault_login import LoginKeyError, VaultLoginSigner
+from service.vault import VaultGateway
+from service.vault.login import LoginKeyError, VaultLoginSigner
 from service.webhooks import Webhooks
 
 log = logging.getLogger("service")
@@ -40,7 +40,7 @@ class Components:
     cookies: CookieCodec  # the dashboard's session
     identities: IdentityRegistry
     import_rate_limit: RateLimit  # .env imports (service/core/env_import.py)
-    leaks: LeakWatch  # findings in job output (service/core/leaks.py)
+    leaks: LeakWatch  # findings in job output (service/executor/leak_watch.py)
     webhooks: Webhooks  # signed notifications (service/webhooks.py)
 
     @property

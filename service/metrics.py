@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.auth import AUTH_FAILURE_REASONS
 from service.db import EnvVar, now
-from service.executor.leak_detector import DETECTORS
+from service.leak_detector import DETECTORS
 
 log = logging.getLogger("service")
 
@@ -50,7 +50,7 @@ class Metrics:
         for reason in AUTH_FAILURE_REASONS:  # every series exists from the start: rate() sees the first failure
             self.auth_failures.labels(reason=reason)
         self.leak_findings = Counter("envvars_leak_findings_total",
-                                     "Secrets found in job output (service/executor/leak_detector.py), by detector",
+                                     "Secrets found in job output (service/leak_detector.py), by detector",
                                      ["detector"], registry=self.registry)
         for detector in DETECTORS:  # a fixed set: the alert's increase() sees the first finding
             self.leak_findings.labels(detector=detector)

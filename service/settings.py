@@ -94,7 +94,7 @@ class Settings:
     webhook_backoff_ms: int = 1000  # before the 2nd attempt; doubled before each next one
     webhook_expiring_days: int = 7  # env_var.expiring: told once when an expiry comes within so many days
     webhook_expiry_check_seconds: int = 3600
-    # The key the service signs users' Vault login tokens with (service/vault_login.py): Vault's user role
+    # The key the service signs users' Vault login tokens with (service/vault/login.py): Vault's user role
     # trusts no other, so no token of the identity provider alone logs in at Vault.
     vault_login_key: str = field(default="", repr=False)
     vault_login_issuer: str = "vault-envvars-service"

@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from service.db import EnvVar, now
-from service.leak_models import ExpiryNotice, Webhook, WebhookDelivery
+from service.db.leaks import ExpiryNotice, Webhook, WebhookDelivery
 
 log = logging.getLogger("service")
 TOLERANCE_SECONDS = 300

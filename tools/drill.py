@@ -30,7 +30,7 @@ from pulumi import automation as auto
 
 from infra import kube_forward, vault_ops
 from infra.vault_raft_docker import VaultRaftDocker, VaultRaftDockerArgs
-from service.check import drift
+from service.drift import drift
 from service.settings import Settings
 from tools.dev_token import stack_outputs, use_stack_kubeconfig
 from tools.drill_common import StepTimer, kv_hashes, restart_clock, stack_kv_mount, step, write_report

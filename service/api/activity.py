@@ -4,10 +4,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from service.core import activity
-from service.dependencies import SessionDep
 from service.schemas import ActivityList
 
-from .deps import CallerDep
+from .deps import CallerDep, SessionDep
 
 router = APIRouter(prefix="/api/v2/user/activity", tags=["activity"])
 

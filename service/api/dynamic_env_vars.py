@@ -3,10 +3,9 @@ declarations of a secrets engine role and the env vars its credentials fill; no 
 from fastapi import APIRouter, Response
 
 from service.core import dynamic_env_vars
-from service.dependencies import ComponentsDep, SessionDep
 from service.schemas import DynamicEnvVarCreate, DynamicEnvVarList, DynamicEnvVarOut
 
-from .deps import CallerDep
+from .deps import CallerDep, ComponentsDep, SessionDep
 
 router = APIRouter(prefix="/api/v2/user/dynamic-env-vars", tags=["dynamic-env-vars"])
 

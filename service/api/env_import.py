@@ -9,11 +9,10 @@ from pydantic import ValidationError
 
 from service.auth import Caller
 from service.core import env_import
-from service.dependencies import ComponentsDep, SessionDep
 from service.request_body import read_capped
 from service.schemas import EnvImportRequest, ImportPreview, ImportResult
 
-from .deps import CallerDep
+from .deps import CallerDep, ComponentsDep, SessionDep
 
 router = APIRouter(prefix="/api/v2/user/env-vars/import", tags=["env-vars"])
 _BODY = {"requestBody": {"required": True, "content": {"application/json": {

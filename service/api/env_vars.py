@@ -5,10 +5,9 @@ from typing import Annotated, Optional
 from fastapi import APIRouter, Query, Response
 
 from service.core import env_vars, versions
-from service.dependencies import ComponentsDep, SessionDep
 from service.schemas import EnvVarCreate, EnvVarList, EnvVarOut, EnvVarRollback, EnvVarRolledBack, EnvVarUpdate, EnvVarVersions
 
-from .deps import CallerDep
+from .deps import CallerDep, ComponentsDep, SessionDep
 
 router = APIRouter(prefix="/api/v2/user/env-vars", tags=["env-vars"])
 

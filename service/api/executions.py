@@ -5,10 +5,9 @@ from typing import Annotated, Optional
 from fastapi import APIRouter, Body, Query
 
 from service.core import executions
-from service.dependencies import ComponentsDep, SessionDep
 from service.schemas import ExecutionCreate, ExecutionList, ExecutionOut, ExecutionRerun, ExecutionStatus
 
-from .deps import CallerDep
+from .deps import CallerDep, ComponentsDep, SessionDep
 
 router = APIRouter(prefix="/api/v2/execution", tags=["executions"])
 

@@ -6,7 +6,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.dependencies import ComponentsDep
+from .deps import ComponentsDep
 
 router = APIRouter(tags=["health"])
 

@@ -6,8 +6,7 @@ from typing import Annotated, Optional
 from fastapi import APIRouter, Query
 
 from service.core import leaks, rotation
-from service.core.env_vars import _owned
-from service.dependencies import ComponentsDep, SessionDep
+from service.core.claims import owned
 from service.leak_schemas import (
     CompromisedEnvVar,
     CompromisedList,
@@ -19,7 +18,7 @@ from service.leak_schemas import (
     LeakStatus,
 )
 
-from .deps import CallerDep
+from .deps import CallerDep, ComponentsDep, SessionDep
 
 router = APIRouter(tags=["leaks"])
 
@@ -49,7 +48,7 @@ def list_compromised(who: CallerDep, s: SessionDep) -> CompromisedList:
 @router.get("/api/v2/user/env-vars/{env_var_id}/compromised", response_model=Optional[CompromisedEnvVar])
 def env_var_compromised(env_var_id: str, who: CallerDep, s: SessionDep) -> Optional[CompromisedEnvVar]:
     """One env var's compromised versions and the jobs that exposed them; null when none is."""
-    row = _owned(s, who, env_var_id)
+    row = owned(s, who, env_var_id)
     found = leaks.compromised(s, who, row.id)
     return CompromisedEnvVar.model_validate(found[0]) if found else None
 

@@ -2,10 +2,9 @@
 from fastapi import APIRouter, Response
 
 from service.core import webhooks
-from service.dependencies import ComponentsDep, SessionDep
 from service.leak_schemas import WebhookCreate, WebhookCreated, WebhookDeliveryList, WebhookList
 
-from .deps import CallerDep
+from .deps import CallerDep, ComponentsDep, SessionDep
 
 router = APIRouter(prefix="/api/v2/user/webhooks", tags=["webhooks"])
 

@@ -1,5 +1,7 @@
 """Row claims: a change in flight on a row's Vault value holds the row's `pending` (a token) until
-`pending_until`, a logical claim instead of a database lock held across the Vault call."""
+`pending_until`, a logical claim instead of a database lock held across the Vault call. With them, the
+steps on the caller's env var rows that the operations share (create, update, delete, rollback, rotation,
+import): the row owned, its answer, a name freed from a create that died."""
 import json
 import logging
 import uuid
@@ -11,12 +13,16 @@ from sqlalchemy.orm import Session
 
 from service.auth import Caller
 from service.components import Components
-from service.db import AuditEvent, EnvVar, now
+from service.db import AuditEvent, EnvVar, matched, now
+from service.schemas import EnvVarOut
+from service.vault import UserVault
 
 from . import errors
-from .database import database_error, matched
+from .compensation import undo_in_background
+from .errors import database_error
 
 log = logging.getLogger("service")
+TOOK_OVER = "another change to this env var took over while Vault was slow; check it and retry"
 BUSY = "another change to this env var is in progress; retry"
 
 
@@ -75,3 +81,38 @@ def still_there(s: Session, env_var_id: str) -> bool:
         return bool(s.scalar(select(func.count()).select_from(EnvVar).where(EnvVar.id == env_var_id)))
     finally:
         s.rollback()
+
+
+def owned(s: Session, who: Caller, env_var_id: str) -> EnvVar:
+    e = s.get(EnvVar, env_var_id)
+    # Someone else's id looks exactly like an unknown one; a row still being created does not exist yet.
+    if e is None or e.owner != who.user or e.being_created:
+        raise errors.NotFound("env var not found")
+    s.commit()  # ends the read: no transaction stays open across the Vault calls that follow
+    return e
+
+
+def env_var_out(e: EnvVar, **changed) -> EnvVarOut:
+    fields = dict(id=e.id, name=e.name, description=e.description, created_at=e.created_at, updated_at=e.updated_at,
+                  expires_at=e.expires_at)
+    return EnvVarOut(**{**fields, **changed})
+
+
+def reclaim_name(s: Session, who: Caller, name: str, vault: UserVault, c: Components) -> bool:
+    """Frees a name held by a create whose request died (its lease ran out); its value, if it reached
+    Vault, is destroyed. True when the name may be free now."""
+    try:
+        stale = s.execute(select(EnvVar.id, EnvVar.pending).where(
+            EnvVar.owner == who.user, EnvVar.name == name, EnvVar.pending.startswith("create:"),
+            EnvVar.pending_until < now())).first()
+        s.commit()
+        if stale is None:
+            return False
+        gone = matched(s, delete(EnvVar).where(EnvVar.id == stale.id, EnvVar.pending == stale.pending))
+        s.commit()
+    except SQLAlchemyError as err:
+        s.rollback()
+        raise database_error(err, "the env var was not created") from None
+    if gone:
+        undo_in_background(vault, stale.id, c)
+    return True

@@ -9,9 +9,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.auth import Caller
 from service.components import Components
-from service.vault_access import UserVault, VaultDenied, VaultUnavailable
-
-from .audit import SERVICE, audit, written
+from service.db.audit import SERVICE, audit, written
+from service.vault import UserVault, VaultDenied, VaultUnavailable
 
 log = logging.getLogger("service")
 UNDO_SECONDS = 600  # how long an unanswered create is undone in the background, at most

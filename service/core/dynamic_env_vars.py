@@ -11,13 +11,13 @@ from sqlalchemy.orm import Session
 
 from service.auth import Caller
 from service.components import Components
-from service.db_dynamic import DynamicEnvVar, ExecutionCredential
+from service.db.audit import audit_failure, audit_row
+from service.db.dynamic import DynamicEnvVar, ExecutionCredential
 from service.schemas import DynamicEnvVarCreate, DynamicEnvVarList, DynamicEnvVarOut, ExecutionCredentialOut, as_utc
-from service.vault_access import VaultDenied, VaultUnavailable
+from service.vault import VaultDenied, VaultUnavailable
 
 from . import errors
-from .audit import audit_failure, audit_row
-from .vault import user_vault, vault_error, vault_failed
+from .user_vault import user_vault, vault_error, vault_failed
 
 
 def _out(r: DynamicEnvVar) -> DynamicEnvVarOut:
@@ -38,7 +38,7 @@ def check_grant(c: Components, who: Caller, role: str, outcome: str) -> None:
         vault_failed(c, who, "capabilities", err)
         raise vault_error(err, outcome) from None
     if "read" not in caps and "root" not in caps:
-        audit_failure(c, who, "dynamic_env_var.grant", role, "refused", f"role={role}")
+        audit_failure(c.sessions, who.user, "dynamic_env_var.grant", role, "refused", f"role={role}")
         raise errors.RoleNotGranted(f"Vault does not grant you the database role {role} "
                                     f"(no read on {creds_path(c, role)}); {outcome}")
 

@@ -32,7 +32,8 @@ from sqlalchemy.orm import Session
 
 from service.auth import Caller
 from service.components import Components
-from service.db import EnvVar, now
+from service.db import EnvVar, matched, now
+from service.db.audit import audit_failure, audit_row, written
 from service.schemas import (
     MAX_NAME,
     NAME_RE,
@@ -45,15 +46,13 @@ from service.schemas import (
     check_name,
     reserved,
 )
-from service.vault_access import UserVault, VaultDenied, VaultUnanswered, VaultUnavailable
+from service.vault import UserVault, VaultDenied, VaultUnanswered, VaultUnavailable
 
 from . import errors
-from .audit import audit_failure, audit_row, written
-from .claims import lease
+from .claims import TOOK_OVER, lease, reclaim_name
 from .compensation import compensate, restore, undo, undo_in_background
-from .database import database_error, matched
-from .env_vars import TOOK_OVER, _reclaim_name
-from .vault import user_vault, vault_error, vault_failed
+from .errors import database_error
+from .user_vault import user_vault, vault_error, vault_failed
 
 log = logging.getLogger("service")
 
@@ -264,7 +263,7 @@ def _claim_all(s: Session, c: Components, who: Caller, steps: list[_Step], token
             s.rollback()
             # A name taken since the preview, maybe by a create whose request died: freed if so, once.
             names = [st.name for st in steps if st.kind == "create"]
-            if attempt == 2 or not any([_reclaim_name(s, who, n, vault, c) for n in names]):
+            if attempt == 2 or not any([reclaim_name(s, who, n, vault, c) for n in names]):
                 taken = s.scalars(select(EnvVar.name).where(EnvVar.owner == who.user, EnvVar.name.in_(names))).all()
                 s.rollback()
                 raise errors.NameTaken(f"you already have an env var named {', '.join(sorted(taken)) or 'one of these'} "
@@ -304,7 +303,8 @@ def _write_all(c: Components, who: Caller, steps: list[_Step], tokens: dict, vau
             st.attempted = isinstance(err, VaultUnanswered)
             _undo(c, who, steps, vault, unanswered=st if st.attempted else None)
             _release(c, who, tokens)
-            audit_failure(c, who, "env_var.import", import_id, "vault_error", f"{type(err).__name__} at line {st.line}")
+            audit_failure(c.sessions, who.user, "env_var.import", import_id, "vault_error",
+                          f"{type(err).__name__} at line {st.line}")
             raise vault_error(err, f"nothing was imported (the write of {st.name}, line {st.line}, failed; "
                                    f"the {undone} value(s) written before it were undone)") from None
         if time.monotonic() - renewed_at > renew_every:

@@ -22,25 +22,16 @@ from sqlalchemy.orm import Session, aliased
 
 from service.auth import Caller
 from service.components import Components
-from service.db import EnvVar, ExecutionEnvVar, embedded, now
+from service.db import EnvVar, ExecutionEnvVar, embedded, matched, now
+from service.db.audit import audit_failure, audit_row, written
 from service.schemas import EnvVarCreate, EnvVarList, EnvVarOut, EnvVarUpdate, iso_utc, sqlite_iso_utc
-from service.vault_access import UserVault, VaultDenied, VaultUnanswered, VaultUnavailable
+from service.vault import UserVault, VaultDenied, VaultUnanswered, VaultUnavailable
 
 from . import errors
-from .audit import audit_failure, audit_row, written
-from .claims import change, claim, lease, release, still_there
+from .claims import TOOK_OVER, change, claim, env_var_out, lease, owned, reclaim_name, release, still_there
 from .compensation import compensate, restore, undo, undo_in_background
-from .database import database_error, matched
-from .vault import user_vault, vault_error, vault_failed
-
-TOOK_OVER = "another change to this env var took over while Vault was slow; check it and retry"
-
-
-def _out(e: EnvVar, **changed) -> EnvVarOut:
-    fields = dict(id=e.id, name=e.name, description=e.description, created_at=e.created_at, updated_at=e.updated_at,
-                  expires_at=e.expires_at)
-    return EnvVarOut(**{**fields, **changed})
-
+from .errors import database_error
+from .user_vault import user_vault, vault_error, vault_failed
 
 # The newest execution that started with the outer query's env var: one backward step in the junction's
 # (env_var_id, used_at, execution_id) index per listed row, however often the env var was used. Built
@@ -65,15 +56,6 @@ def _check_value(value: str, c: Components) -> None:
         raise errors.InvalidField("value", f"must be at most {c.settings.value_max_bytes} bytes (UTF-8)")
     if "\x00" in value:
         raise errors.InvalidField("value", "must not contain NUL characters (an environment cannot hold them)")
-
-
-def _owned(s: Session, who: Caller, env_var_id: str) -> EnvVar:
-    e = s.get(EnvVar, env_var_id)
-    # Someone else's id looks exactly like an unknown one; a row still being created does not exist yet.
-    if e is None or e.owner != who.user or e.being_created:
-        raise errors.NotFound("env var not found")
-    s.commit()  # ends the read: no transaction stays open across the Vault calls that follow
-    return e
 
 
 # A page's two statements, built once with parameters: a statement object memoises its cache key, and
@@ -140,8 +122,8 @@ def list_env_vars_json(s: Session, who: Caller, q: str, limit: int, offset: int,
 
 
 def get_env_var(s: Session, who: Caller, env_var_id: str) -> EnvVarOut:
-    row = _owned(s, who, env_var_id)
-    return _out(row, **_last_use(s, row.id))
+    row = owned(s, who, env_var_id)
+    return env_var_out(row, **_last_use(s, row.id))
 
 
 def create_env_var(s: Session, c: Components, who: Caller, body: EnvVarCreate) -> EnvVarOut:
@@ -158,7 +140,7 @@ def create_env_var(s: Session, c: Components, who: Caller, body: EnvVarCreate) -
         release(c, row.id, token, drop=True)
         if isinstance(err, VaultUnanswered):  # the write may still land: undone until it is surely gone
             undo_in_background(vault, row.id, c)
-        audit_failure(c, who, "env_var.create", row.id, "vault_error", type(err).__name__)
+        audit_failure(c.sessions, who.user, "env_var.create", row.id, "vault_error", type(err).__name__)
         raise vault_error(err, "the env var was not created") from None
     try:
         done = matched(s, update(EnvVar).where(EnvVar.id == row.id, EnvVar.pending == token)
@@ -174,7 +156,7 @@ def create_env_var(s: Session, c: Components, who: Caller, body: EnvVarCreate) -
     if not done:  # the row went while Vault was slow: its value must go too
         undo(vault, row.id, c)
         raise errors.TimedOut("the env var was not created (it took too long); retry")
-    return _out(row)
+    return env_var_out(row)
 
 
 def _insert_claimed(s: Session, who: Caller, row: EnvVar, vault: UserVault, c: Components) -> None:
@@ -187,35 +169,15 @@ def _insert_claimed(s: Session, who: Caller, row: EnvVar, vault: UserVault, c: C
             return
         except IntegrityError:
             s.rollback()
-            if attempt == 2 or not _reclaim_name(s, who, row.name, vault, c):
+            if attempt == 2 or not reclaim_name(s, who, row.name, vault, c):
                 raise errors.NameTaken(f"you already have an env var named {row.name}") from None
         except SQLAlchemyError as err:
             s.rollback()
             raise database_error(err, "the env var was not created") from None
 
 
-def _reclaim_name(s: Session, who: Caller, name: str, vault: UserVault, c: Components) -> bool:
-    """Frees a name held by a create whose request died (its lease ran out); its value, if it reached
-    Vault, is destroyed. True when the name may be free now."""
-    try:
-        stale = s.execute(select(EnvVar.id, EnvVar.pending).where(
-            EnvVar.owner == who.user, EnvVar.name == name, EnvVar.pending.startswith("create:"),
-            EnvVar.pending_until < now())).first()
-        s.commit()
-        if stale is None:
-            return False
-        gone = matched(s, delete(EnvVar).where(EnvVar.id == stale.id, EnvVar.pending == stale.pending))
-        s.commit()
-    except SQLAlchemyError as err:
-        s.rollback()
-        raise database_error(err, "the env var was not created") from None
-    if gone:
-        undo_in_background(vault, stale.id, c)
-    return True
-
-
 def update_env_var(s: Session, c: Components, who: Caller, env_var_id: str, body: EnvVarUpdate) -> EnvVarOut:
-    row = _owned(s, who, env_var_id)
+    row = owned(s, who, env_var_id)
     new_expiry = "expires_at" in body.model_fields_set  # null included: it clears the expiry
     if body.description is None and body.value is None and not new_expiry:
         raise errors.InvalidField(None, "give a new description, a new value, a new expires_at, or some of them")
@@ -230,7 +192,7 @@ def update_env_var(s: Session, c: Components, who: Caller, env_var_id: str, body
     if body.value is None:  # the row only: one conditional update, no Vault call, no claim to hold
         change(s, who, row.id, changes, audit_row(who.user, "env_var.update", row.id, "ok", changed))
         c.webhooks.emit("env_var.changed", who.user, {"id": row.id, "name": row.name, "changed": changed.split(",")})
-        return _out(row, **changes, **_last_use(s, row.id))
+        return env_var_out(row, **changes, **_last_use(s, row.id))
     _check_value(body.value, c)
     vault = user_vault(c, who)
     token = claim(s, who, row.id, "update", c)
@@ -242,7 +204,7 @@ def update_env_var(s: Session, c: Components, who: Caller, env_var_id: str, body
     except (VaultUnavailable, VaultDenied) as err:
         vault_failed(c, who, "write", err)
         release(c, row.id, token)
-        audit_failure(c, who, "env_var.update", row.id, "vault_error", type(err).__name__)
+        audit_failure(c.sessions, who.user, "env_var.update", row.id, "vault_error", type(err).__name__)
         # Without an answer the new version may have been stored: both values are the user's, no drift.
         unknown = sent and isinstance(err, VaultUnanswered)
         raise vault_error(err, "the env var's value may or may not have changed: set it again" if unknown
@@ -267,11 +229,11 @@ def update_env_var(s: Session, c: Components, who: Caller, env_var_id: str, body
         raise errors.Busy(TOOK_OVER)
     c.webhooks.emit("env_var.changed", who.user, {"id": row.id, "name": row.name, "changed": changed.split(","),
                                                   "version": version})
-    return _out(row, **changes, **_last_use(s, row.id))
+    return env_var_out(row, **changes, **_last_use(s, row.id))
 
 
 def delete_env_var(s: Session, c: Components, who: Caller, env_var_id: str) -> None:
-    row = _owned(s, who, env_var_id)
+    row = owned(s, who, env_var_id)
     vault = user_vault(c, who)
     token = claim(s, who, row.id, "delete", c)  # exactly one of concurrent deletes goes on; the others: NotFound
     try:
@@ -279,7 +241,7 @@ def delete_env_var(s: Session, c: Components, who: Caller, env_var_id: str) -> N
     except (VaultUnavailable, VaultDenied) as err:
         vault_failed(c, who, "delete", err)
         release(c, row.id, token)
-        audit_failure(c, who, "env_var.delete", row.id, "vault_error", type(err).__name__)
+        audit_failure(c.sessions, who.user, "env_var.delete", row.id, "vault_error", type(err).__name__)
         unknown = isinstance(err, VaultUnanswered)
         raise vault_error(err, "the env var may or may not have been deleted: delete it again" if unknown
                           else "the env var was not deleted") from None

@@ -1,6 +1,13 @@
 """What can go wrong in an operation. Each error's message is the one users see (never a value or a
-token); the adapters choose the status codes and the pages."""
+token); the adapters choose the status codes and the pages. The database's failures are told in the user's
+words here too (database_error)."""
+import json
+import logging
 from typing import Optional
+
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+log = logging.getLogger("service")
 
 
 class DomainError(Exception):
@@ -62,7 +69,7 @@ class DatabaseUnavailable(DomainError):
 
 
 class IdentityCollision(DomainError):
-    """The caller's id differs only in letter case from another user's (service/identity.py)."""
+    """The caller's id differs only in letter case from another user's (service/auth/identities.py)."""
 
 
 class RateLimited(DomainError):
@@ -71,3 +78,20 @@ class RateLimited(DomainError):
     def __init__(self, retry_after: int):
         super().__init__("too many requests")
         self.retry_after = retry_after
+
+
+def lock_wait(err: SQLAlchemyError) -> bool:
+    """SQLite's busy wait ran out, or PostgreSQL gave up a lock wait (lock_timeout, statement_timeout,
+    a deadlock): the database works, it was busy."""
+    orig = getattr(err, "orig", None)
+    return isinstance(err, OperationalError) and (
+        "database is locked" in str(orig) or getattr(orig, "sqlstate", None) in ("55P03", "57014", "40P01"))
+
+
+def database_error(err: SQLAlchemyError, outcome: str = "") -> DomainError:
+    """Busy (retry) or unavailable (logged, by the error's type only), with what became of the operation."""
+    said = f"; {outcome}" if outcome else ""
+    if lock_wait(err):
+        return DatabaseBusy(f"the database is busy (a lock wait timed out){said}; retry")
+    log.error(json.dumps({"event": "database_error", "error": type(err).__name__}))
+    return DatabaseUnavailable(f"the database is unavailable{said}")

@@ -8,14 +8,14 @@ from sqlalchemy.orm import Session
 from service.auth import Caller
 from service.components import Components
 from service.db import EnvVar, Execution, ExecutionEnvVar, new_id
+from service.db.audit import audit, audit_row
 from service.executor.runner import ACTIVE
 from service.schemas import ExecutionCreate, ExecutionEnvVarOut, ExecutionList, ExecutionOut, ExecutionRerun, ExecutionSummary
-from service.vault_access import VaultDenied, VaultUnavailable
+from service.vault import VaultDenied, VaultUnavailable
 
 from . import dynamic_env_vars, errors
-from .audit import audit, audit_row
 from .leaks import refuse_compromised
-from .vault import user_vault, vault_error, vault_failed
+from .user_vault import user_vault, vault_error, vault_failed
 
 
 def _summary(e: Execution, env_var_names: list[str]) -> dict:

@@ -6,15 +6,16 @@ from sqlalchemy.orm import Session
 from service.auth import Caller
 from service.components import Components
 from service.schemas import EnvVarUpdate
-from service.vault_access import VaultDenied, VaultUnavailable
+from service.vault import VaultDenied, VaultUnavailable
 
-from .env_vars import _owned, update_env_var
+from .claims import owned
+from .env_vars import update_env_var
 from .leaks import mark_rotated
-from .vault import user_vault, vault_error, vault_failed
+from .user_vault import user_vault, vault_error, vault_failed
 
 
 def rotate(s: Session, c: Components, who: Caller, env_var_id: str, value: str) -> list[int]:
-    row = _owned(s, who, env_var_id)
+    row = owned(s, who, env_var_id)
     try:
         old = user_vault(c, who).current_version(row.id)
     except (VaultUnavailable, VaultDenied) as err:

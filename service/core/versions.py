@@ -18,17 +18,16 @@ from sqlalchemy.orm import Session
 
 from service.auth import Caller
 from service.components import Components
-from service.db import AuditEvent, EnvVar, now
+from service.db import AuditEvent, EnvVar, matched, now
+from service.db.audit import audit_failure, audit_row, written
 from service.schemas import EnvVarRolledBack, EnvVarVersion, EnvVarVersions
-from service.vault_access import KvHistory, UserVault, VaultDenied, VaultUnanswered, VaultUnavailable
+from service.vault import KvHistory, UserVault, VaultDenied, VaultUnanswered, VaultUnavailable
 
 from . import errors
-from .audit import audit_failure, audit_row, written
-from .claims import claim, release, still_there
+from .claims import TOOK_OVER, claim, env_var_out, owned, release, still_there
 from .compensation import compensate, restore, undo_in_background
-from .database import database_error, matched
-from .env_vars import TOOK_OVER, _out, _owned
-from .vault import user_vault, vault_error, vault_failed
+from .errors import database_error
+from .user_vault import user_vault, vault_error, vault_failed
 
 # The audit actions whose rows name the KV version they wrote, and what each is called in a version.
 WRITES = {"env_var.create": "create", "env_var.update": "update", "env_var.rollback": "rollback",
@@ -69,7 +68,7 @@ def _history(c: Components, who: Caller, vault: UserVault, env_var_id: str) -> O
 
 
 def list_versions(s: Session, c: Components, who: Caller, env_var_id: str) -> EnvVarVersions:
-    row = _owned(s, who, env_var_id)
+    row = owned(s, who, env_var_id)
     history = _history(c, who, user_vault(c, who), row.id)
     if history is None:
         return EnvVarVersions(env_var_id=row.id, current_version=None, oldest_version=None, items=[])
@@ -107,7 +106,7 @@ def _check_restorable(history: Optional[KvHistory], version: int) -> None:
 def rollback(s: Session, c: Components, who: Caller, env_var_id: str, version: int) -> EnvVarRolledBack:
     """The value of `version` becomes the newest version. The row is claimed as an update is (claims.py),
     so no other change interleaves between reading the history and writing."""
-    row = _owned(s, who, env_var_id)
+    row = owned(s, who, env_var_id)
     vault = user_vault(c, who)
     token = claim(s, who, row.id, "update", c)
     history, sent = None, False
@@ -122,12 +121,12 @@ def rollback(s: Session, c: Components, who: Caller, env_var_id: str, version: i
         del value
     except errors.InvalidField:
         release(c, row.id, token)
-        audit_failure(c, who, "env_var.rollback", row.id, "refused", f"to={version}")
+        audit_failure(c.sessions, who.user, "env_var.rollback", row.id, "refused", f"to={version}")
         raise
     except (VaultUnavailable, VaultDenied) as err:
         vault_failed(c, who, "write" if sent else "read", err)
         release(c, row.id, token)
-        audit_failure(c, who, "env_var.rollback", row.id, "vault_error", type(err).__name__)
+        audit_failure(c.sessions, who.user, "env_var.rollback", row.id, "vault_error", type(err).__name__)
         unknown = sent and isinstance(err, VaultUnanswered)
         raise vault_error(err, "the rollback may or may not have happened: list the versions" if unknown
                           else "nothing was changed") from None
@@ -151,4 +150,4 @@ def rollback(s: Session, c: Components, who: Caller, env_var_id: str, version: i
         raise errors.Busy(TOOK_OVER)
     c.webhooks.emit("env_var.rolled_back", who.user, {"id": row.id, "name": row.name, "version": new,
                                                       "rolled_back_from": version})
-    return EnvVarRolledBack(env_var=_out(row, **changes), version=new, rolled_back_from=version)
+    return EnvVarRolledBack(env_var=env_var_out(row, **changes), version=new, rolled_back_from=version)

@@ -5,10 +5,10 @@ from sqlalchemy.orm import Session
 
 from service.auth import Caller
 from service.components import Components
-from service.leak_models import Webhook, WebhookDelivery
+from service.db.audit import audit_row
+from service.db.leaks import Webhook, WebhookDelivery
 
 from . import errors
-from .audit import audit_row
 
 MAX_PER_USER = 10
 

@@ -27,10 +27,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
-from service.core.audit import audit_row
 from service.db import Execution, now
-from service.db_dynamic import DynamicEnvVar, ExecutionCredential
-from service.vault_access import ExecutorVault, VaultGateway, translate
+from service.db.audit import audit_row
+from service.db.dynamic import DynamicEnvVar, ExecutionCredential
+from service.vault import ExecutorVault, VaultGateway, translate
 
 log = logging.getLogger("service.executor")
 FINAL = ("succeeded", "failed", "cancelled", "timed_out")

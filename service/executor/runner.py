@@ -31,13 +31,12 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
-from service.core.audit import audit, audit_row
-from service.core.database import matched
-from service.core.leaks import LeakWatch
-from service.db import EnvVar, Execution, ExecutionEnvVar, now
+from service.db import EnvVar, Execution, ExecutionEnvVar, matched, now
+from service.db.audit import audit, audit_row
+from service.executor.leak_watch import LeakWatch
 from service.metrics import Metrics
 from service.schemas import as_utc, check_name
-from service.vault_access import ExecutorVault, SecretMissing, VaultDenied, VaultUnavailable
+from service.vault import ExecutorVault, SecretMissing, VaultDenied, VaultUnavailable
 
 from .base import Backend, JobSpec
 from .leases import LeaseBroker, MintFailed
@@ -104,7 +103,7 @@ class Executor:
                  replica_id: str = "", leases: Optional[LeaseBroker] = None, leaks: Optional[LeakWatch] = None):
         self._sessions, self._vault, self._backend, self._metrics = sessions, vault, backend, metrics
         self._leases = leases  # dynamic env vars (service/executor/leases.py)
-        self._leaks = leaks  # the leak detector over every job's output (service/core/leaks.py)
+        self._leaks = leaks  # the leak detector over every job's output (service/executor/leak_watch.py)
         self.timing = timing
         self.replica_id = replica_id or f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="execution")

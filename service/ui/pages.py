@@ -1,5 +1,5 @@
-"""The dashboard's pages: its templates, and the page that tells an error (a domain error's status from
-service/http_errors.py, with its own message)."""
+"""The dashboard's pages: its templates, the page that tells an error (a domain error's status from
+service/api/errors.py, with its own message), and a form's errors by field."""
 import os
 from typing import Mapping, Optional
 
@@ -8,11 +8,12 @@ from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 
-from service.core.errors import DomainError
-from service.http_errors import STATUS, retry_headers
+from service.api.errors import STATUS, retry_headers
+from service.core.errors import DomainError, InvalidField
 
 templates = Jinja2Templates(directory=os.path.join(os.path.dirname(__file__), "templates"))
 HOME = "/dashboard/env-vars"
+PAGE_SIZE = 50
 TITLES = {403: "Not allowed", 404: "Not found", 429: "Slow down", 503: "Unavailable"}  # others: "Error"
 
 
@@ -33,3 +34,21 @@ def http_error_page(request: Request, exc: HTTPException) -> Response:
 def _message(request: Request, status_code: int, message: str, headers: Optional[Mapping[str, str]]) -> Response:
     return render(request, "message.html", status_code, title=TITLES.get(status_code, "Error"), message=message,
                   link=("Back to your env vars", HOME), headers=headers)
+
+
+def field_errors(errors: list) -> dict[str, str]:
+    """Validation errors by field name, in the API's words (never the rejected input)."""
+    out: dict[str, str] = {}
+    for e in errors:
+        loc = [str(p) for p in e.get("loc", ()) if p != "body"]
+        field = loc[0] if loc else "form"
+        msg = str(e.get("msg", "is invalid")).removeprefix("Value error, ")
+        if e.get("type") == "string_too_short" and "at least 1" in msg:
+            msg = "is required"
+        out.setdefault(field, msg)
+    return out
+
+
+def refused_field(e: InvalidField) -> dict[str, str]:
+    """A field an operation refused (none: the form as a whole), for the form's error slots."""
+    return {e.field or "form": str(e)}

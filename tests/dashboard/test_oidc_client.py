@@ -1,4 +1,4 @@
-"""The dashboard's OIDC client (service/ui/oidc.py) as a public client, PKCE only, against the real issuer
+"""The dashboard's OIDC client (service/auth/oidc.py) as a public client, PKCE only, against the real issuer
 (Vault's OIDC provider): the parameters it sends are accepted, the code is exchanged with the verifier,
 and a wrong verifier is refused."""
 import urllib.parse
@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from service.auth import TokenVerifier
-from service.ui.oidc import IdentityProviderError, LoginAttempt, OidcClient
+from service.auth.oidc import IdentityProviderError, LoginAttempt, OidcClient
 
 pytestmark = pytest.mark.browser
 

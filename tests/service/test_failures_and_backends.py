@@ -12,8 +12,8 @@ from kubernetes import client as kclient
 from kubernetes import config as kconfig
 from sqlalchemy import update
 
-from service.check import drift
 from service.db import EnvVar
+from service.drift import drift
 from service.executor.base import JobSpec
 from service.executor.docker_backend import DockerBackend
 from service.executor.kubernetes_backend import KubernetesBackend

@@ -2,7 +2,6 @@
 its migration (0006), against a real OpenBao configured by the project, with SQLite and PostgreSQL."""
 import hashlib
 import json
-import os
 import secrets
 
 import pytest
@@ -182,7 +181,7 @@ def test_the_vault_path_migration_fills_existing_rows(postgres, tmp_path, databa
     url = (postgres.create_database(f"mig0006_{secrets.token_hex(4)}") if database == "postgresql"
            else f"sqlite:///{tmp_path}/old.db")
     cfg = Config()
-    cfg.set_main_option("script_location", os.path.join(os.path.dirname(service.db.__file__), "migrations"))
+    cfg.set_main_option("script_location", service.db.MIGRATIONS)
     cfg.set_main_option("sqlalchemy.url", url)
     command.upgrade(cfg, "0005")  # the schema before vault_path, with rows in it
     engine = create_engine(url)
@@ -215,7 +214,7 @@ def test_a_rollback_whose_database_half_fails_is_undone_and_the_undo_names_the_s
     again, and the version the service wrote says so."""
     import sqlite3
 
-    from service.vault_access import UserVault
+    from service.vault import UserVault
 
     db_file = tmp_path / "locked.db"
     client = make_client(f"sqlite:///{db_file}")

@@ -1,9 +1,10 @@
 """The dashboard's pieces that need no server: PKCE, its cookies, where a login may send the browser back."""
 import pytest
 
-from service.ui.oidc import LoginAttempt
-from service.ui.routes import HOME, _safe_next, field_errors
-from service.ui.session import CookieCodec
+from service.auth.oidc import LoginAttempt
+from service.auth.session import CookieCodec
+from service.ui.login import _safe_next
+from service.ui.pages import HOME, field_errors
 
 pytestmark = pytest.mark.unit
 

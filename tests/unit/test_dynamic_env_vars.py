@@ -150,7 +150,7 @@ def test_dashboard_marks_dynamic_env_vars_and_shows_provenance():
     from types import SimpleNamespace
 
     from service.schemas import DynamicEnvVarOut, ExecutionCredentialOut, ExecutionOut
-    from service.ui.dynamic_routes import parse_env
+    from service.ui.dynamic_env_vars import parse_env
     from service.ui.pages import templates
 
     t = datetime.datetime(2026, 12, 7, 17, 0, tzinfo=datetime.timezone.utc)

@@ -1,4 +1,4 @@
-"""The leak detector (service/executor/leak_detector.py) as an attacker's output would meet it: each shape of
+"""The leak detector (service/leak_detector.py) as an attacker's output would meet it: each shape of
 token (synthetic ones in the real formats), the job's own values transformed, split over writes and chunks;
 masked output and findings never holding the secret; and a benign build log without false positives."""
 import base64
@@ -11,8 +11,8 @@ import string
 
 import pytest
 
-from service.executor.leak_detector import OVERLAP, LeakScanner, excerpt, fingerprint, mask, scan
 from service.executor.redaction import redact
+from service.leak_detector import OVERLAP, LeakScanner, excerpt, fingerprint, mask, scan
 
 pytestmark = pytest.mark.unit
 KEY = b"test-key"

@@ -38,7 +38,6 @@ def test_an_update_tells_an_absent_expiry_from_a_null_one():
 
 
 def test_the_migration_keeps_earlier_executions_with_no_recorded_version(tmp_path):
-    import os
 
     from alembic import command
     from alembic.config import Config
@@ -48,7 +47,7 @@ def test_the_migration_keeps_earlier_executions_with_no_recorded_version(tmp_pat
 
     url = f"sqlite:///{tmp_path}/old.db"
     cfg = Config()
-    cfg.set_main_option("script_location", os.path.join(os.path.dirname(service.db.__file__), "migrations"))
+    cfg.set_main_option("script_location", service.db.MIGRATIONS)
     cfg.set_main_option("sqlalchemy.url", url)
     command.upgrade(cfg, "0005")
     engine = create_engine(url)

@@ -11,9 +11,9 @@ from requests import ConnectionError as RequestsConnectionError
 from sqlalchemy import select
 
 from service.db import Execution, make_engine, migrate, session_factory
-from service.db_dynamic import ExecutionCredential
+from service.db.dynamic import ExecutionCredential
+from service.db.leaks import WebhookDelivery
 from service.executor.leases import LeaseBroker, LeaseMetrics
-from service.leak_models import WebhookDelivery
 from service.webhooks import STACK, Webhooks, verify
 
 pytestmark = pytest.mark.unit

@@ -249,7 +249,6 @@ def test_only_expired_leases_are_taken_over_and_a_running_jobs_leftovers_are_sto
 
 
 def test_the_lease_migration_fails_what_an_earlier_version_left_unfinished_and_keeps_the_rest(tmp_path):
-    import os
 
     from alembic import command
     from alembic.config import Config
@@ -259,7 +258,7 @@ def test_the_lease_migration_fails_what_an_earlier_version_left_unfinished_and_k
 
     url = f"sqlite:///{tmp_path}/old.db"
     cfg = Config()
-    cfg.set_main_option("script_location", os.path.join(os.path.dirname(service.db.__file__), "migrations"))
+    cfg.set_main_option("script_location", service.db.MIGRATIONS)
     cfg.set_main_option("sqlalchemy.url", url)
     command.upgrade(cfg, "0003")  # the schema of the version before leases
     engine = create_engine(url)
@@ -307,7 +306,7 @@ def test_login_tokens_carry_the_admitted_spelling_for_vaults_user_role_only():
     import jwt
 
     from infra.providers.tls import make_signing_key
-    from service.vault_login import LoginKeyError, VaultLoginSigner
+    from service.vault.login import LoginKeyError, VaultLoginSigner
 
     key = make_signing_key()
     token = VaultLoginSigner(key["key_pem"]).token("Carol")

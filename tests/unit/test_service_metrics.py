@@ -11,7 +11,7 @@ from infra.providers.tls import make_bundle
 from service.auth import AUTH_FAILURE_REASONS, _reason
 from service.db import EnvVar, make_engine, migrate, session_factory
 from service.metrics import Metrics, StateCollector, certificate_expiry
-from service.vault_access import VaultStatus
+from service.vault import VaultStatus
 
 pytestmark = pytest.mark.unit
 

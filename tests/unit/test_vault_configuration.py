@@ -12,8 +12,8 @@ from infra.vault_configuration import (
     VaultConfiguration,
     VaultConfigurationArgs,
 )
-from service import vault_login
 from service.settings import Settings
+from service.vault import login as vault_login
 from tests.unit.helpers import run
 
 pytestmark = pytest.mark.unit

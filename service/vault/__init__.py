@@ -1,5 +1,5 @@
 """Vault access. Writes run as the user (one JWT login per user token, with a token the service signs for
-the admitted user: service/vault_login.py; Vault enforces isolation and its audit log names the user);
+the admitted user: service/vault/login.py; Vault enforces isolation and its audit log names the user);
 the executor reads with its AppRole, renewing its token and logging in again when it expires. Errors
 carry no value and no token."""
 import hashlib
@@ -17,7 +17,7 @@ from hvac.exceptions import Forbidden, InvalidPath, InvalidRequest, VaultDown, V
 from urllib3.exceptions import ProtocolError
 
 from service.db import kv_path
-from service.vault_login import VaultLoginSigner
+from service.vault.login import VaultLoginSigner
 
 
 class VaultUnavailable(Exception):

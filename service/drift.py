@@ -4,7 +4,7 @@ from sqlalchemy import select
 
 from service.db import EnvVar, kv_path, make_engine, now, session_factory
 from service.settings import Settings
-from service.vault_access import VaultGateway
+from service.vault import VaultGateway
 
 
 def drift(settings: Settings) -> dict:

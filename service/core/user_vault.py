@@ -2,10 +2,10 @@
 caller's token, or Vault itself (its own words: unreachable or sealed, no answer in time, an error)."""
 from service.auth import Caller
 from service.components import Components
-from service.vault_access import UserVault, VaultDenied, VaultUnavailable
+from service.db.audit import audit_failure
+from service.vault import UserVault, VaultDenied, VaultUnavailable
 
 from . import errors
-from .audit import audit_failure
 
 
 def user_vault(c: Components, who: Caller) -> UserVault:
@@ -17,7 +17,7 @@ def user_vault(c: Components, who: Caller) -> UserVault:
     except VaultDenied:
         c.metrics.auth_failed("vault_login_refused")
         # A failed sign-in of a known user (the service verified the token): on their activity page.
-        audit_failure(c, who, "sign_in.vault", "", "refused", "Vault's JWT login refused the token")
+        audit_failure(c.sessions, who.user, "sign_in.vault", "", "refused", "Vault's JWT login refused the token")
         raise errors.VaultRefused("Vault refused your token (revoked or expired); sign in again") from None
 
 

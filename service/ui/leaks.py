@@ -1,18 +1,20 @@
 """The dashboard's leak response (service/core/leaks.py, service/core/rotation.py): dismissing a finding as
 a false positive (from the job's page) and rotating an env var (from its page). The pages that show them
-are the env var list, an env var's page and a job's page (service/ui/routes.py, templates/_leaks.html)."""
+are the env var list, an env var's page and a job's page (service/ui/env_vars.py, service/ui/executions.py,
+templates/_leaks.html)."""
 import urllib.parse
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import RedirectResponse, Response
 from starlette.requests import Request
 
+from service.api.deps import ComponentsDep, SessionDep
 from service.core import leaks, rotation
 from service.core.env_vars import get_env_var
 from service.core.errors import InvalidField
-from service.dependencies import ComponentsDep, SessionDep
 
-from .routes import FormText, ViewerDep, _edit_page, check_csrf
+from .deps import FormText, ViewerDep, check_csrf
+from .env_vars import edit_page
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 
@@ -39,4 +41,4 @@ def rotate(request: Request, env_var_id: str, v: ViewerDep, s: SessionDep, c: Co
             return RedirectResponse(f"/dashboard/env-vars/{item.id}?rotated={','.join(map(str, marked))}", 303)
         except InvalidField as e:
             error = str(e)
-    return _edit_page(request, v, s, c, item, 422, rotate_error=error)
+    return edit_page(request, v, s, c, item, 422, rotate_error=error)

@@ -2,7 +2,7 @@
 them to lower case for the lookup), so tokens whose `sub` are `carol` and `CAROL` log in to one entity,
 and the user policy's templated path (the alias name) would be theirs together. The service therefore
 lets the first spelling of each case-folded id own it and refuses every other spelling before anything
-reaches Vault. Vault itself sees only the service's login tokens (service/vault_login.py), signed for the
+reaches Vault. Vault itself sees only the service's login tokens (service/vault/login.py), signed for the
 owning spelling alone: no token of the identity provider logs in there directly."""
 import threading
 

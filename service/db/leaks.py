@@ -1,5 +1,5 @@
 """Leak findings in SQL (migration 0010): never a secret. A finding keeps a keyed hash of what was found
-(service/executor/leak_detector.py: fingerprint), the detector, the line and a masked excerpt; each env var
+(service/leak_detector.py: fingerprint), the detector, the line and a masked excerpt; each env var
 value the executor read keeps the same hash, so a finding names the owner's env var it matches; a version
 exposed by a finding is "possibly" compromised until dismissed, "compromised" once rotated away. And the
 webhooks that tell of them (service/webhooks.py): URLs and delivery statuses only."""

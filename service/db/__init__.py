@@ -1,12 +1,14 @@
 """Metadata in SQL (never a value): env vars, executions, the env vars each execution used, and an
-audit trail. SQLite by default, PostgreSQL in production; the schema is made by Alembic migrations."""
+audit trail. SQLite by default, PostgreSQL in production; the schema is made by Alembic migrations.
+The other tables are beside it (dynamic.py, leaks.py), and so is the audit trail's writing (audit.py)."""
 import datetime
 import os
 import uuid
+from typing import cast
 
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, create_engine, event
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.engine import Connection, CursorResult, Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 
 def now() -> datetime.datetime:
@@ -110,7 +112,7 @@ class ExecutionEnvVar(Base):
 
 
 class User(Base):
-    """The first spelling of each case-folded user id (service/identity.py)."""
+    """The first spelling of each case-folded user id (service/auth/identities.py)."""
     __tablename__ = "users"
 
     folded: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -130,6 +132,8 @@ class AuditEvent(Base):
     outcome: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(String(512), default="")  # never a value
 
+
+MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")  # service/migrations
 
 # Foreign keys; concurrent readers (WAL); and a commit that survives a crash of the service without an
 # fsync of its own (synchronous=NORMAL: the WAL is synced at checkpoints). A power loss or kernel crash
@@ -164,10 +168,17 @@ def migrate(url: str) -> None:
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", os.path.join(os.path.dirname(__file__), "migrations"))
+    cfg.set_main_option("script_location", MIGRATIONS)
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.upgrade(cfg, "head")
 
 
 def session_factory(engine: Engine) -> sessionmaker:
     return sessionmaker(bind=engine, expire_on_commit=False, future=True)
+
+
+def matched(s: Session, statement) -> int:
+    """Runs a conditional UPDATE or DELETE; how many rows it matched. Loaded objects are not synchronised:
+    the operations answer from the values they wrote."""
+    result = s.execute(statement, execution_options={"synchronize_session": False})
+    return cast(CursorResult, result).rowcount  # an UPDATE or DELETE: a cursor's result

@@ -1,17 +1,17 @@
 """/dashboard/dynamic-env-vars: declare a dynamic env var (a database role and the env vars its credential
 fills, one `NAME=template` per line), list and delete them. Jobs select them on the job form like stored
-env vars (service/ui/routes.py)."""
+env vars (service/ui/executions.py)."""
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
+from service.api.deps import ComponentsDep, SessionDep
 from service.core import dynamic_env_vars
 from service.core.errors import NameTaken, NotFound, RoleNotGranted, VaultRefused, VaultUnavailable
-from service.dependencies import ComponentsDep, SessionDep
 from service.schemas import DynamicEnvVarCreate
 
-from .pages import render
-from .routes import FormText, ViewerDep, check_csrf, field_errors
+from .deps import FormText, ViewerDep, check_csrf
+from .pages import field_errors, render
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 EXAMPLE = "PGUSER={{username}}\nPGPASSWORD={{password}}"

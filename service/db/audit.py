@@ -1,16 +1,12 @@
 """The audit trail: who did what to which target, and how it ended. Never a value."""
 import json
 import logging
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from service.auth import Caller
 from service.db import AuditEvent
-
-if TYPE_CHECKING:  # the executor writes audit rows too, and components import the executor
-    from service.components import Components
 
 log = logging.getLogger("service")
 SERVICE = "service"  # the actor of a write the service made on its own (undoing a failed change)
@@ -36,9 +32,10 @@ def audit(sessions: Callable[[], Session], actor: str, action: str, target: str,
         s.add(audit_row(actor, action, target, outcome, detail))
 
 
-def audit_failure(c: "Components", who: Caller, action: str, target: str, outcome: str, detail: str = "") -> None:
+def audit_failure(sessions: Callable[[], Session], actor: str, action: str, target: str, outcome: str,
+                  detail: str = "") -> None:
     """The audit row of a failure; the database failing too must not hide what the caller is told."""
     try:
-        audit(c.sessions, who.user, action, target, outcome, detail)
+        audit(sessions, actor, action, target, outcome, detail)
     except SQLAlchemyError as err:
         log.warning(json.dumps({"event": "audit_not_written", "action": action, "error": type(err).__name__}))

@@ -2,7 +2,7 @@
 
 Vault's JWT mount trusts only the service's key (infra/vault_configuration.py), never the identity
 provider: a user's token, or one a job obtained or made up, cannot log in at Vault by itself. The service
-signs a token only after it verified the user's own token and admitted the user (service/identity.py), for
+signs a token only after it verified the user's own token and admitted the user (service/auth/identities.py), for
 the registered spelling of the user's id, with an audience only Vault's user role accepts, valid for a
 minute and used at once. Vault therefore never sees two spellings of one id (`carol`, `CAROL`) that it
 would fold into one identity.

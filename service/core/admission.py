@@ -1,8 +1,8 @@
 """Who is let in: a verified caller, unless its id collides with another user's or it is over the
 per-user rate limit. The API and the dashboard share both checks."""
 from service.auth import Caller
+from service.auth.identities import IdentityCollision
 from service.components import Components
-from service.identity import IdentityCollision
 
 from . import errors
 
