@@ -19,7 +19,7 @@ from pulumi import automation as auto
 from devkit.stacks import ThrowawayStack
 from tools import drill
 from tools.dev_token import id_token
-from tools.drill_common import step
+from tools.lib.drills import step
 
 IMAGE = "localhost/vault-envvars/openbao:2.7.2"
 TARGET_SECONDS = 60

@@ -7,6 +7,8 @@ import importlib
 
 import pulumi
 
+from tools.lib.stack_outputs import Out
+
 from .config import ConfigError
 
 COMPOSITIONS = ("dev", "prod", "existing")
@@ -28,7 +30,11 @@ def deploy(stack: str) -> dict:
 
 
 def export(outputs: dict[str, pulumi.Output]) -> dict[str, pulumi.Output]:
-    """Exports a composition's outputs as the stack's; returns them, for `deploy`'s callers."""
+    """Exports a composition's outputs as the stack's; returns them, for `deploy`'s callers. Their names are
+    those the tools read (tools/lib/stack_outputs.py `Out`): any other is a mistake."""
+    unknown = sorted(set(outputs) - set(Out))
+    if unknown:
+        raise ValueError(f"outputs {', '.join(unknown)} are not named in tools/lib/stack_outputs.py (Out)")
     for key, value in outputs.items():
-        pulumi.export(key, value)
+        pulumi.export(str(key), value)
     return outputs

@@ -17,7 +17,7 @@ from infra.providers.vault import VaultConnection
 from infra.vault_configuration import ResourceHints
 from infra.vault_k8s import ContainerResources, TlsSecretArgs
 from infra.vault_seal import SEAL_TYPES, SealArgs, StaticSealArgs, TransitSealArgs
-from tools.versions import toolchain_versions
+from tools.lib.versions import toolchain_versions
 
 NAMESPACE = "vault-envvars"
 DEFAULT_BAO_IMAGE = "localhost/vault-envvars/openbao:2.7.2"

@@ -85,7 +85,7 @@ def deploy() -> dict[str, pulumi.Output]:
         adopt_kv_mount=cfg.vault_mode == "dev",
         manage_admin_policy=cfg.vault_mode == "dev",  # raft: the bootstrap wrote it
         autopilot_min_quorum=cfg.raft.replicas if cfg.vault_mode == "raft" else None,
-        # Secret ids that never run out (README, "Credentials over time"). Not bound to the cluster's
+        # Secret ids that never run out (docs/credentials-and-rollouts.md). Not bound to the cluster's
         # network (`cluster.network_cidrs`): the drills and the restore check log in from outside it, on a
         # restored copy of this Vault that carries the same binding.
         network_bound_cidrs=[],

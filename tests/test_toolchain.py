@@ -11,7 +11,7 @@ import pytest
 
 from stacks.config import DEFAULT_BASE_IMAGE
 from tests.helpers import REPO_ROOT
-from tools.versions import toolchain_versions
+from tools.lib.versions import toolchain_versions
 
 pytestmark = pytest.mark.integration  # the real binaries the toolchain built
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Versity S3 gateway (a real S3-compatible server that serves a folder) from its Go module
 # into $CACHE_DIR/versitygw-<version>/, only when not built yet. The backup tests start it on loopback
-# (devkit/s3_server.py). Prints the binary's path. With --check, builds nothing: exit 1 if it is missing.
+# (the test bed's S3 server). Prints the binary's path. With --check, builds nothing: exit 1 if it is missing.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/versions.env"
 need go "install Go >= 1.25 (Debian/upstream go toolchain)"

@@ -14,13 +14,13 @@ engine. Set ALLOW_DESTRUCTIVE=1 for a change that really means it.
 The stack's `vault-envvars:kubeconfig` setting (a path, relative to the project directory, or the content)
 becomes KUBECONFIG for `pulumi`: its dynamic providers reach the pods through that cluster's API.
 """
-import contextlib
 import os
 import re
 import subprocess
 import sys
-import tempfile
-from typing import Iterator, Optional
+from typing import Optional
+
+from tools.lib.kubeconfig import kubeconfig_env
 
 GUARDED_TYPES = {
     "kubernetes:apps/v1:StatefulSet",
@@ -36,38 +36,8 @@ STEP_RE = re.compile(r"^\s*[-+~]*(?P<type>[\w:./-]+): \((?P<op>[\w-]+)\)")
 URN_RE = re.compile(r"\[urn=(?P<urn>[^\]]+)\]")
 
 
-KUBECONFIG_KEY = "vault-envvars:kubeconfig"
-
-
 def _pulumi(*args: str, capture: bool = False, env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess:
     return subprocess.run(["pulumi", *args, "--non-interactive"], capture_output=capture, text=True, env=env)
-
-
-def is_kubeconfig_content(value: str) -> bool:
-    """Whether a `kubeconfig` setting is the file's content (YAML or JSON) rather than its path."""
-    return "\n" in value.strip() or value.lstrip().startswith("{") or "apiVersion:" in value
-
-
-@contextlib.contextmanager
-def kubeconfig_env(stack: str) -> Iterator[dict[str, str]]:
-    """The environment for `pulumi`, with KUBECONFIG from the stack's setting when it has one (content:
-    a private temporary file, removed afterwards)."""
-    env = dict(os.environ)
-    got = _pulumi("config", "get", KUBECONFIG_KEY, "--stack", stack, capture=True)
-    value = got.stdout.strip() if got.returncode == 0 else ""
-    if not value:
-        yield env
-    elif is_kubeconfig_content(value):
-        fd, path = tempfile.mkstemp(prefix="kubeconfig-", suffix=".yaml")  # 0600
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(value + "\n")
-            yield {**env, "KUBECONFIG": path}
-        finally:
-            with contextlib.suppress(OSError):
-                os.remove(path)
-    else:
-        yield {**env, "KUBECONFIG": os.path.abspath(os.path.expanduser(value))}
 
 
 def destructive_steps(diff_text: str) -> list[str]:

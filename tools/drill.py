@@ -12,35 +12,30 @@ Values are read into this process's memory only to be hashed (SHA-256); no value
 """
 import argparse
 import datetime
-import io
 import os
-import secrets
-import sqlite3
 import sys
-import tarfile
 import tempfile
 import time
-from typing import Callable, Optional, Protocol
+from typing import Optional
 
 import docker
 import hvac
-import pulumi
 import requests
-from pulumi import automation as auto
 
 from infra import kube_forward, vault_ops
-from infra.vault_raft_docker import VaultRaftDocker, VaultRaftDockerArgs
 from service.drift import drift
 from service.settings import Settings
-from tools.dev_token import stack_outputs, use_stack_kubeconfig
-from tools.drill_common import StepTimer, kv_hashes, restart_clock, stack_kv_mount, step, write_report
-from tools.raft_drills import drill_token, stack_nodes
-from tools.seal_keys import keys_of, with_keys
+from tools.lib.drill_sources import DockerSource, KubeSource, Source
+from tools.lib.drills import StepTimer, kv_hashes, restart_clock, stack_ca_file, stack_kv_mount, step, write_report
+from tools.lib.kubeconfig import use_stack_kubeconfig
+from tools.lib.raft_nodes import drill_token, stack_nodes
+from tools.lib.seal_keys import keys_of, with_keys
+from tools.lib.stack_outputs import Out, stack_outputs
 
 
 def source_address(outputs: dict, ca_file: str) -> str:
     """The source's active node (any node while none answers as active)."""
-    nodes = outputs.get("vault_nodes") or [outputs["vault_address"]]
+    nodes = outputs.get(Out.VAULT_NODES) or [outputs[Out.VAULT_ADDRESS]]
     return nodes[max(0, vault_ops.active_index(nodes, ca_file))]
 
 
@@ -52,77 +47,6 @@ def take_snapshot(outputs: dict, ca_file: str, path: str, credential: tuple[str,
     c.auth.token.revoke_self()
 
 
-class DockerSource:
-    """A dev-raft stack on the container engine: the service's SQLite database and AppRole secret id from
-    its container, a throwaway cluster of containers."""
-
-    def __init__(self, outputs: dict, image: str, engine: docker.DockerClient):
-        self.outputs, self.image, self.engine = outputs, image, engine
-        self._container = engine.containers.get(outputs["service_container"])
-
-    def snapshot_credential(self) -> tuple[str, str]:
-        return self.outputs["snapshot_role_id"], self.outputs["snapshot_secret_id"]
-
-    def backup_database(self, work: str) -> tuple[set[str], str]:
-        """An online SQLite backup taken inside the service container, copied out through the API; its
-        rows ("owner/id") and a database URL of the copy."""
-        inside = "/tmp/drill-backup.db"  # noqa: S108 (the container's own private /tmp)
-        code, out = self._container.exec_run(["python3", "-c", "import sqlite3; s=sqlite3.connect('/data/envvars.db'); "
-                                              f"d=sqlite3.connect('{inside}'); s.backup(d); d.close()"])
-        if code != 0:
-            raise RuntimeError(f"database backup failed: {out.decode()[:200]}")
-        stream, _ = self._container.get_archive(inside)
-        path = os.path.join(work, "envvars.db")
-        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-            with open(path, "wb") as f:
-                member = tar.extractfile("drill-backup.db")
-                if member is None:
-                    raise RuntimeError("the database backup is missing from the container's archive")
-                f.write(member.read())
-        self._container.exec_run(["rm", "-f", inside])
-        with sqlite3.connect(path) as db:
-            rows = {f"{owner}/{env_id}" for owner, env_id in db.execute("select owner, id from env_vars")}
-        return rows, f"sqlite:///{path}"
-
-    def executor_secret_id(self) -> str:
-        """The service's AppRole secret id, read from its 0400 file into this process's memory only."""
-        code, out = self._container.exec_run(["cat", "/run/envvars/approle-secret-id"])
-        if code != 0:
-            raise RuntimeError("cannot read the service's AppRole secret id")
-        return out.decode().strip()
-
-    def throwaway_cluster(self, work: str) -> tuple[auto.Stack, list[str], str]:
-        image = self.image
-
-        def program():
-            cluster = VaultRaftDocker("drill", VaultRaftDockerArgs(image=image, labels={"vault-envvars.drill": "1"}))
-            pulumi.export("nodes", cluster.node_addresses)
-            pulumi.export("ca", cluster.ca_cert_pem)
-
-        return throwaway_stack(work, program)
-
-
-class Source(Protocol):
-    """Where the drill takes its snapshot credential, database backup and executor credential from, and
-    where it stands up a throwaway cluster (nodes' addresses, CA)."""
-
-    def snapshot_credential(self) -> tuple[str, str]: ...
-    def backup_database(self, work: str) -> tuple[set[str], str]: ...
-    def executor_secret_id(self) -> str: ...
-    def throwaway_cluster(self, work: str) -> tuple[auto.Stack, list[str], str]: ...
-
-
-def throwaway_stack(work: str, program: Callable[[], None], env: Optional[dict] = None) -> tuple[auto.Stack, list[str], str]:
-    """Runs `program` (exporting `nodes` and `ca`) as a stack of its own in `work`; returns it and them."""
-    os.makedirs(f"{work}/state", exist_ok=True)
-    env = {"PULUMI_BACKEND_URL": f"file://{work}/state", "PULUMI_CONFIG_PASSPHRASE": secrets.token_hex(16),
-           **(env or {})}
-    stack = auto.create_stack(f"drill-{secrets.token_hex(3)}", project_name="vault-envvars-drill", program=program,
-                              opts=auto.LocalWorkspaceOptions(work_dir=work, env_vars=env))
-    out = stack.up(on_output=lambda _l: None)
-    return stack, out.outputs["nodes"].value, out.outputs["ca"].value
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stack", default="dev-raft")
@@ -132,16 +56,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     outputs = with_keys(args.stack, stack_outputs(args.stack))
     kv_mount = stack_kv_mount(args.stack, outputs)
-    if not outputs.get("namespace"):
+    if not outputs.get(Out.NAMESPACE):
         return drill(outputs, args.stack, args.out, args.image, args.snapshot, kv_mount)[0]
-    from tools.drill_kubernetes import KubeSource  # a prod stack on Kubernetes
-
+    # a prod stack on Kubernetes
     kubeconfig = use_stack_kubeconfig(args.stack)
-    os.makedirs(args.out, exist_ok=True)
-    ca_file = os.path.join(args.out, f"{args.stack}-ca.pem")
-    with open(ca_file, "w") as f:
-        f.write(outputs["vault_ca_cert"])
-    nodes = stack_nodes(args.stack, outputs, ca_file)
+    nodes = stack_nodes(args.stack, outputs, stack_ca_file(args.out, args.stack, outputs))
     with drill_token(nodes, outputs) as token:
         return drill(outputs, args.stack, args.out, snapshot_file=args.snapshot, kv_mount=kv_mount, token=token,
                      source=KubeSource(outputs, kubeconfig))[0]
@@ -165,8 +84,8 @@ def drill(outputs: dict, stack_name: str, out_dir: str, image: str = "", snapsho
         src = src or DockerSource(outputs, image, docker.from_env())
         ca_file = os.path.join(work, "source-ca.pem")
         with open(ca_file, "w") as f:
-            f.write(outputs["vault_ca_cert"])
-        source_client = vault_ops.client(source_address(outputs, ca_file), token or outputs["vault_root_token"],
+            f.write(outputs[Out.VAULT_CA_CERT])
+        source_client = vault_ops.client(source_address(outputs, ca_file), token or outputs[Out.VAULT_ROOT_TOKEN],
                                          ca_file, timeout=30)
 
         snapshot = args.snapshot or os.path.join(work, "source.snap")
@@ -201,7 +120,7 @@ def drill(outputs: dict, stack_name: str, out_dir: str, image: str = "", snapsho
         rto = timer.seconds["restore_to_serving"]
         with timer("verify", f"serving after {rto:.1f} s; verifying every env var by hash"):
             # The restored cluster has the source's tokens: the one that read the source reads it too.
-            restored = vault_ops.client(serving, token or outputs["vault_root_token"], fresh_ca, timeout=30)
+            restored = vault_ops.client(serving, token or outputs[Out.VAULT_ROOT_TOKEN], fresh_ca, timeout=30)
             got = {}
             for _ in range(30):  # the restored cluster may still settle its leadership
                 try:
@@ -214,7 +133,7 @@ def drill(outputs: dict, stack_name: str, out_dir: str, image: str = "", snapsho
             check = drift(Settings(
                 vault_addr=kube_forward.local_url(serving), vault_ca_file=fresh_ca, database_url=backup_url,
                 kv_mount=kv_mount, oidc_issuer="-", oidc_audience="-", oidc_jwks_url="-",  # not used by the check
-                approle_role_id=outputs["executor_role_id"], approle_secret_id=src.executor_secret_id()))
+                approle_role_id=outputs[Out.EXECUTOR_ROLE_ID], approle_secret_id=src.executor_secret_id()))
         mismatched = sorted(k for k in expected if k in got and got[k] != expected[k])
         missing = sorted(set(expected) - set(got))
         rows_without_value = sorted(rows - set(got))

@@ -11,92 +11,33 @@ serves every value (checked by hash: the RTO); the lost nodes come back empty, j
 and the cluster has three healthy voters again. Runbooks: docs/runbook-node-loss.md and
 docs/runbook-quorum-loss.md.
 
-Both drive nodes through `RaftNodes` (kill, start, write peers.json, wipe): the containers of a dev
-stack here (`DockerNodes`), the pods of a prod stack on Kubernetes (tools/kube_nodes.py; node loss there
-is meant with `--lose-volume`: the pod and its volume claims deleted), the processes of a loopback
-cluster in the tests. Each step is printed with
-its elapsed time; a JSON and a Markdown report are written; exit 1 on failure.
+Both drive nodes through `RaftNodes` (kill, start, write peers.json, wipe; tools/lib/raft_nodes.py): the
+containers of a dev stack, the pods of a prod stack on Kubernetes (node loss there is meant with
+`--lose-volume`: the pod and its volume claims deleted), the processes of a loopback cluster in the tests.
+Each step is printed with its elapsed time; a JSON and a Markdown report are written; exit 1 on failure.
 """
 import argparse
-import contextlib
 import datetime
 import functools
-import json
-import os
 import sys
 import time
-from typing import Any, Iterator, Protocol
+from typing import Any
 
-import docker
 import hvac
 import requests
 
-from infra import kube_forward
-from infra.providers.docker import copy_files
-from infra.vault_ops import active_index, break_glass_root, healthy_voters, unseal_until_serving, wait_until
 from infra.vault_ops import client as vault_client
-from tools.dev_token import stack_outputs, use_stack_kubeconfig
-from tools.drill_common import kv_hashes, restart_clock, stack_kv_mount, step, write_report
-from tools.kube_nodes import KubeNodes
-from tools.seal_keys import keys_of, with_keys
+from infra.vault_ops import healthy_voters, unseal_until_serving, wait_until
+from tools.lib.drills import kv_hashes, restart_clock, stack_ca_file, stack_kv_mount, step, write_report
+from tools.lib.raft_nodes import RaftNodes, active_node, drill_token, stack_nodes
+from tools.lib.seal_keys import keys_of, with_keys
+from tools.lib.stack_outputs import Out, stack_outputs
 
 MARKER_PATH = "drill/outage-marker"  # in the KV mount: writes made while a node is down
 
 
-class RaftNodes(Protocol):
-    nodes: list[str]  # each node's API URL, as this process reaches it
-    verify: Any  # CA file (or True)
-
-    def node_id(self, i: int) -> str: ...
-    def raft_address(self, i: int) -> str: ...  # host:port of its cluster listener, as peers reach it
-    def kill(self, i: int) -> None: ...
-    def start(self, i: int) -> None: ...  # comes back sealed
-    def write_peers(self, i: int, peers: list[dict]) -> None: ...  # <raft dir>/raft/peers.json, node stopped
-    def wipe(self, i: int) -> None: ...  # the node's Raft data, node stopped
-
-
-class DockerNodes:
-    """The Raft containers of a dev stack in raft mode, found by their labels."""
-
-    def __init__(self, stack: str, outputs: dict, ca_file: str, engine: docker.DockerClient):
-        self.nodes, self.verify, self._engine = outputs["vault_nodes"], ca_file, engine
-        found = {c.labels["vault-envvars.node"]: c for c in engine.containers.list(
-            all=True, filters={"label": [f"vault-envvars.stack={stack}", "vault-envvars.node"]})}
-        self._containers = [found[f"vault-{i}"] for i in range(1, len(self.nodes) + 1)]
-
-    def node_id(self, i: int) -> str:
-        return f"vault-{i + 1}"  # RAFT_NODE_ID, also its network alias
-
-    def raft_address(self, i: int) -> str:
-        return f"vault-{i + 1}:8201"
-
-    def kill(self, i: int) -> None:
-        self._containers[i].kill()
-        self._containers[i].wait(timeout=30)
-
-    def start(self, i: int) -> None:
-        self._containers[i].start()
-
-    def write_peers(self, i: int, peers: list[dict]) -> None:
-        c = self._containers[i]
-        copy_files(c, {"/bao/data/raft/peers.json": {"content": json.dumps(peers), "mode": 0o600}},
-                   c.attrs["Config"]["User"])
-
-    def wipe(self, i: int) -> None:
-        c = self._containers[i]
-        c.reload()
-        volume = next(m["Name"] for m in c.attrs["Mounts"] if m["Destination"] == "/bao/data")
-        # A short-lived container of the same image empties the volume (the node itself is stopped).
-        self._engine.containers.run(c.image.id, entrypoint=["/bin/sh", "-c", "rm -rf /bao/data/* /bao/data/.[!.]*"],
-                                    volumes={volume: {"bind": "/bao/data", "mode": "rw"}}, user="0", remove=True)
-
-
 def _client(c: RaftNodes, address: str, token: str) -> hvac.Client:
     return vault_client(address, token, c.verify, timeout=5)
-
-
-def active_node(c: RaftNodes) -> int:
-    return active_index(c.nodes, c.verify)
 
 
 def _write_marker(c: RaftNodes, token: str, mount: str, i: int, value: str) -> bool:
@@ -232,29 +173,6 @@ def run(kind: str, c: RaftNodes, token: str, keys: list[str], out_dir: str, inde
     return (0 if report.get("passed") else 1), report
 
 
-def stack_nodes(stack: str, outputs: dict, ca_file: str) -> RaftNodes:
-    """The stack's Raft nodes: the pods of a prod stack on Kubernetes, the containers of a dev-raft stack."""
-    if outputs.get("namespace"):
-        use_stack_kubeconfig(stack)
-        target = kube_forward.parse(outputs["vault_nodes"][0])
-        statefulset = target.name.rsplit("-", 1)[0] if target else "vault"
-        return KubeNodes(outputs["namespace"], statefulset, outputs["vault_nodes"], ca_file)
-    return DockerNodes(stack, outputs, ca_file, docker.from_env())
-
-
-@contextlib.contextmanager
-def drill_token(nodes: RaftNodes, outputs: dict) -> Iterator[str]:
-    """The stack's root token (dev), or, where the bootstrap revoked it (prod), a break-glass root token
-    made from the unseal keys with the config-admin token, revoked when the drill ends."""
-    if outputs.get("vault_root_token"):
-        yield outputs["vault_root_token"]
-        return
-    active = wait_until(lambda: active_node(nodes) + 1, 60, "an active node") - 1
-    with break_glass_root(nodes.nodes[active], keys_of(outputs), outputs["vault_admin_token"],
-                          nodes.verify) as token:
-        yield token
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("drill", choices=["node-loss", "quorum-loss"])
@@ -266,13 +184,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="drill-reports")
     args = ap.parse_args(argv)
     outputs = with_keys(args.stack, stack_outputs(args.stack))
-    if "vault_nodes" not in outputs:
+    if Out.VAULT_NODES not in outputs:
         ap.error(f"stack {args.stack} is not in raft mode (vault-envvars:vaultMode raft) nor a prod stack")
-    ca_file = os.path.join(args.out, f"{args.stack}-ca.pem")
-    os.makedirs(args.out, exist_ok=True)
-    with open(ca_file, "w") as f:
-        f.write(outputs["vault_ca_cert"])
-    nodes = stack_nodes(args.stack, outputs, ca_file)
+    nodes = stack_nodes(args.stack, outputs, stack_ca_file(args.out, args.stack, outputs))
     index = (args.node - 1) if args.drill == "node-loss" else (args.survivor - 1)
     with drill_token(nodes, outputs) as token:
         return run(args.drill, nodes, token, keys_of(outputs), args.out, index,

@@ -15,7 +15,7 @@ import docker
 import requests
 
 from infra import kube_forward, vault_ops
-from tools.dev_token import stack_outputs
+from tools.lib.stack_outputs import Out, stack_outputs
 
 # Vault's health codes for an unsealed node: active, standby, performance standby.
 UNSEALED = (200, 429, 473)
@@ -100,18 +100,19 @@ def _alertmanager(url: str) -> Callable[[], str]:
 
 
 def checks(outputs: dict) -> list[tuple[str, Callable[[], str]]]:
-    verify = vault_ops.ca_verify(outputs.get("vault_ca_cert") or None)
-    nodes = outputs.get("vault_nodes") or [outputs["vault_address"]]
+    verify = vault_ops.ca_verify(outputs.get(Out.VAULT_CA_CERT) or None)
+    nodes = outputs.get(Out.VAULT_NODES) or [outputs[Out.VAULT_ADDRESS]]
     found = [(f"Vault at {n} healthy and unsealed", _vault_node(n, verify)) for n in nodes]
-    if outputs.get("vault_admin_token"):
-        found.append(("the config-admin token alive", _admin_token(nodes[0], outputs["vault_admin_token"], verify)))
-    if outputs.get("service_url"):
-        found += [(f"the service's /readyz at {outputs['service_url']}", _service_ready(outputs["service_url"])),
-                  ("the dashboard's sign-in", _sign_in(outputs["service_url"]))]
-    if outputs.get("prometheus_url"):
-        found += [(f"Prometheus at {outputs['prometheus_url']} with every Vault node an up target",
-                   _prometheus(outputs["prometheus_url"], len(nodes))),
-                  (f"the Alertmanager at {outputs['alertmanager_url']}", _alertmanager(outputs["alertmanager_url"]))]
+    if outputs.get(Out.VAULT_ADMIN_TOKEN):
+        found.append(("the config-admin token alive", _admin_token(nodes[0], outputs[Out.VAULT_ADMIN_TOKEN], verify)))
+    service, prometheus, alertmanager = (outputs.get(k) for k in (Out.SERVICE_URL, Out.PROMETHEUS_URL,
+                                                                 Out.ALERTMANAGER_URL))
+    if service:
+        found += [(f"the service's /readyz at {service}", _service_ready(service)),
+                  ("the dashboard's sign-in", _sign_in(service))]
+    if prometheus and alertmanager:
+        found += [(f"Prometheus at {prometheus} with every Vault node an up target", _prometheus(prometheus, len(nodes))),
+                  (f"the Alertmanager at {alertmanager}", _alertmanager(alertmanager))]
     return found
 
 
@@ -130,7 +131,7 @@ def run(name: str, check: Callable[[], str], wait: float) -> str:
 
 def service_log(outputs: dict, lines: int = 20) -> str:
     """The service's last log lines (JSON request and event lines: never a value or a token)."""
-    name = outputs.get("service_container")
+    name = outputs.get(Out.SERVICE_CONTAINER)
     if not name:
         return ""
     try:
@@ -151,7 +152,7 @@ def main(argv: list[str]) -> int:
             print(f"CHECK FAILED: {name}: {problem}", file=sys.stderr)
             log = service_log(outputs)
             if log:
-                print(f"last lines of {outputs['service_container']}:\n{log}", file=sys.stderr)
+                print(f"last lines of {outputs[Out.SERVICE_CONTAINER]}:\n{log}", file=sys.stderr)
             return 1
         print(f"ok: {name}")
     return 0

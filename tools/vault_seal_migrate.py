@@ -25,12 +25,12 @@ from typing import Any, Callable
 
 from infra import vault_ops
 from infra.snapshot_agent import verify_snapshot
-from tools.dev_token import REPO_ROOT, stack_outputs, use_stack_kubeconfig
-from tools.drill_common import kv_hashes, restart_clock, stack_kv_mount, step, write_report
-from tools.kube_nodes import KubeNodes
-from tools.raft_drills import stack_nodes
-from tools.seal_keys import keys_of, with_keys
-from tools.vault_upgrade import _rejoined
+from tools.lib.drills import kv_hashes, restart_clock, stack_ca_file, stack_kv_mount, step, write_report
+from tools.lib.kube_nodes import KubeNodes, rejoined, step_down_if_leader
+from tools.lib.kubeconfig import use_stack_kubeconfig
+from tools.lib.raft_nodes import drill_token, stack_nodes
+from tools.lib.seal_keys import keys_of, with_keys
+from tools.lib.stack_outputs import PROJECT_DIR, Out, stack_outputs
 
 AUTO_SEALS = ("static", "transit")
 
@@ -39,11 +39,7 @@ def _migrate_pod(nodes: KubeNodes, i: int, token: str, keys: list[str], to: str)
     """Replaces pod i and brings it back under the new seal: `migrate` unseal while the stored seal is still
     Shamir, else it unseals itself. Its seconds."""
     pod, t = nodes.pods[i], time.monotonic()
-    if vault_ops.active_index(nodes.nodes, nodes.verify) == i:
-        step(f"{pod} is the leader: stepping down, so that a migrated standby takes over and rewrites the seal")
-        vault_ops.client(nodes.nodes[i], token, nodes.verify, timeout=30).sys.step_down()
-        vault_ops.wait_until(lambda: vault_ops.active_index(nodes.nodes, nodes.verify) not in (-1, i), 60,
-                             "another pod active")
+    step_down_if_leader(nodes, i, token, "a migrated standby takes over and rewrites the seal")
     step(f"replacing {pod}: it starts with the {to} seal")
     nodes.delete_pod(i)
     nodes.wait_serving(i)
@@ -58,7 +54,7 @@ def _migrate_pod(nodes: KubeNodes, i: int, token: str, keys: list[str], to: str)
         return False
 
     vault_ops.wait_until(unsealed, 120, f"{pod} unsealed under the {to} seal", interval=1)
-    vault_ops.wait_until(lambda: _rejoined(nodes, i, token), 180, f"{pod} Ready and every voter healthy")
+    vault_ops.wait_until(lambda: rejoined(nodes, i, token), 180, f"{pod} Ready and every voter healthy")
     seconds = round(time.monotonic() - t, 2)
     step(f"{pod} is unsealed, a healthy voter, after {seconds} s")
     return seconds
@@ -73,7 +69,7 @@ def migrate(nodes: KubeNodes, token: str, keys: list[str], to: str, apply: Calla
     types = vault_ops.seal_types(nodes.nodes, nodes.verify)
     if types != {"shamir"}:
         raise RuntimeError(f"the cluster's seal is {sorted(types)}, not shamir: nothing to migrate")
-    vault_ops.wait_until(lambda: all(_rejoined(nodes, i, token) for i in range(len(nodes.pods))), 120,
+    vault_ops.wait_until(lambda: all(rejoined(nodes, i, token) for i in range(len(nodes.pods))), 120,
                          "every pod Ready and a healthy voter")
     leader = nodes.nodes[vault_ops.active_index(nodes.nodes, nodes.verify)]
     snapshot = os.path.join(out_dir, f"before-seal-migration-{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}.snap")
@@ -126,34 +122,28 @@ def run(nodes: KubeNodes, token: str, keys: list[str], to: str, apply: Callable[
 
 def _up(stack: str) -> None:
     """`pulumi up` as `make up` runs it (tools/stack.sh: the stack's kubeconfig for the bootstrap, the checks)."""
-    subprocess.run(["bash", "tools/stack.sh", "up", stack], cwd=REPO_ROOT, check=True)
+    subprocess.run(["bash", "tools/stack.sh", "up", stack], cwd=PROJECT_DIR, check=True)
 
 
 def _pulumi_apply(stack: str, to: str) -> Callable[[], None]:
     def apply() -> None:
-        subprocess.run(["pulumi", "config", "set", "vault-envvars:seal", to, "--stack", stack], cwd=REPO_ROOT,
+        subprocess.run(["pulumi", "config", "set", "vault-envvars:seal", to, "--stack", stack], cwd=PROJECT_DIR,
                        check=True)
         _up(stack)
     return apply
 
 
 def main(argv=None) -> int:
-    from tools.raft_drills import drill_token
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stack", default="prod-local")
     ap.add_argument("--to", choices=AUTO_SEALS, default="static")
     ap.add_argument("--out", default="drill-reports")
     args = ap.parse_args(argv)
     outputs = with_keys(args.stack, stack_outputs(args.stack))
-    if not outputs.get("namespace"):
+    if not outputs.get(Out.NAMESPACE):
         ap.error(f"stack {args.stack} is not a prod stack on Kubernetes")
-    os.makedirs(args.out, exist_ok=True)
-    ca_file = os.path.join(args.out, f"{args.stack}-ca.pem")
-    with open(ca_file, "w") as f:
-        f.write(outputs["vault_ca_cert"])
     use_stack_kubeconfig(args.stack)
-    nodes = stack_nodes(args.stack, outputs, ca_file)
+    nodes = stack_nodes(args.stack, outputs, stack_ca_file(args.out, args.stack, outputs))
     assert isinstance(nodes, KubeNodes)
     keys = keys_of(outputs)
     with drill_token(nodes, outputs) as token:

@@ -12,9 +12,10 @@ import sys
 import tempfile
 
 from infra import vault_ops
-from tools.dev_token import stack_outputs, use_stack_kubeconfig
-from tools.drill_common import step
-from tools.seal_keys import keys_of, with_keys
+from tools.lib.drills import step
+from tools.lib.kubeconfig import use_stack_kubeconfig
+from tools.lib.seal_keys import keys_of, with_keys
+from tools.lib.stack_outputs import Out, stack_outputs
 
 
 def unseal_all(nodes: list[str], keys: list[str], ca: str, timeout: float = 120) -> list[str]:
@@ -31,17 +32,17 @@ def main(argv=None) -> int:
     ap.add_argument("--stack", default="prod-local")
     args = ap.parse_args(argv)
     outputs = stack_outputs(args.stack)
-    if not outputs.get("vault_nodes"):
+    if not outputs.get(Out.VAULT_NODES):
         ap.error(f"stack {args.stack} has no Vault nodes (a prod stack or a raft-mode dev stack)")
-    if outputs.get("namespace"):
+    if outputs.get(Out.NAMESPACE):
         use_stack_kubeconfig(args.stack)
-    keys = keys_of(with_keys(args.stack, outputs)) if outputs.get("vault_seal", "shamir") == "shamir" else []
+    keys = keys_of(with_keys(args.stack, outputs)) if outputs.get(Out.VAULT_SEAL, "shamir") == "shamir" else []
     with tempfile.TemporaryDirectory() as work:
         ca = os.path.join(work, "ca.pem")
         with open(ca, "w") as f:
-            f.write(outputs["vault_ca_cert"])
+            f.write(outputs[Out.VAULT_CA_CERT])
         try:
-            done = unseal_all(outputs["vault_nodes"], keys, ca)
+            done = unseal_all(outputs[Out.VAULT_NODES], keys, ca)
         except TimeoutError as e:
             step(f"FAILED: {e}")
             return 1

@@ -13,43 +13,29 @@ Prints each step with its elapsed time; writes a JSON and a Markdown report; exi
 """
 import argparse
 import datetime
-import os
 import sys
 import time
 from typing import Any
 
 from infra import vault_ops
-from tools.dev_token import stack_outputs
-from tools.drill_common import restart_clock, step, write_report
-from tools.kube_nodes import KubeNodes
-from tools.raft_drills import drill_token, stack_nodes
-from tools.seal_keys import keys_of, with_keys
-
-
-def _rejoined(nodes: KubeNodes, i: int, token: str) -> bool:
-    """Unsealed, Ready (in the Services again) and every voter healthy."""
-    pod = nodes.core.read_namespaced_pod(nodes.pods[i], nodes.namespace)
-    ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
-    active = vault_ops.active_index(nodes.nodes, nodes.verify)
-    return ready and active >= 0 and vault_ops.healthy_voters(nodes.nodes[active], token, nodes.verify) == len(
-        nodes.nodes)
+from tools.lib.drills import restart_clock, stack_ca_file, step, write_report
+from tools.lib.kube_nodes import KubeNodes, rejoined, step_down_if_leader
+from tools.lib.raft_nodes import drill_token, stack_nodes
+from tools.lib.seal_keys import keys_of, with_keys
+from tools.lib.stack_outputs import Out, stack_outputs
 
 
 def _replace(nodes: KubeNodes, i: int, token: str, keys: list[str], target: str) -> float:
     """Replaces pod i (stepping it down first if it leads) and waits until it is back; its seconds."""
     pod, t = nodes.pods[i], time.monotonic()
-    if vault_ops.active_index(nodes.nodes, nodes.verify) == i:
-        step(f"{pod} is the leader: stepping down, so that an upgraded standby takes over")
-        vault_ops.client(nodes.nodes[i], token, nodes.verify, timeout=30).sys.step_down()
-        vault_ops.wait_until(lambda: vault_ops.active_index(nodes.nodes, nodes.verify) not in (-1, i), 60,
-                             "another pod active")
+    step_down_if_leader(nodes, i, token, "an upgraded standby takes over")
     step(f"replacing {pod}")
     nodes.delete_pod(i)
     nodes.wait_serving(i)
     if nodes.revision(i) != target:
         raise RuntimeError(f"{pod} came back on revision {nodes.revision(i)}, not {target}")
     vault_ops.unseal(nodes.nodes[i], keys, nodes.verify)
-    vault_ops.wait_until(lambda: _rejoined(nodes, i, token), 180, f"{pod} Ready and every voter healthy")
+    vault_ops.wait_until(lambda: rejoined(nodes, i, token), 180, f"{pod} Ready and every voter healthy")
     seconds = round(time.monotonic() - t, 2)
     step(f"{pod} is an unsealed, healthy voter on {target} after {seconds} s")
     return seconds
@@ -62,7 +48,7 @@ def roll(nodes: KubeNodes, token: str, keys: list[str]) -> dict[str, Any]:
     report: dict[str, Any] = {"statefulset": f"{nodes.namespace}/{nodes.statefulset}", "revision": target,
                               "pods": {}}
     step(f"checking the cluster: every pod a healthy voter before anything is replaced (revision {target})")
-    vault_ops.wait_until(lambda: all(_rejoined(nodes, i, token) for i in range(len(nodes.pods))), 120,
+    vault_ops.wait_until(lambda: all(rejoined(nodes, i, token) for i in range(len(nodes.pods))), 120,
                          "every pod Ready and a healthy voter")
     stale = [i for i in range(len(nodes.pods)) if nodes.revision(i) != target]
     leader = vault_ops.active_index(nodes.nodes, nodes.verify)
@@ -102,13 +88,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="drill-reports")
     args = ap.parse_args(argv)
     outputs = with_keys(args.stack, stack_outputs(args.stack))
-    if not outputs.get("namespace"):
+    if not outputs.get(Out.NAMESPACE):
         ap.error(f"stack {args.stack} is not a prod stack on Kubernetes")
-    os.makedirs(args.out, exist_ok=True)
-    ca_file = os.path.join(args.out, f"{args.stack}-ca.pem")
-    with open(ca_file, "w") as f:
-        f.write(outputs["vault_ca_cert"])
-    nodes = stack_nodes(args.stack, outputs, ca_file)
+    nodes = stack_nodes(args.stack, outputs, stack_ca_file(args.out, args.stack, outputs))
     assert isinstance(nodes, KubeNodes)
     with drill_token(nodes, outputs) as token:
         return run(nodes, token, keys_of(outputs), args.out)[0]

@@ -12,6 +12,7 @@ from pulumi import automation as auto
 from tools import drill as drill_tool
 from tools import raft_drills
 from tools.dev_token import id_token
+from tools.lib.raft_nodes import DockerNodes
 
 pytestmark = pytest.mark.e2e
 IMAGE = "localhost/vault-envvars/openbao:2.7.2"
@@ -80,7 +81,7 @@ def test_node_loss_and_quorum_loss_drills_on_the_stacks_containers(raft_stack, t
     copied into a stopped container, data volume wiped by a helper container); last in this module, as they
     leave the cluster rebuilt."""
     s, out, _ = raft_stack
-    nodes = raft_drills.DockerNodes(s.name, out, out["ca_file"], docker.DockerClient(base_url=toolchain["docker_host"]))
+    nodes = DockerNodes(s.name, out, out["ca_file"], docker.DockerClient(base_url=toolchain["docker_host"]))
     code, report = raft_drills.run("node-loss", nodes, out["vault_root_token"], out["vault_unseal_keys"],
                                    str(tmp_path / "node"), -1)
     assert code == 0, report

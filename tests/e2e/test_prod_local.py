@@ -26,11 +26,11 @@ from tests.service.helpers import PRINT_ENCODED
 from tools import drill as drill_tool
 from tools import raft_drills, vault_upgrade
 from tools.dev_token import id_token
-from tools.drill_common import kv_hashes
-from tools.drill_kubernetes import KubeSource
-from tools.kube_nodes import KubeNodes
-from tools.raft_drills import drill_token
-from tools.seal_keys import keys_of, with_keys
+from tools.lib.drill_sources import KubeSource, throwaway_cluster
+from tools.lib.drills import kv_hashes
+from tools.lib.kube_nodes import KubeNodes, rejoined
+from tools.lib.raft_nodes import drill_token
+from tools.lib.seal_keys import keys_of, with_keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.k8s]
 NS, JOBS_NS, NODE_PORT = "t-prod-local", "t-prod-local-jobs", 30091
@@ -370,7 +370,7 @@ def _pod_back(nodes: KubeNodes, i: int, token: str) -> bool:
     """Pod i unsealed, Ready (in the Services again) and every voter healthy."""
     if vault_ops.seal_status(nodes.nodes[i], nodes.verify, timeout=3).get("sealed"):
         return False
-    return vault_upgrade._rejoined(nodes, i, token)
+    return rejoined(nodes, i, token)
 
 
 def test_a_deleted_vault_pod_unseals_itself_and_is_a_healthy_voter_again(prod_local):
@@ -660,7 +660,7 @@ def test_a_shamir_cluster_with_data_migrates_to_a_transit_seal_outside_the_clust
 
     stack = None
     try:
-        stack, addresses, ca_pem = drill_tool.throwaway_stack(str(tmp_path / "stack"), program)
+        stack, addresses, ca_pem = throwaway_cluster(str(tmp_path / "stack"), program)
         ca = str(tmp_path / "ca.pem")
         with open(ca, "w") as f:
             f.write(ca_pem)

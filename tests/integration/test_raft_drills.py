@@ -9,6 +9,7 @@ import pytest
 
 from devkit.vault_servers import start_raft_cluster
 from tools import raft_drills
+from tools.lib.raft_nodes import active_node
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +34,7 @@ def _seed(server, count: int = 60, mount: str = "secret") -> dict[str, str]:
 
 
 def _read_all(server, values: dict[str, str], mount: str = "secret") -> dict[str, str]:
-    active = server.nodes[raft_drills.active_node(server)]
+    active = server.nodes[active_node(server)]
     c = hvac.Client(url=active, token=server.token, verify=server.ca_file)
     return {p: c.secrets.kv.v2.read_secret_version(p, mount_point=mount, raise_on_deleted_version=True)
             ["data"]["data"]["value"] for p in values}
@@ -50,7 +51,7 @@ def test_quorum_loss_recovered_with_peers_json_on_the_survivor(cluster, tmp_path
           f"{report['seconds_to_full_cluster']} s more")
     # Two nodes gone for good, recovered: every secret readable, byte for byte, on a three-voter cluster.
     assert _read_all(cluster, values) == values
-    voters = hvac.Client(url=cluster.nodes[raft_drills.active_node(cluster)], token=cluster.token,
+    voters = hvac.Client(url=cluster.nodes[active_node(cluster)], token=cluster.token,
                          verify=cluster.ca_file).sys.read_raft_config()["data"]["config"]["servers"]
     assert sorted(s["node_id"] for s in voters if s["voter"]) == ["node1", "node2", "node3"]
     (report_json,) = [f for f in os.listdir(out) if f.endswith(".json")]

@@ -18,7 +18,7 @@ from infra.vault_k8s import VaultKubernetes, VaultKubernetesArgs
 from stacks import deploy
 from stacks.config import ConfigError, DevConfig, ProdConfig
 from tests.unit.helpers import run
-from tools.versions import toolchain_versions
+from tools.lib.versions import toolchain_versions
 
 pytestmark = pytest.mark.unit
 CONTRACT_JOBS = ["vault", "envvars-service", "vault-snapshots", "prometheus", "alertmanager"]

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from tests.helpers import REPO_ROOT
-from tools import ci_deploy
+from tools.lib import kubeconfig
 
 pytestmark = pytest.mark.unit
 
@@ -65,19 +65,19 @@ def test_stack_sh_hands_kubeconfig_content_over_as_a_private_file_removed_afterw
 @pytest.mark.parametrize("value,content", [
     ("/a/kubeconfig", False), ("kubeconfig.yaml", False), (CONTENT, True), ('{"apiVersion": "v1"}', True)])
 def test_ci_deploy_tells_content_from_a_path(value, content):
-    assert ci_deploy.is_kubeconfig_content(value) is content
+    assert kubeconfig.is_kubeconfig_content(value) is content
 
 
 def test_ci_deploy_passes_the_stack_kubeconfig_to_pulumi(fake_pulumi, tmp_path):
     fake_pulumi.chdir(tmp_path)
     fake_pulumi.setenv("FAKE_KUBECONFIG", "kc/admin.kubeconfig")
-    with ci_deploy.kubeconfig_env("prod") as env:
+    with kubeconfig.kubeconfig_env("prod") as env:
         assert env["KUBECONFIG"] == str(tmp_path / "kc" / "admin.kubeconfig")
     fake_pulumi.setenv("FAKE_KUBECONFIG", CONTENT)
-    with ci_deploy.kubeconfig_env("prod") as env:
+    with kubeconfig.kubeconfig_env("prod") as env:
         path = env["KUBECONFIG"]
         assert open(path).read() == CONTENT and stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert not os.path.exists(path)
     fake_pulumi.delenv("FAKE_KUBECONFIG")
-    with ci_deploy.kubeconfig_env("prod") as env:
+    with kubeconfig.kubeconfig_env("prod") as env:
         assert "KUBECONFIG" not in env

@@ -12,7 +12,8 @@ import os
 import subprocess
 from typing import Optional
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tools.lib.stack_outputs import PROJECT_DIR, Out
+
 BOOTSTRAP = "vault-bootstrap"
 
 
@@ -20,7 +21,7 @@ class KeysUnavailable(RuntimeError):
     pass
 
 
-def state_keys(stack: str, env: Optional[dict] = None, cwd: str = REPO_ROOT) -> list[str]:
+def state_keys(stack: str, env: Optional[dict] = None, cwd: str = PROJECT_DIR) -> list[str]:
     """The bootstrap's shares from the stack's state (`pulumi stack export --show-secrets`), never printed."""
     r = subprocess.run(["pulumi", "stack", "export", "--show-secrets", "--stack", stack], cwd=cwd,
                        env={**os.environ, **(env or {})}, capture_output=True, text=True, check=False)
@@ -44,21 +45,21 @@ def _plain(value):
     return value
 
 
-def with_keys(stack: str, outputs: dict, env: Optional[dict] = None, cwd: str = REPO_ROOT) -> dict:
+def with_keys(stack: str, outputs: dict, env: Optional[dict] = None, cwd: str = PROJECT_DIR) -> dict:
     """`outputs`, with the recovery shares read from the state when that is where the stack says they are
     (in memory only: `vault_recovery_keys`)."""
-    if outputs.get("vault_recovery_keys_location") and not outputs.get("vault_recovery_keys"):
-        return {**outputs, "vault_recovery_keys": state_keys(stack, env, cwd)}
+    if outputs.get(Out.VAULT_RECOVERY_KEYS_LOCATION) and not outputs.get(Out.VAULT_RECOVERY_KEYS):
+        return {**outputs, Out.VAULT_RECOVERY_KEYS.value: state_keys(stack, env, cwd)}
     return outputs
 
 
 def keys_of(outputs: dict) -> list[str]:
     """The shares a break-glass root token (and, with Shamir, an unseal) takes: unseal keys or recovery shares."""
-    keys = outputs.get("vault_unseal_keys") or outputs.get("vault_recovery_keys")
+    keys = outputs.get(Out.VAULT_UNSEAL_KEYS) or outputs.get(Out.VAULT_RECOVERY_KEYS)
     if keys:
         return list(keys)
-    if outputs.get("vault_recovery_keys_pgp"):
+    if outputs.get(Out.VAULT_RECOVERY_KEYS_PGP):
         raise KeysUnavailable("the recovery shares are encrypted to their custodians (recoveryPgpKeys): no tool can "
                               "use them; the custodians make a root token with `bao operator generate-root`")
     raise KeysUnavailable("no key shares: the stack has no vault_unseal_keys output and says nothing of "
-                          "recovery shares (read them with tools.seal_keys.with_keys)")
+                          "recovery shares (read them with tools.lib.seal_keys.with_keys)")

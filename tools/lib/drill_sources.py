@@ -1,16 +1,25 @@
-"""The restore drill's source on Kubernetes (tools/drill.py --stack prod-local): a prod stack's
-credentials from its Secrets, its PostgreSQL database dumped (`pg_dump` in its pod) and its env_vars
-rows copied into SQLite for the service's drift check, and a throwaway cluster that is the
-stack's own Vault component (same image, storage class and sizes) in a fresh namespace, destroyed after.
-Everything goes through the Kubernetes API with the stack's kubeconfig: exec, port-forwards, Secrets."""
+"""Where the restore drill (tools/drill.py) takes a stack's snapshot credential, database backup and
+executor credential from, and where it stands up a throwaway cluster to restore into (`Source`):
+
+DockerSource: a dev-raft stack on the container engine: the service's SQLite database and AppRole secret id
+from its container, a throwaway cluster of containers.
+KubeSource: a prod stack on Kubernetes: its credentials from its Secrets, its PostgreSQL database dumped
+(`pg_dump` in its pod) and its env_vars rows copied into SQLite for the service's drift check, and a
+throwaway cluster that is the stack's own Vault component (same image, storage class and sizes) in a fresh
+namespace, destroyed after. Everything goes through the Kubernetes API with the stack's kubeconfig: exec,
+port-forwards, Secrets."""
 import base64
 import datetime
+import io
 import json
 import os
 import re
 import secrets
-from typing import Optional
+import sqlite3
+import tarfile
+from typing import Callable, Optional, Protocol
 
+import docker
 import pulumi
 import pulumi_kubernetes as k8s
 from kubernetes import client
@@ -20,18 +29,90 @@ from sqlalchemy.engine import make_url
 
 from infra import kube_forward
 from infra.vault_k8s import VaultKubernetes, VaultKubernetesArgs
+from infra.vault_raft_docker import VaultRaftDocker, VaultRaftDockerArgs
 from infra.vault_seal import STATIC_KEY, StaticSealArgs
 from infra.vault_snapshots_k8s import CREDENTIAL_SECRET
 from service.db import EnvVar, make_engine, migrate
-from tools.drill import throwaway_stack
-from tools.kube_nodes import pod_exec
+from tools.lib.kube_nodes import pod_exec
+from tools.lib.stack_outputs import Out
+from tools.lib.throwaway import ThrowawayStack, private_backend
 
 SERVICE_SECRET, POSTGRES_POD = "envvars-credentials", "postgres-0"  # noqa: S105 (names)
 
 
+class Source(Protocol):
+    """Where the drill takes its snapshot credential, database backup and executor credential from, and
+    where it stands up a throwaway cluster (nodes' addresses, CA)."""
+
+    def snapshot_credential(self) -> tuple[str, str]: ...
+    def backup_database(self, work: str) -> tuple[set[str], str]: ...
+    def executor_secret_id(self) -> str: ...
+    def throwaway_cluster(self, work: str) -> tuple[auto.Stack, list[str], str]: ...
+
+
+def throwaway_cluster(work: str, program: Callable[[], None]) -> tuple[auto.Stack, list[str], str]:
+    """Runs `program` (exporting `nodes` and `ca`) as a stack of its own in `work`; returns it and them."""
+    stack = ThrowawayStack(work, private_backend(work), program=program, project_name="vault-envvars-drill",
+                           name=f"drill-{secrets.token_hex(3)}")
+    out = stack.up()
+    return stack.stack, out.outputs["nodes"].value, out.outputs["ca"].value
+
+
+class DockerSource:
+    """A dev-raft stack on the container engine: the service's SQLite database and AppRole secret id from
+    its container, a throwaway cluster of containers."""
+
+    def __init__(self, outputs: dict, image: str, engine: docker.DockerClient):
+        self.outputs, self.image, self.engine = outputs, image, engine
+        self._container = engine.containers.get(outputs[Out.SERVICE_CONTAINER])
+
+    def snapshot_credential(self) -> tuple[str, str]:
+        return self.outputs[Out.SNAPSHOT_ROLE_ID], self.outputs[Out.SNAPSHOT_SECRET_ID]
+
+    def backup_database(self, work: str) -> tuple[set[str], str]:
+        """An online SQLite backup taken inside the service container, copied out through the API; its
+        rows ("owner/id") and a database URL of the copy."""
+        inside = "/tmp/drill-backup.db"  # noqa: S108 (the container's own private /tmp)
+        code, out = self._container.exec_run(["python3", "-c", "import sqlite3; s=sqlite3.connect('/data/envvars.db'); "
+                                              f"d=sqlite3.connect('{inside}'); s.backup(d); d.close()"])
+        if code != 0:
+            raise RuntimeError(f"database backup failed: {out.decode()[:200]}")
+        stream, _ = self._container.get_archive(inside)
+        path = os.path.join(work, "envvars.db")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            with open(path, "wb") as f:
+                member = tar.extractfile("drill-backup.db")
+                if member is None:
+                    raise RuntimeError("the database backup is missing from the container's archive")
+                f.write(member.read())
+        self._container.exec_run(["rm", "-f", inside])
+        with sqlite3.connect(path) as db:
+            rows = {f"{owner}/{env_id}" for owner, env_id in db.execute("select owner, id from env_vars")}
+        return rows, f"sqlite:///{path}"
+
+    def executor_secret_id(self) -> str:
+        """The service's AppRole secret id, read from its 0400 file into this process's memory only."""
+        code, out = self._container.exec_run(["cat", "/run/envvars/approle-secret-id"])
+        if code != 0:
+            raise RuntimeError("cannot read the service's AppRole secret id")
+        return out.decode().strip()
+
+    def throwaway_cluster(self, work: str) -> tuple[auto.Stack, list[str], str]:
+        image = self.image
+
+        def program():
+            cluster = VaultRaftDocker("drill", VaultRaftDockerArgs(image=image, labels={"vault-envvars.drill": "1"}))
+            pulumi.export("nodes", cluster.node_addresses)
+            pulumi.export("ca", cluster.ca_cert_pem)
+
+        return throwaway_cluster(work, program)
+
+
 class KubeSource:
+    """A prod stack on Kubernetes (see the module's doc)."""
+
     def __init__(self, outputs: dict, kubeconfig: Optional[str], statefulset: str = "vault"):
-        self.namespace, self.kubeconfig = outputs["namespace"], kubeconfig
+        self.namespace, self.kubeconfig = outputs[Out.NAMESPACE], kubeconfig
         api = kube_forward.api_client()
         self.core = client.CoreV1Api(api)
         sts = client.AppsV1Api(api).read_namespaced_stateful_set(statefulset, self.namespace)
@@ -115,4 +196,4 @@ class KubeSource:
             pulumi.export("nodes", cluster.node_addresses)
             pulumi.export("ca", cluster.ca_cert_pem)
 
-        return throwaway_stack(work, program)
+        return throwaway_cluster(work, program)

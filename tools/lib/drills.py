@@ -1,14 +1,16 @@
-"""What the DR drills (tools/drill.py, tools/raft_drills.py) share: one step clock, the stack's KV mount,
-every env var value of it hashed, and one report writer (JSON and Markdown)."""
+"""What the drills (tools/drill.py, tools/raft_drills.py), the rolling upgrade and the seal migration share:
+one step clock, the stack's KV mount and CA file, every env var value of the mount hashed, and one report
+writer (JSON and Markdown)."""
 import contextlib
 import datetime
 import hashlib
 import json
 import os
-import subprocess
 import time
 
 import hvac
+
+from tools.lib.stack_outputs import KV_PATH, Out, stack_setting
 
 CLOCK = {"t0": time.monotonic()}
 
@@ -40,11 +42,18 @@ class StepTimer:
 def stack_kv_mount(stack: str, outputs: dict) -> str:
     """The stack's KV mount: its `kv_path` output, else its `vault-envvars:kvPath` setting, else `secret`
     (the default of stacks/config.py)."""
-    if outputs.get("kv_path"):
-        return outputs["kv_path"]
-    r = subprocess.run(["pulumi", "config", "get", "vault-envvars:kvPath", "--stack", stack],
-                       capture_output=True, text=True)
-    return (r.stdout.strip().strip("/") if r.returncode == 0 else "") or "secret"
+    if outputs.get(Out.KV_PATH):
+        return outputs[Out.KV_PATH]
+    return stack_setting(stack, KV_PATH).strip("/") or "secret"
+
+
+def stack_ca_file(out_dir: str, stack: str, outputs: dict) -> str:
+    """The stack's CA (its `vault_ca_cert` output) written to <out_dir>/<stack>-ca.pem; that path."""
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, f"{stack}-ca.pem")
+    with open(path, "w") as f:
+        f.write(outputs[Out.VAULT_CA_CERT])
+    return path
 
 
 def kv_hashes(client: hvac.Client, mount: str) -> dict[str, str]:

@@ -1,5 +1,6 @@
-"""The Vault pods of a prod stack's StatefulSet as Raft nodes, for the drills (tools/raft_drills.py) and the
-rolling upgrade (tools/vault_upgrade.py), through the Kubernetes API only (the stack's kubeconfig).
+"""The Vault pods of a prod stack's StatefulSet as Raft nodes, for the drills (tools/raft_drills.py), the
+rolling upgrade (tools/vault_upgrade.py) and the seal migration (tools/vault_seal_migrate.py), through the
+Kubernetes API only (the stack's kubeconfig).
 
 A pod cannot be held down: the StatefulSet controller makes it again at once, and the new pod starts
 sealed. So `kill` deletes the pod (no grace: a crash) and waits until its successor exists, which is out
@@ -19,6 +20,7 @@ from kubernetes.stream import stream
 from infra import kube_forward, vault_ops
 from infra.server_paths import DATA_DIR
 from infra.vault_k8s import CLUSTER_PORT
+from tools.lib.drills import step
 
 
 def pod_exec(core: Any, namespace: str, pod: str, command: list[str], timeout: float = 120) -> tuple[int, str, str]:
@@ -47,7 +49,7 @@ class KubeNodes:
         if len(nodes) != len(self.pods):
             raise ValueError(f"{len(nodes)} node addresses for {len(self.pods)} pods of {namespace}/{statefulset}")
 
-    # --- the RaftNodes protocol of tools/raft_drills.py ---------------------------------------------
+    # --- the RaftNodes protocol of tools/lib/raft_nodes.py ---------------------------------------------
 
     def node_id(self, i: int) -> str:
         return self.pods[i]  # RAFT_NODE_ID is the pod's name
@@ -138,3 +140,22 @@ class KubeNodes:
         except ApiException as e:
             if e.status != 404:
                 raise
+
+
+def rejoined(nodes: KubeNodes, i: int, token: str) -> bool:
+    """Pod i unsealed, Ready (in the Services again) and every voter healthy."""
+    pod = nodes.core.read_namespaced_pod(nodes.pods[i], nodes.namespace)
+    ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+    active = vault_ops.active_index(nodes.nodes, nodes.verify)
+    return ready and active >= 0 and vault_ops.healthy_voters(nodes.nodes[active], token, nodes.verify) == len(
+        nodes.nodes)
+
+
+def step_down_if_leader(nodes: KubeNodes, i: int, token: str, why: str) -> None:
+    """Before pod i is replaced: if it leads, it steps down and another pod takes over (`why` says for what)."""
+    if vault_ops.active_index(nodes.nodes, nodes.verify) != i:
+        return
+    step(f"{nodes.pods[i]} is the leader: stepping down, so that {why}")
+    vault_ops.client(nodes.nodes[i], token, nodes.verify, timeout=30).sys.step_down()
+    vault_ops.wait_until(lambda: vault_ops.active_index(nodes.nodes, nodes.verify) not in (-1, i), 60,
+                         "another pod active")

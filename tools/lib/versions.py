@@ -3,7 +3,7 @@
 import os
 from functools import lru_cache
 
-VERSIONS_ENV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "versions.env")
+VERSIONS_ENV = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "versions.env")
 
 
 @lru_cache(maxsize=1)
