@@ -1,14 +1,15 @@
-"""The OIDC authorization-code flow with PKCE (RFC 7636, S256), as a confidential or a public client.
-The ID token it returns is verified by the service's TokenVerifier, as API bearer tokens are."""
-import base64
-import hashlib
+"""The OIDC authorization-code flow with PKCE (RFC 7636, S256), as a confidential or a public client, on
+Authlib's OAuth2 client (the authorize URL, the code challenge, the client's authentication at the token
+endpoint). The ID token it returns is verified by the service's TokenVerifier, as API bearer tokens are;
+the login's state, nonce and verifier travel in the dashboard's encrypted login cookie."""
 import secrets
 import threading
 import time
-import urllib.parse
 from dataclasses import dataclass
 
 import requests
+from authlib.integrations.requests_client import OAuth2Session
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 
 class IdentityProviderError(Exception):
@@ -27,7 +28,8 @@ class LoginAttempt:
 
     @property
     def challenge(self) -> str:
-        return base64.urlsafe_b64encode(hashlib.sha256(self.verifier.encode()).digest()).rstrip(b"=").decode()
+        """The S256 code challenge of the verifier, as the authorize URL carries it."""
+        return create_s256_code_challenge(self.verifier)
 
 
 class OidcClient:
@@ -53,35 +55,40 @@ class OidcClient:
                         from None
             return self._metadata
 
+    def _client(self, redirect_uri: str) -> OAuth2Session:
+        # client_secret_basic with a secret; else a public client ("none": its id in the body, PKCE only).
+        client = OAuth2Session(self._client_id, self._client_secret or None, scope=self._scopes,
+                               redirect_uri=redirect_uri, code_challenge_method="S256")
+        client.verify = self._verify
+        client.register_compliance_hook("access_token_response", _refused)
+        return client
+
     def authorization_redirect(self, attempt: LoginAttempt, redirect_uri: str) -> str:
         base = self._authorization_url or self._discovery()["authorization_endpoint"]
-        query = urllib.parse.urlencode({
-            "response_type": "code", "client_id": self._client_id, "redirect_uri": redirect_uri,
-            "scope": self._scopes, "state": attempt.state, "nonce": attempt.nonce,
-            "code_challenge": attempt.challenge, "code_challenge_method": "S256",
-        })
-        return f"{base}{'&' if '?' in base else '?'}{query}"
+        with self._client(redirect_uri) as client:
+            url, _state = client.create_authorization_url(base, state=attempt.state, code_verifier=attempt.verifier,
+                                                          nonce=attempt.nonce)
+        return url
 
     def exchange(self, code: str, attempt: LoginAttempt, redirect_uri: str) -> str:
         """The ID token for an authorization code, proven with the attempt's PKCE verifier."""
-        data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
-                "code_verifier": attempt.verifier}
-        auth = None
-        if self._client_secret:
-            auth = (self._client_id, self._client_secret)  # client_secret_basic
-        else:
-            data["client_id"] = self._client_id
-        try:
-            r = requests.post(self._discovery()["token_endpoint"], data=data, auth=auth, timeout=10,
-                              verify=self._verify)
-        except requests.RequestException:
-            raise IdentityProviderError("the identity provider is unreachable") from None
-        if r.status_code != 200:
-            # The provider's error code only: its description could echo what was sent.
-            error = r.json().get("error", "") if r.headers.get("content-type", "").startswith("application/json") \
-                else ""
-            raise IdentityProviderError(f"the identity provider refused the login ({error or r.status_code})")
-        token = r.json().get("id_token")
-        if not token:
+        token_endpoint = self._discovery()["token_endpoint"]
+        with self._client(redirect_uri) as client:
+            try:
+                token = client.fetch_token(token_endpoint, grant_type="authorization_code", code=code,
+                                           code_verifier=attempt.verifier, timeout=10)
+            except requests.RequestException:
+                raise IdentityProviderError("the identity provider is unreachable") from None
+        if not token.get("id_token"):
             raise IdentityProviderError("the identity provider returned no ID token")
-        return token
+        return token["id_token"]
+
+
+def _refused(r: requests.Response) -> requests.Response:
+    """A token response other than 200, told by the provider's error code only: its description could echo
+    what was sent."""
+    if r.status_code != 200:
+        error = r.json().get("error", "") if r.headers.get("content-type", "").startswith("application/json") \
+            else ""
+        raise IdentityProviderError(f"the identity provider refused the login ({error or r.status_code})")
+    return r

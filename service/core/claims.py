@@ -6,6 +6,7 @@ import json
 import logging
 import uuid
 from datetime import timedelta
+from typing import Optional
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -61,6 +62,33 @@ def claim(s: Session, who: Caller, env_var_id: str, kind: str, c: Components) ->
     token = f"{kind}:{uuid.uuid4()}"
     change(s, who, env_var_id, {"pending": token, "pending_until": now() + lease(c)}, deleting=kind == "delete")
     return token
+
+
+def finish(s: Session, env_var_id: str, token: str, ok: AuditEvent, changes: Optional[dict] = None,
+           drop: bool = False) -> bool:
+    """Ends this request's claim (`drop`: deletes the row) with the row's `changes` and the audit row `ok`,
+    in one transaction. False: the claim was no longer this request's (its lease ran out while Vault was
+    slow and another change took the row over). A database failure is rolled back and raised: the caller
+    undoes its Vault half."""
+    statement = delete(EnvVar) if drop else update(EnvVar).values(pending=None, pending_until=None, **(changes or {}))
+    try:
+        done = matched(s, statement.where(EnvVar.id == env_var_id, EnvVar.pending == token))
+        if done:
+            s.add(ok)
+        s.commit()
+    except SQLAlchemyError:
+        s.rollback()
+        raise
+    return bool(done)
+
+
+def taken_over(s: Session, vault: UserVault, env_var_id: str, c: Components) -> errors.DomainError:
+    """What a change whose claim another change took over is told. If that was a delete, the value written
+    here may have landed after its destroy: it must go."""
+    if not still_there(s, env_var_id):
+        undo_in_background(vault, env_var_id, c)
+        return errors.NotFound("env var not found (it was deleted meanwhile)")
+    return errors.Busy(TOOK_OVER)
 
 
 def release(c: Components, env_var_id: str, token: str, drop: bool = False) -> None:

@@ -16,19 +16,19 @@ import json
 import uuid
 from typing import Optional, Sequence
 
-from sqlalchemy import DateTime, Integer, Row, String, bindparam, delete, func, select, type_coerce, update
+from sqlalchemy import DateTime, Integer, Row, String, bindparam, func, select, type_coerce
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
 
 from service.auth import Caller
 from service.components import Components
-from service.db import EnvVar, ExecutionEnvVar, embedded, matched, now
+from service.db import EnvVar, ExecutionEnvVar, embedded, now
 from service.db.audit import audit_failure, audit_row, written
 from service.schemas import EnvVarCreate, EnvVarList, EnvVarOut, EnvVarUpdate, iso_utc, sqlite_iso_utc
 from service.vault import UserVault, VaultDenied, VaultUnanswered, VaultUnavailable
 
 from . import errors
-from .claims import TOOK_OVER, change, claim, env_var_out, lease, owned, reclaim_name, release, still_there
+from .claims import TOOK_OVER, change, claim, env_var_out, finish, lease, owned, reclaim_name, release, still_there, taken_over
 from .compensation import compensate, restore, undo, undo_in_background
 from .errors import database_error
 from .user_vault import user_vault, vault_error, vault_failed
@@ -143,13 +143,9 @@ def create_env_var(s: Session, c: Components, who: Caller, body: EnvVarCreate) -
         audit_failure(c.sessions, who.user, "env_var.create", row.id, "vault_error", type(err).__name__)
         raise vault_error(err, "the env var was not created") from None
     try:
-        done = matched(s, update(EnvVar).where(EnvVar.id == row.id, EnvVar.pending == token)
-                       .values(pending=None, pending_until=None))
-        if done:
-            s.add(audit_row(who.user, "env_var.create", row.id, "ok", f"name={row.name} {written(version)}"))
-        s.commit()
+        done = finish(s, row.id, token, audit_row(who.user, "env_var.create", row.id, "ok",
+                                                  f"name={row.name} {written(version)}"))
     except SQLAlchemyError as err:
-        s.rollback()
         undo(vault, row.id, c)
         release(c, row.id, token, drop=True)
         raise database_error(err, "the env var was not created") from None
@@ -210,23 +206,14 @@ def update_env_var(s: Session, c: Components, who: Caller, env_var_id: str, body
         raise vault_error(err, "the env var's value may or may not have changed: set it again" if unknown
                           else "the env var was not changed") from None
     try:
-        done = matched(s, update(EnvVar).where(EnvVar.id == row.id, EnvVar.pending == token)
-                       .values(pending=None, pending_until=None, **changes))
-        if done:
-            s.add(audit_row(who.user, "env_var.update", row.id, "ok", f"{changed} {written(version)}"))
-        s.commit()
+        done = finish(s, row.id, token, audit_row(who.user, "env_var.update", row.id, "ok", f"{changed} {written(version)}"),
+                      changes)
     except SQLAlchemyError as err:
-        s.rollback()
         if previous is not None:  # the row keeps its claim until the lease ends; the old value comes back
             compensate(lambda i: restore(c, who, vault, i, previous), row.id, c)
         raise database_error(err, "the env var was not changed") from None
     if not done:
-        # This request's claim ran out and another change took the row over. If that was a delete, the
-        # value written here may have landed after its destroy: it must go.
-        if not still_there(s, row.id):
-            undo_in_background(vault, row.id, c)
-            raise errors.NotFound("env var not found (it was deleted meanwhile)")
-        raise errors.Busy(TOOK_OVER)
+        raise taken_over(s, vault, row.id, c)
     c.webhooks.emit("env_var.changed", who.user, {"id": row.id, "name": row.name, "changed": changed.split(","),
                                                   "version": version})
     return env_var_out(row, **changes, **_last_use(s, row.id))
@@ -246,12 +233,8 @@ def delete_env_var(s: Session, c: Components, who: Caller, env_var_id: str) -> N
         raise vault_error(err, "the env var may or may not have been deleted: delete it again" if unknown
                           else "the env var was not deleted") from None
     try:
-        done = matched(s, delete(EnvVar).where(EnvVar.id == row.id, EnvVar.pending == token))
-        if done:
-            s.add(audit_row(who.user, "env_var.delete", row.id, "ok"))
-        s.commit()
+        done = finish(s, row.id, token, audit_row(who.user, "env_var.delete", row.id, "ok"), drop=True)
     except SQLAlchemyError as err:
-        s.rollback()
         # The value is gone as asked; the row stays claimed until the lease ends, then a delete finishes.
         raise database_error(err, "the env var's value was deleted but its entry remains: delete it again") from None
     if not done:  # the claim ran out while Vault was slow and another change took the row over

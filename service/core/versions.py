@@ -12,20 +12,20 @@ database half failed and was undone).
 import re
 from typing import Optional
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from service.auth import Caller
 from service.components import Components
-from service.db import AuditEvent, EnvVar, matched, now
+from service.db import AuditEvent, now
 from service.db.audit import audit_failure, audit_row, written
 from service.schemas import EnvVarRolledBack, EnvVarVersion, EnvVarVersions
 from service.vault import KvHistory, UserVault, VaultDenied, VaultUnanswered, VaultUnavailable
 
 from . import errors
-from .claims import TOOK_OVER, claim, env_var_out, owned, release, still_there
-from .compensation import compensate, restore, undo_in_background
+from .claims import claim, env_var_out, finish, owned, release, taken_over
+from .compensation import compensate, restore
 from .errors import database_error
 from .user_vault import user_vault, vault_error, vault_failed
 
@@ -133,21 +133,14 @@ def rollback(s: Session, c: Components, who: Caller, env_var_id: str, version: i
     assert history is not None  # _check_restorable refused otherwise
     changes = {"updated_at": now()}
     try:
-        done = matched(s, update(EnvVar).where(EnvVar.id == row.id, EnvVar.pending == token)
-                       .values(pending=None, pending_until=None, **changes))
-        if done:
-            s.add(audit_row(who.user, "env_var.rollback", row.id, "ok", written(new, version)))
-        s.commit()
+        done = finish(s, row.id, token, audit_row(who.user, "env_var.rollback", row.id, "ok", written(new, version)),
+                      changes)
     except SQLAlchemyError as err:
-        s.rollback()
         current = history.current
         compensate(lambda i: restore(c, who, vault, i, current), row.id, c)
         raise database_error(err, "nothing was changed") from None
-    if not done:  # as in an update: the claim ran out and another change took the row over
-        if not still_there(s, row.id):
-            undo_in_background(vault, row.id, c)
-            raise errors.NotFound("env var not found (it was deleted meanwhile)")
-        raise errors.Busy(TOOK_OVER)
+    if not done:  # as in an update
+        raise taken_over(s, vault, row.id, c)
     c.webhooks.emit("env_var.rolled_back", who.user, {"id": row.id, "name": row.name, "version": new,
                                                       "rolled_back_from": version})
     return EnvVarRolledBack(env_var=env_var_out(row, **changes), version=new, rolled_back_from=version)
