@@ -1,11 +1,19 @@
-// Secret inputs are emptied whenever the page is left or shown again (back/forward cache, restored
-// tabs), so a typed value never outlives the form it was typed into.
+// Secret inputs are emptied whenever the page is left or shown again (back/forward cache, history,
+// restored tabs, reloads), so a typed value never outlives the form it was typed into. A page loaded
+// fresh is not emptied when shown: it holds only what was typed since it loaded (the server never sends
+// a value back), and `pageshow` comes after `load`, when a quick user may already have typed.
 (function () {
   function clearSecrets() {
     document.querySelectorAll("[data-secret]").forEach(function (el) { el.value = ""; });
   }
+  function loadedFresh() {
+    var nav = performance.getEntriesByType("navigation")[0];
+    return nav !== undefined && nav.type === "navigate";
+  }
   window.addEventListener("pagehide", clearSecrets);
-  window.addEventListener("pageshow", clearSecrets);
+  window.addEventListener("pageshow", function (e) {
+    if (e.persisted || !loadedFresh()) clearSecrets();
+  });
 
   // The job form's preview: the names of the selected env vars, never anything else.
   function updatePreview() {

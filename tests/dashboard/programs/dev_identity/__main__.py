@@ -4,7 +4,6 @@ for the dashboard's browser tests."""
 import pulumi
 
 from infra.dev_identity import DevIdentity, DevIdentityArgs, issuer_url, jwks_url
-from stacks import export
 from stacks.config import ExistingVaultConfig, VaultSettings
 from stacks.vault import configure_vault
 
@@ -17,6 +16,8 @@ settings = VaultSettings.load(default_key_source={"jwks_url": jwks_url(address),
 vault = configure_vault("vault", settings, target.connection,
                         adopt_kv_mount=target.adopt_kv_mount, audit_file_path=target.audit_file_path,
                         opts=pulumi.ResourceOptions(depends_on=[identity]))
-export({"issuer": identity.issuer, "client_id": identity.client_id, "client_secret": identity.client_secret,
+# Its own output names (a test program, not a composition: stacks.export admits only the stacks' names).
+for name, value in {"issuer": identity.issuer, "client_id": identity.client_id, "client_secret": identity.client_secret,
         "demo_passwords": identity.demo_passwords, "executor_role_id": vault.executor_role_id,
-        "executor_secret_id": vault.executor_secret_id, "service_login_key": vault.service_login_key})
+        "executor_secret_id": vault.executor_secret_id, "service_login_key": vault.service_login_key}.items():
+    pulumi.export(name, value)
