@@ -47,12 +47,22 @@ export CONTAINERS_STORAGE_CONF=$P/storage.conf
 CONF
 source "$P/env.sh"
 
+# Callers running at once (test runs side by side): one starts the service, the others then find it answering
+# (without the lock each removed the other's socket and started its own).
+exec {start_lock}>"$P/start.lock"
+flock "$start_lock"
 if ! engine_answers "unix://$SOCK"; then
   rm -f "$SOCK"
-  # Serves until killed; its PID is kept so tools/engine-stop.sh ends exactly this process.
-  nohup podman system service --time=0 "unix://$SOCK" >"$P/service.log" 2>&1 &
+  # Serves until killed; its PID is kept so tools/engine-stop.sh ends exactly this process. It inherits no
+  # file descriptor but stdio: a caller's (a `flock` around a test run) would otherwise be held as long as
+  # the engine lives, and so would the lock.
+  (
+    for fd in /proc/"$BASHPID"/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
+    exec nohup podman system service --time=0 "unix://$SOCK" >"$P/service.log" 2>&1
+  ) &
   echo $! > "$P/service.pid"
   for _ in $(seq 1 100); do engine_answers "unix://$SOCK" && break; sleep 0.1; done
   engine_answers "unix://$SOCK" || die "podman API did not answer on $SOCK; see $P/service.log"
 fi
+exec {start_lock}>&-
 echo "unix://$SOCK"
