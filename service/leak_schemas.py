@@ -5,7 +5,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, Field
 
-from service.schemas import _Strict, _Times
+from service.schemas import StrictBody, UtcTimes
 
 LeakStatus = Literal["open", "dismissed"]
 
@@ -15,7 +15,7 @@ class LeakEnvVar(BaseModel):
     name: Optional[str] = Field(description="null when the env var was deleted since")
 
 
-class LeakFindingOut(_Times):
+class LeakFindingOut(UtcTimes):
     id: str
     execution_id: str
     detector: str = Field(description="a token shape (github_token, aws_access_key_id, jwt, private_key, ...), "
@@ -36,7 +36,7 @@ class LeakFindingList(BaseModel):
     total: int
 
 
-class LeakDismiss(_Strict):
+class LeakDismiss(StrictBody):
     reason: str = Field(min_length=1, max_length=400, description="why this is a false positive (kept, shown)")
 
 
@@ -59,7 +59,7 @@ class CompromisedList(BaseModel):
     items: list[CompromisedEnvVar]
 
 
-class EnvVarRotate(_Strict):
+class EnvVarRotate(StrictBody):
     value: str = Field(description="the new value (a new KV version); the old versions are marked compromised")
 
 
@@ -68,11 +68,11 @@ class EnvVarRotated(BaseModel):
     compromised_versions: list[int]
 
 
-class WebhookCreate(_Strict):
+class WebhookCreate(StrictBody):
     url: str = Field(max_length=2048, pattern=r"^https?://[!-~]+$", description="an http(s) URL that receives POSTs")
 
 
-class WebhookOut(_Times):
+class WebhookOut(UtcTimes):
     id: str
     url: str
     created_at: datetime.datetime

@@ -68,7 +68,9 @@ def future_utc(value: Optional[datetime.datetime]) -> Optional[datetime.datetime
     return value
 
 
-class _Times(BaseModel):
+class UtcTimes(BaseModel):
+    """A response whose times are told in UTC (leak_schemas.py shares it)."""
+
     @field_validator("created_at", "updated_at", "started_at", "finished_at", "expires_at", "last_used_at",
                      mode="after", check_fields=False)
     @classmethod
@@ -76,11 +78,13 @@ class _Times(BaseModel):
         return as_utc(v)
 
 
-class _Strict(BaseModel):
+class StrictBody(BaseModel):
+    """A request body that refuses fields it does not know (leak_schemas.py shares it)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class EnvVarCreate(_Strict):
+class EnvVarCreate(StrictBody):
     name: str = Field(min_length=1)
     description: str = Field(default="", max_length=MAX_DESCRIPTION)
     value: str = Field(repr=False)
@@ -98,7 +102,7 @@ class EnvVarCreate(_Strict):
         return future_utc(v)
 
 
-class EnvVarUpdate(_Strict):
+class EnvVarUpdate(StrictBody):
     description: Optional[str] = Field(default=None, max_length=MAX_DESCRIPTION)
     value: Optional[str] = Field(default=None, repr=False)
     # Absent: unchanged; null: cleared (model_fields_set tells the two apart).
@@ -111,7 +115,7 @@ class EnvVarUpdate(_Strict):
         return future_utc(v)
 
 
-class EnvVarOut(_Times):
+class EnvVarOut(UtcTimes):
     id: str
     name: str
     description: str
@@ -157,7 +161,7 @@ class EnvVarVersions(BaseModel):
     items: list[EnvVarVersion]  # newest first
 
 
-class EnvVarRollback(_Strict):
+class EnvVarRollback(StrictBody):
     version: int = Field(ge=1, le=2**31 - 1, strict=True,
                          description="the kept version whose value becomes the newest version")
 
@@ -168,7 +172,7 @@ class EnvVarRolledBack(BaseModel):
     rolled_back_from: int
 
 
-class ExecutionCreate(_Strict):
+class ExecutionCreate(StrictBody):
     command: list[str] = Field(min_length=1, max_length=64)
     env_var_ids: list[str] = Field(default_factory=list, max_length=100)
     timeout_seconds: Optional[int] = Field(default=None, ge=1)
@@ -193,7 +197,7 @@ class ExecutionCreate(_Strict):
 ExecutionStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
 
 
-class ExecutionSummary(_Times):
+class ExecutionSummary(UtcTimes):
     id: str
     status: str  # one of ExecutionStatus
     command: list[str]
@@ -214,7 +218,7 @@ class ExecutionEnvVarOut(BaseModel):
     kv_version: Optional[int]
 
 
-class ExecutionCredentialOut(_Times):
+class ExecutionCredentialOut(UtcTimes):
     """A dynamic env var's credential as the job got it: provenance only, never a value."""
     dynamic_env_var_id: str
     name: str
@@ -236,7 +240,7 @@ class ExecutionOut(ExecutionSummary):
     credentials: list[ExecutionCredentialOut] = []  # dynamic env vars, by name
 
 
-class ExecutionRerun(_Strict):
+class ExecutionRerun(StrictBody):
     versions: Literal["same", "latest"] = Field(
         default="latest", description="same: exactly the KV versions the execution received; latest: the newest")
     allow_compromised: bool = Field(
@@ -254,7 +258,7 @@ ImportDecision = Literal["skip", "overwrite"]
 ImportStatus = Literal["new", "existing", "invalid", "reserved", "duplicate"]
 
 
-class EnvImportRequest(_Strict):
+class EnvImportRequest(StrictBody):
     text: str = Field(repr=False, description="The .env file's text (UTF-8), parsed like python-dotenv does, "
                                               "without `${VAR}` expansion")
     decisions: dict[str, ImportDecision] = Field(
@@ -329,7 +333,7 @@ _TEMPLATE_FIELD = re.compile(r"\{\{\s*([A-Za-z_]+)\s*\}\}")
 _ROLE_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
-class DynamicEnvVarCreate(_Strict):
+class DynamicEnvVarCreate(StrictBody):
     name: str = Field(min_length=1, max_length=MAX_NAME)
     role: str = Field(min_length=1, max_length=63, description="a role of the database secrets engine")
     env: dict[str, str] = Field(min_length=1, max_length=8, description=(
@@ -365,7 +369,7 @@ class DynamicEnvVarCreate(_Strict):
         return v
 
 
-class DynamicEnvVarOut(_Times):
+class DynamicEnvVarOut(UtcTimes):
     id: str
     name: str
     engine: str

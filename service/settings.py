@@ -148,7 +148,7 @@ class Settings(BaseSettings):
     job_token_role: str = "envvars-job"  # noqa: S105 (a role name)
     dynamic_lease_grace_seconds: Annotated[int, AtLeast(5)] = 30
     lease_reap_seconds: Whole = 30
-    # Keys the hashes of leak findings and env var values (service/core/leaks.py): with it, a copy of the
+    # Keys the hashes of leak findings and env var values (service/executor/leak_watch.py): with it, a copy of the
     # database cannot test guesses of a value. Empty: derived from the session key (service/components.py).
     leak_hash_key: str = Field(default="", repr=False)
     # Webhooks (service/webhooks.py): users' signing secrets are derived from this key (a file); empty: from

@@ -1,4 +1,6 @@
-"""Users are authenticated by OIDC/JWT bearer tokens verified against the issuer's keys (JWKS)."""
+"""Users are authenticated by OIDC/JWT bearer tokens verified against the issuer's keys (JWKS). Beside it:
+the dashboard's OIDC sign-in (oidc.py) and session cookies (session.py), and one user id per Vault identity
+(identities.py)."""
 import hashlib
 import re
 import ssl
