@@ -1,7 +1,7 @@
 """The `prod` stack on Kubernetes: an HA Raft cluster (TLS everywhere), its bootstrap (root revoked) and
 configuration, scheduled snapshots, the service and its monitoring (Prometheus, Alertmanager, a Pushgateway),
 in one `up` from an empty cluster. The stack reaches
-the pods through the Kubernetes API server (infra/kube_forward.py), or where `vaultEndpoints` says;
+the pods through the Kubernetes API server (infra/clients/kube_forward.py), or where `vaultEndpoints` says;
 `bootstrap: false` (and `renderDir`) stop at the Kubernetes objects, for API servers without kubelets."""
 from typing import Optional
 

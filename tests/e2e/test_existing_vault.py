@@ -10,7 +10,7 @@ import pytest
 
 from devkit import procs
 from devkit.net import free_port
-from infra import vault_ops
+from infra.clients import vault_ops
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.e2e

@@ -20,7 +20,7 @@ from cryptography import x509
 from pulumi import automation as auto
 
 from devkit.service_process import wait_execution
-from infra.vault_ops import break_glass_root
+from infra.clients.vault_ops import break_glass_root
 from tests.e2e.test_dev_stack_docker import PROGRAM, _client, _stack_check
 from tools.dev_token import id_token
 
