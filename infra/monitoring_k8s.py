@@ -14,8 +14,8 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import kube_forward
 from infra import monitoring_config as mc
+from infra.clients import kube_forward
 from infra.kube_meta import annotated
 
 LABELS = {"app.kubernetes.io/part-of": "vault-envvars"}
@@ -45,7 +45,7 @@ class MonitoringKubernetesArgs:
 
 class MonitoringKubernetes(pulumi.ComponentResource):
     """Outputs: `prometheus_url` and `alertmanager_url` (through the Kubernetes API: `k8s://` addresses,
-    infra/kube_forward.py), `pushgateway_url` (in the cluster, for the snapshot CronJob)."""
+    infra/clients/kube_forward.py), `pushgateway_url` (in the cluster, for the snapshot CronJob)."""
 
     prometheus_url: pulumi.Output[str]
     alertmanager_url: pulumi.Output[str]

@@ -1,5 +1,5 @@
 """The scheduled restore check beside a dev Raft cluster on the local engine: a container running
-infra/restore_check.py on an interval (daily by default). It restores the newest snapshot and database
+infra/agents/restore_check.py on an interval (daily by default). It restores the newest snapshot and database
 backup from the bucket into a throwaway OpenBao inside itself (tmpfs only) and pushes its gauges to the
 stack's Pushgateway."""
 import json
@@ -9,7 +9,7 @@ from typing import Optional
 
 import pulumi
 
-from infra import backup_store, restore_check, snapshot_agent
+from infra.agents import backup_store, restore_check, snapshot_agent
 from infra.providers import docker
 from infra.server_paths import AUDIT_LOG
 from infra.vault_snapshots_docker import SnapshotStoreArgs, _store_files

@@ -13,7 +13,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import kube_forward
+from infra.clients import kube_forward
 from infra.kube_meta import annotated
 from infra.providers.tls import TlsBundle
 from infra.server_config import RaftServerConfig
@@ -78,7 +78,7 @@ class VaultKubernetesArgs:
     # the API port's /v1/sys/metrics; pods of the Vault namespace are admitted anyway.
     prometheus_namespace: str = ""
     # Each pod's API as this machine reaches it (port-forwards, per-pod ingress), in pod order; empty:
-    # through the Kubernetes API (`k8s://` addresses, infra/kube_forward.py), needing only the kubeconfig.
+    # through the Kubernetes API (`k8s://` addresses, infra/clients/kube_forward.py), needing only the kubeconfig.
     host_addresses: list[str] = field(default_factory=list)
     # Test API servers run no controllers: skip pulumi-kubernetes' readiness waits there.
     skip_await: bool = False

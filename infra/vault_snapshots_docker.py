@@ -1,5 +1,5 @@
 """Scheduled Raft snapshots beside a Vault cluster on the local engine: a container running
-infra/snapshot_agent.py on an interval, snapshots on a volume of their own and, with a store, encrypted
+infra/agents/snapshot_agent.py on an interval, snapshots on a volume of their own and, with a store, encrypted
 in an S3-compatible bucket together with the service's SQLite database."""
 import json
 from dataclasses import dataclass, field
@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import pulumi
 
-from infra import backup_store, snapshot_agent
+from infra.agents import backup_store, snapshot_agent
 from infra.providers import docker
 
 AGENT_DIR = "/agent"
@@ -18,7 +18,7 @@ SERVICE_DATA_DIR = "/service-data"
 
 @dataclass
 class SnapshotStoreArgs:
-    """An S3-compatible bucket for the snapshots (infra/backup_store.py)."""
+    """An S3-compatible bucket for the snapshots (infra/agents/backup_store.py)."""
 
     image: pulumi.Input[str]  # with boto3 and cryptography: the service's image
     bucket: str

@@ -1,4 +1,4 @@
-"""Scheduled Raft snapshots on Kubernetes: a CronJob running infra/snapshot_agent.py once per schedule,
+"""Scheduled Raft snapshots on Kubernetes: a CronJob running infra/agents/snapshot_agent.py once per schedule,
 with the snapshot-operator AppRole credential from a Secret and the snapshots on a volume claim. A failed
 run fails its Job (exit code) and leaves status.json / snapshot.prom on the volume."""
 import json
@@ -8,7 +8,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import backup_store, snapshot_agent
+from infra.agents import backup_store, snapshot_agent
 from infra.kube_meta import annotated
 from infra.vault_snapshots_docker import SnapshotStoreArgs
 

@@ -1,7 +1,7 @@
 """The `prod` stack on Kubernetes: an HA Raft cluster (TLS everywhere), its bootstrap (root revoked) and
 configuration, scheduled snapshots, the service and its monitoring (Prometheus, Alertmanager, a Pushgateway),
 in one `up` from an empty cluster. The stack reaches
-the pods through the Kubernetes API server (infra/kube_forward.py), or where `vaultEndpoints` says;
+the pods through the Kubernetes API server (infra/clients/kube_forward.py), or where `vaultEndpoints` says;
 `bootstrap: false` (and `renderDir`) stop at the Kubernetes objects, for API servers without kubelets."""
 from typing import Optional
 
@@ -17,7 +17,6 @@ from infra.postgres_k8s import PostgresKubernetes, PostgresKubernetesArgs
 from infra.providers.vault import VaultConnection
 from infra.providers.vault_bootstrap import VaultBootstrap
 from infra.providers.vault_token import TokenRenewal
-from infra.service_connection import ServiceConnection
 from infra.service_k8s import ServiceKubernetes, ServiceKubernetesArgs
 from infra.vault_configuration import VaultConfiguration
 from infra.vault_k8s import API_PORT, VaultKubernetes, VaultKubernetesArgs, internal_address
@@ -25,8 +24,9 @@ from infra.vault_snapshots_docker import SnapshotStoreArgs
 from infra.vault_snapshots_k8s import VaultSnapshotsKubernetes, VaultSnapshotsKubernetesArgs
 from stacks import export
 from stacks.config import ProdConfig, VaultSettings, vault_duration
-from stacks.platform_webhook import platform_webhook_secret
+from stacks.service import service_connection
 from stacks.vault import admin_policy, configure_vault
+from tools.lib.stack_outputs import Out
 
 
 def deploy() -> dict[str, pulumi.Output]:
@@ -58,9 +58,9 @@ def deploy() -> dict[str, pulumi.Output]:
         prometheus_namespace=_monitoring_namespace(cfg) if cfg.monitoring.enabled else "",
     ), opts=k8s_opts)
     outputs: dict[str, pulumi.Output] = {
-        "namespace": namespace,
-        "vault_internal_address": cluster.internal_address,
-        "vault_ca_cert": cluster.ca_cert_pem,
+        Out.NAMESPACE: namespace,
+        Out.VAULT_INTERNAL_ADDRESS: cluster.internal_address,
+        Out.VAULT_CA_CERT: cluster.ca_cert_pem,
     }
 
     vault: Optional[VaultConfiguration] = None
@@ -87,18 +87,18 @@ def deploy() -> dict[str, pulumi.Output]:
             "vault", settings, admin, manage_admin_policy=False, autopilot_min_quorum=cfg.raft.replicas,
             opts=pulumi.ResourceOptions(depends_on=[identity]) if identity else None)
         # The admin token and the keys make a break-glass root token (tools/raft_drills.py, tools/drill.py).
-        outputs.update(vault_nodes=cluster.node_addresses, vault_admin_token=bootstrap.admin_token,
-                       executor_role_id=vault.executor_role_id, vault_seal=pulumi.Output.from_input(cfg.seal.kind),
-                       **_key_outputs(cfg, bootstrap))
+        outputs.update({Out.VAULT_NODES: cluster.node_addresses, Out.VAULT_ADMIN_TOKEN: bootstrap.admin_token,
+                        Out.EXECUTOR_ROLE_ID: vault.executor_role_id,
+                        Out.VAULT_SEAL: pulumi.Output.from_input(cfg.seal.kind), **_key_outputs(cfg, bootstrap)})
         if identity:
-            outputs.update(vault_address=cluster.host_address, jwt_issuer=identity.issuer,
-                           oidc_client_id=identity.client_id, oidc_client_secret=identity.client_secret,
-                           demo_user_passwords=identity.demo_passwords)
+            outputs.update({Out.VAULT_ADDRESS: cluster.host_address, Out.JWT_ISSUER: identity.issuer,
+                            Out.OIDC_CLIENT_ID: identity.client_id, Out.OIDC_CLIENT_SECRET: identity.client_secret,
+                            Out.DEMO_USER_PASSWORDS: identity.demo_passwords})
         outputs.update(_service(cfg, settings, namespace, cluster, vault, identity, k8s_opts))
 
     monitoring = _monitoring(cfg, namespace, cluster, annotations, k8s_opts)
     if monitoring:
-        outputs.update(prometheus_url=monitoring.prometheus_url, alertmanager_url=monitoring.alertmanager_url)
+        outputs.update({Out.PROMETHEUS_URL: monitoring.prometheus_url, Out.ALERTMANAGER_URL: monitoring.alertmanager_url})
     # Without the bootstrap there is no AppRole: the CronJob's credential Secret comes with the configuration.
     VaultSnapshotsKubernetes("vault-snapshots", VaultSnapshotsKubernetesArgs(
         namespace=namespace, image=cfg.snapshot_image, vault_address=cluster.internal_address,
@@ -131,12 +131,12 @@ def _key_outputs(cfg: ProdConfig, bootstrap: VaultBootstrap) -> dict[str, pulumi
         pulumi.log.warn("seal = shamir: a Vault pod restarted by anything (eviction, OOM, node upgrade) stays sealed "
                         "until someone runs `python tools/vault_unseal.py --stack <stack>` (or the next `up`); "
                         "set vault-envvars:seal to static or transit for pods that unseal themselves")
-        return {"vault_unseal_keys": bootstrap.unseal_keys}
+        return {Out.VAULT_UNSEAL_KEYS: bootstrap.unseal_keys}
     if cfg.seal.recovery_pgp_keys:
-        return {"vault_recovery_keys_pgp": pulumi.Output.unsecret(bootstrap.recovery_keys)}
-    return {"vault_recovery_keys_location": pulumi.Output.from_input(
+        return {Out.VAULT_RECOVERY_KEYS_PGP: pulumi.Output.unsecret(bootstrap.recovery_keys)}
+    return {Out.VAULT_RECOVERY_KEYS_LOCATION: pulumi.Output.from_input(
         "not encrypted to custodians (no recoveryPgpKeys): in this stack's state only, the vault-bootstrap "
-        "resource's recovery_keys (a Pulumi secret), which the tools read (tools/seal_keys.py)")}
+        "resource's recovery_keys (a Pulumi secret), which the tools read (tools/lib/seal_keys.py)")}
 
 
 def _monitoring_namespace(cfg: ProdConfig) -> str:
@@ -181,19 +181,10 @@ def _service(cfg: ProdConfig, settings: VaultSettings, namespace: pulumi.Output,
         return {}
     public_url = cfg.service_public_url or (
         f"{'https' if cfg.ingress_tls_secret else 'http'}://{cfg.ingress_host}" if cfg.ingress_host else "")
-    connection = ServiceConnection(
-        vault_address=cluster.internal_address, vault_ca_pem=cluster.ca_cert_pem, oidc_issuer=settings.issuer,
-        oidc_jwks_url=jwks, oidc_audience=identity.client_id if identity else settings.audiences[0],
-        role_id=vault.executor_role_id, secret_id=vault.executor_secret_id,
-        oidc_client_secret=cfg.oidc_client_secret or "", public_url=public_url,
-        vault_login_key=vault.service_login_key)
-    hook_secret = platform_webhook_secret(cfg.platform_webhook)
-    if hook_secret is not None:
-        connection.platform_webhook_url, connection.platform_webhook_secret = cfg.platform_webhook.url, hook_secret
-    if identity:  # the dashboard signs users in through the dev provider
-        connection.oidc_ca_pem = cluster.ca_cert_pem
-        connection.oidc_client_secret = identity.client_secret
-        connection.oidc_scopes = "openid profile"
+    connection, outputs = service_connection(
+        settings, vault, vault_address=cluster.internal_address, vault_ca_pem=cluster.ca_cert_pem, jwks_url=jwks,
+        identity=identity, webhook=cfg.platform_webhook, public_url=public_url,
+        oidc_client_secret=cfg.oidc_client_secret or "")
     service = ServiceKubernetes("envvars", ServiceKubernetesArgs(
         namespace=namespace, image=cfg.service_image, connection=connection, database_url=database_url,
         replicas=cfg.service_replicas, ingress_host=cfg.ingress_host, ingress_tls_secret=cfg.ingress_tls_secret,
@@ -201,8 +192,6 @@ def _service(cfg: ProdConfig, settings: VaultSettings, namespace: pulumi.Output,
         secure_cookies=not cfg.local_plain_http, job_egress=cfg.job_egress, api_server_cidrs=cfg.api_server_cidrs,
     ), opts=k8s_opts)
     url = pulumi.Output.from_input(public_url) if public_url else service.url
-    outputs = {"service_internal_url": service.internal_url, "service_url": url,
-               "dashboard_url": url.apply(lambda u: f"{u}/dashboard/" if u else "")}
-    if hook_secret is not None:  # the platform team verifies the deliveries' signatures with it
-        outputs["platform_webhook_secret"] = hook_secret
+    outputs.update({Out.SERVICE_INTERNAL_URL: service.internal_url, Out.SERVICE_URL: url,
+                    Out.DASHBOARD_URL: url.apply(lambda u: f"{u}/dashboard/" if u else "")})
     return outputs

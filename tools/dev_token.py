@@ -9,7 +9,7 @@ import sys
 
 import requests
 
-from infra import kube_forward
+from infra.clients import kube_forward
 from infra.dev_identity import CLI_REDIRECT_URI, PROVIDER_NAME
 from tools.lib.kubeconfig import use_stack_kubeconfig
 from tools.lib.stack_outputs import Out, stack_outputs

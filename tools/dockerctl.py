@@ -10,7 +10,7 @@ import sys
 
 from docker.errors import ImageNotFound
 
-from infra import engine_api
+from infra.clients import engine_api
 
 
 def main(argv: list[str]) -> int:

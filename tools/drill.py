@@ -22,7 +22,7 @@ import docker
 import hvac
 import requests
 
-from infra import kube_forward, vault_ops
+from infra.clients import kube_forward, vault_ops
 from service.drift import drift
 from service.settings import Settings
 from tools.lib.drill_sources import DockerSource, KubeSource, Source

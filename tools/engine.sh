@@ -6,7 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 
 engine_answers() { DOCKER_HOST=$1 "$REPO_ROOT/.venv/bin/python" - <<'PY' >/dev/null 2>&1
-from infra import engine_api; engine_api.client(timeout=5).ping()
+from infra.clients import engine_api; engine_api.client(timeout=5).ping()
 PY
 }
 

@@ -23,7 +23,7 @@ from typing import Optional
 import docker
 import requests
 
-from infra import engine_api
+from infra.clients import engine_api
 
 FIXES = {
     "network": "a container on a network does not start. On podman: install netavark and iptables (netavark "

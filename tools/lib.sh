@@ -3,7 +3,7 @@
 set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# The tools' Python scripts import the repository's modules (infra.engine_api), as after sourcing env.sh.
+# The tools' Python scripts import the repository's modules (infra.clients.engine_api), as after sourcing env.sh.
 case ":${PYTHONPATH:-}:" in *":$REPO_ROOT:"*) ;; *) export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" ;; esac
 # Slow builds are cached outside the repo, keyed by version, so a fresh clone reuses them.
 CACHE_DIR=${TOOLCHAIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vault-envvars-toolchain}

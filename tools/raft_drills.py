@@ -26,8 +26,8 @@ from typing import Any
 import hvac
 import requests
 
-from infra.vault_ops import client as vault_client
-from infra.vault_ops import healthy_voters, unseal_until_serving, wait_until
+from infra.clients.vault_ops import client as vault_client
+from infra.clients.vault_ops import healthy_voters, unseal_until_serving, wait_until
 from tools.lib.drills import kv_hashes, restart_clock, stack_ca_file, stack_kv_mount, step, write_report
 from tools.lib.raft_nodes import RaftNodes, active_node, drill_token, stack_nodes
 from tools.lib.seal_keys import keys_of, with_keys

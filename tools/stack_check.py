@@ -14,7 +14,7 @@ from typing import Callable
 import docker
 import requests
 
-from infra import kube_forward, vault_ops
+from infra.clients import kube_forward, vault_ops
 from tools.lib.stack_outputs import Out, stack_outputs
 
 # Vault's health codes for an unsealed node: active, standby, performance standby.

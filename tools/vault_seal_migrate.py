@@ -23,8 +23,8 @@ import sys
 import time
 from typing import Any, Callable
 
-from infra import vault_ops
-from infra.snapshot_agent import verify_snapshot
+from infra.agents.snapshot_agent import verify_snapshot
+from infra.clients import vault_ops
 from tools.lib.drills import kv_hashes, restart_clock, stack_ca_file, stack_kv_mount, step, write_report
 from tools.lib.kube_nodes import KubeNodes, rejoined, step_down_if_leader
 from tools.lib.kubeconfig import use_stack_kubeconfig

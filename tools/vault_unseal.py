@@ -11,7 +11,7 @@ import os
 import sys
 import tempfile
 
-from infra import vault_ops
+from infra.clients import vault_ops
 from tools.lib.drills import step
 from tools.lib.kubeconfig import use_stack_kubeconfig
 from tools.lib.seal_keys import keys_of, with_keys

@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from infra import vault_ops
+from infra.clients import vault_ops
 from tools.lib.drills import restart_clock, stack_ca_file, step, write_report
 from tools.lib.kube_nodes import KubeNodes, rejoined, step_down_if_leader
 from tools.lib.raft_nodes import drill_token, stack_nodes

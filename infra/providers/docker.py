@@ -18,7 +18,7 @@ import requests
 from docker.errors import NotFound
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
-from infra import engine_api
+from infra.clients import engine_api
 
 from .base import ManagedProvider, plain
 

@@ -14,7 +14,7 @@ import pulumi
 import requests
 from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
 
-from infra import vault_ops
+from infra.clients import vault_ops
 from infra.durations import parse_duration
 
 from .base import ManagedProvider, inputs_of, plain

@@ -14,7 +14,7 @@ import hvac
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
-from infra import kube_forward, vault_ops
+from infra.clients import kube_forward, vault_ops
 
 from .base import ManagedProvider, plain
 

@@ -234,8 +234,8 @@ def test_raft_mode_failover_rejoin_and_destroy(throwaway_stack, alert_receiver, 
                                                new_page):
     import base64
 
-    from infra import backup_store as bs
-    from infra import snapshot_agent
+    from infra.agents import backup_store as bs
+    from infra.agents import snapshot_agent
 
     engine = _engine(toolchain)
     s = throwaway_stack(DEV_STACK_PROGRAM)

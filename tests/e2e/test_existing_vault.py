@@ -11,7 +11,7 @@ import pytest
 
 from devkit import procs
 from devkit.net import free_port
-from infra import vault_ops
+from infra.clients import vault_ops
 from tests.helpers import REPO_ROOT
 
 pytestmark = pytest.mark.e2e

@@ -1,4 +1,4 @@
-"""infra/kube_forward.py on a real cluster: bytes go both ways through the API server's port-forward to a
+"""infra/clients/kube_forward.py on a real cluster: bytes go both ways through the API server's port-forward to a
 pod, a Service's address leads to a Ready pod it selects and moves to another one when that pod is
 deleted, and a pod that is not there is a connection error with its reason."""
 import os
@@ -11,7 +11,7 @@ from kubernetes import client as kclient
 from kubernetes import config as kconfig
 
 from devkit.net import greet_and_echo
-from infra import kube_forward, vault_ops
+from infra.clients import kube_forward, vault_ops
 from stacks.config import DEFAULT_BASE_IMAGE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.k8s]

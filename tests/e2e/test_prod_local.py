@@ -20,7 +20,7 @@ import yaml
 
 from devkit.cluster import kubectl, run_cluster_sh
 from devkit.stacks import ThrowawayStack
-from infra import kube_forward, vault_ops
+from infra.clients import kube_forward, vault_ops
 from tests.helpers import REPO_ROOT
 from tests.service.helpers import PRINT_ENCODED
 from tools import drill as drill_tool
@@ -206,8 +206,8 @@ def test_encoded_forms_of_a_value_never_reach_the_stored_output_of_a_kubernetes_
 
 
 def test_the_snapshot_cronjob_runs_and_verifies_a_snapshot(prod_local, cluster_s3, tmp_path):
-    from infra import backup_store as bs
-    from infra import snapshot_agent
+    from infra.agents import backup_store as bs
+    from infra.agents import snapshot_agent
 
     s, _, cluster = prod_local
     kubectl(cluster, "-n", NS, "create", "job", "snapshot-now", "--from=cronjob/vault-snapshots")

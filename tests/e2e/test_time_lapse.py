@@ -20,7 +20,7 @@ from cryptography import x509
 from pulumi import automation as auto
 
 from devkit.service_process import wait_execution
-from infra.vault_ops import break_glass_root
+from infra.clients.vault_ops import break_glass_root
 from tests.e2e.helpers import DEV_STACK_PROGRAM, stack_check, vault_client
 from tools.dev_token import id_token
 

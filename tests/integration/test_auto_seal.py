@@ -16,7 +16,7 @@ from pulumi import automation as auto
 
 from devkit.stacks import ThrowawayStack
 from devkit.vault_servers import TRANSIT_KEY, _start_node, start_raft_cluster, start_transit_server
-from infra import vault_ops
+from infra.clients import vault_ops
 from tools.lib.seal_keys import state_keys
 
 pytestmark = pytest.mark.integration

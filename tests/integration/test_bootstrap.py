@@ -8,7 +8,7 @@ from pulumi import automation as auto
 
 from devkit.stacks import ThrowawayStack
 from devkit.vault_servers import start_raft_cluster
-from infra import vault_ops
+from infra.clients import vault_ops
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Scheduled-snapshot job (infra/snapshot_agent.py) against the real 3-node TLS Raft cluster: it logs in
+"""Scheduled-snapshot job (infra/agents/snapshot_agent.py) against the real 3-node TLS Raft cluster: it logs in
 with the snapshot-operator AppRole the configuration made, saves, verifies, keeps the newest N, and a
 snapshot it wrote restores into a fresh cluster with every secret intact."""
 import gzip
@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from devkit.vault_servers import start_raft_cluster
-from infra import snapshot_agent
+from infra.agents import snapshot_agent
 from tests.integration.helpers import config_stack
 
 pytestmark = pytest.mark.integration
@@ -117,7 +117,7 @@ def test_snapshot_restores_into_a_fresh_cluster(configured_raft, raft_cluster, t
         fresh.stop()
 
 
-# --- off the cluster: an S3-compatible bucket (infra/backup_store.py) on a real S3 server -----------------
+# --- off the cluster: an S3-compatible bucket (infra/agents/backup_store.py) on a real S3 server -----------------
 
 def _store_files(s3_server, tmp_path, bucket: str, prefix: str = "stack-a/", ca_file: str = "") -> list[str]:
     """The agent's store options for this bucket; the key file holds a fresh 32-byte key."""
@@ -152,7 +152,7 @@ def test_uploads_are_encrypted_verified_and_pruned_by_tiers(configured_raft, raf
     import sqlite3
     import time
 
-    from infra import backup_store as bs
+    from infra.agents import backup_store as bs
 
     bucket = s3_server.create_bucket()
     canary = "canary-" + _secrets.token_hex(12)
@@ -251,7 +251,7 @@ def test_a_private_endpoint_is_trusted_through_its_ca_only(configured_raft, raft
         private.stop()
 
 
-# --- the restore check (infra/restore_check.py): the newest backups in the bucket, restored and verified --
+# --- the restore check (infra/agents/restore_check.py): the newest backups in the bucket, restored and verified --
 
 RESTORE = os.path.join(os.path.dirname(AGENT), "restore_check.py")
 

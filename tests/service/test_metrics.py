@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from devkit import procs
 from devkit.net import free_port
 from devkit.vault_servers import VaultServer
-from infra import vault_ops
+from infra.clients import vault_ops
 from infra.providers.tls import make_bundle, make_signing_key
 from service.app import create_app
 from service.auth import AUTH_FAILURE_REASONS

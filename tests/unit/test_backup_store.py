@@ -7,7 +7,7 @@ import io
 import pytest
 from cryptography.exceptions import InvalidTag
 
-from infra import backup_store as bs
+from infra.agents import backup_store as bs
 
 pytestmark = pytest.mark.unit
 T0 = datetime.datetime(2026, 12, 7, 0, 0, tzinfo=datetime.timezone.utc)

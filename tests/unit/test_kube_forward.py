@@ -1,4 +1,4 @@
-"""infra/kube_forward.py without a cluster: addresses, pass-through, the kubeconfig's sources, and the local
+"""infra/clients/kube_forward.py without a cluster: addresses, pass-through, the kubeconfig's sources, and the local
 listeners with the Kubernetes client's port-forward and pod reads replaced by loopback stand-ins (a
 "pod" is a server on 127.0.0.1), so the piping, the Service's pod choice and the failure paths run for real;
 then the client's own port-forward against a stand-in API server that speaks its websocket protocol."""
@@ -20,8 +20,8 @@ from kubernetes import client as kclient
 from kubernetes.client.exceptions import ApiException
 
 from devkit.net import greet_and_echo
-from infra import kube_forward, vault_ops
-from infra.kube_forward import KubeForwardError, Target
+from infra.clients import kube_forward, vault_ops
+from infra.clients.kube_forward import KubeForwardError, Target
 from infra.providers.tls import make_bundle
 
 pytestmark = pytest.mark.unit

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from infra import monitoring_config as mc
-from infra import snapshot_agent
+from infra.agents import snapshot_agent
 from infra.monitoring_docker import MonitoringDocker, MonitoringDockerArgs
 from infra.monitoring_k8s import MonitoringKubernetes, MonitoringKubernetesArgs
 from infra.vault_k8s import VaultKubernetes, VaultKubernetesArgs

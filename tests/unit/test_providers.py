@@ -6,7 +6,7 @@ import os
 import hvac
 import pytest
 
-from infra import vault_ops
+from infra.clients import vault_ops
 from infra.providers import vault_bootstrap
 from infra.providers.base import ManagedProvider, inputs_of, plain
 from infra.providers.docker import context_digest

@@ -27,7 +27,7 @@ from pulumi import automation as auto
 from sqlalchemy import DateTime, insert
 from sqlalchemy.engine import make_url
 
-from infra import kube_forward
+from infra.clients import kube_forward
 from infra.vault_k8s import VaultKubernetes, VaultKubernetesArgs
 from infra.vault_raft_docker import VaultRaftDocker, VaultRaftDockerArgs
 from infra.vault_seal import STATIC_KEY, StaticSealArgs

@@ -17,7 +17,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 
-from infra import kube_forward, vault_ops
+from infra.clients import kube_forward, vault_ops
 from infra.server_paths import DATA_DIR
 from infra.vault_k8s import CLUSTER_PORT
 from tools.lib.drills import step

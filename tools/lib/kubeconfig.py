@@ -7,7 +7,7 @@ import os
 import tempfile
 from typing import Iterator, Optional
 
-from infra import kube_forward
+from infra.clients import kube_forward
 from tools.lib.stack_outputs import KUBECONFIG, stack_setting
 
 

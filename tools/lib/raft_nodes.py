@@ -8,9 +8,9 @@ from typing import Any, Iterator, Protocol
 
 import docker
 
-from infra import kube_forward
+from infra.clients import kube_forward
+from infra.clients.vault_ops import active_index, break_glass_root, wait_until
 from infra.providers.docker import copy_files
-from infra.vault_ops import active_index, break_glass_root, wait_until
 from tools.lib.kube_nodes import KubeNodes
 from tools.lib.kubeconfig import use_stack_kubeconfig
 from tools.lib.seal_keys import keys_of

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Optional
 import hvac
 import requests
 
-from infra import kube_forward
+from infra.clients import kube_forward
 
 # What a node answers while it starts, seals, elects or joins: worth another try, not a failure.
 TRANSIENT = (requests.RequestException, hvac.exceptions.VaultError, ValueError, KeyError)
@@ -54,7 +54,7 @@ def _remove(path: str) -> None:
 def client(address: str, token: str = "", ca: Any = None, timeout: float = 10) -> hvac.Client:
     """An hvac client of one node. `token` is never taken from the environment (VAULT_TOKEN, ~/.vault-token).
     A `k8s://` address (a pod or Service reached through the Kubernetes API) goes through a local
-    port-forward (infra/kube_forward.py); every request of the project to a node is made here."""
+    port-forward (infra/clients/kube_forward.py); every request of the project to a node is made here."""
     c = hvac.Client(url=kube_forward.local_url(address), token=token, verify=ca_verify(ca), timeout=timeout)
     # REQUESTS_CA_BUNDLE in the environment would silently override `verify`.
     c.adapter.session.trust_env = False
