@@ -26,8 +26,8 @@ from typing import Any
 import hvac
 import requests
 
+from infra.clients.vault_ops import autopilot_servers, healthy_voters, unseal_until_serving, wait_until
 from infra.clients.vault_ops import client as vault_client
-from infra.clients.vault_ops import healthy_voters, unseal_until_serving, wait_until
 from tools.lib.drills import kv_hashes, restart_clock, stack_ca_file, stack_kv_mount, step, write_report
 from tools.lib.raft_nodes import RaftNodes, active_node, drill_token, stack_nodes
 from tools.lib.seal_keys import keys_of, with_keys
@@ -134,8 +134,16 @@ def quorum_loss(c: RaftNodes, token: str, keys: list[str], survivor: int = 0, mo
     for i in lost:
         c.start(i)
     unseal_until_serving(c.nodes, keys, c.verify, timeout=180)
-    wait_until(lambda: healthy_voters(c.nodes[survivor], token, c.verify) == len(c.nodes), 180,
-           "three healthy voters again")
+    # 37 s on an idle machine; minutes when the machine is loaded (joins retry, autopilot waits for stable
+    # servers). A timeout says what autopilot saw last.
+    try:
+        wait_until(lambda: healthy_voters(c.nodes[survivor], token, c.verify) == len(c.nodes), 300,
+                   "three healthy voters again")
+    except TimeoutError as e:
+        seen = autopilot_servers(c.nodes[survivor], token, c.verify)
+        raise TimeoutError(f"{e}; autopilot saw " + (", ".join(
+            f"{k}: {v.get('status')}, {'healthy' if v.get('healthy') else 'unhealthy'}" for k, v in sorted(seen.items()))
+            or "nothing")) from None
     report["seconds_to_full_cluster"] = round(time.monotonic() - t_rebuild, 2)
     step(f"{len(c.nodes)} healthy voters after {report['seconds_to_full_cluster']} s; checking every value by hash")
     return _verify(c, token, mount, expected, report)

@@ -177,15 +177,20 @@ def active_node(nodes: list[str], ca: Any = None) -> Optional[str]:
     return nodes[i] if i >= 0 else None
 
 
-def healthy_voters(address: str, token: str, ca: Any = None) -> int:
-    """Healthy voters (the leader included) that autopilot reports; 0 when it cannot tell."""
+def autopilot_servers(address: str, token: str, ca: Any = None) -> dict:
+    """Autopilot's view of each Raft server (id -> status, healthy, ...); {} when it cannot tell."""
     try:
         # hvac has no method for autopilot's state.
         state = client(address, token, ca, timeout=5).adapter.get("/v1/sys/storage/raft/autopilot/state")
     except hvac.exceptions.VaultError:
-        return 0
-    servers = (state.get("data") or {}).get("servers", {}) if isinstance(state, dict) else {}
-    return sum(1 for s in servers.values() if s.get("status") in ("leader", "voter") and s.get("healthy"))
+        return {}
+    return (state.get("data") or {}).get("servers", {}) if isinstance(state, dict) else {}
+
+
+def healthy_voters(address: str, token: str, ca: Any = None) -> int:
+    """Healthy voters (the leader included) that autopilot reports; 0 when it cannot tell."""
+    return sum(1 for s in autopilot_servers(address, token, ca).values()
+               if s.get("status") in ("leader", "voter") and s.get("healthy"))
 
 
 def unseal_until_serving(nodes: list[str], keys: list[str], ca: Any = None, timeout: float = 120) -> str:
