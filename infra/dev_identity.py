@@ -68,6 +68,9 @@ class DevIdentity(pulumi.ComponentResource):
         provider = vault.Endpoint(
             f"{name}-provider", connection=conn, path=f"identity/oidc/provider/{PROVIDER_NAME}",
             data={"issuer": args.issuer_base_url, "allowed_client_ids": ["*"], "scopes_supported": ["profile"]},
+            # Vault reads the issuer back with the provider's path appended: compared, it was an update on every
+            # `up --refresh`.
+            write_only=["issuer"],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[key, profile]))
         oidc_client = vault.Endpoint(
             f"{name}-client", connection=conn, path=f"identity/oidc/client/{CLIENT_NAME}",

@@ -127,6 +127,7 @@ def test_dev_mode_vault_and_service_up_idempotent_and_destroyed(throwaway_stack,
         check_container(f"{prefix}-monitoring-{role}", {port}, {})
 
     assert s.changes_of_second_up() == {}
+    assert s.changes_of_second_up(refresh=True) == {}  # as `make up` runs it: what it reads back is what it wrote
     # What `make up` checks last passes; once the service cannot reach Vault it fails, naming the check,
     # with the service's last log lines.
     assert stack_check(s).returncode == 0

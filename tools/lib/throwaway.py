@@ -30,12 +30,13 @@ class ThrowawayStack:
             self.stack = auto.create_stack(self.name, project_name=project_name, program=program,
                                            opts=auto.LocalWorkspaceOptions(work_dir=work_dir, env_vars=env))
 
-    def up(self) -> auto.UpResult:
-        return self.stack.up(on_output=lambda _l: None, color="never")
+    def up(self, refresh: bool = False) -> auto.UpResult:
+        return self.stack.up(refresh=refresh, on_output=lambda _l: None, color="never")
 
-    def changes_of_second_up(self) -> dict[str, int]:
-        """What a second `up` reports, less the resources it left unchanged."""
-        result = self.up()
+    def changes_of_second_up(self, refresh: bool = False) -> dict[str, int]:
+        """What a second `up` (with `refresh`: `up --refresh`, as `make up` runs it) reports, less the resources
+        it left unchanged."""
+        result = self.up(refresh)
         return {op: n for op, n in (result.summary.resource_changes or {}).items() if op != "same"}
 
     def stored_text_contains(self, needle: str) -> bool:
