@@ -9,10 +9,16 @@ import pytest
 import requests
 from pulumi import automation as auto
 
+from infra.clients import vault_ops
 from stacks.config import DEFAULT_BASE_IMAGE
 
 pytestmark = pytest.mark.e2e
 DOCKERFILE = "ARG BASE\nFROM ${BASE}\nCOPY app.txt /srv/app.txt\n"
+
+
+def _get(url: str) -> str:
+    """The body at `url`, once the container's server answers (a new container takes a moment to listen)."""
+    return vault_ops.wait_until(lambda: requests.get(url, timeout=5).text, 30, f"{url} to answer")
 
 
 def test_a_changed_build_rolls_the_container_a_renewed_file_does_not(throwaway_stack, toolchain, tmp_path):
@@ -26,24 +32,24 @@ def test_a_changed_build_rolls_the_container_a_renewed_file_does_not(throwaway_s
     engine = docker.DockerClient(base_url=toolchain["docker_host"])
     try:
         first = {k: v.value for k, v in s.up().outputs.items()}
-        assert requests.get(f"{first['url']}/app.txt", timeout=5).text == "version 1\n"
+        assert _get(f"{first['url']}/app.txt") == "version 1\n"
 
         # The code changes: `up` builds a new image and the new container serves it.
         (tmp_path / "app.txt").write_text("version 2\n")
         second = {k: v.value for k, v in s.up().outputs.items()}
         assert second["image_id"] != first["image_id"] and second["container_id"] != first["container_id"]
-        assert requests.get(f"{second['url']}/app.txt", timeout=5).text == "version 2\n"
+        assert _get(f"{second['url']}/app.txt") == "version 2\n"
         assert engine.containers.get(name).attrs["Image"] == second["image_id"]
 
         # A renewed file: written into the same running container (not restarted), which gets the signal.
         started = engine.containers.get(name).attrs["State"]["StartedAt"]
-        assert requests.get(f"{second['url']}/reloads", timeout=5).text == "0"
+        assert _get(f"{second['url']}/reloads") == "0"
         s.stack.set_config("renewed", auto.ConfigValue("certificate 2"))
         result = s.up()
         third = {k: v.value for k, v in result.outputs.items()}
         assert result.summary.resource_changes.get("update") == 1 and third["container_id"] == second["container_id"]
-        assert requests.get(f"{third['url']}/data/renewed.txt", timeout=5).text == "certificate 2"
-        assert requests.get(f"{third['url']}/reloads", timeout=5).text == "1"
+        assert _get(f"{third['url']}/data/renewed.txt") == "certificate 2"
+        assert _get(f"{third['url']}/reloads") == "1"
         assert engine.containers.get(name).attrs["State"]["StartedAt"] == started
         assert s.changes_of_second_up() == {}
     finally:
