@@ -176,6 +176,8 @@ def run(kind: str, c: RaftNodes, token: str, keys: list[str], out_dir: str, inde
             report.update(quorum_loss(c, token, keys, index, kv_mount))
     except Exception as e:  # noqa: BLE001 (the report says how it failed)
         report.update(passed=False, error=f"{type(e).__name__}: {e}"[:500])
+    finally:
+        c.release()
     report["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
     write_report(report, out_dir, kind, started, markdown(report))
     return (0 if report.get("passed") else 1), report

@@ -2,12 +2,13 @@
 rolling upgrade (tools/vault_upgrade.py) and the seal migration (tools/vault_seal_migrate.py), through the
 Kubernetes API only (the stack's kubeconfig).
 
-A pod cannot be held down: the StatefulSet controller makes it again at once, and the new pod starts
-sealed. So `kill` deletes the pod (no grace: a crash) and waits until its successor exists, which is out
-of the cluster until someone unseals it; `start` waits until the successor's server answers; `wipe`
-deletes the pod's volume claims as well (the node and its disks are gone): the successor comes back empty
-on new volumes and joins the cluster by `retry_join` once it is unsealed. `write_peers` puts peers.json in
-the data volume and restarts the pod, so the server finds it whether it reads it at start or at unseal.
+The StatefulSet controller makes a deleted pod again at once, and with an auto seal it unseals itself. So
+`kill` stops the server and the kubelet restarts it in the same pod; `wipe` (the machine and its disks
+lost) cordons the pod's node and deletes the pod and its volume claims: the successor stays
+Pending (no other node is free under the required anti-affinity) until `start` uncordons the node and
+waits until the successor's server answers (empty, on new volumes: it joins by `retry_join` once
+unsealed); `release` uncordons whatever a failed drill left cordoned. `write_peers` puts peers.json in
+the data volume and restarts the server in place, so it finds it whether it reads it at start or at unseal.
 """
 import json
 import time
@@ -46,6 +47,8 @@ class KubeNodes:
         self._headless = sts.spec.service_name
         self._claims = [t.metadata.name for t in sts.spec.volume_claim_templates or []]
         self.pods = [f"{statefulset}-{i}" for i in range(sts.spec.replicas)]
+        self._node_of: dict[int, str] = {}  # the node each killed pod ran on
+        self._held: dict[int, str] = {}  # pods `wipe` keeps down: their nodes, cordoned
         if len(nodes) != len(self.pods):
             raise ValueError(f"{len(nodes)} node addresses for {len(self.pods)} pods of {namespace}/{statefulset}")
 
@@ -58,18 +61,45 @@ class KubeNodes:
         return f"{self.pods[i]}.{self._headless}:{CLUSTER_PORT}"
 
     def kill(self, i: int) -> None:
-        self.delete_pod(i, grace_seconds=0)
+        """The server stopped and restarted in place by the kubelet (its pod, and so its node, kept: a pod
+        deleted instead could lose its node to a successor `wipe` keeps Pending)."""
+        self._node_of[i] = self.core.read_namespaced_pod(self.pods[i], self.namespace).spec.node_name
+        self._restart_in_place(i)
 
     def start(self, i: int) -> None:
+        if i in self._held:
+            self._schedulable(self._held.pop(i), True)
         self.wait_serving(i)
 
+    def release(self) -> None:
+        for node in self._held.values():
+            self._schedulable(node, True)
+        self._held.clear()
+
     def write_peers(self, i: int, peers: list[dict]) -> None:
+        self.wait_serving(i)  # written through `exec`: the killed pod's successor runs first
         # The peer list names nodes and addresses, no secret: an argument is fine.
         self.exec(i, ["sh", "-c", 'umask 077 && printf "%s" "$1" > "$2"', "sh", json.dumps(peers),
                       f"{DATA_DIR}/raft/peers.json"])
-        self.delete_pod(i, grace_seconds=0)
+        self._restart_in_place(i)
+
+    def _restart_in_place(self, i: int) -> None:
+        """SIGTERM to the server (PID 1 of the container, which handles it); the kubelet starts the container
+        again in the same pod. Waits until it has."""
+        def restarts() -> int:
+            p = self.core.read_namespaced_pod(self.pods[i], self.namespace)
+            return sum(c.restart_count for c in p.status.container_statuses or [])
+        before = restarts()
+        pod_exec(self.core, self.namespace, self.pods[i], ["sh", "-c", "kill -TERM 1"])
+        vault_ops.wait_until(lambda: restarts() > before, 120, f"{self.pods[i]}'s server restarted")
 
     def wipe(self, i: int) -> None:
+        """The machine is gone with its disks: its volume claims deleted and the pod kept down until `start`.
+        Its node is cordoned, and the required anti-affinity leaves the successor no other node, so it stays
+        Pending (with an auto seal a successor on new volumes would unseal itself and join at once)."""
+        node = self._node_of.get(i) or self.core.read_namespaced_pod(self.pods[i], self.namespace).spec.node_name
+        self._schedulable(node, False)
+        self._held[i] = node
         pod = self.pods[i]
         claims = {f"{t}-{pod}": self._uid(self.core.read_namespaced_persistent_volume_claim, f"{t}-{pod}")
                   for t in self._claims}
@@ -124,6 +154,9 @@ class KubeNodes:
         if code != 0:
             raise RuntimeError(f"{' '.join(command[:1])} in {self.pods[i]} failed ({code}): {err.strip()[:200]}")
         return out
+
+    def _schedulable(self, node: str, yes: bool) -> None:
+        self.core.patch_node(node, {"spec": {"unschedulable": not yes}})
 
     def _uid(self, read: Any, name: str) -> Optional[str]:
         try:

@@ -27,6 +27,7 @@ class RaftNodes(Protocol):
     def start(self, i: int) -> None: ...  # comes back sealed
     def write_peers(self, i: int, peers: list[dict]) -> None: ...  # <raft dir>/raft/peers.json, node stopped
     def wipe(self, i: int) -> None: ...  # the node's Raft data, node stopped
+    def release(self) -> None: ...  # the drill ended (passed or not): undo what keeps killed nodes down
 
 
 class DockerNodes:
@@ -50,6 +51,9 @@ class DockerNodes:
 
     def start(self, i: int) -> None:
         self._containers[i].start()
+
+    def release(self) -> None:
+        pass  # a stopped container stays down by itself
 
     def write_peers(self, i: int, peers: list[dict]) -> None:
         c = self._containers[i]
