@@ -22,7 +22,8 @@ from service.settings import Settings
 API = "/api/v2/user/env-vars"
 
 
-def configure(pulumi_backend, server, issuer) -> tuple[ThrowawayStack, dict]:
+def configure(pulumi_backend, server, issuer, more: dict | None = None) -> tuple[ThrowawayStack, dict]:
+    """The project's Vault configuration applied to `server`, plus `more` settings."""
     s = ThrowawayStack("integration/programs/vault_config", dict(pulumi_backend))
     s.stack.set_all_config({
         "vault-envvars:vaultAddress": auto.ConfigValue(server.address),
@@ -32,6 +33,7 @@ def configure(pulumi_backend, server, issuer) -> tuple[ThrowawayStack, dict]:
         "vault-envvars:jwtIssuer": auto.ConfigValue(issuer.iss),
         "vault-envvars:jwtAudiences": auto.ConfigValue(issuer.audience),
         "vault-envvars:jwksUrl": auto.ConfigValue(issuer.jwks_url),
+        **(more or {}),
     })
     return s, {k: v.value for k, v in s.up().outputs.items()}
 

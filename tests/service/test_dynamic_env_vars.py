@@ -22,9 +22,8 @@ from pulumi import automation as auto
 from devkit import procs
 from devkit.postgres import remove, require_passwords, start_postgres
 from devkit.service_process import start_service, wait_execution
-from devkit.stacks import ThrowawayStack
 from devkit.vault_servers import start_dev_server
-from tests.service.helpers import app_clients, bearer, process_env, vault_login_token, wait_finished
+from tests.service.helpers import app_clients, bearer, configure, process_env, vault_login_token, wait_finished
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -69,7 +68,6 @@ def dynamic_vault(toolchain, pulumi_backend, issuer, jobs_db, tmp_path_factory):
     """A dev server configured by the project's program with a database connection and two roles:
     `reader` granted to alice, `nobody` granted to no one."""
     server = start_dev_server(toolchain["bao"], str(tmp_path_factory.mktemp("dyn-bao")))
-    s = ThrowawayStack("integration/programs/vault_config", dict(pulumi_backend))
     connections = [{"name": "jobsdb", "username": "vaultadmin",
                     "connectionUrl": f"postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{jobs_db.port}/postgres"
                                      "?sslmode=disable"}]
@@ -77,19 +75,11 @@ def dynamic_vault(toolchain, pulumi_backend, issuer, jobs_db, tmp_path_factory):
               "revocationStatements": REVOKE_SQL, "defaultTtl": "10m", "maxTtl": "1h", "users": ["alice"]},
              {"name": "nobody", "connection": "jobsdb", "creationStatements": ROLE_SQL,
               "revocationStatements": REVOKE_SQL, "users": []}]
-    s.stack.set_all_config({
-        "vault-envvars:vaultAddress": auto.ConfigValue(server.address),
-        "vault-envvars:vaultToken": auto.ConfigValue(server.token, secret=True),
-        "vault-envvars:adoptKvMount": auto.ConfigValue("true"),
-        "vault-envvars:auditFilePath": auto.ConfigValue(server.audit_log),
-        "vault-envvars:jwtIssuer": auto.ConfigValue(issuer.iss),
-        "vault-envvars:jwtAudiences": auto.ConfigValue(issuer.audience),
-        "vault-envvars:jwksUrl": auto.ConfigValue(issuer.jwks_url),
+    s, outputs = configure(pulumi_backend, server, issuer, {
         "vault-envvars:databaseConnections": auto.ConfigValue(json.dumps(connections)),
         "vault-envvars:databaseRoles": auto.ConfigValue(json.dumps(roles)),
         "vault-envvars:databasePasswords": auto.ConfigValue(json.dumps({"jobsdb": ADMIN_PASSWORD}), secret=True),
     })
-    outputs = {k: v.value for k, v in s.up().outputs.items()}
     assert not s.stored_text_contains(ADMIN_PASSWORD)  # a secret in the config and the state
     yield server, outputs
     s.destroy()
